@@ -1,0 +1,114 @@
+"""The ``headroom`` command.
+
+``headroom proxy`` starts the proxy. Its flags are generated from
+:data:`headroom.config.OPTIONS`, so flags, environment variables and the README table
+cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from functools import partial
+from typing import Any, Sequence
+
+from headroom import __version__
+from headroom.config import OPTIONS, ConfigError, Option, ProxyConfig, build_config, not_yet_available
+
+
+def _flag_type(option: Option):
+    def parse(text: str):
+        try:
+            return option.parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = getattr(option.parse, "__name__", "value")
+    return parse
+
+
+def add_option(parser: argparse.ArgumentParser, option: Option) -> None:
+    help_text = f"{option.help} [env {option.env}]"
+    if option.not_yet:
+        help_text += " (not available yet)"
+    if option.switch:
+        parser.add_argument(
+            option.flag, dest=option.field, action="store_const", const=option.switch == "store_true",
+            default=None, help=help_text,
+        )
+        return
+    default = getattr(ProxyConfig(), option.field)
+    if default is not None:
+        help_text += f" (default: {default})"
+    parser.add_argument(
+        option.flag, dest=option.field, type=_flag_type(option), choices=option.choices, default=None,
+        help=help_text, metavar=option.field.upper() if not option.choices else None,
+    )
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="headroom", description="A transparent, cache-safe token-saving proxy for LLM APIs."
+    )
+    parser.add_argument("--version", action="version", version=f"headroom {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    proxy = commands.add_parser(
+        "proxy",
+        help="run the proxy",
+        description="Run the Headroom proxy. Every flag can also be set by the environment variable named in its help.",
+    )
+    for option in OPTIONS:
+        add_option(proxy, option)
+    return parser
+
+
+def banner(config: ProxyConfig) -> str:
+    def on(flag: bool) -> str:
+        return "on" if flag else "off"
+
+    workers = f"{config.workers} worker{'s' if config.workers != 1 else ''}"
+    lines = [
+        f"Headroom {__version__} listening on http://{config.host}:{config.port} ({workers})",
+        f"  anthropic -> {config.anthropic_api_url}",
+        f"  openai    -> {config.openai_api_url}",
+        f"  optimize: {on(config.optimize)}   max body: {config.max_body_mb:g} MiB   "
+        f"timeouts: connect {config.connect_timeout:g}s, upstream silence {config.request_timeout:g}s",
+    ]
+    return "\n".join(lines)
+
+
+def run_proxy(config: ProxyConfig) -> int:
+    # Imported here so `headroom --help` stays instant.
+    from sanic import Sanic
+    from sanic.worker.loader import AppLoader
+
+    from headroom.proxy.server import create_app
+
+    for message in not_yet_available(config):
+        print(f"headroom: warning: {message}", file=sys.stderr)
+    print(banner(config), file=sys.stderr, flush=True)
+    loader = AppLoader(factory=partial(create_app, config))
+    app = loader.load()
+    app.prepare(
+        host=config.host, port=config.port, workers=config.workers, access_log=False, motd=False, verbosity=0
+    )
+    Sanic.serve(primary=app, app_loader=loader)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    flags: dict[str, Any] = {k: v for k, v in vars(args).items() if k != "command"}
+    try:
+        config = build_config(flags)
+    except ConfigError as exc:
+        parser.exit(2, f"headroom: error: {exc}\n")
+    if args.command == "proxy":
+        return run_proxy(config)
+    parser.error(f"unknown command {args.command!r}")
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

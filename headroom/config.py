@@ -1,0 +1,174 @@
+"""One typed configuration for the proxy.
+
+Every option is declared once, in :data:`OPTIONS`; the CLI flags, the ``HEADROOM_*``
+environment variables and the README's option table are all derived from that list.
+Precedence is defaults < environment < command-line flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+ANTHROPIC_API_URL = "https://api.anthropic.com"
+OPENAI_API_URL = "https://api.openai.com"
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    host: str = "127.0.0.1"
+    port: int = 8787
+    workers: int = 1
+    optimize: bool = True
+    cache: bool = True
+    rate_limit: bool = True
+    log_file: str | None = None
+    budget: float | None = None
+    llmlingua: bool = False
+    llmlingua_device: str = "auto"
+    llmlingua_rate: float = 0.3
+    anthropic_api_url: str = ANTHROPIC_API_URL
+    openai_api_url: str = OPENAI_API_URL
+    request_timeout: float = 600.0
+    connect_timeout: float = 10.0
+    max_body_mb: float = 32.0
+
+    @property
+    def max_body_bytes(self) -> int:
+        return int(self.max_body_mb * 1024 * 1024)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One configurable setting: its field, flag, environment variable and help text."""
+
+    field: str
+    flag: str
+    env: str
+    help: str
+    parse: Callable[[str], Any] = str
+    #: ``"store_false"`` for ``--no-x`` switches, ``"store_true"`` for ``--x`` switches.
+    switch: str | None = None
+    choices: tuple[str, ...] | None = None
+    #: Set for options whose feature has not shipped yet: the CLI says so loudly.
+    not_yet: str | None = None
+
+
+def parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str):
+        value = kind(text)
+        if value <= 0:
+            raise ValueError(f"must be positive: {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _not_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"must not be negative: {text!r}")
+    return value
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("host", "--host", "HEADROOM_HOST", "address to bind"),
+    Option("port", "--port", "HEADROOM_PORT", "port to listen on", _not_negative_int),
+    Option("workers", "--workers", "HEADROOM_WORKERS", "worker processes", _positive(int)),
+    Option(
+        "optimize", "--no-optimize", "HEADROOM_OPTIMIZE",
+        "turn the compression pipeline off (forward everything unchanged)", parse_bool, "store_false",
+    ),
+    Option(
+        "cache", "--no-cache", "HEADROOM_CACHE", "turn the response cache off", parse_bool, "store_false",
+        not_yet="the response cache",
+    ),
+    Option(
+        "rate_limit", "--no-rate-limit", "HEADROOM_RATE_LIMIT", "turn rate limiting off", parse_bool,
+        "store_false", not_yet="rate limiting",
+    ),
+    Option("log_file", "--log-file", "HEADROOM_LOG_FILE", "append one JSON line per request to this file",
+           not_yet="the request log"),
+    Option("budget", "--budget", "HEADROOM_BUDGET", "spend limit in USD per budget period", _positive(float),
+           not_yet="budgets"),
+    Option("llmlingua", "--llmlingua", "HEADROOM_LLMLINGUA", "compress prose with LLMLingua-2", parse_bool,
+           "store_true", not_yet="LLMLingua compression"),
+    Option("llmlingua_device", "--llmlingua-device", "HEADROOM_LLMLINGUA_DEVICE", "device for LLMLingua",
+           choices=("auto", "cuda", "cpu", "mps"), not_yet="LLMLingua compression"),
+    Option("llmlingua_rate", "--llmlingua-rate", "HEADROOM_LLMLINGUA_RATE", "share of tokens LLMLingua keeps",
+           _positive(float), not_yet="LLMLingua compression"),
+    Option("anthropic_api_url", "--anthropic-api-url", "ANTHROPIC_TARGET_API_URL", "Anthropic upstream base URL"),
+    Option("openai_api_url", "--openai-api-url", "OPENAI_TARGET_API_URL", "OpenAI upstream base URL"),
+    Option("request_timeout", "--request-timeout", "HEADROOM_REQUEST_TIMEOUT",
+           "seconds an upstream may stay silent (before headers, or between stream chunks)", _positive(float)),
+    Option("connect_timeout", "--connect-timeout", "HEADROOM_CONNECT_TIMEOUT",
+           "seconds to open an upstream connection", _positive(float)),
+    Option("max_body_mb", "--max-body-mb", "HEADROOM_MAX_BODY_MB", "largest request body accepted, in MiB",
+           _positive(float)),
+)
+
+
+class ConfigError(ValueError):
+    """A setting could not be understood; the message names the setting."""
+
+
+def _normalise(values: dict[str, Any]) -> dict[str, Any]:
+    for key in ("anthropic_api_url", "openai_api_url"):
+        if key in values:
+            url = str(values[key]).rstrip("/")
+            # Accept both ".../v1" and the bare base: routes always add "/v1/...".
+            values[key] = url[: -len("/v1")] if url.endswith("/v1") else url
+    return values
+
+
+def from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Settings given by environment variables, parsed and checked."""
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        raw = environ.get(option.env)
+        if raw is None or raw == "":
+            continue
+        try:
+            value = option.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{option.env}={raw!r}: {exc}") from None
+        if option.choices and value not in option.choices:
+            raise ConfigError(f"{option.env}={raw!r}: choose one of {', '.join(option.choices)}")
+        values[option.field] = value
+    return values
+
+
+def build_config(flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> ProxyConfig:
+    """Merge defaults < environment < flags into one :class:`ProxyConfig`.
+
+    ``flags`` holds only what was given on the command line (absent means "not given").
+    """
+    values = from_env(os.environ if environ is None else environ)
+    values.update({k: v for k, v in (flags or {}).items() if v is not None})
+    return ProxyConfig(**_normalise(values))
+
+
+def not_yet_available(config: ProxyConfig) -> list[str]:
+    """Messages for every option set to a value whose feature has not shipped yet."""
+    defaults = ProxyConfig()
+    messages = []
+    for option in OPTIONS:
+        if option.not_yet and getattr(config, option.field) != getattr(defaults, option.field):
+            messages.append(f"{option.flag} is accepted but not available yet: {option.not_yet} is not built in this version")
+    return messages
+
+
+def describe(config: ProxyConfig) -> dict[str, Any]:
+    return dataclasses.asdict(config)

@@ -1,0 +1,122 @@
+"""Send one request upstream and relay the answer: JSON in one piece, SSE event by event.
+
+The client's status, headers and body come back unchanged (less hop-by-hop headers). A
+stream that breaks mid-way ends with the provider's own error event, never a hang; a
+client that goes away cancels the upstream request and closes its connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from time import perf_counter
+
+import aiohttp
+from sanic import Request
+from sanic.compat import Header
+from sanic.response import HTTPResponse
+
+from headroom.proxy.errors import ProxyError
+from headroom.proxy.headers import request_headers, response_headers
+from headroom.proxy.providers import Provider
+from headroom.proxy.upstream import UpstreamRequest
+
+
+@dataclass
+class Exchange:
+    """Timings and sizes of one proxied request, filled in as it goes."""
+
+    started: float = field(default_factory=perf_counter)
+    upstream_started: float = 0.0
+    upstream_finished: float = 0.0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    status: int = 0
+    error: str | None = None
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def upstream_ms(self) -> float:
+        if not self.upstream_started:
+            return 0.0
+        end = self.upstream_finished or perf_counter()
+        return (end - self.upstream_started) * 1000.0
+
+
+def upstream_url(request: Request, provider: Provider, path: str) -> str:
+    base = provider.upstream_base(request.app.ctx.config)
+    query = request.query_string
+    return f"{base}{path}?{query}" if query else f"{base}{path}"
+
+
+async def forward(
+    request: Request, provider: Provider, path: str, body: bytes | None, exchange: Exchange
+) -> HTTPResponse | None:
+    """Proxy ``request`` (with ``body``) to ``path`` on the provider's upstream.
+
+    Returns the response for a buffered answer, or ``None`` once a streamed answer has
+    been relayed in full through ``request.respond()``.
+    """
+    upstream_request = UpstreamRequest(
+        request.method, upstream_url(request, provider, path), request_headers(request.headers.items()), body
+    )
+    exchange.upstream_started = perf_counter()
+    resp = await request.app.ctx.upstream.open(upstream_request)
+    try:
+        exchange.status = resp.status
+        headers = Header(response_headers(resp.headers.items()))
+        headers.update(exchange.extra_headers)
+        if resp.content_type == "text/event-stream":
+            await relay_stream(request, resp, headers, provider, exchange)
+            return None
+        try:
+            payload = await resp.read()
+        except (aiohttp.ServerTimeoutError, asyncio.TimeoutError):
+            raise ProxyError(504, "upstream did not finish its answer in time") from None
+        except aiohttp.ClientError as exc:
+            raise ProxyError(502, f"upstream answer broke off: {type(exc).__name__}") from None
+        exchange.upstream_finished = perf_counter()
+        exchange.bytes_out = len(payload)
+        return HTTPResponse(payload, status=resp.status, headers=headers)
+    except asyncio.CancelledError:
+        # The client went away: drop the upstream connection instead of reusing it.
+        resp.close()
+        raise
+    finally:
+        resp.release()
+
+
+def last_event_end(buffer: bytes) -> int:
+    """Offset just past the last complete SSE event in ``buffer`` (0 if there is none)."""
+    lf = buffer.rfind(b"\n\n")
+    crlf = buffer.rfind(b"\r\n\r\n")
+    return max(lf + 2 if lf >= 0 else 0, crlf + 4 if crlf >= 0 else 0)
+
+
+async def relay_stream(
+    request: Request, resp: aiohttp.ClientResponse, headers: Header, provider: Provider, exchange: Exchange
+) -> None:
+    """Relay SSE as whole events, as soon as each arrives.
+
+    Only complete events are sent, so when the upstream breaks mid-event the client gets a
+    well-formed stream that ends with the provider's error event rather than half a line.
+    """
+    response = await request.respond(status=resp.status, headers=headers)
+    pending = b""
+    try:
+        async for chunk in resp.content.iter_any():
+            pending += chunk
+            cut = last_event_end(pending)
+            if cut:
+                await response.send(pending[:cut])
+                exchange.bytes_out += cut
+                pending = pending[cut:]
+        if pending:  # the upstream ended without a final blank line: pass it on as is
+            await response.send(pending)
+            exchange.bytes_out += len(pending)
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        reason = "timed out" if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)) else "broke off"
+        exchange.error = "stream_timeout" if reason == "timed out" else "stream_broken"
+        await response.send(provider.stream_error_event(f"The upstream stream {reason} before it was complete"))
+    exchange.upstream_finished = perf_counter()
+    await response.eof()

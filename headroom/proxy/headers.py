@@ -1,0 +1,58 @@
+"""Which headers cross the proxy, in each direction.
+
+Everything end-to-end is forwarded unchanged (API keys, ``anthropic-beta``, ``user-agent``,
+custom ``x-*`` headers, request ids, rate-limit headers). Hop-by-hop headers belong to one
+connection only, and length/encoding headers are recomputed for the bytes actually sent.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+# Recomputed for the bytes Headroom actually sends on: a body that was decompressed (or
+# rewritten) must never carry the old length or encoding.
+_RECOMPUTED = frozenset({"content-length", "content-encoding"})
+
+_DROP_FROM_REQUEST = HOP_BY_HOP | _RECOMPUTED | {"host", "accept-encoding", "expect"}
+_DROP_FROM_RESPONSE = HOP_BY_HOP | _RECOMPUTED
+
+
+def _connection_listed(items: Iterable[tuple[str, str]]) -> set[str]:
+    """Headers named in ``Connection:`` are hop-by-hop for this message too (RFC 9110 7.6.1)."""
+    named: set[str] = set()
+    for name, value in items:
+        if name.lower() == "connection":
+            named.update(part.strip().lower() for part in value.split(",") if part.strip())
+    return named
+
+
+def request_headers(items: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Client headers to send upstream, in their original order and spelling."""
+    items = list(items)
+    drop = _DROP_FROM_REQUEST | _connection_listed(items)
+    forwarded = [(name, value) for name, value in items if name.lower() not in drop]
+    # Ask only for encodings the upstream client can decode; the client gets plain bytes.
+    forwarded.append(("accept-encoding", "gzip, deflate"))
+    return forwarded
+
+
+def response_headers(items: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Upstream headers to send back to the client."""
+    items = list(items)
+    drop = _DROP_FROM_RESPONSE | _connection_listed(items)
+    return [(name, value) for name, value in items if name.lower() not in drop]

@@ -1,0 +1,135 @@
+"""The proxy's routes: LLM calls, passthrough, health and stats.
+
+One request's path: :func:`proxy_request` decodes and checks the body, (later) runs the
+transform pipeline, forwards it with :func:`headroom.proxy.forward.forward`, and records
+what happened once the answer is out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from time import perf_counter
+
+import ujson
+from sanic import Blueprint, Request
+from sanic.response import HTTPResponse, json
+
+from headroom.proxy.errors import ProxyError, error_response
+from headroom.proxy.forward import Exchange, forward
+from headroom.proxy.providers import ANTHROPIC, OPENAI, Provider, provider_for_path
+from headroom.proxy.stats import RequestRecord
+
+bp = Blueprint("proxy")
+
+_ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+def decoded_body(request: Request) -> bytes:
+    """The request body as plain bytes, undoing a ``content-encoding`` the client applied."""
+    raw = request.body or b""
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if encoding in ("", "identity"):
+        return raw
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise ProxyError(415, f"Unsupported content-encoding {encoding!r}: send gzip, deflate or identity")
+    limit = request.app.ctx.config.max_body_bytes
+    try:
+        decoder = zlib.decompressobj(wbits=47)  # 32 + 15: gzip or zlib header, detected
+        body = decoder.decompress(raw, limit + 1)
+    except zlib.error as exc:
+        raise ProxyError(400, f"Request body is not valid {encoding} data: {exc}") from None
+    if len(body) > limit:
+        limit_mb = request.app.ctx.config.max_body_mb
+        raise ProxyError(413, f"Request body too large once decompressed: the limit is {limit_mb:g} MiB")
+    return body
+
+
+def check_json_object(body: bytes) -> dict:
+    try:
+        parsed = ujson.loads(body)
+    except (ValueError, TypeError) as exc:
+        raise ProxyError(400, f"Request body is not valid JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise ProxyError(400, "Request body must be a JSON object")
+    return parsed
+
+
+async def proxy_request(request: Request, provider: Provider, path: str, *, llm_call: bool) -> HTTPResponse | None:
+    exchange = Exchange(bytes_in=len(request.body or b""))
+    response: HTTPResponse | None = None
+    try:
+        body = decoded_body(request)
+        if llm_call:
+            check_json_object(body)
+        response = await forward(request, provider, path, body, exchange)
+    except ProxyError as exc:
+        exchange.status = exc.status
+        exchange.error = exchange.error or f"http_{exc.status}"
+        response = error_response(provider, exc.status, exc.message, exc.code)
+    except asyncio.CancelledError:
+        exchange.status = 499  # client closed the connection
+        exchange.error = "client_disconnected"
+        raise
+    finally:
+        _record(request, provider, exchange)
+    return response
+
+
+def _record(request: Request, provider: Provider, exchange: Exchange) -> None:
+    total_ms = (perf_counter() - exchange.started) * 1000.0
+    error = exchange.error
+    if error is None and exchange.status >= 400:
+        error = f"upstream_{exchange.status // 100}xx"  # relayed from the upstream as it was
+    request.app.ctx.stats.record(
+        RequestRecord(
+            provider=provider.name,
+            status=exchange.status,
+            total_ms=total_ms,
+            overhead_ms=max(0.0, total_ms - exchange.upstream_ms),
+            bytes_in=exchange.bytes_in,
+            bytes_out=exchange.bytes_out,
+            error=error,
+        )
+    )
+
+
+@bp.post("/v1/messages")
+async def anthropic_messages(request: Request):
+    return await proxy_request(request, ANTHROPIC, "/v1/messages", llm_call=True)
+
+
+@bp.post("/v1/chat/completions")
+async def openai_chat(request: Request):
+    return await proxy_request(request, OPENAI, "/v1/chat/completions", llm_call=True)
+
+
+@bp.post("/chat/completions", name="openai_chat_unversioned")
+async def openai_chat_unversioned(request: Request):
+    """Some OpenAI-compatible clients are configured with a base URL that lacks ``/v1``."""
+    return await proxy_request(request, OPENAI, "/v1/chat/completions", llm_call=True)
+
+
+@bp.route("/v1/<rest:path>", methods=_ALL_METHODS, name="passthrough")
+async def passthrough(request: Request, rest: str):
+    """Every other API path (count_tokens, models, files, batches …) goes through untouched."""
+    provider = provider_for_path(request.path, request.headers)
+    return await proxy_request(request, provider, f"/v1/{rest}", llm_call=False)
+
+
+@bp.route("/", methods=["GET", "HEAD"], name="root")
+async def root(request: Request):
+    """Claude Code probes the base URL before it starts; answer like a live API would."""
+    return json({"status": "ok", "service": "headroom"})
+
+
+@bp.get("/health")
+async def health(request: Request):
+    return json(
+        {"status": "healthy", "optimize": request.app.ctx.config.optimize, "stats": request.app.ctx.stats.health()}
+    )
+
+
+@bp.get("/stats")
+async def stats(request: Request):
+    return json(request.app.ctx.stats.detailed())

@@ -1,0 +1,53 @@
+"""The Sanic application.
+
+``create_app(config)`` builds one app; every worker process builds its own from the same
+config. ``headroom.proxy.server:app`` is an app configured from the environment, for ASGI
+servers (``uvicorn headroom.proxy.server:app``).
+"""
+
+from __future__ import annotations
+
+from sanic import Sanic
+
+from headroom.config import ProxyConfig, build_config
+from headroom.proxy.errors import handle_exception
+from headroom.proxy.routes import bp
+from headroom.proxy.stats import ProxyStats
+from headroom.proxy.upstream import Upstream
+
+# Sanic's own timeout on a handler must never cut a long answer short: upstream silence is
+# bounded by --request-timeout instead, which resets with every chunk of a stream.
+_HANDLER_TIMEOUT_S = 24 * 3600
+
+
+def create_app(config: ProxyConfig | None = None) -> Sanic:
+    config = config or build_config()
+    app = Sanic("headroom", configure_logging=True)
+    app.config.REQUEST_MAX_SIZE = config.max_body_bytes
+    app.config.RESPONSE_TIMEOUT = _HANDLER_TIMEOUT_S
+    app.config.NOISY_EXCEPTIONS = False
+    app.config.AUTO_EXTEND = False  # no sanic-ext extras on the hot path
+    app.ctx.config = config
+    app.ctx.stats = ProxyStats()
+    app.blueprint(bp)
+    app.error_handler.add(Exception, handle_exception)
+
+    @app.before_server_start
+    async def open_upstream(app: Sanic) -> None:
+        app.ctx.upstream = Upstream(config)
+        await app.ctx.upstream.start()
+
+    @app.after_server_stop
+    async def close_upstream(app: Sanic) -> None:
+        await app.ctx.upstream.close()
+
+    return app
+
+
+def __getattr__(name: str):
+    # Built on first access, not at import: the CLI builds its own app from its flags.
+    if name == "app":
+        global app
+        app = create_app()
+        return app
+    raise AttributeError(name)

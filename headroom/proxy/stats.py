@@ -1,0 +1,109 @@
+"""Per-process request statistics behind ``/health`` and ``/stats``.
+
+Latencies are kept in bounded windows (the most recent samples), so memory stays flat
+however long the proxy runs; percentiles are computed only when someone asks.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+
+@dataclass
+class LatencyWindow:
+    """The most recent ``size`` latency samples in milliseconds."""
+
+    size: int = 10_000
+    samples: deque = field(default_factory=deque)
+
+    def add(self, ms: float) -> None:
+        if len(self.samples) >= self.size:
+            self.samples.popleft()
+        self.samples.append(ms)
+
+    def percentiles(self) -> dict[str, float | None]:
+        ordered = sorted(self.samples)
+        if not ordered:
+            return {"p50": None, "p90": None, "p99": None, "samples": 0}
+
+        def pick(q: float) -> float:
+            index = min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))
+            return round(ordered[index], 3)
+
+        return {"p50": pick(0.50), "p90": pick(0.90), "p99": pick(0.99), "samples": len(ordered)}
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """What one finished request contributes to the statistics."""
+
+    provider: str
+    status: int
+    total_ms: float
+    overhead_ms: float
+    bytes_in: int
+    bytes_out: int
+    tokens_before: int = 0
+    tokens_after: int = 0
+    error: str | None = None
+
+
+@dataclass
+class ProxyStats:
+    total_requests: int = 0
+    tokens_before: int = 0
+    tokens_after: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    by_provider: Counter = field(default_factory=Counter)
+    by_status: Counter = field(default_factory=Counter)
+    errors: Counter = field(default_factory=Counter)
+    latency: LatencyWindow = field(default_factory=LatencyWindow)
+    overhead: LatencyWindow = field(default_factory=LatencyWindow)
+
+    def record(self, rec: RequestRecord) -> None:
+        self.total_requests += 1
+        self.tokens_before += rec.tokens_before
+        self.tokens_after += rec.tokens_after
+        self.bytes_in += rec.bytes_in
+        self.bytes_out += rec.bytes_out
+        self.by_provider[rec.provider] += 1
+        self.by_status[str(rec.status)] += 1
+        if rec.error:
+            self.errors[rec.error] += 1
+        self.latency.add(rec.total_ms)
+        self.overhead.add(rec.overhead_ms)
+
+    @property
+    def tokens_saved(self) -> int:
+        return self.tokens_before - self.tokens_after
+
+    @property
+    def savings_percent(self) -> float:
+        if not self.tokens_before:
+            return 0.0
+        return round(100.0 * self.tokens_saved / self.tokens_before, 1)
+
+    def health(self) -> dict:
+        return {
+            "total_requests": self.total_requests,
+            "tokens_saved": self.tokens_saved,
+            "savings_percent": self.savings_percent,
+        }
+
+    def detailed(self) -> dict:
+        return {
+            "scope": "process",
+            **self.health(),
+            "tokens_before": self.tokens_before,
+            "tokens_after": self.tokens_after,
+            "requests_by_provider": dict(self.by_provider),
+            "requests_by_status": dict(self.by_status),
+            "errors": dict(self.errors),
+            "errors_total": sum(self.errors.values()),
+            "latency_ms": self.latency.percentiles(),
+            "added_latency_ms": self.overhead.percentiles(),
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+        }

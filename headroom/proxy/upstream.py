@@ -1,0 +1,85 @@
+"""The pooled upstream client: one aiohttp session per worker process.
+
+aiohttp is used directly because it is the cheapest Python HTTP client per request by a wide
+margin (about 0.13 ms of CPU per proxied call on a 2-core machine, against about 1.1 ms for
+plain httpx), and the proxy's added latency budget is 0.5 ms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import aiohttp
+
+from headroom.config import ProxyConfig
+from headroom.proxy.errors import ProxyError
+
+
+class UpstreamError(ProxyError):
+    """The upstream could not be reached (502) or did not answer in time (504)."""
+
+
+@dataclass(frozen=True)
+class UpstreamRequest:
+    method: str
+    url: str
+    headers: list[tuple[str, str]]
+    body: bytes | None
+
+
+class Upstream:
+    """Owns the connection pool; sized for many concurrent long-lived streams."""
+
+    def __init__(self, config: ProxyConfig) -> None:
+        self._config = config
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(
+            limit=0,  # no global cap: each open stream holds a connection for minutes
+            limit_per_host=0,
+            ttl_dns_cache=300,
+            keepalive_timeout=30,
+        )
+        timeout = aiohttp.ClientTimeout(
+            total=None,  # a stream may last as long as it keeps sending
+            connect=self._config.connect_timeout,
+            sock_read=self._config.request_timeout,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=timeout,
+            auto_decompress=True,
+            # Transparent: send exactly the client's headers, nothing aiohttp would add.
+            skip_auto_headers=("User-Agent", "Accept", "Content-Type"),
+            raise_for_status=False,
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def open(self, req: UpstreamRequest) -> aiohttp.ClientResponse:
+        """Send the request and return the response once its headers have arrived.
+
+        The caller must ``release()`` (or ``close()``) the response. Connection failures
+        become :class:`UpstreamError` so routes can answer in the provider's own shape.
+        """
+        assert self._session is not None, "Upstream.start() was not awaited"
+        try:
+            return await self._session.request(
+                req.method,
+                req.url,
+                headers=req.headers,
+                data=req.body,
+                allow_redirects=False,
+                compress=None,
+            )
+        except (aiohttp.ServerTimeoutError, asyncio.TimeoutError):
+            raise UpstreamError(504, "upstream did not answer in time") from None
+        except aiohttp.ClientConnectorError as exc:
+            raise UpstreamError(502, f"upstream unreachable: {exc.os_error or exc}") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(502, f"upstream connection failed: {type(exc).__name__}") from None

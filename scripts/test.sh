@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install everything the tests need into .venv and run the whole suite.
+# Usage: bash scripts/test.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+. .venv/bin/activate
+python -m pip install -q --disable-pip-version-check --upgrade pip
+# The constraints file pins torch to the CPU build before anything can pull a CUDA one.
+python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test,redis,metrics]'
+
+# tiktoken's encodings cannot be downloaded on an offline machine: build them locally when
+# the helper is there. Without them the product falls back to estimated counts (and says so).
+if [ ! -d .tiktoken ] && [ -f ../shared/tiktoken_cache.py ]; then
+    python ../shared/tiktoken_cache.py .tiktoken
+fi
+if [ -d .tiktoken ]; then
+    export TIKTOKEN_CACHE_DIR="$PWD/.tiktoken"
+fi
+
+exec python -m pytest -q -W ignore::DeprecationWarning "$@"

@@ -1,0 +1,87 @@
+"""Configuration precedence and the command line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from headroom.cli import make_parser
+from headroom.config import OPTIONS, ConfigError, ProxyConfig, build_config, not_yet_available
+
+
+def test_defaults():
+    config = build_config({}, environ={})
+    assert config == ProxyConfig()
+    assert (config.host, config.port, config.workers, config.max_body_mb) == ("127.0.0.1", 8787, 1, 32.0)
+    assert config.anthropic_api_url == "https://api.anthropic.com"
+
+
+def test_environment_overrides_defaults_and_flags_override_environment():
+    env = {"HEADROOM_PORT": "9000", "HEADROOM_WORKERS": "3", "HEADROOM_OPTIMIZE": "false",
+           "ANTHROPIC_TARGET_API_URL": "http://a.example/", "OPENAI_TARGET_API_URL": "http://o.example/v1"}
+    config = build_config({}, environ=env)
+    assert (config.port, config.workers, config.optimize) == (9000, 3, False)
+    assert config.anthropic_api_url == "http://a.example"
+    assert config.openai_api_url == "http://o.example"  # a trailing /v1 is accepted and normalised
+    args = vars(make_parser().parse_args(["proxy", "--port", "9100"]))
+    args.pop("command")
+    assert build_config(args, environ=env).port == 9100
+    assert build_config(args, environ=env).workers == 3
+
+
+def test_every_option_has_a_flag_and_an_env_variable():
+    help_text = make_parser()._subparsers._group_actions[0].choices["proxy"].format_help()
+    for option in OPTIONS:
+        assert option.flag in help_text and option.env in help_text
+    fields = {f for f in ProxyConfig.__dataclass_fields__}
+    assert fields == {option.field for option in OPTIONS}
+
+
+@pytest.mark.parametrize("env", [{"HEADROOM_PORT": "eighty"}, {"HEADROOM_WORKERS": "0"},
+                                 {"HEADROOM_OPTIMIZE": "maybe"}, {"HEADROOM_LLMLINGUA_DEVICE": "tpu"}])
+def test_bad_environment_values_name_the_variable(env):
+    with pytest.raises(ConfigError, match=next(iter(env))):
+        build_config({}, environ=env)
+
+
+def test_bad_flag_is_a_usage_error():
+    result = subprocess.run([sys.executable, "-m", "headroom", "proxy", "--port", "x"], capture_output=True, text=True)
+    assert result.returncode == 2 and "--port" in result.stderr
+
+
+def test_unbuilt_features_are_announced_not_silently_ignored():
+    assert not_yet_available(ProxyConfig()) == []
+    messages = not_yet_available(ProxyConfig(budget=5.0, log_file="/tmp/x.jsonl"))
+    assert any("--budget" in m and "not available yet" in m for m in messages)
+    assert any("--log-file" in m for m in messages)
+
+
+def test_startup_banner_and_warning(start_proxy):
+    proxy = start_proxy("--budget", "10")
+    output = proxy.output()
+    assert f"listening on {proxy.url}" in output
+    assert "--budget is accepted but not available yet" in output
+
+
+def test_start_up_imports_no_ml_or_tokenizer_code():
+    code = (
+        "import sys; from headroom.proxy.server import create_app; create_app();"
+        "heavy = {'torch', 'transformers', 'llmlingua', 'onnxruntime', 'tiktoken'} & set(sys.modules);"
+        "print(sorted(heavy))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_several_workers_serve_requests(start_proxy, fresh_mock):
+    proxy = start_proxy("--workers", "2")
+    body = {"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]}
+    for _ in range(6):
+        with httpx.Client() as client:  # fresh connection each time
+            response = client.post(f"{proxy.url}/v1/messages", json=body, headers={"x-api-key": "k"})
+        assert response.status_code == 200
+    assert len(fresh_mock.requests()) == 6
+    assert "Starting worker" in proxy.output()
