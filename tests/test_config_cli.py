@@ -85,3 +85,14 @@ def test_several_workers_serve_requests(start_proxy, fresh_mock):
         assert response.status_code == 200
     assert len(fresh_mock.requests()) == 6
     assert "Starting worker" in proxy.output()
+
+
+def test_readme_option_table_is_current():
+    from tests.conftest import ROOT
+
+    generated = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "options_table.py")], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("<!-- options-table:start -->")[1].split("<!-- options-table:end -->")[0].strip()
+    assert table == generated, "README option table is stale: run python scripts/options_table.py"
