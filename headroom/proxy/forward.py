@@ -16,24 +16,25 @@ from sanic import Request
 from sanic.compat import Header
 from sanic.response import HTTPResponse
 
+from headroom.outcome import RequestOutcome
 from headroom.proxy.errors import ProxyError
 from headroom.proxy.headers import request_headers, response_headers
 from headroom.proxy.providers import Provider
 from headroom.proxy.upstream import UpstreamRequest
+from headroom.proxy.usage import StreamUsage, TokenUsage, usage_from_body
 
 
 @dataclass
 class Exchange:
-    """Timings and sizes of one proxied request, filled in as it goes."""
+    """One proxied request in flight: its outcome so far, timings, headers to add."""
 
+    outcome: RequestOutcome
     started: float = field(default_factory=perf_counter)
     upstream_started: float = 0.0
     upstream_finished: float = 0.0
-    bytes_in: int = 0
-    bytes_out: int = 0
-    status: int = 0
-    error: str | None = None
+    first_byte_at: float = 0.0
     extra_headers: dict[str, str] = field(default_factory=dict)
+    usage: TokenUsage = field(default_factory=TokenUsage)
 
     @property
     def upstream_ms(self) -> float:
@@ -63,7 +64,7 @@ async def forward(
     exchange.upstream_started = perf_counter()
     resp = await request.app.ctx.upstream.open(upstream_request)
     try:
-        exchange.status = resp.status
+        exchange.outcome.status = resp.status
         headers = Header(response_headers(resp.headers.items()))
         headers.update(exchange.extra_headers)
         if resp.content_type == "text/event-stream":
@@ -76,7 +77,9 @@ async def forward(
         except aiohttp.ClientError as exc:
             raise ProxyError(502, f"upstream answer broke off: {type(exc).__name__}") from None
         exchange.upstream_finished = perf_counter()
-        exchange.bytes_out = len(payload)
+        exchange.outcome.bytes_out = len(payload)
+        if resp.status < 400:
+            exchange.usage = usage_from_body(provider.name, payload)
         return HTTPResponse(payload, status=resp.status, headers=headers)
     except asyncio.CancelledError:
         # The client went away: drop the upstream connection instead of reusing it.
@@ -102,21 +105,27 @@ async def relay_stream(
     well-formed stream that ends with the provider's error event rather than half a line.
     """
     response = await request.respond(status=resp.status, headers=headers)
+    meter = StreamUsage(provider.name)
+    exchange.usage = meter.usage
     pending = b""
     try:
         async for chunk in resp.content.iter_any():
             pending += chunk
             cut = last_event_end(pending)
             if cut:
-                await response.send(pending[:cut])
-                exchange.bytes_out += cut
+                if not exchange.first_byte_at:
+                    exchange.first_byte_at = perf_counter()
+                events = pending[:cut]
+                meter.feed(events)
+                await response.send(events)
+                exchange.outcome.bytes_out += cut
                 pending = pending[cut:]
         if pending:  # the upstream ended without a final blank line: pass it on as is
             await response.send(pending)
-            exchange.bytes_out += len(pending)
+            exchange.outcome.bytes_out += len(pending)
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         reason = "timed out" if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)) else "broke off"
-        exchange.error = "stream_timeout" if reason == "timed out" else "stream_broken"
+        exchange.outcome.error = "stream_timeout" if reason == "timed out" else "stream_broken"
         await response.send(provider.stream_error_event(f"The upstream stream {reason} before it was complete"))
     exchange.upstream_finished = perf_counter()
     await response.eof()

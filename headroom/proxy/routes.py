@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import zlib
-from time import perf_counter
+from uuid import uuid4
+from time import perf_counter, time
 
 import ujson
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 
+from headroom.outcome import RequestOutcome
 from headroom.proxy.errors import ProxyError, error_response
 from headroom.proxy.forward import Exchange, forward
 from headroom.proxy.providers import ANTHROPIC, OPENAI, Provider, provider_for_path
-from headroom.proxy.stats import RequestRecord
 
 bp = Blueprint("proxy")
 
@@ -56,42 +57,46 @@ def check_json_object(body: bytes) -> dict:
 
 
 async def proxy_request(request: Request, provider: Provider, path: str, *, llm_call: bool) -> HTTPResponse | None:
-    exchange = Exchange(bytes_in=len(request.body or b""))
+    outcome = RequestOutcome(
+        request_id=uuid4().hex, timestamp=time(), provider=provider.name, path=path,
+        bytes_in=len(request.body or b""),
+    )
+    exchange = Exchange(outcome)
     response: HTTPResponse | None = None
     try:
         body = decoded_body(request)
         if llm_call:
-            check_json_object(body)
+            parsed = check_json_object(body)
+            outcome.model = parsed.get("model") if isinstance(parsed.get("model"), str) else None
+            outcome.stream = parsed.get("stream") is True
         response = await forward(request, provider, path, body, exchange)
     except ProxyError as exc:
-        exchange.status = exc.status
-        exchange.error = exchange.error or f"http_{exc.status}"
+        outcome.status = exc.status
+        outcome.error = outcome.error or f"http_{exc.status}"
         response = error_response(provider, exc.status, exc.message, exc.code)
     except asyncio.CancelledError:
-        exchange.status = 499  # client closed the connection
-        exchange.error = "client_disconnected"
+        outcome.status = 499  # client closed the connection
+        outcome.error = "client_disconnected"
         raise
     finally:
-        _record(request, provider, exchange)
+        settle(request, exchange)
     return response
 
 
-def _record(request: Request, provider: Provider, exchange: Exchange) -> None:
-    total_ms = (perf_counter() - exchange.started) * 1000.0
-    error = exchange.error
-    if error is None and exchange.status >= 400:
-        error = f"upstream_{exchange.status // 100}xx"  # relayed from the upstream as it was
-    request.app.ctx.stats.record(
-        RequestRecord(
-            provider=provider.name,
-            status=exchange.status,
-            total_ms=total_ms,
-            overhead_ms=max(0.0, total_ms - exchange.upstream_ms),
-            bytes_in=exchange.bytes_in,
-            bytes_out=exchange.bytes_out,
-            error=error,
-        )
-    )
+def settle(request: Request, exchange: Exchange) -> None:
+    """Close the books on one request: timings, error kind, and every consumer of figures."""
+    outcome = exchange.outcome
+    now = perf_counter()
+    outcome.latency_ms = (now - exchange.started) * 1000.0
+    outcome.overhead_ms = max(0.0, outcome.latency_ms - exchange.upstream_ms)
+    usage = exchange.usage
+    outcome.input_tokens, outcome.output_tokens = usage.input_tokens, usage.output_tokens
+    outcome.cache_read_tokens, outcome.cache_write_tokens = usage.cache_read_tokens, usage.cache_write_tokens
+    if exchange.first_byte_at:
+        outcome.ttfb_ms = (exchange.first_byte_at - exchange.started) * 1000.0
+    if outcome.error is None and outcome.status >= 400:
+        outcome.error = f"upstream_{outcome.status // 100}xx"  # relayed from the upstream as it was
+    request.app.ctx.stats.record(outcome)
 
 
 @bp.post("/v1/messages")

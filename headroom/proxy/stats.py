@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
+from headroom.outcome import RequestOutcome
+
 
 @dataclass
 class LatencyWindow:
@@ -34,21 +36,6 @@ class LatencyWindow:
         return {"p50": pick(0.50), "p90": pick(0.90), "p99": pick(0.99), "samples": len(ordered)}
 
 
-@dataclass(frozen=True)
-class RequestRecord:
-    """What one finished request contributes to the statistics."""
-
-    provider: str
-    status: int
-    total_ms: float
-    overhead_ms: float
-    bytes_in: int
-    bytes_out: int
-    tokens_before: int = 0
-    tokens_after: int = 0
-    error: str | None = None
-
-
 @dataclass
 class ProxyStats:
     total_requests: int = 0
@@ -62,18 +49,18 @@ class ProxyStats:
     latency: LatencyWindow = field(default_factory=LatencyWindow)
     overhead: LatencyWindow = field(default_factory=LatencyWindow)
 
-    def record(self, rec: RequestRecord) -> None:
+    def record(self, outcome: RequestOutcome) -> None:
         self.total_requests += 1
-        self.tokens_before += rec.tokens_before
-        self.tokens_after += rec.tokens_after
-        self.bytes_in += rec.bytes_in
-        self.bytes_out += rec.bytes_out
-        self.by_provider[rec.provider] += 1
-        self.by_status[str(rec.status)] += 1
-        if rec.error:
-            self.errors[rec.error] += 1
-        self.latency.add(rec.total_ms)
-        self.overhead.add(rec.overhead_ms)
+        self.tokens_before += outcome.tokens_before
+        self.tokens_after += outcome.tokens_after
+        self.bytes_in += outcome.bytes_in
+        self.bytes_out += outcome.bytes_out
+        self.by_provider[outcome.provider] += 1
+        self.by_status[str(outcome.status)] += 1
+        if outcome.error:
+            self.errors[outcome.error] += 1
+        self.latency.add(outcome.latency_ms)
+        self.overhead.add(outcome.overhead_ms)
 
     @property
     def tokens_saved(self) -> int:

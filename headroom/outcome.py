@@ -1,0 +1,47 @@
+"""What one finished request amounts to: the record every consumer of figures reads.
+
+The proxy fills one :class:`RequestOutcome` per request and hands it, after the response
+has gone out, to the stats, the metrics and the request log. Nothing in it is secret: the
+caller is a keyed hash, and message content is only attached when the operator asked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class RequestOutcome:
+    request_id: str
+    timestamp: float  # UNIX seconds when the request arrived
+    provider: str  # "anthropic" | "openai"
+    path: str
+    model: str | None = None
+    stream: bool = False
+    status: int = 0
+    caller: str | None = None  # keyed hash of the API key, never the key
+    # Token figures of the compression pipeline (what Headroom sent vs. what it received).
+    tokens_before: int = 0
+    tokens_after: int = 0
+    transforms: list[str] = field(default_factory=list)
+    # Usage as the upstream reported it.
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float = 0.0
+    # Timings in milliseconds.
+    latency_ms: float = 0.0
+    overhead_ms: float = 0.0
+    ttfb_ms: float | None = None
+    # Guards and cache: None when the feature did not run for this request.
+    cache: str | None = None  # "hit" | "miss" | "bypass"
+    limited: str | None = None  # "rpm" | "tpm" | "budget" when rejected
+    error: str | None = None  # kind of failure, e.g. "upstream_unreachable"
+    bytes_in: int = 0
+    bytes_out: int = 0
+    messages: list | None = None  # only with --log-messages
+
+    @property
+    def tokens_saved(self) -> int:
+        return self.tokens_before - self.tokens_after
