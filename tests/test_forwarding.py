@@ -124,3 +124,12 @@ def test_stats_break_requests_down(start_proxy):
         assert stats[window]["samples"] == 3
         assert 0 <= stats[window]["p50"] <= stats[window]["p90"] <= stats[window]["p99"]
     assert stats["bytes_in"] > 0 and stats["bytes_out"] > 0
+
+
+def test_upstream_cookies_are_relayed_but_never_replayed_for_another_caller(proxy, fresh_mock):
+    body = {"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]}
+    first = httpx.post(f"{proxy.url}/v1/messages", json=body,
+                       headers={**ANTHROPIC_HEADERS, "x-mock-set-cookie": "session=alice-secret; Path=/"})
+    assert first.headers["set-cookie"] == "session=alice-secret; Path=/"  # the client gets it
+    httpx.post(f"{proxy.url}/v1/messages", json=body, headers={**ANTHROPIC_HEADERS, "x-api-key": "bob"})
+    assert "cookie" not in fresh_mock.last()["headers"]  # the proxy did not keep it

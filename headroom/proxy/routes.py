@@ -8,8 +8,9 @@ what happened once the answer is out.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 import zlib
-from uuid import uuid4
 from time import perf_counter, time
 
 import ujson
@@ -24,6 +25,18 @@ from headroom.proxy.providers import ANTHROPIC, OPENAI, Provider, provider_for_p
 bp = Blueprint("proxy")
 
 _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+_REQUEST_IDS = itertools.count(1)
+_PROCESS_TAG = ("", 0)  # (random tag, pid it was made in)
+
+
+def new_request_id() -> str:
+    """Unique across workers and restarts (a random tag per process), and cheap on the hot path."""
+    global _PROCESS_TAG
+    if _PROCESS_TAG[1] != os.getpid():  # first call in this process, forked or spawned
+        _PROCESS_TAG = (os.urandom(6).hex(), os.getpid())
+    return f"hr_{_PROCESS_TAG[0]}{next(_REQUEST_IDS):010x}"
 
 
 def decoded_body(request: Request) -> bytes:
@@ -58,7 +71,7 @@ def check_json_object(body: bytes) -> dict:
 
 async def proxy_request(request: Request, provider: Provider, path: str, *, llm_call: bool) -> HTTPResponse | None:
     outcome = RequestOutcome(
-        request_id=uuid4().hex, timestamp=time(), provider=provider.name, path=path,
+        request_id=new_request_id(), timestamp=time(), provider=provider.name, path=path,
         bytes_in=len(request.body or b""),
     )
     exchange = Exchange(outcome)

@@ -51,6 +51,8 @@ class Upstream:
             connector=connector,
             timeout=timeout,
             auto_decompress=True,
+            # A proxy must never keep one caller's cookies and replay them for another.
+            cookie_jar=aiohttp.DummyCookieJar(),
             # Transparent: send exactly the client's headers, nothing aiohttp would add.
             skip_auto_headers=("User-Agent", "Accept", "Content-Type"),
             raise_for_status=False,

@@ -1,0 +1,357 @@
+"""Benchmark Headroom's cost against talking to the upstream directly.
+
+Starts, on free 127.0.0.1 ports, the mock upstream, the bare aiohttp
+pass-through (the "physical limit" of a Python hop) and the Headroom proxy,
+then measures each target in the same run with the same small, non-streaming
+Anthropic ``/v1/messages`` request:
+
+* latency: p50/p99 over ``--requests`` sequential requests on 1 connection
+  (after ``--warmup``), plus a streaming case (time to first byte and to end);
+* throughput: req/s with ``--connections`` concurrent keep-alive connections
+  for ``--seconds``.
+
+The derived figures are the project's performance targets: Headroom's added
+p50 latency vs direct (<= 0.5 ms) and its throughput as a share of the bare
+pass-through (>= 50 %).  Every loop is bounded by a request count *and* wall
+time, and all subprocesses are killed on exit.
+
+    python load_tests/bench.py                        # all three targets
+    python load_tests/bench.py --targets direct,bare  # without Headroom
+    python load_tests/bench.py --requests 500 --seconds 3 --json out.json
+
+The load generator runs in this process, so on a small machine it competes
+for CPU with the servers: compare targets within one run, not across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import select
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+try:  # same loop as the servers: keeps the in-process load generator cheap
+    import uvloop
+except ImportError:  # pragma: no cover
+    uvloop = None
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+TARGETS = ("direct", "bare", "headroom")
+
+HEADERS = {
+    "content-type": "application/json",
+    "x-api-key": "sk-ant-bench",
+    "anthropic-version": "2023-06-01",
+}
+BODY = json.dumps({
+    "model": "claude-sonnet-4-5",
+    "max_tokens": 64,
+    "messages": [{"role": "user", "content": "Say hello in one short sentence."}],
+}).encode()
+STREAM_BODY = json.dumps({**json.loads(BODY), "stream": True}).encode()
+STREAM_HEADERS = {**HEADERS, "x-mock-events": "20"}
+
+
+# --------------------------------------------------------------------------
+# Subprocesses
+# --------------------------------------------------------------------------
+
+
+class Processes:
+    """Owns every server subprocess; ``close()`` (always called) stops them all."""
+
+    def __init__(self) -> None:
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.logdir = tempfile.mkdtemp(prefix="headroom-bench-")
+
+    def spawn(self, name: str, argv: list[str], stdout: int | None = None) -> subprocess.Popen[bytes]:
+        log = open(os.path.join(self.logdir, f"{name}.log"), "wb")
+        # Own session: close() can take down worker processes a server forks.
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=stdout or log, stderr=log, start_new_session=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        log.close()  # the child holds its own descriptor
+        self.procs.append((name, proc))
+        return proc
+
+    def spawn_announcing(self, name: str, argv: list[str], timeout: float = 15) -> str:
+        """Start a server that prints '... listening on URL' and return URL."""
+        proc = self.spawn(name, argv, stdout=subprocess.PIPE)
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], timeout)
+        line = proc.stdout.readline().decode() if ready else ""
+        if "listening on " not in line:
+            raise RuntimeError(f"{name} did not start: {line!r}; see {self.log_tail(name)}")
+        return line.strip().rsplit(" ", 1)[-1]
+
+    def log_tail(self, name: str, chars: int = 2000) -> str:
+        with suppress(OSError), open(os.path.join(self.logdir, f"{name}.log"), "rb") as f:
+            return f.read()[-chars:].decode(errors="replace")
+        return ""
+
+    def close(self) -> None:
+        """SIGTERM each server (graceful), then SIGKILL whatever is left of its process group."""
+        for _, proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for _, proc in self.procs:
+            with suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
+            with suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
+            if proc.stdout:
+                proc.stdout.close()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"headroom exited with code {proc.returncode}")
+            with suppress(aiohttp.ClientError, asyncio.TimeoutError):
+                async with session.get(url + "/health") as r:
+                    if r.status == 200:
+                        return
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"headroom not healthy after {timeout:.0f}s")
+
+
+# --------------------------------------------------------------------------
+# Load generation
+# --------------------------------------------------------------------------
+
+
+def percentile(sorted_ms: list[float], q: float) -> float:
+    if not sorted_ms:
+        return float("nan")
+    return sorted_ms[min(len(sorted_ms) - 1, round(q * (len(sorted_ms) - 1)))]
+
+
+async def latency(url: str, n: int, warmup: int, max_s: float, stream: bool = False) -> dict[str, Any]:
+    """Sequential requests on one keep-alive connection; returns ms percentiles."""
+    body, headers = (STREAM_BODY, STREAM_HEADERS) if stream else (BODY, HEADERS)
+    total: list[float] = []
+    ttfb: list[float] = []
+    errors = 0
+    connector = aiohttp.TCPConnector(limit=1)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as s:
+        deadline = time.perf_counter() + max_s
+        for i in range(warmup + n):
+            if time.perf_counter() > deadline:
+                break
+            t0 = time.perf_counter()
+            try:
+                async with s.post(url, data=body, headers=headers) as r:
+                    first = None
+                    async for _ in r.content.iter_any():
+                        if first is None:
+                            first = time.perf_counter()
+                    ok = r.status == 200
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                ok, first = False, None
+            t1 = time.perf_counter()
+            if i < warmup:
+                continue
+            if not ok:
+                errors += 1
+                continue
+            total.append((t1 - t0) * 1000)
+            ttfb.append(((first or t1) - t0) * 1000)
+    total.sort()
+    ttfb.sort()
+    out = {"n": len(total), "errors": errors, "p50_ms": percentile(total, 0.5),
+           "p99_ms": percentile(total, 0.99), "mean_ms": sum(total) / len(total) if total else float("nan")}
+    if stream:
+        out["ttfb_p50_ms"] = percentile(ttfb, 0.5)
+        out["ttfb_p99_ms"] = percentile(ttfb, 0.99)
+    return out
+
+
+async def throughput(url: str, connections: int, seconds: float, max_requests: int) -> dict[str, Any]:
+    """``connections`` workers hammering ``url`` until the time or count bound."""
+    done = errors = 0
+    connector = aiohttp.TCPConnector(limit=connections)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as s:
+
+        async def worker(deadline: float, budget: int, count: bool) -> None:
+            nonlocal done, errors
+            sent = 0
+            while sent < budget and time.perf_counter() < deadline:
+                sent += 1
+                try:
+                    async with s.post(url, data=BODY, headers=HEADERS) as r:
+                        await r.read()
+                        ok = r.status == 200
+                except (aiohttp.ClientError, asyncio.TimeoutError):
+                    ok = False
+                if count:
+                    done, errors = done + ok, errors + (not ok)
+
+        per_worker = max(1, max_requests // connections)
+        warm = time.perf_counter() + min(1.0, seconds / 5)  # open connections, warm caches
+        await asyncio.gather(*(worker(warm, per_worker, False) for _ in range(connections)))
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(t0 + seconds, per_worker, True) for _ in range(connections)))
+        elapsed = time.perf_counter() - t0
+    return {"requests": done, "errors": errors, "seconds": elapsed, "rps": done / elapsed}
+
+
+async def upstream_hits(mock: str) -> int:
+    async with aiohttp.ClientSession() as s, s.get(mock + "/_mock/stats") as r:
+        return (await r.json())["requests"]
+
+
+async def bench_target(name: str, base: str, mock: str, args: argparse.Namespace) -> dict[str, Any]:
+    url = base + "/v1/messages"
+    before = await upstream_hits(mock)
+    print(f"[{name}] latency ({args.requests} req, 1 conn)...", file=sys.stderr, flush=True)
+    result: dict[str, Any] = {"url": base, "latency": await latency(url, args.requests, args.warmup, args.max_phase_seconds)}
+    if args.stream:
+        n = max(1, args.requests // 4)
+        print(f"[{name}] streaming latency ({n} req)...", file=sys.stderr, flush=True)
+        result["stream"] = await latency(url, n, max(1, args.warmup // 4), args.max_phase_seconds, stream=True)
+    print(f"[{name}] throughput ({args.connections} conns, {args.seconds}s)...", file=sys.stderr, flush=True)
+    result["throughput"] = await throughput(url, args.connections, args.seconds, args.max_requests)
+    result["upstream_hits"] = await upstream_hits(mock) - before
+    return result
+
+
+# --------------------------------------------------------------------------
+# Reporting
+# --------------------------------------------------------------------------
+
+
+def derive(results: dict[str, Any]) -> dict[str, Any]:
+    d: dict[str, Any] = {}
+    direct, bare, hr = results.get("direct"), results.get("bare"), results.get("headroom")
+    if direct and hr:
+        d["headroom_added_p50_ms"] = hr["latency"]["p50_ms"] - direct["latency"]["p50_ms"]
+        d["headroom_added_p50_ok"] = d["headroom_added_p50_ms"] <= 0.5
+    if direct and bare:
+        d["bare_added_p50_ms"] = bare["latency"]["p50_ms"] - direct["latency"]["p50_ms"]
+    if bare and hr:  # Headroom's own cost, net of what any aiohttp hop costs here
+        d["headroom_added_p50_vs_bare_ms"] = hr["latency"]["p50_ms"] - bare["latency"]["p50_ms"]
+    if bare and hr and bare["throughput"]["rps"]:
+        d["headroom_rps_pct_of_bare"] = 100 * hr["throughput"]["rps"] / bare["throughput"]["rps"]
+        d["headroom_rps_ok"] = d["headroom_rps_pct_of_bare"] >= 50
+    return d
+
+
+def report(results: dict[str, Any], derived: dict[str, Any], args: argparse.Namespace) -> str:
+    lines = [
+        f"| target | p50 ms | p99 ms | stream TTFB p50 ms | stream total p50 ms | req/s @{args.connections} | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in results.items():
+        lat, thr, st = r["latency"], r["throughput"], r.get("stream")
+        errors = lat["errors"] + thr["errors"] + (st["errors"] if st else 0)
+        stream_cols = f"{st['ttfb_p50_ms']:.3f} | {st['p50_ms']:.3f}" if st else "- | -"
+        lines.append(f"| {name} | {lat['p50_ms']:.3f} | {lat['p99_ms']:.3f} | {stream_cols} | {thr['rps']:.0f} | {errors} |")
+    lines.append("")
+    if "bare_added_p50_ms" in derived:
+        lines.append(f"- bare pass-through added p50 vs direct: {derived['bare_added_p50_ms']:.3f} ms")
+    if "headroom_added_p50_ms" in derived:
+        ok = "PASS" if derived["headroom_added_p50_ok"] else "FAIL"
+        lines.append(f"- Headroom added p50 vs direct: {derived['headroom_added_p50_ms']:.3f} ms (target <= 0.5 ms): {ok}")
+    if "headroom_added_p50_vs_bare_ms" in derived:
+        lines.append(f"- Headroom added p50 vs bare pass-through: {derived['headroom_added_p50_vs_bare_ms']:.3f} ms")
+    if "headroom_rps_pct_of_bare" in derived:
+        ok = "PASS" if derived["headroom_rps_ok"] else "FAIL"
+        lines.append(f"- Headroom throughput vs bare pass-through: {derived['headroom_rps_pct_of_bare']:.1f} % (target >= 50 %): {ok}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------
+
+
+async def run(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
+    py = sys.executable
+    mock = procs.spawn_announcing("mock", [py, str(HERE / "mock_upstream.py"), "--port", "0"])
+    bases = {"direct": mock}
+    if "bare" in args.targets:
+        bases["bare"] = procs.spawn_announcing(
+            "bare", [py, str(HERE / "bare_passthrough.py"), "--port", "0", "--upstream", mock])
+    if "headroom" in args.targets:
+        port = free_port()
+        proc = procs.spawn("headroom", [
+            py, "-m", "headroom", "proxy", "--host", "127.0.0.1", "--port", str(port),
+            "--anthropic-api-url", mock, "--openai-api-url", mock, *shlex.split(args.headroom_args)])
+        bases["headroom"] = f"http://127.0.0.1:{port}"
+        try:
+            await wait_healthy(bases["headroom"], proc, args.startup_timeout)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}\n--- headroom log ---\n{procs.log_tail('headroom')}") from None
+    results = {}
+    for name in args.targets:
+        results[name] = await bench_target(name, bases[name], mock, args)
+    return results
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Headroom overhead benchmark (see module docstring)")
+    p.add_argument("--requests", type=int, default=2000, help="latency samples per target (1 connection)")
+    p.add_argument("--warmup", type=int, default=200, help="latency warm-up requests per target")
+    p.add_argument("--seconds", type=float, default=5.0, help="throughput phase length per target")
+    p.add_argument("--connections", type=int, default=64, help="concurrent connections for throughput")
+    p.add_argument("--max-requests", type=int, default=1_000_000, help="hard cap per throughput phase")
+    p.add_argument("--max-phase-seconds", type=float, default=60.0, help="hard cap per latency phase")
+    p.add_argument("--targets", default=",".join(TARGETS), help="comma list of direct,bare,headroom")
+    p.add_argument("--no-stream", dest="stream", action="store_false", help="skip the streaming case")
+    p.add_argument("--headroom-args", default="", help="extra args for `headroom proxy` (shell-quoted)")
+    p.add_argument("--startup-timeout", type=float, default=60.0)
+    p.add_argument("--json", metavar="OUT", help="also write results as JSON here")
+    args = p.parse_args(argv)
+    args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    unknown = set(args.targets) - set(TARGETS)
+    if unknown:
+        p.error(f"unknown targets: {sorted(unknown)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    procs = Processes()
+    try:
+        results = (uvloop.run if uvloop else asyncio.run)(run(args, procs))
+    except RuntimeError as exc:
+        print(f"bench failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        procs.close()
+    derived = derive(results)
+    print(report(results, derived, args))
+    if args.json:
+        meta = {"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine(),
+                "args": {k: v for k, v in vars(args).items() if k != "json"}}
+        Path(args.json).write_text(json.dumps({"meta": meta, "results": results, "derived": derived}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,637 @@
+"""Local mock of the Anthropic Messages and OpenAI Chat Completions APIs.
+
+This is the *only* fake in the project: every test and benchmark points the
+Headroom proxy (or an SDK) at it instead of the real providers, so it mimics
+the wire format closely -- JSON bodies, SSE framing, error bodies and the
+headers SDKs look at -- while staying cheap enough to benchmark against.
+
+Run standalone::
+
+    python load_tests/mock_upstream.py --port 0      # 0 = pick a free port
+    # -> "mock upstream listening on http://127.0.0.1:PORT"
+
+or embed with ``make_app()``.
+
+Endpoints
+    POST /v1/messages               Anthropic Messages (stream or not)
+    POST /v1/messages/count_tokens  {"input_tokens": n}
+    POST /v1/chat/completions       OpenAI Chat Completions (stream or not)
+    GET  /v1/models[/{id}]          Anthropic shape if the request carries
+                                    x-api-key/anthropic-version, else OpenAI
+    *    /v1/...                    200 {"method", "path", "query"} echo
+    GET  /_mock/requests            recorded requests (last 1000)
+    POST /_mock/reset               clear recording and counters
+    GET  /_mock/stats               request/stream counters
+
+Control headers (the proxy forwards unknown headers unchanged, so tests steer
+the upstream through it)
+    x-mock-status: 4xx|5xx       native error body of the provider (+retry-after: 7 on 429)
+    x-mock-delay-ms: N           wait before sending response headers
+    x-mock-stream-delay-ms: N    wait between stream events
+    x-mock-events: N             number of text/tool delta events (default 3)
+    x-mock-break-after: N        abort the TCP connection after N stream events
+    x-mock-stream-error-after: N after N stream events send the provider's in-stream
+                                 error event (overloaded/server_error) and end cleanly
+    x-mock-gzip: 1               gzip non-streaming bodies (content-encoding: gzip)
+    x-mock-set-cookie: C         answer with "set-cookie: C"
+
+Reply text is deterministic: ``"mock reply: " + first 40 chars of the last
+user text`` (padded with "." up to x-mock-events chars), or ``"mock reply:
+tool result: <content>"`` after a tool result, so tests can assert on what
+the upstream saw.  The hot path does no logging.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import gzip
+import itertools
+import signal
+import sys
+import time
+from collections import deque
+from typing import Any, NamedTuple
+
+from aiohttp import web
+
+try:  # ujson is a Headroom dependency and ~3x faster than json here.
+    import ujson
+
+    def _dumps(obj: Any) -> bytes:
+        return ujson.dumps(obj, ensure_ascii=False, escape_forward_slashes=False).encode()
+
+    _loads = ujson.loads
+except ImportError:  # pragma: no cover - fallback for minimal environments
+    import json
+
+    def _dumps(obj: Any) -> bytes:
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+
+    _loads = json.loads
+
+RECORD_LIMIT = 1000
+DEFAULT_EVENTS = 3
+TOOL_RESULT_CHARS = 500
+
+ANTHROPIC_MODELS = ("claude-sonnet-4-5", "claude-opus-4-1", "claude-3-5-haiku-latest")
+OPENAI_MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1")
+
+_ANTHROPIC_ERRORS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
+_OPENAI_ERRORS = {  # status -> (type, code)
+    400: ("invalid_request_error", None),
+    401: ("invalid_request_error", "invalid_api_key"),
+    403: ("invalid_request_error", "unsupported_country_region_territory"),
+    404: ("invalid_request_error", "model_not_found"),
+    429: ("requests", "rate_limit_exceeded"),
+}
+
+
+class Reply(NamedTuple):
+    """What the mock answers: either text or a call to one tool."""
+
+    text: str | None = None
+    tool_name: str | None = None
+    tool_input: dict[str, Any] | None = None
+
+
+# --------------------------------------------------------------------------
+# Request analysis (pure functions: easy to reason about and to unit-test)
+# --------------------------------------------------------------------------
+
+
+def _text_of(content: Any) -> str:
+    """Plain text of a message content: a string or a list of text parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            p.get("text") or ""
+            for p in content
+            if isinstance(p, dict) and p.get("type") in ("text", "input_text")
+        )
+    return ""
+
+
+def _last_user_text(messages: list[Any]) -> str:
+    for msg in reversed(messages):
+        if isinstance(msg, dict) and msg.get("role") == "user":
+            return _text_of(msg.get("content"))
+    return ""
+
+
+def _tool_input(schema: Any) -> dict[str, str]:
+    """Fill the schema's required string properties with "x" (good enough for SDK parsing)."""
+    if not isinstance(schema, dict):
+        return {}
+    props = schema.get("properties") or {}
+    return {
+        name: "x"
+        for name in schema.get("required") or ()
+        if isinstance(props.get(name), dict) and props[name].get("type") == "string"
+    }
+
+
+def _text_reply(base: str, events: int) -> Reply:
+    # Padding keeps one non-empty delta per requested event, and the
+    # non-streaming text identical to the concatenated stream.
+    if len(base) < events:
+        base += "." * (events - len(base))
+    return Reply(text=base)
+
+
+def anthropic_reply(req: dict[str, Any], events: int) -> Reply:
+    """Decide the Anthropic answer: tool-result echo, tool call, or text."""
+    messages = req.get("messages") or []
+    last = messages[-1] if messages and isinstance(messages[-1], dict) else {}
+    content = last.get("content")
+    if last.get("role") == "user" and isinstance(content, list):
+        results = [b for b in content if isinstance(b, dict) and b.get("type") == "tool_result"]
+        if results:
+            result = _text_of(results[-1].get("content"))[:TOOL_RESULT_CHARS]
+            return _text_reply(f"mock reply: tool result: {result}", events)
+    tools = req.get("tools")
+    choice = req.get("tool_choice")
+    if tools and isinstance(tools[0], dict) and not (isinstance(choice, dict) and choice.get("type") == "none"):
+        tool = tools[0]
+        return Reply(tool_name=tool.get("name", "tool"), tool_input=_tool_input(tool.get("input_schema")))
+    return _text_reply(f"mock reply: {_last_user_text(messages)[:40]}", events)
+
+
+def openai_reply(req: dict[str, Any], events: int) -> Reply:
+    """Decide the OpenAI answer: tool-result echo, tool call, or text."""
+    messages = req.get("messages") or []
+    last = messages[-1] if messages and isinstance(messages[-1], dict) else {}
+    if last.get("role") == "tool":
+        result = _text_of(last.get("content"))[:TOOL_RESULT_CHARS]
+        return _text_reply(f"mock reply: tool result: {result}", events)
+    tools = req.get("tools")
+    if tools and isinstance(tools[0], dict) and req.get("tool_choice") != "none":
+        fn = tools[0].get("function") or {}
+        return Reply(tool_name=fn.get("name", "tool"), tool_input=_tool_input(fn.get("parameters")))
+    return _text_reply(f"mock reply: {_last_user_text(messages)[:40]}", events)
+
+
+def split_pieces(s: str, n: int) -> list[str]:
+    """Split s into at most n non-empty, contiguous pieces."""
+    n = max(1, min(n, len(s)))
+    return [s[i * len(s) // n : (i + 1) * len(s) // n] for i in range(n)]
+
+
+def _int_header(request: web.Request, name: str, default: int = 0) -> int:
+    value = request.headers.get(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        return default
+
+
+# --------------------------------------------------------------------------
+# SSE framing
+# --------------------------------------------------------------------------
+
+
+def _anthropic_event(obj: dict[str, Any]) -> bytes:
+    return b"event: " + obj["type"].encode() + b"\ndata: " + _dumps(obj) + b"\n\n"
+
+
+def _openai_event(obj: dict[str, Any]) -> bytes:
+    return b"data: " + _dumps(obj) + b"\n\n"
+
+
+_OPENAI_DONE = b"data: [DONE]\n\n"
+
+
+def _stream_error(anthropic: bool) -> bytes:
+    """The error event a provider sends when it fails after the 200 went out."""
+    if anthropic:
+        return _anthropic_event({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+    return _openai_event({"error": {"message": "mock mid-stream error", "type": "server_error",
+                                    "param": None, "code": None}})
+
+
+# --------------------------------------------------------------------------
+# The mock
+# --------------------------------------------------------------------------
+
+
+class MockUpstream:
+    """Request handlers plus the recording/counters they share."""
+
+    def __init__(self, record_limit: int = RECORD_LIMIT) -> None:
+        # Raw tuples are stored; JSON conversion happens only on /_mock/requests.
+        self.recorded: deque[tuple[str, str, str, Any, bytes]] = deque(maxlen=record_limit)
+        self._ids = itertools.count(1)
+        self.reset()
+
+    def reset(self) -> None:
+        self.recorded.clear()
+        self.requests = 0
+        self.streams_started = 0
+        self.streams_completed = 0
+        self.streams_cancelled = 0
+        self.streams_broken = 0
+
+    # -- shared prologue -----------------------------------------------------
+
+    async def _begin(self, request: web.Request, anthropic: bool) -> tuple[bytes, web.Response | None]:
+        """Record the request and apply delay/status injection.
+
+        Returns the body and, if the request asked for an error, the error
+        response to send instead of the normal one.
+        """
+        body = await request.read()
+        self.requests += 1
+        self.recorded.append(
+            (request.method, request.path, request.rel_url.raw_query_string, request.headers, body)
+        )
+        delay = _int_header(request, "x-mock-delay-ms")
+        if delay > 0:
+            await asyncio.sleep(delay / 1000)
+        status = _int_header(request, "x-mock-status")
+        if status >= 400:
+            return body, self._error(request, anthropic, status, f"mock injected error {status}")
+        return body, None
+
+    def _headers(self, request: web.Request, anthropic: bool) -> dict[str, str]:
+        n = next(self._ids)
+        if anthropic:
+            headers = {
+                "request-id": f"req_mock{n:016d}",
+                "anthropic-ratelimit-requests-limit": "1000",
+                "anthropic-ratelimit-requests-remaining": "999",
+            }
+        else:
+            headers = {
+                "x-request-id": f"req_mock{n:016d}",
+                "x-ratelimit-limit-requests": "1000",
+                "x-ratelimit-remaining-requests": "999",
+                "openai-processing-ms": "1",
+            }
+        headers["x-mock-seen-query"] = request.rel_url.raw_query_string
+        cookie = request.headers.get("x-mock-set-cookie")
+        if cookie:
+            headers["set-cookie"] = cookie
+        return headers
+
+    def _json(self, request: web.Request, anthropic: bool, obj: Any, status: int = 200,
+              extra: dict[str, str] | None = None) -> web.Response:
+        headers = self._headers(request, anthropic)
+        if extra:
+            headers.update(extra)
+        body = _dumps(obj)
+        if request.headers.get("x-mock-gzip") == "1":
+            body = gzip.compress(body, compresslevel=1)
+            headers["content-encoding"] = "gzip"
+        return web.Response(body=body, status=status, headers=headers, content_type="application/json")
+
+    def _error(self, request: web.Request, anthropic: bool, status: int, message: str) -> web.Response:
+        extra = {"retry-after": "7"} if status == 429 else None
+        if anthropic:
+            etype = _ANTHROPIC_ERRORS.get(status, "api_error" if status >= 500 else "invalid_request_error")
+            obj: dict[str, Any] = {"type": "error", "error": {"type": etype, "message": message}}
+        else:
+            etype, code = _OPENAI_ERRORS.get(status, ("server_error" if status >= 500 else "invalid_request_error", None))
+            obj = {"error": {"message": message, "type": etype, "param": None, "code": code}}
+        return self._json(request, anthropic, obj, status=status, extra=extra)
+
+    def _parse(self, request: web.Request, anthropic: bool, body: bytes) -> dict[str, Any] | web.Response:
+        try:
+            req = _loads(body)
+        except ValueError:
+            return self._error(request, anthropic, 400, "request body is not valid JSON")
+        if not isinstance(req, dict):
+            return self._error(request, anthropic, 400, "request body must be a JSON object")
+        return req
+
+    # -- streaming -----------------------------------------------------------
+
+    async def _stream(self, request: web.Request, anthropic: bool, frames: list[bytes]) -> web.StreamResponse:
+        """Write SSE frames one by one, honouring the delay/break controls.
+
+        A client that goes away shows up as ConnectionError on write (or as
+        cancellation if the server cancels handlers); both count as cancelled.
+        The response object is returned even then: aiohttp's final
+        write_eof fails with ConnectionError, which it treats as a quiet
+        premature disconnect instead of logging a handler error.
+        """
+        headers = self._headers(request, anthropic)
+        headers["cache-control"] = "no-cache"
+        resp = web.StreamResponse(headers=headers)
+        resp.content_type = "text/event-stream"
+        resp.charset = "utf-8"
+        gap = _int_header(request, "x-mock-stream-delay-ms") / 1000
+        break_after = _int_header(request, "x-mock-break-after", -1)
+        error_after = _int_header(request, "x-mock-stream-error-after", -1)
+        if 0 <= error_after < len(frames):
+            frames = frames[:error_after] + [_stream_error(anthropic)]
+        self.streams_started += 1
+        try:
+            await resp.prepare(request)
+            for i, frame in enumerate(frames):
+                if i == break_after:
+                    self.streams_broken += 1
+                    if request.transport is not None:
+                        request.transport.abort()  # RST, no terminating chunk
+                    return resp
+                if gap and i:
+                    await asyncio.sleep(gap)
+                await resp.write(frame)
+        except ConnectionError:
+            self.streams_cancelled += 1
+            return resp
+        except asyncio.CancelledError:
+            self.streams_cancelled += 1
+            raise
+        self.streams_completed += 1
+        return resp
+
+    # -- Anthropic -----------------------------------------------------------
+
+    async def messages(self, request: web.Request) -> web.StreamResponse:
+        body, err = await self._begin(request, True)
+        if err is not None:
+            return err
+        req = self._parse(request, True, body)
+        if isinstance(req, web.Response):
+            return req
+        events = max(1, _int_header(request, "x-mock-events", DEFAULT_EVENTS))
+        reply = anthropic_reply(req, events)
+        model = req.get("model", "claude-mock")
+        msg_id = f"msg_mock{next(self._ids):016d}"
+        input_tokens = max(1, len(body) // 4)
+        if reply.text is not None:
+            block: dict[str, Any] = {"type": "text", "text": reply.text}
+            output_tokens, stop = max(1, len(reply.text) // 4), "end_turn"
+        else:
+            tool_id = f"toolu_mock{next(self._ids):016d}"
+            block = {"type": "tool_use", "id": tool_id, "name": reply.tool_name, "input": reply.tool_input}
+            output_tokens, stop = 16, "tool_use"
+        usage = {
+            "input_tokens": input_tokens,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        }
+        if not req.get("stream"):
+            return self._json(request, True, {
+                "id": msg_id, "type": "message", "role": "assistant", "model": model,
+                "content": [block], "stop_reason": stop, "stop_sequence": None,
+                "usage": {**usage, "output_tokens": output_tokens},
+            })
+
+        if reply.text is not None:
+            start_block: dict[str, Any] = {"type": "text", "text": ""}
+            deltas = [{"type": "text_delta", "text": p} for p in split_pieces(reply.text, events)]
+        else:
+            start_block = {**block, "input": {}}
+            deltas = [{"type": "input_json_delta", "partial_json": p}
+                      for p in split_pieces(_dumps(reply.tool_input).decode(), events)]
+        frames = [
+            _anthropic_event({"type": "message_start", "message": {
+                "id": msg_id, "type": "message", "role": "assistant", "model": model,
+                "content": [], "stop_reason": None, "stop_sequence": None,
+                "usage": {**usage, "output_tokens": 1},
+            }}),
+            _anthropic_event({"type": "content_block_start", "index": 0, "content_block": start_block}),
+            _anthropic_event({"type": "ping"}),
+            *(_anthropic_event({"type": "content_block_delta", "index": 0, "delta": d}) for d in deltas),
+            _anthropic_event({"type": "content_block_stop", "index": 0}),
+            _anthropic_event({"type": "message_delta",
+                              "delta": {"stop_reason": stop, "stop_sequence": None},
+                              "usage": {"output_tokens": output_tokens}}),
+            _anthropic_event({"type": "message_stop"}),
+        ]
+        return await self._stream(request, True, frames)
+
+    async def count_tokens(self, request: web.Request) -> web.Response:
+        body, err = await self._begin(request, True)
+        if err is not None:
+            return err
+        return self._json(request, True, {"input_tokens": max(1, len(body) // 4)})
+
+    # -- OpenAI --------------------------------------------------------------
+
+    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+        body, err = await self._begin(request, False)
+        if err is not None:
+            return err
+        req = self._parse(request, False, body)
+        if isinstance(req, web.Response):
+            return req
+        events = max(1, _int_header(request, "x-mock-events", DEFAULT_EVENTS))
+        reply = openai_reply(req, events)
+        model = req.get("model", "gpt-mock")
+        n = next(self._ids)
+        cmpl_id = f"chatcmpl-mock{n:016d}"
+        created = int(time.time())
+        prompt_tokens = max(1, len(body) // 4)
+        if reply.text is not None:
+            completion_tokens, finish = max(1, len(reply.text) // 4), "stop"
+            arguments = ""
+        else:
+            completion_tokens, finish = 16, "tool_calls"
+            arguments = _dumps(reply.tool_input).decode()
+        call_id = f"call_mock{n:016d}"
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0},
+        }
+        if not req.get("stream"):
+            message: dict[str, Any] = {"role": "assistant", "content": reply.text, "refusal": None}
+            if reply.text is None:
+                message["tool_calls"] = [{"id": call_id, "type": "function",
+                                          "function": {"name": reply.tool_name, "arguments": arguments}}]
+            return self._json(request, False, {
+                "id": cmpl_id, "object": "chat.completion", "created": created, "model": model,
+                "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+                "usage": usage, "system_fingerprint": "fp_mock",
+            })
+
+        include_usage = bool((req.get("stream_options") or {}).get("include_usage"))
+
+        def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+            obj: dict[str, Any] = {
+                "id": cmpl_id, "object": "chat.completion.chunk", "created": created,
+                "model": model, "system_fingerprint": "fp_mock",
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+            }
+            if include_usage:
+                obj["usage"] = None
+            return _openai_event(obj)
+
+        if reply.text is not None:
+            frames = [chunk({"role": "assistant", "content": "", "refusal": None})]
+            frames += [chunk({"content": p}) for p in split_pieces(reply.text, events)]
+        else:
+            frames = [chunk({"role": "assistant", "content": None, "tool_calls": [{
+                "index": 0, "id": call_id, "type": "function",
+                "function": {"name": reply.tool_name, "arguments": ""}}]})]
+            frames += [chunk({"tool_calls": [{"index": 0, "function": {"arguments": p}}]})
+                       for p in split_pieces(arguments, events)]
+        frames.append(chunk({}, finish))
+        if include_usage:
+            frames.append(_openai_event({
+                "id": cmpl_id, "object": "chat.completion.chunk", "created": created,
+                "model": model, "system_fingerprint": "fp_mock", "choices": [], "usage": usage,
+            }))
+        frames.append(_OPENAI_DONE)
+        return await self._stream(request, False, frames)
+
+    # -- models and catch-all ------------------------------------------------
+
+    @staticmethod
+    def _is_anthropic(request: web.Request) -> bool:
+        return "x-api-key" in request.headers or "anthropic-version" in request.headers
+
+    @staticmethod
+    def _model_obj(model_id: str, anthropic: bool) -> dict[str, Any]:
+        if anthropic:
+            return {"type": "model", "id": model_id, "display_name": model_id,
+                    "created_at": "2025-01-01T00:00:00Z"}
+        return {"id": model_id, "object": "model", "created": 1735689600, "owned_by": "system"}
+
+    async def list_models(self, request: web.Request) -> web.Response:
+        anthropic = self._is_anthropic(request)
+        _, err = await self._begin(request, anthropic)
+        if err is not None:
+            return err
+        if anthropic:
+            data = [self._model_obj(m, True) for m in ANTHROPIC_MODELS]
+            obj: dict[str, Any] = {"data": data, "has_more": False,
+                                   "first_id": data[0]["id"], "last_id": data[-1]["id"]}
+        else:
+            obj = {"object": "list", "data": [self._model_obj(m, False) for m in OPENAI_MODELS]}
+        return self._json(request, anthropic, obj)
+
+    async def get_model(self, request: web.Request) -> web.Response:
+        anthropic = self._is_anthropic(request)
+        _, err = await self._begin(request, anthropic)
+        if err is not None:
+            return err
+        return self._json(request, anthropic, self._model_obj(request.match_info["model_id"], anthropic))
+
+    async def echo(self, request: web.Request) -> web.Response:
+        anthropic = self._is_anthropic(request)
+        _, err = await self._begin(request, anthropic)
+        if err is not None:
+            return err
+        return self._json(request, anthropic, {
+            "method": request.method, "path": request.path,
+            "query": request.rel_url.raw_query_string,
+        })
+
+    # -- /_mock control plane --------------------------------------------------
+
+    async def mock_requests(self, request: web.Request) -> web.Response:
+        """Recorded requests; ``body`` is latin-1 (``.encode('latin-1')`` gives the exact bytes)."""
+        out = [
+            {
+                "method": method, "path": path, "query": query,
+                "headers": {k.lower(): v for k, v in headers.items()},
+                "body": body.decode("latin-1"),
+                "body_b64": base64.b64encode(body).decode(),
+            }
+            for method, path, query, headers, body in self.recorded
+        ]
+        return web.Response(body=_dumps(out), content_type="application/json")
+
+    async def mock_reset(self, request: web.Request) -> web.Response:
+        self.reset()
+        return web.Response(body=b'{"ok":true}', content_type="application/json")
+
+    async def mock_stats(self, request: web.Request) -> web.Response:
+        return web.Response(body=_dumps(self.stats()), content_type="application/json")
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "requests": self.requests,
+            "streams_started": self.streams_started,
+            "streams_completed": self.streams_completed,
+            "streams_cancelled": self.streams_cancelled,
+            "streams_broken": self.streams_broken,
+        }
+
+
+MOCK_KEY = web.AppKey("mock_upstream", MockUpstream)
+
+
+def make_app(record_limit: int = RECORD_LIMIT) -> web.Application:
+    """Build the mock app; the MockUpstream instance is at ``app[MOCK_KEY]``."""
+    mock = MockUpstream(record_limit)
+    app = web.Application(client_max_size=256 * 1024 * 1024)  # big agent contexts are the point
+    app[MOCK_KEY] = mock
+    r = app.router
+    r.add_post("/v1/messages", mock.messages)
+    r.add_post("/v1/messages/count_tokens", mock.count_tokens)
+    r.add_post("/v1/chat/completions", mock.chat_completions)
+    r.add_get("/v1/models", mock.list_models)
+    r.add_get("/v1/models/{model_id}", mock.get_model)
+    r.add_route("*", "/v1/{tail:.*}", mock.echo)
+    r.add_get("/_mock/requests", mock.mock_requests)
+    r.add_post("/_mock/reset", mock.mock_reset)
+    r.add_get("/_mock/stats", mock.mock_stats)
+    return app
+
+
+async def serve(host: str, port: int, banner: str = "mock upstream") -> None:
+    """Serve ``make_app()`` until SIGINT/SIGTERM; prints the bound URL once ready."""
+    await serve_app(make_app(), host, port, banner)
+
+
+async def serve_app(app: web.Application, host: str, port: int, banner: str) -> None:
+    """Shared by the bare pass-through: bind, announce the real port, wait for a signal."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
+    await site.start()
+    real_port = runner.addresses[0][1]
+    print(f"{banner} listening on http://{host}:{real_port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def run(coro_factory: Any, use_uvloop: bool) -> None:
+    """Run with uvloop when available: the mock must not be the bottleneck."""
+    if use_uvloop:
+        try:
+            import uvloop
+
+            uvloop.run(coro_factory())
+            return
+        except ImportError:
+            pass
+    asyncio.run(coro_factory())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--no-uvloop", action="store_true")
+    args = parser.parse_args(argv)
+    run(lambda: serve(args.host, args.port), not args.no_uvloop)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
