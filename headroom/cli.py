@@ -73,8 +73,20 @@ def banner(config: ProxyConfig) -> str:
         f"  openai    -> {config.openai_api_url}",
         f"  optimize: {on(config.optimize)}   max body: {config.max_body_mb:g} MiB   "
         f"timeouts: connect {config.connect_timeout:g}s, upstream silence {config.request_timeout:g}s",
+        f"  request log: {config.log_file or 'off'}{' (with messages)' if config.log_messages else ''}   "
+        f"admin token: {'set' if config.admin_token else 'none'}",
     ]
     return "\n".join(lines)
+
+
+def startup_warnings(config: ProxyConfig) -> list[str]:
+    warnings = not_yet_available(config)
+    if not config.loopback_only and not config.admin_token:
+        warnings.append(
+            f"listening on {config.host} without --admin-token: anyone who can reach this port can read "
+            "/stats, /metrics and stored originals (/v1/retrieve). Set HEADROOM_ADMIN_TOKEN."
+        )
+    return warnings
 
 
 def run_proxy(config: ProxyConfig) -> int:
@@ -82,11 +94,21 @@ def run_proxy(config: ProxyConfig) -> int:
     from sanic import Sanic
     from sanic.worker.loader import AppLoader
 
+    from headroom.observability.metrics import prepare_multiprocess_dir
+    from headroom.observability.request_log import RequestLog
     from headroom.proxy.server import create_app
 
-    for message in not_yet_available(config):
-        print(f"headroom: warning: {message}", file=sys.stderr)
+    if config.log_file:
+        try:
+            RequestLog(config.log_file).check()
+        except OSError as exc:
+            print(f"headroom: error: cannot write --log-file {config.log_file}: {exc}", file=sys.stderr)
+            return 2
+    for message in startup_warnings(config):
+        print(f"headroom: WARNING: {message}", file=sys.stderr)
     print(banner(config), file=sys.stderr, flush=True)
+    # Every worker writes its metrics into one shared directory, so /metrics sums them all.
+    prepare_multiprocess_dir()
     loader = AppLoader(factory=partial(create_app, config))
     app = loader.load()
     app.prepare(

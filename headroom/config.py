@@ -25,6 +25,8 @@ class ProxyConfig:
     cache: bool = True
     rate_limit: bool = True
     log_file: str | None = None
+    log_messages: bool = False
+    admin_token: str | None = None
     budget: float | None = None
     llmlingua: bool = False
     llmlingua_device: str = "auto"
@@ -38,6 +40,10 @@ class ProxyConfig:
     @property
     def max_body_bytes(self) -> int:
         return int(self.max_body_mb * 1024 * 1024)
+
+    @property
+    def loopback_only(self) -> bool:
+        return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
 
 
 @dataclass(frozen=True)
@@ -99,8 +105,12 @@ OPTIONS: tuple[Option, ...] = (
         "rate_limit", "--no-rate-limit", "HEADROOM_RATE_LIMIT", "turn rate limiting off", parse_bool,
         "store_false", not_yet="rate limiting",
     ),
-    Option("log_file", "--log-file", "HEADROOM_LOG_FILE", "append one JSON line per request to this file",
-           not_yet="the request log"),
+    Option("log_file", "--log-file", "HEADROOM_LOG_FILE", "append one JSON line per request to this file"),
+    Option("log_messages", "--log-messages", "HEADROOM_LOG_MESSAGES",
+           "also write the request's messages into the log file (off: no content is ever logged)", parse_bool,
+           "store_true"),
+    Option("admin_token", "--admin-token", "HEADROOM_ADMIN_TOKEN",
+           "token required for /stats, /metrics, /v1/retrieve and the OpenAPI description"),
     Option("budget", "--budget", "HEADROOM_BUDGET", "spend limit in USD per budget period", _positive(float),
            not_yet="budgets"),
     Option("llmlingua", "--llmlingua", "HEADROOM_LLMLINGUA", "compress prose with LLMLingua-2", parse_bool,

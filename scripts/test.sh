@@ -5,11 +5,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
+
+# System services some tests drive for real: Prometheus (scrapes /metrics) and redis-server.
+# Installed when this runs as root with apt; otherwise the tests that need them are skipped.
+need=()
+command -v prometheus >/dev/null || need+=(prometheus)
+command -v redis-server >/dev/null || need+=(redis-server)
+if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 . .venv/bin/activate
 python -m pip install -q --disable-pip-version-check --upgrade pip
 # The constraints file pins torch to the CPU build before anything can pull a CUDA one.
-python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test,redis,metrics]'
+python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
 
 # tiktoken's encodings cannot be downloaded on an offline machine: build them locally when
 # the helper is there. Without them the product falls back to estimated counts (and says so).

@@ -54,9 +54,10 @@ def test_bad_flag_is_a_usage_error():
 
 def test_unbuilt_features_are_announced_not_silently_ignored():
     assert not_yet_available(ProxyConfig()) == []
-    messages = not_yet_available(ProxyConfig(budget=5.0, log_file="/tmp/x.jsonl"))
+    messages = not_yet_available(ProxyConfig(budget=5.0, llmlingua=True, log_file="/tmp/x.jsonl"))
     assert any("--budget" in m and "not available yet" in m for m in messages)
-    assert any("--log-file" in m for m in messages)
+    assert any("--llmlingua" in m for m in messages)
+    assert not any("--log-file" in m for m in messages)  # shipped: no warning
 
 
 def test_startup_banner_and_warning(start_proxy):

@@ -9,6 +9,7 @@ from sanic.exceptions import SanicException
 from sanic.response import HTTPResponse
 
 from headroom.proxy.providers import Provider, provider_for_path
+from headroom.proxy.request_id import request_id_for
 
 log = logging.getLogger("headroom.proxy")
 
@@ -23,13 +24,18 @@ class ProxyError(Exception):
         self.code = code
 
 
-def error_response(provider: Provider, status: int, message: str, code: str | None = None) -> HTTPResponse:
-    return HTTPResponse(
-        provider.error_body(status, message, code),
-        status=status,
-        content_type="application/json",
-        headers={"x-headroom-error": "1"},
-    )
+def error_response(
+    provider: Provider, status: int, message: str, code: str | None = None, request_id: str | None = None
+) -> HTTPResponse:
+    """An error Headroom produced itself (``x-headroom-error: 1`` tells it from a relayed one).
+
+    No upstream call was made, so there was no upstream latency to add to: overhead 0.
+    """
+    headers = {"x-headroom-error": "1", "x-headroom-overhead-ms": "0.000"}
+    if request_id:
+        headers["x-request-id"] = request_id
+    return HTTPResponse(provider.error_body(status, message, code), status=status,
+                        content_type="application/json", headers=headers)
 
 
 def _message_for(exc: Exception, request: Request, status: int) -> str:
@@ -46,10 +52,11 @@ def _message_for(exc: Exception, request: Request, status: int) -> str:
 async def handle_exception(request: Request, exc: Exception) -> HTTPResponse:
     """Sanic's error handler: every error, even a routing one, comes back in native shape."""
     provider = provider_for_path(request.path, request.headers)
+    request_id = request_id_for(request)
     if isinstance(exc, ProxyError):
-        return error_response(provider, exc.status, exc.message, exc.code)
+        return error_response(provider, exc.status, exc.message, exc.code, request_id)
     if isinstance(exc, SanicException):
         status = exc.status_code or 500
-        return error_response(provider, status, _message_for(exc, request, status))
+        return error_response(provider, status, _message_for(exc, request, status), None, request_id)
     log.exception("unexpected error while proxying %s %s", request.method, request.path)
-    return error_response(provider, 500, "Headroom proxy internal error")
+    return error_response(provider, 500, "Headroom proxy internal error", None, request_id)

@@ -31,10 +31,23 @@ class Exchange:
     outcome: RequestOutcome
     started: float = field(default_factory=perf_counter)
     upstream_started: float = 0.0
+    upstream_answered: float = 0.0  # the upstream's status line and headers arrived
     upstream_finished: float = 0.0
     first_byte_at: float = 0.0
     extra_headers: dict[str, str] = field(default_factory=dict)
     usage: TokenUsage = field(default_factory=TokenUsage)
+
+    def headroom_headers(self) -> dict[str, str]:
+        """Headroom's own response headers: request id, time added so far, receipts."""
+        now = perf_counter()
+        waited = ((self.upstream_finished or self.upstream_answered or now) - self.upstream_started
+                  if self.upstream_started else 0.0)
+        headers = {
+            "x-headroom-request-id": self.outcome.request_id,
+            "x-headroom-overhead-ms": f"{max(0.0, now - self.started - waited) * 1000.0:.3f}",
+        }
+        headers.update(self.extra_headers)
+        return headers
 
     @property
     def upstream_ms(self) -> float:
@@ -63,11 +76,14 @@ async def forward(
     )
     exchange.upstream_started = perf_counter()
     resp = await request.app.ctx.upstream.open(upstream_request)
+    exchange.upstream_answered = perf_counter()
     try:
         exchange.outcome.status = resp.status
         headers = Header(response_headers(resp.headers.items()))
-        headers.update(exchange.extra_headers)
+        if "x-request-id" not in headers:  # OpenAI sends its own; keep it, it is the one support asks for
+            headers["x-request-id"] = exchange.outcome.request_id
         if resp.content_type == "text/event-stream":
+            headers.update(exchange.headroom_headers())
             await relay_stream(request, resp, headers, provider, exchange)
             return None
         try:
@@ -80,6 +96,7 @@ async def forward(
         exchange.outcome.bytes_out = len(payload)
         if resp.status < 400:
             exchange.usage = usage_from_body(provider.name, payload)
+        headers.update(exchange.headroom_headers())
         return HTTPResponse(payload, status=resp.status, headers=headers)
     except asyncio.CancelledError:
         # The client went away: drop the upstream connection instead of reusing it.

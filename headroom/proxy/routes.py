@@ -1,4 +1,4 @@
-"""The proxy's routes: LLM calls, passthrough, health and stats.
+"""The proxy's routes: LLM calls and passthrough.
 
 One request's path: :func:`proxy_request` decodes and checks the body, (later) runs the
 transform pipeline, forwards it with :func:`headroom.proxy.forward.forward`, and records
@@ -8,35 +8,23 @@ what happened once the answer is out.
 from __future__ import annotations
 
 import asyncio
-import itertools
-import os
 import zlib
 from time import perf_counter, time
 
 import ujson
 from sanic import Blueprint, Request
-from sanic.response import HTTPResponse, json
+from sanic.response import HTTPResponse
 
+from headroom.observability import metrics
 from headroom.outcome import RequestOutcome
 from headroom.proxy.errors import ProxyError, error_response
 from headroom.proxy.forward import Exchange, forward
+from headroom.proxy.request_id import request_id_for
 from headroom.proxy.providers import ANTHROPIC, OPENAI, Provider, provider_for_path
 
 bp = Blueprint("proxy")
 
 _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-
-
-_REQUEST_IDS = itertools.count(1)
-_PROCESS_TAG = ("", 0)  # (random tag, pid it was made in)
-
-
-def new_request_id() -> str:
-    """Unique across workers and restarts (a random tag per process), and cheap on the hot path."""
-    global _PROCESS_TAG
-    if _PROCESS_TAG[1] != os.getpid():  # first call in this process, forked or spawned
-        _PROCESS_TAG = (os.urandom(6).hex(), os.getpid())
-    return f"hr_{_PROCESS_TAG[0]}{next(_REQUEST_IDS):010x}"
 
 
 def decoded_body(request: Request) -> bytes:
@@ -71,7 +59,7 @@ def check_json_object(body: bytes) -> dict:
 
 async def proxy_request(request: Request, provider: Provider, path: str, *, llm_call: bool) -> HTTPResponse | None:
     outcome = RequestOutcome(
-        request_id=new_request_id(), timestamp=time(), provider=provider.name, path=path,
+        request_id=request_id_for(request), timestamp=time(), provider=provider.name, path=path,
         bytes_in=len(request.body or b""),
     )
     exchange = Exchange(outcome)
@@ -82,21 +70,25 @@ async def proxy_request(request: Request, provider: Provider, path: str, *, llm_
             parsed = check_json_object(body)
             outcome.model = parsed.get("model") if isinstance(parsed.get("model"), str) else None
             outcome.stream = parsed.get("stream") is True
+            if request.app.ctx.config.log_messages:
+                outcome.messages = parsed.get("messages")
         response = await forward(request, provider, path, body, exchange)
     except ProxyError as exc:
         outcome.status = exc.status
         outcome.error = outcome.error or f"http_{exc.status}"
-        response = error_response(provider, exc.status, exc.message, exc.code)
+        response = error_response(provider, exc.status, exc.message, exc.code, outcome.request_id)
+        response.headers.update(exchange.headroom_headers())
     except asyncio.CancelledError:
         outcome.status = 499  # client closed the connection
         outcome.error = "client_disconnected"
         raise
     finally:
-        settle(request, exchange)
+        # After the answer has been written: settling is never on the client's critical path.
+        asyncio.get_running_loop().call_soon(settle, request.app, exchange)
     return response
 
 
-def settle(request: Request, exchange: Exchange) -> None:
+def settle(app, exchange: Exchange) -> None:
     """Close the books on one request: timings, error kind, and every consumer of figures."""
     outcome = exchange.outcome
     now = perf_counter()
@@ -109,7 +101,10 @@ def settle(request: Request, exchange: Exchange) -> None:
         outcome.ttfb_ms = (exchange.first_byte_at - exchange.started) * 1000.0
     if outcome.error is None and outcome.status >= 400:
         outcome.error = f"upstream_{outcome.status // 100}xx"  # relayed from the upstream as it was
-    request.app.ctx.stats.record(outcome)
+    app.ctx.stats.record(outcome)
+    metrics.observe(outcome)
+    if app.ctx.request_log is not None:
+        app.ctx.request_log.write(outcome)
 
 
 @bp.post("/v1/messages")
@@ -133,21 +128,3 @@ async def passthrough(request: Request, rest: str):
     """Every other API path (count_tokens, models, files, batches …) goes through untouched."""
     provider = provider_for_path(request.path, request.headers)
     return await proxy_request(request, provider, f"/v1/{rest}", llm_call=False)
-
-
-@bp.route("/", methods=["GET", "HEAD"], name="root")
-async def root(request: Request):
-    """Claude Code probes the base URL before it starts; answer like a live API would."""
-    return json({"status": "ok", "service": "headroom"})
-
-
-@bp.get("/health")
-async def health(request: Request):
-    return json(
-        {"status": "healthy", "optimize": request.app.ctx.config.optimize, "stats": request.app.ctx.stats.health()}
-    )
-
-
-@bp.get("/stats")
-async def stats(request: Request):
-    return json(request.app.ctx.stats.detailed())

@@ -10,8 +10,11 @@ from __future__ import annotations
 from sanic import Sanic
 
 from headroom.config import ProxyConfig, build_config
+from headroom.observability import metrics
+from headroom.observability.request_log import RequestLog
+from headroom.proxy import admin, routes
 from headroom.proxy.errors import handle_exception
-from headroom.proxy.routes import bp
+from headroom.proxy.openapi import add_openapi
 from headroom.proxy.stats import ProxyStats
 from headroom.proxy.upstream import Upstream
 
@@ -26,20 +29,26 @@ def create_app(config: ProxyConfig | None = None) -> Sanic:
     app.config.REQUEST_MAX_SIZE = config.max_body_bytes
     app.config.RESPONSE_TIMEOUT = _HANDLER_TIMEOUT_S
     app.config.NOISY_EXCEPTIONS = False
-    app.config.AUTO_EXTEND = False  # no sanic-ext extras on the hot path
+    app.config.AUTO_EXTEND = False  # sanic-ext only where asked for (OpenAPI), never on the hot path
     app.ctx.config = config
     app.ctx.stats = ProxyStats()
-    app.blueprint(bp)
+    app.ctx.request_log = RequestLog(config.log_file, config.log_messages) if config.log_file else None
+    app.blueprint(admin.bp)
+    app.blueprint(routes.bp)
+    add_openapi(app, routes.bp)
     app.error_handler.add(Exception, handle_exception)
 
     @app.before_server_start
     async def open_upstream(app: Sanic) -> None:
+        metrics.get_metrics()  # series exist (at 0) from the first scrape
         app.ctx.upstream = Upstream(config)
         await app.ctx.upstream.start()
 
     @app.after_server_stop
     async def close_upstream(app: Sanic) -> None:
         await app.ctx.upstream.close()
+        if app.ctx.request_log is not None:
+            app.ctx.request_log.close()
 
     return app
 

@@ -36,6 +36,27 @@ class LatencyWindow:
         return {"p50": pick(0.50), "p90": pick(0.90), "p99": pick(0.99), "samples": len(ordered)}
 
 
+RECENT_LIMIT = 50
+MODEL_LIMIT = 100
+
+
+def recent_entry(outcome: RequestOutcome) -> dict:
+    """A line of the recent-requests list: figures only, never content or keys."""
+    return {
+        "request_id": outcome.request_id,
+        "timestamp": round(outcome.timestamp, 3),
+        "provider": outcome.provider,
+        "model": outcome.model,
+        "path": outcome.path,
+        "stream": outcome.stream,
+        "status": outcome.status,
+        "tokens_saved": outcome.tokens_saved,
+        "latency_ms": round(outcome.latency_ms, 3),
+        "overhead_ms": round(outcome.overhead_ms, 3),
+        "error": outcome.error,
+    }
+
+
 @dataclass
 class ProxyStats:
     total_requests: int = 0
@@ -48,6 +69,9 @@ class ProxyStats:
     errors: Counter = field(default_factory=Counter)
     latency: LatencyWindow = field(default_factory=LatencyWindow)
     overhead: LatencyWindow = field(default_factory=LatencyWindow)
+    by_model: dict = field(default_factory=dict)  # model -> figures, bounded by MODEL_LIMIT
+    by_transform: Counter = field(default_factory=Counter)
+    recent: deque = field(default_factory=lambda: deque(maxlen=RECENT_LIMIT))
 
     def record(self, outcome: RequestOutcome) -> None:
         self.total_requests += 1
@@ -61,6 +85,25 @@ class ProxyStats:
             self.errors[outcome.error] += 1
         self.latency.add(outcome.latency_ms)
         self.overhead.add(outcome.overhead_ms)
+        self._per_model(outcome)
+        for transform in outcome.transforms:
+            self.by_transform[transform.split(":", 1)[0]] += 1
+        self.recent.append(recent_entry(outcome))
+
+    def _per_model(self, outcome: RequestOutcome) -> None:
+        name = outcome.model or "none"
+        if name not in self.by_model and len(self.by_model) >= MODEL_LIMIT:
+            name = "other"  # model names come from clients: keep the table bounded
+        figures = self.by_model.setdefault(name, Counter())
+        figures["requests"] += 1
+        figures["tokens_before"] += outcome.tokens_before
+        figures["tokens_after"] += outcome.tokens_after
+        figures["input_tokens"] += outcome.input_tokens
+        figures["output_tokens"] += outcome.output_tokens
+        figures["cache_read_tokens"] += outcome.cache_read_tokens
+        figures["cache_write_tokens"] += outcome.cache_write_tokens
+        if outcome.status >= 400:
+            figures["errors"] += 1
 
     @property
     def tokens_saved(self) -> int:
@@ -93,4 +136,7 @@ class ProxyStats:
             "added_latency_ms": self.overhead.percentiles(),
             "bytes_in": self.bytes_in,
             "bytes_out": self.bytes_out,
+            "models": {name: dict(figures) for name, figures in self.by_model.items()},
+            "transforms": dict(self.by_transform),
+            "recent_requests": list(reversed(self.recent)),
         }

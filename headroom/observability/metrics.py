@@ -1,0 +1,294 @@
+"""Prometheus metrics that add up across every worker, including dead and restarted ones.
+
+Each Sanic worker is its own process, so an in-memory counter would only ever show the
+figures of whichever worker happened to answer the scrape. prometheus-client's
+multiprocess mode instead gives every process its own memory-mapped file in one shared
+directory (``PROMETHEUS_MULTIPROC_DIR``); a scrape, served by any worker, reads and sums
+all files. A worker that dies leaves its file behind, so its counts stay in the totals
+and a restarted worker's counters never go backwards.
+
+The CLI calls :func:`prepare_multiprocess_dir` once, in the main process, before workers
+are started; they inherit the environment variable. Without it (one ASGI process) the
+metrics live in memory and :func:`render` reports them from there.
+
+prometheus-client is imported only when the first metric is created or rendered, so
+importing this module costs nothing.
+"""
+
+from __future__ import annotations
+
+import atexit
+import glob
+import os
+import shutil
+import sys
+import tempfile
+from typing import TYPE_CHECKING, Any
+
+from headroom.observability.labels import BoundedLabel, upstream_error_kind
+
+if TYPE_CHECKING:
+    from headroom.outcome import RequestOutcome
+
+ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
+_INF = float("inf")
+
+# Model names come from request bodies; a process gives its own series to at most this
+# many, and only to names the upstream accepted (a 2xx answer). The rest read "other".
+MODEL_LABEL_LIMIT = 50
+PROVIDERS = ("anthropic", "openai")
+
+# Milliseconds. Whole requests run from a few ms (cache hits) to minutes (long streams);
+# the proxy's own overhead should stay in the low milliseconds.
+LATENCY_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000, 300000)
+OVERHEAD_BUCKETS_MS = (0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 1000)
+
+
+def prepare_multiprocess_dir(path: str | None = None) -> str:
+    """Make an empty metrics directory and point ``PROMETHEUS_MULTIPROC_DIR`` at it.
+
+    Call once in the main process before any worker starts. Files left by an earlier run
+    are removed so its counts do not leak into this one (for Prometheus a proxy restart is
+    a counter reset, which ``rate()`` handles). Without ``path`` a private temporary
+    directory (mode 0700) is made and removed when this process exits.
+    """
+    if path is None:
+        path = tempfile.mkdtemp(prefix="headroom-metrics-")
+        owner = os.getpid()
+        atexit.register(lambda: os.getpid() == owner and shutil.rmtree(path, ignore_errors=True))
+    else:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        for stale in glob.glob(os.path.join(path, "*.db")):
+            os.remove(stale)
+    os.environ[ENV_VAR] = path
+    _sync_value_class()
+    return path
+
+
+def multiprocess_dir() -> str | None:
+    """The shared metrics directory, or ``None`` in single-process mode."""
+    return os.environ.get(ENV_VAR) or None
+
+
+def _sync_value_class() -> None:
+    """Make prometheus-client's storage agree with ``PROMETHEUS_MULTIPROC_DIR`` right now.
+
+    prometheus-client chooses file-backed or in-memory values once, when its ``values``
+    module is first imported, and reads the directory itself only when a metric is
+    created. If it was imported before the variable was set (or a test changed it), the
+    choice is stale; fixing it before our metrics exist keeps them in the right place.
+    """
+    values = sys.modules.get("prometheus_client.values")
+    if values is None:
+        return  # not imported yet: it will read the environment when it is
+    current = getattr(values.ValueClass, "_multiprocess", None)
+    wanted = multiprocess_dir() is not None
+    if current is not None and current != wanted:
+        values.ValueClass = values.MultiProcessValue() if wanted else values.MutexValue
+
+
+def _prometheus() -> Any:
+    try:
+        import prometheus_client
+    except ImportError as exc:  # an optional dependency: headroom-ai[metrics]
+        raise RuntimeError("metrics need prometheus-client: pip install 'headroom-ai[metrics]'") from exc
+    return prometheus_client
+
+
+class Metrics:
+    """Every Headroom metric, plus caches of labelled children so :meth:`observe` is cheap.
+
+    Looking up a labelled child in prometheus-client takes a lock and builds a tuple; the
+    proxy sees the same few (provider, model, status) combinations over and over, so the
+    children are kept in plain dicts after the first lookup.
+    """
+
+    def __init__(self) -> None:
+        _sync_value_class()
+        pc = _prometheus()
+        self.registry = pc.CollectorRegistry(auto_describe=True)
+
+        def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Any:
+            return pc.Counter(name, doc, labels, registry=self.registry)
+
+        def histogram(name: str, doc: str, buckets: tuple[float, ...]) -> Any:
+            return pc.Histogram(name, doc, ("provider",), buckets=buckets, registry=self.registry)
+
+        by_model = ("provider", "model")
+        self.requests = counter("headroom_requests", "Requests answered", ("provider", "model", "status"))
+        self.tokens_before = counter("headroom_tokens_before", "Prompt tokens before compression", by_model)
+        self.tokens_after = counter("headroom_tokens_after", "Prompt tokens after compression", by_model)
+        self.tokens_saved = counter("headroom_tokens_saved", "Prompt tokens removed by compression", by_model)
+        self.tokens_input = counter("headroom_tokens_input", "Input tokens as reported by the upstream", by_model)
+        self.tokens_output = counter("headroom_tokens_output", "Output tokens as reported by the upstream", by_model)
+        self.cache_read = counter(
+            "headroom_prompt_cache_read_tokens", "Provider prompt-cache read tokens, as reported", by_model
+        )
+        self.cache_write = counter(
+            "headroom_prompt_cache_write_tokens", "Provider prompt-cache write tokens, as reported", by_model
+        )
+        self.cost = counter("headroom_cost_usd", "Cost in USD of the upstream usage", by_model)
+        self.cache_hits = counter("headroom_cache_hits", "Requests answered from Headroom's response cache")
+        self.cache_misses = counter("headroom_cache_misses", "Cacheable requests not found in the response cache")
+        self.rate_limited = counter("headroom_rate_limited", "Requests rejected by a rate limit or budget", ("reason",))
+        self.upstream_errors = counter("headroom_upstream_errors", "Requests the upstream failed", ("kind",))
+        self.compression_failures = counter(
+            "headroom_compression_failed", "Requests forwarded uncompressed because compression failed"
+        )
+        self.store_outages = counter("headroom_store_unavailable", "Operations that found the shared store unavailable")
+
+        self.latency = histogram("headroom_latency_ms", "Whole request time in ms", LATENCY_BUCKETS_MS)
+        self.overhead = histogram("headroom_overhead_ms", "Time Headroom itself added in ms", OVERHEAD_BUCKETS_MS)
+        self.ttfb = histogram("headroom_ttfb_ms", "Time to the first byte of a stream in ms", LATENCY_BUCKETS_MS)
+        self._budget_remaining: Any = None  # made on the first reading: no budget, no series
+
+        self._provider = BoundedLabel(0, PROVIDERS)
+        self._model = BoundedLabel(MODEL_LABEL_LIMIT)
+        self._reason = BoundedLabel(8, ("rpm", "tpm", "budget"))
+        self._kind = BoundedLabel(32)
+        self._request_children: dict[tuple[str, str, int], Any] = {}
+        self._model_children: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self._provider_children: dict[str, tuple[Any, Any, Any]] = {}
+
+    def _for_model(self, provider: str, model: str) -> tuple[Any, ...]:
+        key = (provider, model)
+        children = self._model_children.get(key)
+        if children is None:
+            children = self._model_children[key] = tuple(
+                metric.labels(provider, model)
+                for metric in (
+                    self.tokens_before, self.tokens_after, self.tokens_saved, self.tokens_input,
+                    self.tokens_output, self.cache_read, self.cache_write, self.cost,
+                )
+            )
+        return children
+
+    def _for_provider(self, provider: str) -> tuple[Any, Any, Any]:
+        children = self._provider_children.get(provider)
+        if children is None:
+            children = self._provider_children[provider] = (
+                self.latency.labels(provider), self.overhead.labels(provider), self.ttfb.labels(provider)
+            )
+        return children
+
+    def observe(self, outcome: RequestOutcome) -> None:
+        """Count one finished request. Zero amounts are skipped: they would not change a sum."""
+        provider = self._provider(outcome.provider)
+        model = self._model(outcome.model, admit=200 <= outcome.status < 300)
+        key = (provider, model, outcome.status)
+        request = self._request_children.get(key)
+        if request is None:
+            request = self._request_children[key] = self.requests.labels(provider, model, str(outcome.status))
+        request.inc()
+
+        before, after, saved, inp, out, c_read, c_write, cost = self._for_model(provider, model)
+        if outcome.tokens_before:
+            before.inc(outcome.tokens_before)
+        if outcome.tokens_after:
+            after.inc(outcome.tokens_after)
+        if outcome.tokens_before > outcome.tokens_after:  # a counter cannot go down
+            saved.inc(outcome.tokens_before - outcome.tokens_after)
+        if outcome.input_tokens:
+            inp.inc(outcome.input_tokens)
+        if outcome.output_tokens:
+            out.inc(outcome.output_tokens)
+        if outcome.cache_read_tokens:
+            c_read.inc(outcome.cache_read_tokens)
+        if outcome.cache_write_tokens:
+            c_write.inc(outcome.cache_write_tokens)
+        if 0 < outcome.cost_usd < _INF:  # a NaN or inf would poison the sum for good
+            cost.inc(outcome.cost_usd)
+
+        latency, overhead, ttfb = self._for_provider(provider)
+        latency.observe(outcome.latency_ms)
+        overhead.observe(outcome.overhead_ms)
+        if outcome.ttfb_ms is not None:
+            ttfb.observe(outcome.ttfb_ms)
+
+        if outcome.cache == "hit":
+            self.cache_hits.inc()
+        elif outcome.cache == "miss":
+            self.cache_misses.inc()
+        if outcome.limited:
+            self.rate_limited.labels(self._reason(outcome.limited)).inc()
+        kind = upstream_error_kind(outcome.error)
+        if kind:
+            self.upstream_errors.labels(self._kind(kind)).inc()
+
+    def set_budget_remaining(self, usd: float | None) -> None:
+        """Record the budget left; ``None`` (no budget configured) leaves the gauge as it was.
+
+        Budget remaining is one shared fact (from the store) that each worker learns at its
+        own moments: the latest reading wins, and it stays true after the worker that read
+        it has died, hence ``mostrecent`` rather than ``livemostrecent``, ``sum`` or ``max``.
+        """
+        if usd is None:
+            return
+        if self._budget_remaining is None:
+            self._budget_remaining = _prometheus().Gauge(
+                "headroom_budget_remaining_usd", "Budget left in the current period, USD",
+                multiprocess_mode="mostrecent", registry=self.registry,
+            )
+        self._budget_remaining.set(usd)
+
+
+_metrics: Metrics | None = None
+
+
+def get_metrics() -> Metrics:
+    """This process's metrics, created on first use.
+
+    Calling it when a worker starts makes the unlabelled counters appear (at 0) from the
+    very first scrape instead of after the first request.
+    """
+    global _metrics
+    if _metrics is None:
+        _metrics = Metrics()
+    return _metrics
+
+
+def observe(outcome: RequestOutcome) -> None:
+    get_metrics().observe(outcome)
+
+
+def set_budget_remaining(usd: float | None) -> None:
+    get_metrics().set_budget_remaining(usd)
+
+
+def compression_failed() -> None:
+    get_metrics().compression_failures.inc()
+
+
+def store_unavailable() -> None:
+    get_metrics().store_outages.inc()
+
+
+def mark_worker_dead(pid: int) -> None:
+    """Supervisor hook: drop a dead worker's ``live*`` gauges; its counters stay counted.
+
+    No Headroom gauge uses a ``live*`` mode today, so this is bookkeeping that keeps the
+    totals right if one is added; it is cheap and safe to call for every exited worker.
+    """
+    path = multiprocess_dir()
+    if path:
+        from prometheus_client.multiprocess import mark_process_dead
+
+        mark_process_dead(pid, path)
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition body and its content type, summed over every process's file.
+
+    Works in any worker (it only reads the shared directory). In single-process mode it
+    reports this process's in-memory metrics.
+    """
+    pc = _prometheus()
+    path = multiprocess_dir()
+    if path:
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        registry = pc.CollectorRegistry()
+        MultiProcessCollector(registry, path=path)
+    else:
+        registry = get_metrics().registry
+    return pc.generate_latest(registry), pc.CONTENT_TYPE_LATEST

@@ -1,0 +1,73 @@
+"""Headroom's own endpoints: health, statistics, Prometheus metrics.
+
+``/health`` is always open (load balancers and Claude Code probe it). ``/stats``,
+``/metrics`` and the OpenAPI description require ``--admin-token`` when one is set, given
+as ``x-headroom-admin-token: T`` or ``Authorization: Bearer T``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+
+from sanic import Blueprint, Request
+from sanic.response import HTTPResponse, json
+
+from headroom.observability import metrics
+from headroom.proxy.errors import ProxyError
+from headroom.proxy.request_id import request_id_for
+
+bp = Blueprint("admin")
+
+ADMIN_HEADER = "x-headroom-admin-token"
+
+
+def require_admin(request: Request, *, header_only: bool = False) -> None:
+    """Refuse with a native 401 unless the request carries the admin token.
+
+    ``header_only`` is for endpoints whose ``Authorization`` header carries the caller's
+    own API key (``/v1/retrieve``): there only the dedicated header counts.
+    """
+    token = request.app.ctx.config.admin_token
+    if not token:
+        return
+    given = request.headers.get(ADMIN_HEADER)
+    if given is None and not header_only:
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer":
+            given = value.strip()
+    if given is None or not hmac.compare_digest(given.encode(), token.encode()):
+        where = f"the {ADMIN_HEADER} header" if header_only else f"the {ADMIN_HEADER} header or Authorization: Bearer"
+        raise ProxyError(401, f"This Headroom endpoint requires the admin token ({where})", "admin_token_required")
+
+
+def _own_headers(request: Request) -> dict[str, str]:
+    return {"x-request-id": request_id_for(request), "x-headroom-overhead-ms": "0.000"}
+
+
+@bp.route("/", methods=["GET", "HEAD"], name="root")
+async def root(request: Request):
+    """Claude Code probes the base URL before it starts; answer like a live API would."""
+    return json({"status": "ok", "service": "headroom"}, headers=_own_headers(request))
+
+
+@bp.get("/health")
+async def health(request: Request):
+    return json(
+        {"status": "healthy", "optimize": request.app.ctx.config.optimize, "stats": request.app.ctx.stats.health()},
+        headers=_own_headers(request),
+    )
+
+
+@bp.get("/stats")
+async def stats(request: Request):
+    require_admin(request)
+    return json(request.app.ctx.stats.detailed(), headers=_own_headers(request))
+
+
+@bp.get("/metrics")
+async def prometheus_metrics(request: Request):
+    require_admin(request)
+    # Summing every worker's file takes milliseconds with many series: keep it off the loop.
+    body, content_type = await asyncio.get_running_loop().run_in_executor(None, metrics.render)
+    return HTTPResponse(body, content_type=content_type, headers=_own_headers(request))
