@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -97,3 +102,38 @@ def test_readme_option_table_is_current():
     readme = (ROOT / "README.md").read_text()
     table = readme.split("<!-- options-table:start -->")[1].split("<!-- options-table:end -->")[0].strip()
     assert table == generated, "README option table is stale: run python scripts/options_table.py"
+
+
+def _live_worker_pids(proxy) -> set[int]:
+    """Workers announce themselves as "Worker ready [pid]"; keep those still running."""
+    pids = {int(pid) for pid in re.findall(r"Worker ready \[(\d+)\]", proxy.output())}
+    return {pid for pid in pids if Path(f"/proc/{pid}").exists() and b"Z" != _state(pid)}
+
+
+def _state(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+    except OSError:
+        return b"Z"
+
+
+def test_a_crashed_worker_is_replaced(start_proxy, fresh_mock):
+    proxy = start_proxy("--workers", "2")
+    deadline = time.monotonic() + 15
+    while len(before := _live_worker_pids(proxy)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(before) == 2
+    victim = min(before)
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        after = _live_worker_pids(proxy)
+        if len(after) == 2 and victim not in after:
+            break
+        time.sleep(0.1)
+    assert "died with exit code" in proxy.output()
+    assert len(after) == 2 and victim not in after
+    body = {"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]}
+    for _ in range(10):
+        with httpx.Client() as client:
+            assert client.post(f"{proxy.url}/v1/messages", json=body, headers={"x-api-key": "k"}).status_code == 200

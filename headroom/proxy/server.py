@@ -17,6 +17,7 @@ from headroom.proxy.errors import handle_exception
 from headroom.proxy.openapi import add_openapi
 from headroom.proxy.stats import ProxyStats
 from headroom.proxy.upstream import Upstream
+from headroom.workers.watchdog import Watchdog
 
 # Sanic's own timeout on a handler must never cut a long answer short: upstream silence is
 # bounded by --request-timeout instead, which resets with every chunk of a stream.
@@ -43,6 +44,17 @@ def create_app(config: ProxyConfig | None = None) -> Sanic:
         metrics.get_metrics()  # series exist (at 0) from the first scrape
         app.ctx.upstream = Upstream(config)
         await app.ctx.upstream.start()
+
+    @app.main_process_ready
+    async def watch_workers(app: Sanic) -> None:
+        """Main process only: replace workers that crash."""
+        app.ctx.watchdog = Watchdog(app)
+        app.ctx.watchdog.start()
+
+    @app.main_process_stop
+    async def stop_watching(app: Sanic) -> None:
+        if getattr(app.ctx, "watchdog", None):
+            app.ctx.watchdog.stop()
 
     @app.after_server_stop
     async def close_upstream(app: Sanic) -> None:
