@@ -8,6 +8,7 @@ cannot drift apart.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from functools import partial
 from typing import Any, Sequence
@@ -62,6 +63,26 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _state_line(config: ProxyConfig) -> str:
+    if not config.redis_url:
+        return "in memory"
+    from headroom.state.redis_store import redact_url
+
+    return f"redis {redact_url(config.redis_url)}"
+
+
+def _limits_line(config: ProxyConfig) -> str:
+    if not config.rate_limit or not (config.rpm or config.tpm):
+        return "off"
+    return f"{config.rpm or 'no'} rpm, {config.tpm or 'no'} tpm per key"
+
+
+def _budget_line(config: ProxyConfig) -> str:
+    if not config.budget:
+        return "none"
+    return f"${config.budget:g} {config.budget_period} ({config.budget_scope})"
+
+
 def banner(config: ProxyConfig) -> str:
     def on(flag: bool) -> str:
         return "on" if flag else "off"
@@ -73,6 +94,8 @@ def banner(config: ProxyConfig) -> str:
         f"  openai    -> {config.openai_api_url}",
         f"  optimize: {on(config.optimize)}   max body: {config.max_body_mb:g} MiB   "
         f"timeouts: connect {config.connect_timeout:g}s, upstream silence {config.request_timeout:g}s",
+        f"  state: {_state_line(config)}   cache: {on(config.cache)}   "
+        f"rate limit: {_limits_line(config)}   budget: {_budget_line(config)}",
         f"  request log: {config.log_file or 'off'}{' (with messages)' if config.log_messages else ''}   "
         f"admin token: {'set' if config.admin_token else 'none'}",
     ]
@@ -91,12 +114,9 @@ def startup_warnings(config: ProxyConfig) -> list[str]:
 
 def run_proxy(config: ProxyConfig) -> int:
     # Imported here so `headroom --help` stays instant.
-    from sanic import Sanic
-    from sanic.worker.loader import AppLoader
-
-    from headroom.observability.metrics import prepare_multiprocess_dir
     from headroom.observability.request_log import RequestLog
-    from headroom.proxy.server import create_app
+    from headroom.pricing import load_pricing
+    from headroom.state.redis_server import PrivateRedis, RedisServerFailed, RedisServerMissing
 
     if config.log_file:
         try:
@@ -104,6 +124,35 @@ def run_proxy(config: ProxyConfig) -> int:
         except OSError as exc:
             print(f"headroom: error: cannot write --log-file {config.log_file}: {exc}", file=sys.stderr)
             return 2
+    try:
+        load_pricing(config.pricing_file)
+    except (OSError, ValueError) as exc:
+        print(f"headroom: error: --pricing-file {config.pricing_file}: {exc}", file=sys.stderr)
+        return 2
+    private = None
+    if config.workers > 1 and not config.redis_url:
+        # Several workers must share limits, cache and stats: give them a private Redis.
+        try:
+            private = PrivateRedis()
+            config = dataclasses.replace(config, redis_url=private.start())
+        except (RedisServerMissing, RedisServerFailed) as exc:
+            print(f"headroom: error: {exc}", file=sys.stderr)
+            return 2
+    try:
+        serve(config)
+    finally:
+        if private is not None:
+            private.stop()
+    return 0
+
+
+def serve(config: ProxyConfig) -> None:
+    from sanic import Sanic
+    from sanic.worker.loader import AppLoader
+
+    from headroom.observability.metrics import prepare_multiprocess_dir
+    from headroom.proxy.server import create_app
+
     for message in startup_warnings(config):
         print(f"headroom: WARNING: {message}", file=sys.stderr)
     print(banner(config), file=sys.stderr, flush=True)
@@ -115,7 +164,6 @@ def run_proxy(config: ProxyConfig) -> int:
         host=config.host, port=config.port, workers=config.workers, access_log=False, motd=False, verbosity=0
     )
     Sanic.serve(primary=app, app_loader=loader)
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

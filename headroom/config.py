@@ -27,7 +27,17 @@ class ProxyConfig:
     log_file: str | None = None
     log_messages: bool = False
     admin_token: str | None = None
+    redis_url: str | None = None
+    state_secret: str | None = None
+    fail_closed: bool = False
+    cache_ttl: float = 300.0
+    cache_max_entries: int = 10_000
+    rpm: int = 600
+    tpm: int = 5_000_000
     budget: float | None = None
+    budget_period: str = "daily"
+    budget_scope: str = "global"
+    pricing_file: str | None = None
     llmlingua: bool = False
     llmlingua_device: str = "auto"
     llmlingua_rate: float = 0.3
@@ -97,22 +107,38 @@ OPTIONS: tuple[Option, ...] = (
         "optimize", "--no-optimize", "HEADROOM_OPTIMIZE",
         "turn the compression pipeline off (forward everything unchanged)", parse_bool, "store_false",
     ),
-    Option(
-        "cache", "--no-cache", "HEADROOM_CACHE", "turn the response cache off", parse_bool, "store_false",
-        not_yet="the response cache",
-    ),
-    Option(
-        "rate_limit", "--no-rate-limit", "HEADROOM_RATE_LIMIT", "turn rate limiting off", parse_bool,
-        "store_false", not_yet="rate limiting",
-    ),
+    Option("cache", "--no-cache", "HEADROOM_CACHE", "turn the response cache off", parse_bool, "store_false"),
+    Option("cache_ttl", "--cache-ttl", "HEADROOM_CACHE_TTL", "seconds a cached response is served", _positive(float)),
+    Option("cache_max_entries", "--cache-max-entries", "HEADROOM_CACHE_MAX_ENTRIES",
+           "cached responses kept (least recently used go first)", _positive(int)),
+    Option("rate_limit", "--no-rate-limit", "HEADROOM_RATE_LIMIT", "turn rate limiting off", parse_bool,
+           "store_false"),
+    Option("rpm", "--rpm", "HEADROOM_RPM",
+           "requests per minute per API key; a full minute's worth may arrive at once (0: no limit)",
+           _not_negative_int),
+    Option("tpm", "--tpm", "HEADROOM_TPM", "input tokens per minute per API key, bursts allowed (0: no limit)",
+           _not_negative_int),
     Option("log_file", "--log-file", "HEADROOM_LOG_FILE", "append one JSON line per request to this file"),
     Option("log_messages", "--log-messages", "HEADROOM_LOG_MESSAGES",
            "also write the request's messages into the log file (off: no content is ever logged)", parse_bool,
            "store_true"),
     Option("admin_token", "--admin-token", "HEADROOM_ADMIN_TOKEN",
            "token required for /stats, /metrics, /v1/retrieve and the OpenAPI description"),
-    Option("budget", "--budget", "HEADROOM_BUDGET", "spend limit in USD per budget period", _positive(float),
-           not_yet="budgets"),
+    Option("budget", "--budget", "HEADROOM_BUDGET", "spend limit in USD per budget period", _positive(float)),
+    Option("budget_period", "--budget-period", "HEADROOM_BUDGET_PERIOD", "budget period, in UTC",
+           choices=("hourly", "daily", "monthly")),
+    Option("budget_scope", "--budget-scope", "HEADROOM_BUDGET_SCOPE",
+           "one budget shared by everyone, or one per API key", choices=("global", "key")),
+    Option("pricing_file", "--pricing-file", "HEADROOM_PRICING_FILE",
+           "JSON file of model prices merged over the built-in table"),
+    Option("redis_url", "--redis-url", "HEADROOM_REDIS_URL",
+           "shared state in this Redis (redis://, rediss://, unix://); default: in memory for one worker, "
+           "a private redis-server for several"),
+    Option("state_secret", "--state-secret", "HEADROOM_STATE_SECRET",
+           "secret for hashing API keys into state keys; same on every instance (default: kept in Redis)"),
+    Option("fail_closed", "--fail-closed", "HEADROOM_FAIL_CLOSED",
+           "reject requests with 503 while shared state is unreachable (default: forward them unguarded)",
+           parse_bool, "store_true"),
     Option("llmlingua", "--llmlingua", "HEADROOM_LLMLINGUA", "compress prose with LLMLingua-2", parse_bool,
            "store_true", not_yet="LLMLingua compression"),
     Option("llmlingua_device", "--llmlingua-device", "HEADROOM_LLMLINGUA_DEVICE", "device for LLMLingua",

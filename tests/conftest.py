@@ -7,9 +7,11 @@ through the real CLI (``python -m headroom proxy``), exactly as a user would sta
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,6 +22,10 @@ ROOT = Path(__file__).resolve().parent.parent
 _TIKTOKEN_DIR = ROOT / ".tiktoken"
 if _TIKTOKEN_DIR.is_dir():
     os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(_TIKTOKEN_DIR))
+
+
+REDIS_BIN = shutil.which("redis-server")
+REQUIRE_REDIS_ENV = "HEADROOM_REQUIRE_REDIS"  # set in CI: a missing binary fails instead of skipping
 
 
 def free_port() -> int:
@@ -124,11 +130,93 @@ def start_proxy(tmp_path_factory, mock):
 
 @pytest.fixture(scope="session")
 def proxy(start_proxy) -> Proxy:
-    """The default proxy: every option at its default, upstreams pointed at the mock."""
-    return start_proxy()
+    """The shared proxy for transparency tests: defaults, except that the response cache is off.
+
+    Tests steer the mock with headers, which (rightly) are not part of the cache key; with
+    the cache on, a later test could be answered from an earlier one's identical body.
+    The cache has tests of its own.
+    """
+    return start_proxy("--no-cache")
 
 
 @pytest.fixture
 def fresh_mock(mock) -> Mock:
     mock.reset()
     return mock
+
+
+class RedisProc:
+    """A redis-server of the test session's own, on 127.0.0.1:port and a Unix socket;
+    restartable in place (same port, same socket), never the system one."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="hr-test-redis-"))
+        self.sock = str(self.dir / "redis.sock")
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def unix_url(self) -> str:
+        return f"unix://{self.sock}"
+
+    def start(self, timeout: float = 5.0) -> None:
+        assert REDIS_BIN is not None
+        self.proc = subprocess.Popen(
+            [REDIS_BIN, "--port", str(self.port), "--bind", "127.0.0.1", "--unixsocket", self.sock,
+             "--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--dir", str(self.dir),
+             "--loglevel", "warning"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self.proc.returncode}")
+            time.sleep(0.01)
+        raise RuntimeError("redis-server did not start")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def close(self) -> None:
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _require_redis() -> None:
+    if REDIS_BIN is None:
+        if os.environ.get(REQUIRE_REDIS_ENV):
+            pytest.fail(f"{REQUIRE_REDIS_ENV} is set but redis-server is not installed")
+        pytest.skip("redis-server not installed")
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    _require_redis()
+    server = RedisProc()
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def own_redis():
+    """A redis-server for one test (to kill and restart without disturbing the others)."""
+    _require_redis()
+    server = RedisProc()
+    server.start()
+    yield server
+    server.close()

@@ -111,7 +111,7 @@ def test_health_has_the_documented_shape(start_proxy):
 
 
 def test_stats_break_requests_down(start_proxy):
-    proxy = start_proxy()
+    proxy = start_proxy("--no-cache")
     body = {"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "x"}]}
     httpx.post(f"{proxy.url}/v1/messages", json=body, headers=ANTHROPIC_HEADERS)
     httpx.post(f"{proxy.url}/v1/chat/completions", json=body, headers={"authorization": "Bearer k"})

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from headroom.proxy.forward import last_event_end
-from headroom.proxy.usage import StreamUsage, usage_from_body
+from headroom.proxy.usage import StreamUsage, ask_for_stream_usage, usage_from_body
 
 BODY = {"model": "m", "max_tokens": 8, "messages": [{"role": "user", "content": "count my tokens please"}]}
 
@@ -34,16 +34,16 @@ def test_stream_and_body_usage_agree(mock, provider, path, headers):
     plain = httpx.post(f"{mock.url}{path}", json=BODY, headers=headers)
     expected = plain.json()["usage"]
     from_body = usage_from_body(provider, plain.content)
-    assert from_body.seen
+    assert from_body is not None
 
     stream_body = {**BODY, "stream": True}
     if provider == "openai":
         stream_body["stream_options"] = {"include_usage": True}
     raw = httpx.post(f"{mock.url}{path}", json=stream_body, headers=headers).content
     meter = StreamUsage(provider)
-    for events in _events_in_odd_chunks(raw):
-        meter.feed(events)
-    assert meter.usage.seen
+    passed_on = b"".join(meter.feed(events) for events in _events_in_odd_chunks(raw))
+    assert passed_on == raw  # reading usage never changes the stream
+    assert meter.usage is not None
     reported = [json.loads(line[5:]) for line in raw.split(b"\n") if line.startswith(b"data: {")]
     if provider == "anthropic":
         start = next(e["message"]["usage"] for e in reported if e["type"] == "message_start")
@@ -64,7 +64,7 @@ def test_anthropic_cache_figures_are_kept_apart():
     usage = usage_from_body("anthropic", payload)
     assert (usage.input_tokens, usage.cache_read_tokens, usage.cache_write_tokens, usage.output_tokens) == (
         12, 3000, 500, 40)
-    assert usage.total_input == 3512
+    assert usage.total_input_tokens == 3512
 
 
 def test_openai_cached_prompt_tokens_are_split_out():
@@ -74,8 +74,24 @@ def test_openai_cached_prompt_tokens_are_split_out():
 
 
 def test_no_usage_or_garbage_is_not_an_error():
-    assert not usage_from_body("openai", b"not json").seen
-    assert not usage_from_body("anthropic", b'{"usage": "weird"}').seen
+    assert usage_from_body("openai", b"not json") is None
+    assert usage_from_body("openai", b'{"usage": {broken') is None
+    assert usage_from_body("anthropic", b'{"usage": "weird"}') is None
     meter = StreamUsage("openai")
-    meter.feed(b'data: {"usage": nul\n\n')
-    assert not meter.usage.seen
+    assert meter.feed(b'data: {"usage": {nul\n\n') == b'data: {"usage": {nul\n\n'
+    assert meter.usage is None
+
+
+def test_usage_chunk_headroom_asked_for_is_removed_again():
+    body = {"model": "gpt-4o", "stream": True, "messages": []}
+    assert ask_for_stream_usage(body) and body["stream_options"] == {"include_usage": True}
+    assert not ask_for_stream_usage(body)  # already asked
+    assert not ask_for_stream_usage({"stream": False})
+    events = (b'data: {"choices":[{"delta":{"content":"hi"}}],"usage":null}\n\n'
+              b'data: {"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":2}}\n\n'
+              b"data: [DONE]\n\n")
+    meter = StreamUsage("openai", strip_usage_chunk=True)
+    passed = meter.feed(events)
+    assert passed == (b'data: {"choices":[{"delta":{"content":"hi"}}],"usage":null}\n\n'
+                      b"data: [DONE]\n\n")
+    assert (meter.usage.input_tokens, meter.usage.output_tokens) == (9, 2)

@@ -14,8 +14,10 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 
 from headroom.observability import metrics
+from headroom.proxy import stats
 from headroom.proxy.errors import ProxyError
 from headroom.proxy.request_id import request_id_for
+from headroom.state.store import StatsSnapshot, StoreUnavailable
 
 bp = Blueprint("admin")
 
@@ -51,18 +53,32 @@ async def root(request: Request):
     return json({"status": "ok", "service": "headroom"}, headers=_own_headers(request))
 
 
+async def _snapshot(request: Request) -> StatsSnapshot | None:
+    try:
+        return await request.app.ctx.store.stats_read(stats.SERIES)
+    except StoreUnavailable:
+        return None
+
+
 @bp.get("/health")
 async def health(request: Request):
-    return json(
-        {"status": "healthy", "optimize": request.app.ctx.config.optimize, "stats": request.app.ctx.stats.health()},
-        headers=_own_headers(request),
-    )
+    """Always 200 while the process serves: with the shared store down it reports "degraded"."""
+    snapshot = await _snapshot(request)
+    body = {
+        "status": "healthy" if snapshot is not None else "degraded",
+        "optimize": request.app.ctx.config.optimize,
+        "stats": stats.health_of(snapshot.counters if snapshot else {}),
+    }
+    return json(body, headers=_own_headers(request))
 
 
 @bp.get("/stats")
-async def stats(request: Request):
+async def detailed_stats(request: Request):
     require_admin(request)
-    return json(request.app.ctx.stats.detailed(), headers=_own_headers(request))
+    snapshot = await _snapshot(request)
+    if snapshot is None:
+        raise ProxyError(503, "Statistics are kept in the shared store, which is unreachable right now")
+    return json(stats.detailed(snapshot), headers=_own_headers(request))
 
 
 @bp.get("/metrics")

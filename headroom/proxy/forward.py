@@ -17,16 +17,19 @@ from sanic.compat import Header
 from sanic.response import HTTPResponse
 
 from headroom.outcome import RequestOutcome
+from headroom.pricing import Usage
 from headroom.proxy.errors import ProxyError
 from headroom.proxy.headers import request_headers, response_headers
 from headroom.proxy.providers import Provider
+from headroom.proxy.response_cache import MAX_ENTRY_BYTES, CachedAnswer
 from headroom.proxy.upstream import UpstreamRequest
-from headroom.proxy.usage import StreamUsage, TokenUsage, usage_from_body
+from headroom.proxy.usage import StreamUsage, usage_from_body
+from headroom.state.store import GuardResult
 
 
 @dataclass
 class Exchange:
-    """One proxied request in flight: its outcome so far, timings, headers to add."""
+    """One proxied request in flight: its outcome so far, timings, and what to settle."""
 
     outcome: RequestOutcome
     started: float = field(default_factory=perf_counter)
@@ -35,7 +38,11 @@ class Exchange:
     upstream_finished: float = 0.0
     first_byte_at: float = 0.0
     extra_headers: dict[str, str] = field(default_factory=dict)
-    usage: TokenUsage = field(default_factory=TokenUsage)
+    usage: Usage | None = None
+    guard: GuardResult | None = None  # the reservation to reconcile
+    cache_key: str | None = None  # store a successful answer under this key
+    strip_usage_chunk: bool = False  # Headroom asked for OpenAI's usage chunk, the client did not
+    answer: CachedAnswer | None = None  # the complete answer, when it is to be cached
 
     def headroom_headers(self) -> dict[str, str]:
         """Headroom's own response headers: request id, time added so far, receipts."""
@@ -96,6 +103,8 @@ async def forward(
         exchange.outcome.bytes_out = len(payload)
         if resp.status < 400:
             exchange.usage = usage_from_body(provider.name, payload)
+            if exchange.cache_key and resp.status == 200 and len(payload) <= MAX_ENTRY_BYTES:
+                exchange.answer = CachedAnswer(resp.headers.get("content-type", "application/json"), payload)
         headers.update(exchange.headroom_headers())
         return HTTPResponse(payload, status=resp.status, headers=headers)
     except asyncio.CancelledError:
@@ -122,9 +131,11 @@ async def relay_stream(
     well-formed stream that ends with the provider's error event rather than half a line.
     """
     response = await request.respond(status=resp.status, headers=headers)
-    meter = StreamUsage(provider.name)
-    exchange.usage = meter.usage
+    meter = StreamUsage(provider.name, strip_usage_chunk=exchange.strip_usage_chunk)
+    kept: list[bytes] | None = [] if exchange.cache_key and resp.status == 200 else None
+    kept_bytes = 0
     pending = b""
+    broken = False
     try:
         async for chunk in resp.content.iter_any():
             pending += chunk
@@ -132,17 +143,47 @@ async def relay_stream(
             if cut:
                 if not exchange.first_byte_at:
                     exchange.first_byte_at = perf_counter()
-                events = pending[:cut]
-                meter.feed(events)
-                await response.send(events)
-                exchange.outcome.bytes_out += cut
+                events = meter.feed(pending[:cut])
                 pending = pending[cut:]
+                if events:
+                    await response.send(events)
+                    exchange.outcome.bytes_out += len(events)
+                    if kept is not None:
+                        kept.append(events)
+                        kept_bytes += len(events)
+                        if kept_bytes > MAX_ENTRY_BYTES:
+                            kept = None
         if pending:  # the upstream ended without a final blank line: pass it on as is
             await response.send(pending)
             exchange.outcome.bytes_out += len(pending)
+            kept = None  # not a well-formed stream: never replay it
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        broken = True
         reason = "timed out" if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)) else "broke off"
         exchange.outcome.error = "stream_timeout" if reason == "timed out" else "stream_broken"
         await response.send(provider.stream_error_event(f"The upstream stream {reason} before it was complete"))
     exchange.upstream_finished = perf_counter()
+    exchange.usage = meter.usage
+    if kept is not None and not broken and not _carries_error(b"".join(kept[-1:])):
+        exchange.answer = CachedAnswer(headers.get("content-type", "text/event-stream"), b"".join(kept))
     await response.eof()
+
+
+def _carries_error(last_events: bytes) -> bool:
+    """An upstream may end a 200 stream with its own error event: such a stream is not cached."""
+    return b"event: error" in last_events or b'"error"' in last_events
+
+
+async def replay(request: Request, answer: CachedAnswer, exchange: Exchange) -> HTTPResponse | None:
+    """Serve a cached answer: JSON as it was, or a stream as the same events."""
+    exchange.outcome.status = 200
+    exchange.outcome.bytes_out = len(answer.body)
+    headers = {"content-type": answer.content_type, "x-request-id": exchange.outcome.request_id}
+    headers.update(exchange.headroom_headers())
+    if not answer.is_stream:
+        return HTTPResponse(answer.body, status=200, headers=headers)
+    response = await request.respond(status=200, headers=headers)
+    exchange.first_byte_at = perf_counter()
+    await response.send(answer.body)
+    await response.eof()
+    return None

@@ -1,60 +1,37 @@
 """The proxy's routes: LLM calls and passthrough.
 
-One request's path: :func:`proxy_request` decodes and checks the body, (later) runs the
-transform pipeline, forwards it with :func:`headroom.proxy.forward.forward`, and records
-what happened once the answer is out.
+One LLM request's path, in :func:`llm_request`: parse the body once → identify the caller
+(a keyed hash of the API key) → response cache (a hit is replayed and we are done) →
+rate limits and budget (one atomic store call) → transforms → upstream (see ``forward``)
+→ settle once the answer is out (see ``settle``). Everything else under ``/v1`` passes
+through untouched.
 """
 
 from __future__ import annotations
 
 import asyncio
-import zlib
-from time import perf_counter, time
+from time import time
 
-import ujson
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 
 from headroom.observability import metrics
 from headroom.outcome import RequestOutcome
+from headroom.proxy import response_cache
+from headroom.proxy.body import api_key_of, decoded_body, dumps, json_object
 from headroom.proxy.errors import ProxyError, error_response
-from headroom.proxy.forward import Exchange, forward
-from headroom.proxy.request_id import request_id_for
+from headroom.proxy.forward import Exchange, forward, replay
+from headroom.proxy.guards import Refused, admit, guard_request
 from headroom.proxy.providers import ANTHROPIC, OPENAI, Provider, provider_for_path
+from headroom.proxy.request_id import request_id_for
+from headroom.proxy.settle import schedule
+from headroom.proxy.usage import ask_for_stream_usage
+from headroom.state.identity import caller_hash
+from headroom.state.store import StoreUnavailable
 
 bp = Blueprint("proxy")
 
 _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-
-
-def decoded_body(request: Request) -> bytes:
-    """The request body as plain bytes, undoing a ``content-encoding`` the client applied."""
-    raw = request.body or b""
-    encoding = request.headers.get("content-encoding", "").strip().lower()
-    if encoding in ("", "identity"):
-        return raw
-    if encoding not in ("gzip", "x-gzip", "deflate"):
-        raise ProxyError(415, f"Unsupported content-encoding {encoding!r}: send gzip, deflate or identity")
-    limit = request.app.ctx.config.max_body_bytes
-    try:
-        decoder = zlib.decompressobj(wbits=47)  # 32 + 15: gzip or zlib header, detected
-        body = decoder.decompress(raw, limit + 1)
-    except zlib.error as exc:
-        raise ProxyError(400, f"Request body is not valid {encoding} data: {exc}") from None
-    if len(body) > limit:
-        limit_mb = request.app.ctx.config.max_body_mb
-        raise ProxyError(413, f"Request body too large once decompressed: the limit is {limit_mb:g} MiB")
-    return body
-
-
-def check_json_object(body: bytes) -> dict:
-    try:
-        parsed = ujson.loads(body)
-    except (ValueError, TypeError) as exc:
-        raise ProxyError(400, f"Request body is not valid JSON: {exc}") from None
-    if not isinstance(parsed, dict):
-        raise ProxyError(400, "Request body must be a JSON object")
-    return parsed
 
 
 async def proxy_request(request: Request, provider: Provider, path: str, *, llm_call: bool) -> HTTPResponse | None:
@@ -67,44 +44,67 @@ async def proxy_request(request: Request, provider: Provider, path: str, *, llm_
     try:
         body = decoded_body(request)
         if llm_call:
-            parsed = check_json_object(body)
-            outcome.model = parsed.get("model") if isinstance(parsed.get("model"), str) else None
-            outcome.stream = parsed.get("stream") is True
-            if request.app.ctx.config.log_messages:
-                outcome.messages = parsed.get("messages")
-        response = await forward(request, provider, path, body, exchange)
+            response = await llm_request(request, provider, path, body, exchange)
+        else:
+            response = await forward(request, provider, path, body, exchange)
     except ProxyError as exc:
         outcome.status = exc.status
         outcome.error = outcome.error or f"http_{exc.status}"
         response = error_response(provider, exc.status, exc.message, exc.code, outcome.request_id)
         response.headers.update(exchange.headroom_headers())
+        if isinstance(exc, Refused):
+            outcome.limited = exc.limit
+            response.headers.update(exc.headers)
     except asyncio.CancelledError:
         outcome.status = 499  # client closed the connection
         outcome.error = "client_disconnected"
         raise
     finally:
-        # After the answer has been written: settling is never on the client's critical path.
-        asyncio.get_running_loop().call_soon(settle, request.app, exchange)
+        schedule(request.app, exchange)
     return response
 
 
-def settle(app, exchange: Exchange) -> None:
-    """Close the books on one request: timings, error kind, and every consumer of figures."""
-    outcome = exchange.outcome
-    now = perf_counter()
-    outcome.latency_ms = (now - exchange.started) * 1000.0
-    outcome.overhead_ms = max(0.0, outcome.latency_ms - exchange.upstream_ms)
-    usage = exchange.usage
-    outcome.input_tokens, outcome.output_tokens = usage.input_tokens, usage.output_tokens
-    outcome.cache_read_tokens, outcome.cache_write_tokens = usage.cache_read_tokens, usage.cache_write_tokens
-    if exchange.first_byte_at:
-        outcome.ttfb_ms = (exchange.first_byte_at - exchange.started) * 1000.0
-    if outcome.error is None and outcome.status >= 400:
-        outcome.error = f"upstream_{outcome.status // 100}xx"  # relayed from the upstream as it was
-    app.ctx.stats.record(outcome)
-    metrics.observe(outcome)
-    if app.ctx.request_log is not None:
-        app.ctx.request_log.write(outcome)
+async def llm_request(
+    request: Request, provider: Provider, path: str, body: bytes, exchange: Exchange
+) -> HTTPResponse | None:
+    app, outcome = request.app, exchange.outcome
+    config, store = app.ctx.config, app.ctx.store
+    parsed = json_object(body)
+    outcome.model = parsed.get("model") if isinstance(parsed.get("model"), str) else None
+    outcome.stream = parsed.get("stream") is True
+    if config.log_messages:
+        outcome.messages = parsed.get("messages")
+    outcome.caller = caller_hash(app.ctx.secret, api_key_of(request))
+
+    policy = response_cache.policy(config.cache, request.headers.get("cache-control", ""))
+    if policy.store:
+        exchange.cache_key = response_cache.request_key(path, parsed)
+        outcome.cache = policy.label
+        exchange.extra_headers["x-headroom-cache"] = policy.label
+    if policy.lookup:
+        hit = await _cached(store, outcome.caller, exchange.cache_key)
+        if hit is not None:
+            outcome.cache = exchange.extra_headers["x-headroom-cache"] = "hit"
+            exchange.cache_key = None  # nothing new to store
+            return await replay(request, hit, exchange)
+
+    guard = guard_request(config, app.ctx.pricing, outcome.caller, parsed, len(body))
+    if guard is not None:
+        exchange.guard = await admit(store, config, provider, guard)
+
+    if provider is OPENAI and ask_for_stream_usage(parsed):
+        body = dumps(parsed)
+        exchange.strip_usage_chunk = True
+    return await forward(request, provider, path, body, exchange)
+
+
+async def _cached(store, caller: str, key: str | None) -> response_cache.CachedAnswer | None:
+    try:
+        raw = await store.cache_get(caller, key)
+    except StoreUnavailable:
+        metrics.store_unavailable()
+        return None
+    return response_cache.CachedAnswer.decode(raw) if raw is not None else None
 
 
 @bp.post("/v1/messages")

@@ -1,43 +1,63 @@
-"""Per-process request statistics behind ``/health`` and ``/stats``.
+"""Request statistics behind ``/health`` and ``/stats``, global across workers and instances.
 
-Latencies are kept in bounded windows (the most recent samples), so memory stays flat
-however long the proxy runs; percentiles are computed only when someone asks.
+Every finished request becomes one :class:`~headroom.state.store.StatsDelta` (counter
+increments, latency samples, a recent-requests entry) that the store adds to shared totals;
+``/stats`` reads them back and renders figures. Latency series are bounded (the most
+recent samples), so memory stays flat however long the proxy runs.
 """
 
 from __future__ import annotations
 
-from collections import Counter, deque
-from dataclasses import dataclass, field
+import ujson
 
 from headroom.outcome import RequestOutcome
+from headroom.state.store import StatsDelta, StatsSnapshot
+
+#: Latency series kept in the store, one bounded list each.
+SERIES = ("latency_ms", "overhead_ms", "ttfb_ms")
 
 
-@dataclass
-class LatencyWindow:
-    """The most recent ``size`` latency samples in milliseconds."""
-
-    size: int = 10_000
-    samples: deque = field(default_factory=deque)
-
-    def add(self, ms: float) -> None:
-        if len(self.samples) >= self.size:
-            self.samples.popleft()
-        self.samples.append(ms)
-
-    def percentiles(self) -> dict[str, float | None]:
-        ordered = sorted(self.samples)
-        if not ordered:
-            return {"p50": None, "p90": None, "p99": None, "samples": 0}
-
-        def pick(q: float) -> float:
-            index = min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))
-            return round(ordered[index], 3)
-
-        return {"p50": pick(0.50), "p90": pick(0.90), "p99": pick(0.99), "samples": len(ordered)}
+def _model_name(model: str | None) -> str:
+    # Model names come from clients: keep them short and free of the ':' separator.
+    return (model or "none")[:64].replace(":", "_")
 
 
-RECENT_LIMIT = 50
-MODEL_LIMIT = 100
+def delta_of(outcome: RequestOutcome) -> StatsDelta:
+    """What one request adds to the global statistics."""
+    model = _model_name(outcome.model)
+    counters: dict[str, float] = {
+        "requests": 1,
+        f"provider:{outcome.provider}": 1,
+        f"status:{outcome.status}": 1,
+        "tokens_before": outcome.tokens_before,
+        "tokens_after": outcome.tokens_after,
+        "bytes_in": outcome.bytes_in,
+        "bytes_out": outcome.bytes_out,
+        f"model:{model}:requests": 1,
+        f"model:{model}:tokens_before": outcome.tokens_before,
+        f"model:{model}:tokens_after": outcome.tokens_after,
+        f"model:{model}:input_tokens": outcome.input_tokens,
+        f"model:{model}:output_tokens": outcome.output_tokens,
+        f"model:{model}:cache_read_tokens": outcome.cache_read_tokens,
+        f"model:{model}:cache_write_tokens": outcome.cache_write_tokens,
+    }
+    if outcome.cost_usd:
+        counters["cost_usd"] = outcome.cost_usd
+        counters[f"model:{model}:cost_usd"] = outcome.cost_usd
+    if outcome.error:
+        counters[f"error:{outcome.error}"] = 1
+        counters[f"model:{model}:errors"] = 1
+    if outcome.cache:
+        counters[f"cache:{outcome.cache}"] = 1
+    if outcome.limited:
+        counters[f"limited:{outcome.limited}"] = 1
+    for transform in outcome.transforms:
+        name = f"transform:{transform.split(':', 1)[0]}"
+        counters[name] = counters.get(name, 0) + 1
+    samples = {"latency_ms": outcome.latency_ms, "overhead_ms": outcome.overhead_ms}
+    if outcome.ttfb_ms is not None:
+        samples["ttfb_ms"] = outcome.ttfb_ms
+    return StatsDelta(counters=counters, samples=samples, recent=ujson.dumps(recent_entry(outcome)).encode())
 
 
 def recent_entry(outcome: RequestOutcome) -> dict:
@@ -50,93 +70,70 @@ def recent_entry(outcome: RequestOutcome) -> dict:
         "path": outcome.path,
         "stream": outcome.stream,
         "status": outcome.status,
+        "cache": outcome.cache,
         "tokens_saved": outcome.tokens_saved,
+        "cost_usd": round(outcome.cost_usd, 6),
         "latency_ms": round(outcome.latency_ms, 3),
         "overhead_ms": round(outcome.overhead_ms, 3),
         "error": outcome.error,
     }
 
 
-@dataclass
-class ProxyStats:
-    total_requests: int = 0
-    tokens_before: int = 0
-    tokens_after: int = 0
-    bytes_in: int = 0
-    bytes_out: int = 0
-    by_provider: Counter = field(default_factory=Counter)
-    by_status: Counter = field(default_factory=Counter)
-    errors: Counter = field(default_factory=Counter)
-    latency: LatencyWindow = field(default_factory=LatencyWindow)
-    overhead: LatencyWindow = field(default_factory=LatencyWindow)
-    by_model: dict = field(default_factory=dict)  # model -> figures, bounded by MODEL_LIMIT
-    by_transform: Counter = field(default_factory=Counter)
-    recent: deque = field(default_factory=lambda: deque(maxlen=RECENT_LIMIT))
+def percentiles(samples: list[float]) -> dict[str, float | None]:
+    ordered = sorted(samples)
+    if not ordered:
+        return {"p50": None, "p90": None, "p99": None, "samples": 0}
 
-    def record(self, outcome: RequestOutcome) -> None:
-        self.total_requests += 1
-        self.tokens_before += outcome.tokens_before
-        self.tokens_after += outcome.tokens_after
-        self.bytes_in += outcome.bytes_in
-        self.bytes_out += outcome.bytes_out
-        self.by_provider[outcome.provider] += 1
-        self.by_status[str(outcome.status)] += 1
-        if outcome.error:
-            self.errors[outcome.error] += 1
-        self.latency.add(outcome.latency_ms)
-        self.overhead.add(outcome.overhead_ms)
-        self._per_model(outcome)
-        for transform in outcome.transforms:
-            self.by_transform[transform.split(":", 1)[0]] += 1
-        self.recent.append(recent_entry(outcome))
+    def pick(q: float) -> float:
+        index = min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))
+        return round(ordered[index], 3)
 
-    def _per_model(self, outcome: RequestOutcome) -> None:
-        name = outcome.model or "none"
-        if name not in self.by_model and len(self.by_model) >= MODEL_LIMIT:
-            name = "other"  # model names come from clients: keep the table bounded
-        figures = self.by_model.setdefault(name, Counter())
-        figures["requests"] += 1
-        figures["tokens_before"] += outcome.tokens_before
-        figures["tokens_after"] += outcome.tokens_after
-        figures["input_tokens"] += outcome.input_tokens
-        figures["output_tokens"] += outcome.output_tokens
-        figures["cache_read_tokens"] += outcome.cache_read_tokens
-        figures["cache_write_tokens"] += outcome.cache_write_tokens
-        if outcome.status >= 400:
-            figures["errors"] += 1
+    return {"p50": pick(0.50), "p90": pick(0.90), "p99": pick(0.99), "samples": len(ordered)}
 
-    @property
-    def tokens_saved(self) -> int:
-        return self.tokens_before - self.tokens_after
 
-    @property
-    def savings_percent(self) -> float:
-        if not self.tokens_before:
-            return 0.0
-        return round(100.0 * self.tokens_saved / self.tokens_before, 1)
+def _prefixed(counters: dict[str, float], prefix: str) -> dict[str, int | float]:
+    return {name[len(prefix):]: _number(value) for name, value in counters.items() if name.startswith(prefix)}
 
-    def health(self) -> dict:
-        return {
-            "total_requests": self.total_requests,
-            "tokens_saved": self.tokens_saved,
-            "savings_percent": self.savings_percent,
-        }
 
-    def detailed(self) -> dict:
-        return {
-            "scope": "process",
-            **self.health(),
-            "tokens_before": self.tokens_before,
-            "tokens_after": self.tokens_after,
-            "requests_by_provider": dict(self.by_provider),
-            "requests_by_status": dict(self.by_status),
-            "errors": dict(self.errors),
-            "errors_total": sum(self.errors.values()),
-            "latency_ms": self.latency.percentiles(),
-            "added_latency_ms": self.overhead.percentiles(),
-            "bytes_in": self.bytes_in,
-            "bytes_out": self.bytes_out,
-            "models": {name: dict(figures) for name, figures in self.by_model.items()},
-            "transforms": dict(self.by_transform),
-            "recent_requests": list(reversed(self.recent)),
-        }
+def _number(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else round(value, 6)
+
+
+def health_of(counters: dict[str, float]) -> dict:
+    before, after = int(counters.get("tokens_before", 0)), int(counters.get("tokens_after", 0))
+    saved = before - after
+    return {
+        "total_requests": int(counters.get("requests", 0)),
+        "tokens_saved": saved,
+        "savings_percent": round(100.0 * saved / before, 1) if before else 0.0,
+    }
+
+
+def detailed(snapshot: StatsSnapshot) -> dict:
+    counters = snapshot.counters
+    models: dict[str, dict] = {}
+    for name, value in _prefixed(counters, "model:").items():
+        model, _, figure = name.rpartition(":")
+        models.setdefault(model, {})[figure] = value
+    errors = _prefixed(counters, "error:")
+    return {
+        "scope": "global",
+        **health_of(counters),
+        "tokens_before": int(counters.get("tokens_before", 0)),
+        "tokens_after": int(counters.get("tokens_after", 0)),
+        "cost_usd": round(counters.get("cost_usd", 0.0), 6),
+        "requests_by_provider": _prefixed(counters, "provider:"),
+        "requests_by_status": _prefixed(counters, "status:"),
+        "errors": errors,
+        "errors_total": sum(errors.values()),
+        "cache": _prefixed(counters, "cache:"),
+        "rate_limited": _prefixed(counters, "limited:"),
+        "latency_ms": percentiles(snapshot.samples.get("latency_ms", [])),
+        "added_latency_ms": percentiles(snapshot.samples.get("overhead_ms", [])),
+        "ttfb_ms": percentiles(snapshot.samples.get("ttfb_ms", [])),
+        "bytes_in": int(counters.get("bytes_in", 0)),
+        "bytes_out": int(counters.get("bytes_out", 0)),
+        "models": models,
+        "transforms": _prefixed(counters, "transform:"),
+        "recent_requests": [ujson.loads(entry) for entry in snapshot.recent],
+    }

@@ -1,101 +1,102 @@
 """Token usage as the upstream reports it, from a JSON answer or read off an SSE stream.
 
-Both providers report usage differently: Anthropic's ``input_tokens`` excludes cache reads
-and writes, which come separately; OpenAI's ``prompt_tokens`` includes the cached part.
-:class:`TokenUsage` holds the normalised figures: uncached input, output, cache read, cache write.
-Streams are parsed on the fly, touching only the few events that carry usage.
+Figures are normalised into :class:`headroom.pricing.Usage` (uncached input, output, cache
+reads, cache writes). Streams are parsed on the fly, touching only the few events that
+carry a usage object. For OpenAI streams Headroom asks for the final usage chunk itself
+when the client did not (:func:`ask_for_stream_usage`) and removes it again on the way
+back, so the client sees exactly the stream it asked for.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
 
 import ujson
 
+from headroom.pricing import Usage
 
-@dataclass
-class TokenUsage:
-    input_tokens: int = 0  # uncached input
-    output_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-    seen: bool = False  # the upstream reported usage at all
-
-    @property
-    def total_input(self) -> int:
-        return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
+# A usage *object* (not "usage": null, which OpenAI sends on every chunk when asked).
+_USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 
 
-def _int(mapping: dict, key: str) -> int:
-    value = mapping.get(key)
-    return value if isinstance(value, int) else 0
-
-
-def merge_anthropic(usage: TokenUsage, reported: dict) -> None:
-    """Anthropic: later events repeat or update earlier counts, so the latest figure wins."""
-    usage.seen = True
-    for ours, theirs in (
-        ("input_tokens", "input_tokens"),
-        ("output_tokens", "output_tokens"),
-        ("cache_read_tokens", "cache_read_input_tokens"),
-        ("cache_write_tokens", "cache_creation_input_tokens"),
-    ):
-        if isinstance(reported.get(theirs), int):
-            setattr(usage, ours, reported[theirs])
-
-
-def merge_openai(usage: TokenUsage, reported: dict) -> None:
-    usage.seen = True
-    details = reported.get("prompt_tokens_details") or {}
-    cached = _int(details, "cached_tokens") if isinstance(details, dict) else 0
-    usage.input_tokens = max(0, _int(reported, "prompt_tokens") - cached)
-    usage.cache_read_tokens = cached
-    usage.output_tokens = _int(reported, "completion_tokens")
-
-
-def usage_from_body(provider: str, payload: bytes) -> TokenUsage:
-    usage = TokenUsage()
-    if b'"usage"' not in payload:
-        return usage
+def usage_from_body(provider: str, payload: bytes) -> Usage | None:
+    if not _USAGE_OBJECT.search(payload):
+        return None
     try:
         body = ujson.loads(payload)
     except ValueError:
-        return usage
+        return None
     reported = body.get("usage") if isinstance(body, dict) else None
-    if isinstance(reported, dict):
-        (merge_anthropic if provider == "anthropic" else merge_openai)(usage, reported)
-    return usage
+    if not isinstance(reported, dict):
+        return None
+    return Usage.from_anthropic(reported) if provider == "anthropic" else Usage.from_openai(reported)
+
+
+def ask_for_stream_usage(body: dict) -> bool:
+    """Make an OpenAI streaming request report usage; True if the body had to change."""
+    options = body.get("stream_options")
+    if body.get("stream") is not True or (isinstance(options, dict) and options.get("include_usage")):
+        return False
+    body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+    return True
 
 
 class StreamUsage:
-    """Reads usage off SSE events as they pass, without parsing events that carry none."""
+    """Reads usage off SSE events as they pass.
 
-    def __init__(self, provider: str) -> None:
+    Anthropic spreads usage over ``message_start`` (input, cache) and ``message_delta``
+    (output): the latest figure for each field wins. OpenAI reports it once, in a final
+    chunk with no choices; with ``strip_usage_chunk`` that chunk is removed from the
+    events passed on (the client did not ask for it).
+    """
+
+    def __init__(self, provider: str, strip_usage_chunk: bool = False) -> None:
         self.provider = provider
-        self.usage = TokenUsage()
+        self.strip_usage_chunk = strip_usage_chunk
+        self.reported: dict = {}
+        self.seen = False
 
-    def feed(self, events: bytes) -> None:
-        if b'"usage"' not in events:
-            return
-        for event in events.split(b"\n\n"):
-            if b'"usage"' not in event:
-                continue
-            for line in event.split(b"\n"):
-                if line.startswith(b"data:"):
-                    self._data(line[5:].strip())
-
-    def _data(self, data: bytes) -> None:
-        try:
-            body = ujson.loads(data)
-        except ValueError:
-            return
-        if not isinstance(body, dict):
-            return
+    @property
+    def usage(self) -> Usage | None:
+        if not self.seen:
+            return None
         if self.provider == "anthropic":
-            reported = body.get("usage")
-            if reported is None and isinstance(body.get("message"), dict):
-                reported = body["message"].get("usage")  # message_start nests it
-            if isinstance(reported, dict):
-                merge_anthropic(self.usage, reported)
-        elif isinstance(body.get("usage"), dict):
-            merge_openai(self.usage, body["usage"])
+            return Usage.from_anthropic(self.reported)
+        return Usage.from_openai(self.reported)
+
+    def feed(self, events: bytes) -> bytes:
+        """Take in complete events; return the events to pass on to the client."""
+        if not _USAGE_OBJECT.search(events):
+            return events
+        kept = []
+        for event in events.split(b"\n\n"):
+            usage_only = bool(event) and _USAGE_OBJECT.search(event) is not None and self._read(event)
+            if usage_only and self.strip_usage_chunk and event.count(b"data:") == 1:
+                continue
+            kept.append(event)
+        return b"\n\n".join(kept)
+
+    def _read(self, event: bytes) -> bool:
+        """Record the usage in one event; True if it was OpenAI's usage-only chunk."""
+        for line in event.split(b"\n"):
+            if not line.startswith(b"data:"):
+                continue
+            try:
+                body = ujson.loads(line[5:].strip())
+            except ValueError:
+                return False
+            if not isinstance(body, dict):
+                return False
+            if self.provider == "anthropic":
+                reported = body.get("usage")
+                if reported is None and isinstance(body.get("message"), dict):
+                    reported = body["message"].get("usage")  # message_start nests it
+                if isinstance(reported, dict):
+                    self.seen = True
+                    self.reported.update({k: v for k, v in reported.items() if v is not None})
+                return False
+            if isinstance(body.get("usage"), dict):
+                self.seen = True
+                self.reported = body["usage"]
+                return not body.get("choices")
+        return False

@@ -1,0 +1,131 @@
+"""Rate limits and budgets, before a request is forwarded and after its answer.
+
+:func:`admit` charges one request, its estimated input tokens and its worst-case cost in
+one atomic store call, so limits hold exactly across workers and instances. Refusals are
+native 429s: rate limits carry ``retry-after`` and the provider's own remaining/reset
+headers; an exhausted budget carries no ``retry-after`` (as providers do for spend limits)
+and ``x-should-retry: false``, so SDKs do not hammer it. :func:`reconcile` settles the
+charge with the usage the upstream reported, once the answer is out.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import datetime, timedelta, timezone
+
+from headroom.config import ProxyConfig
+from headroom.observability import metrics
+from headroom.pricing import Pricing, Usage, worst_case_cost
+from headroom.proxy.errors import ProxyError
+from headroom.proxy.providers import Provider
+from headroom.state.store import GuardRequest, GuardResult, Store, StoreUnavailable
+
+log = logging.getLogger("headroom.proxy")
+
+
+class Refused(ProxyError):
+    """A native 429 with the headers that explain it."""
+
+    def __init__(self, limit: str, message: str, code: str, headers: dict[str, str]) -> None:
+        super().__init__(429, message, code)
+        self.limit = limit  # "rpm" | "tpm" | "budget"
+        self.headers = headers
+
+
+def estimate_input_tokens(body_bytes: int) -> int:
+    """A cheap, deliberately generous estimate (≈4 bytes a token) reconciled after the answer."""
+    return max(1, body_bytes // 4)
+
+
+def max_output_tokens(body: dict) -> int | None:
+    for field in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
+        value = body.get(field)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def guard_request(config: ProxyConfig, pricing: Pricing, caller: str, body: dict, body_bytes: int) -> GuardRequest | None:
+    """What this request must pass, or ``None`` when no limit is configured."""
+    rpm = config.rpm if config.rate_limit else 0
+    tpm = config.tpm if config.rate_limit else 0
+    budget = config.budget or 0.0
+    if not (rpm or tpm or budget):
+        return None
+    tokens = estimate_input_tokens(body_bytes)
+    model = body.get("model") if isinstance(body.get("model"), str) else ""
+    cost = worst_case_cost(pricing, model, tokens, max_output_tokens(body)) if budget else 0.0
+    return GuardRequest(caller=caller, rpm=rpm, tpm=tpm, tokens=tokens, budget_usd=budget, cost_usd=cost,
+                        period=config.budget_period, budget_scope=config.budget_scope)
+
+
+async def admit(store: Store, config: ProxyConfig, provider: Provider, req: GuardRequest) -> GuardResult | None:
+    """Charge the request or refuse it; ``None`` when the store is down and we fail open."""
+    try:
+        result = await store.guard(req)
+    except StoreUnavailable:
+        metrics.store_unavailable()
+        if config.fail_closed:
+            raise ProxyError(503, "Headroom cannot reach its shared state and runs with --fail-closed") from None
+        return None
+    if result.budget_remaining_usd is not None:
+        metrics.set_budget_remaining(result.budget_remaining_usd)
+    if not result.allowed:
+        raise refusal(provider, config, result)
+    return result
+
+
+def refusal(provider: Provider, config: ProxyConfig, result: GuardResult) -> Refused:
+    if result.limit == "budget":
+        resets = _at(result.budget_reset)
+        scope = "for this API key" if config.budget_scope == "key" else "for this deployment"
+        message = (f"Headroom budget exhausted: ${config.budget:g} {config.budget_period} {scope}. "
+                   f"It resets at {resets}.")
+        code = "insufficient_quota" if provider.name == "openai" else "budget_exceeded"
+        return Refused("budget", message, code, {"x-should-retry": "false", "x-headroom-budget-reset": resets})
+    what = "requests" if result.limit == "rpm" else "input tokens"
+    limit = config.rpm if result.limit == "rpm" else config.tpm
+    message = (f"Headroom rate limit reached: {limit} {what} per minute per API key. "
+               f"Retry after {math.ceil(result.retry_after)} s.")
+    headers = {"retry-after": str(max(1, math.ceil(result.retry_after)))}
+    headers.update(limit_headers(provider, config, result))
+    return Refused(result.limit or "rpm", message, "rate_limit_exceeded", headers)
+
+
+def limit_headers(provider: Provider, config: ProxyConfig, result: GuardResult) -> dict[str, str]:
+    """The provider's own rate-limit headers, describing Headroom's buckets."""
+    headers: dict[str, str] = {}
+    for kind, limit, remaining, reset in (
+        ("requests", config.rpm, result.requests_remaining, result.requests_reset),
+        ("tokens", config.tpm, result.tokens_remaining, result.tokens_reset),
+    ):
+        if remaining is None:
+            continue
+        if provider.name == "anthropic":
+            headers[f"anthropic-ratelimit-{kind}-limit"] = str(limit)
+            headers[f"anthropic-ratelimit-{kind}-remaining"] = str(max(0, remaining))
+            headers[f"anthropic-ratelimit-{kind}-reset"] = _at(reset)
+        else:
+            headers[f"x-ratelimit-limit-{kind}"] = str(limit)
+            headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, remaining))
+            headers[f"x-ratelimit-reset-{kind}"] = f"{max(0.0, reset):.3f}s"
+    return headers
+
+
+def _at(seconds_from_now: float) -> str:
+    moment = datetime.now(timezone.utc) + timedelta(seconds=max(0.0, seconds_from_now))
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+async def reconcile(store: Store, result: GuardResult, usage: Usage | None, cost: float, status: int) -> None:
+    """Settle the reservation with what the upstream reported.
+
+    No usage and no error status means the answer is unknown (a client that hung up, a
+    broken stream): the reservation stands, so a budget can never be undercounted.
+    """
+    if usage is None:
+        if status >= 400 and status != 499:
+            await store.settle(result, 0, 0.0)  # the upstream refused: nothing was spent
+        return
+    await store.settle(result, usage.total_input_tokens, cost)

@@ -1,0 +1,67 @@
+"""The exact-match response cache: identical requests from the same caller get the stored answer.
+
+The key is a hash of the canonical request — everything that shapes the answer (model,
+system, messages, tools, sampling and output parameters, streaming or not) with keys
+sorted — and each caller (a hash of the API key) has its own partition, so no caller ever
+receives another's answer. Only complete, successful answers are stored; streamed ones
+are stored as the SSE bytes the client received and replayed as a valid stream.
+
+Request ``cache-control: no-cache`` skips the lookup (the fresh answer is stored);
+``no-store`` skips the cache entirely.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import ujson
+
+#: Fields that do not change the answer: per-user tags and tracing.
+_IGNORED_FIELDS = frozenset({"metadata", "user"})
+#: Answers larger than this are not stored (the cache bounds entries, not bytes).
+MAX_ENTRY_BYTES = 1024 * 1024
+_SEPARATOR = b"\n"
+
+
+@dataclass(frozen=True)
+class CachePolicy:
+    lookup: bool
+    store: bool
+
+    @property
+    def label(self) -> str:
+        return "miss" if self.lookup else "bypass"
+
+
+def policy(enabled: bool, cache_control: str) -> CachePolicy:
+    if not enabled:
+        return CachePolicy(False, False)
+    directives = cache_control.lower()
+    if "no-store" in directives:
+        return CachePolicy(False, False)
+    return CachePolicy(lookup="no-cache" not in directives, store=True)
+
+
+def request_key(path: str, body: dict) -> str:
+    canonical = {k: v for k, v in body.items() if k not in _IGNORED_FIELDS}
+    encoded = ujson.dumps(canonical, sort_keys=True, ensure_ascii=False, escape_forward_slashes=False)
+    return hashlib.sha256(path.encode() + b"\0" + encoded.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CachedAnswer:
+    content_type: str
+    body: bytes
+
+    def encode(self) -> bytes:
+        return self.content_type.encode() + _SEPARATOR + self.body
+
+    @classmethod
+    def decode(cls, raw: bytes) -> "CachedAnswer":
+        content_type, _, body = raw.partition(_SEPARATOR)
+        return cls(content_type.decode(), body)
+
+    @property
+    def is_stream(self) -> bool:
+        return self.content_type.startswith("text/event-stream")

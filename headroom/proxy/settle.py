@@ -1,0 +1,69 @@
+"""After the answer has gone out: close the books on one request.
+
+Timings, usage and cost go into the request's :class:`~headroom.outcome.RequestOutcome`;
+the rate-limit and budget charge is reconciled with the reported usage; a cacheable
+answer is stored; and the outcome reaches every consumer of figures — global stats,
+Prometheus metrics, the request log. None of it is on the client's critical path, and a
+store that is down costs a counted miss, never an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from time import perf_counter
+
+from sanic import Sanic
+
+from headroom.observability import metrics
+from headroom.pricing import cost_usd
+from headroom.proxy.forward import Exchange
+from headroom.proxy.guards import reconcile
+from headroom.proxy.stats import delta_of
+from headroom.state.store import StoreUnavailable
+
+log = logging.getLogger("headroom.proxy")
+
+
+def schedule(app: Sanic, exchange: Exchange) -> None:
+    """Run :func:`settle` once the current response has been written."""
+    task = asyncio.get_running_loop().create_task(settle(app, exchange))
+    app.ctx.settling.add(task)
+    task.add_done_callback(app.ctx.settling.discard)
+
+
+def finish_outcome(app: Sanic, exchange: Exchange) -> None:
+    """Fill the outcome's timings, usage, cost and error kind from the exchange."""
+    outcome = exchange.outcome
+    now = perf_counter()
+    outcome.latency_ms = (now - exchange.started) * 1000.0
+    outcome.overhead_ms = max(0.0, outcome.latency_ms - exchange.upstream_ms)
+    if exchange.first_byte_at:
+        outcome.ttfb_ms = (exchange.first_byte_at - exchange.started) * 1000.0
+    usage = exchange.usage
+    if usage is not None:
+        outcome.input_tokens, outcome.output_tokens = usage.input_tokens, usage.output_tokens
+        outcome.cache_read_tokens = usage.cache_read_tokens
+        outcome.cache_write_tokens = usage.cache_write_tokens + usage.cache_write_1h_tokens
+        outcome.cost_usd = cost_usd(app.ctx.pricing, outcome.model or "", usage)
+    if outcome.error is None and outcome.status >= 400:
+        outcome.error = f"upstream_{outcome.status // 100}xx"  # relayed from the upstream as it was
+
+
+async def settle(app: Sanic, exchange: Exchange) -> None:
+    outcome = exchange.outcome
+    finish_outcome(app, exchange)
+    store = app.ctx.store
+    try:
+        if exchange.guard is not None:
+            await reconcile(store, exchange.guard, exchange.usage, outcome.cost_usd, outcome.status)
+        if exchange.answer is not None and exchange.cache_key and outcome.caller and outcome.error is None:
+            await store.cache_put(outcome.caller, exchange.cache_key, exchange.answer.encode())
+        await store.stats_record(delta_of(outcome))
+    except StoreUnavailable:
+        metrics.store_unavailable()
+    except Exception:  # bookkeeping must never take a worker down
+        log.exception("settling request %s failed", outcome.request_id)
+    metrics.observe(outcome)
+    if app.ctx.request_log is not None:
+        app.ctx.request_log.write(outcome)

@@ -1,0 +1,373 @@
+"""The Redis store: the same interface and semantics as :class:`MemoryStore`, shared by
+every worker and every instance pointed at the same Redis.
+
+* redis-py asyncio with the hiredis parser (used automatically when installed);
+  ``redis://``, ``rediss://`` (TLS) and ``unix://`` URLs.
+* Guards, settle and the cache are Lua scripts (:mod:`headroom.state.scripts`), called by
+  ``EVALSHA`` with locally computed SHA1s: one round trip each. ``NOSCRIPT`` (Redis
+  restarted or ``SCRIPT FLUSH``) → ``SCRIPT LOAD`` and call again, once.
+* Outages: any Redis failure surfaces as :class:`StoreUnavailable`, never as a redis-py
+  exception. Socket and connect timeouts are short and redis-py's own retries are off.
+  On a connection failure the store is marked unhealthy, ONE warning is logged and
+  ``stats.outages`` rises; for ``retry_interval`` seconds every call then fails at once
+  without touching the network (``stats.skipped_ops``); after that a single call probes
+  Redis while the others keep failing fast; the first success marks it healthy again
+  (logged at info). No restart and no new store object are needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from typing import Any, Awaitable, Callable
+from urllib.parse import urlsplit, urlunsplit
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis import exceptions as _exc
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, OutOfMemoryError, ReadOnlyError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from headroom.state.scripts import SCRIPTS, SHAS
+from headroom.state.store import (
+    BUDGET_SLACK_SECONDS,
+    CACHE_INDEX_KEY,
+    LIMIT_NAMES,
+    PERIOD_CODES,
+    SECRET_KEY,
+    STATS_COUNTERS_KEY,
+    STATS_RECENT_KEY,
+    STATS_RECENT_LIMIT,
+    STATS_SAMPLE_LIMIT,
+    STATS_SAMPLES_KEY,
+    STATS_TTL_SECONDS,
+    StatsDelta,
+    StatsSnapshot,
+    GuardRequest,
+    GuardResult,
+    StoreStats,
+    StoreUnavailable,
+    bucket_key,
+    budget_prefix,
+    cache_key,
+    needs_guard,
+    needs_settle,
+    unguarded,
+    usd_to_micro_down,
+    usd_to_micro_up,
+)
+
+log = logging.getLogger("headroom.state")
+
+# Errors that mean "Redis is not serving us": back off and log once. A read-only replica
+# (failover in progress) and an out-of-memory Redis count as outages too.
+_OUTAGE_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError,
+                  ReadOnlyError, OutOfMemoryError)
+_SEEN_ERRORS_MAX = 32
+_MAX_CONNECTIONS_ERRORS = tuple(filter(None, [getattr(_exc, "MaxConnectionsError", None)]))  # redis-py >= 6
+
+
+def _is_overload(exc: BaseException) -> bool:
+    """Every pooled connection busy for the whole wait: this worker is overloaded, Redis
+    is fine. Fail this call only; no outage, no back-off."""
+    return isinstance(exc, _MAX_CONNECTIONS_ERRORS) or (
+        isinstance(exc, RedisConnectionError) and isinstance(exc.__cause__, asyncio.TimeoutError)
+        and "No connection available" in str(exc)
+    )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit((parts.scheme, user + netloc, parts.path, parts.query, parts.fragment))
+
+
+class RedisStore:
+    """Shared state in Redis. Create one per worker (it owns a connection pool); call
+    :meth:`close` on shutdown.
+
+    ``time_source`` (epoch seconds) replaces Redis ``TIME`` in the scripts; leave it
+    ``None`` outside tests so that every instance uses the same clock (Redis's).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        cache_ttl: float = 300.0,
+        cache_max_entries: int = 10_000,
+        socket_timeout: float = 0.25,
+        connect_timeout: float = 0.25,
+        retry_interval: float = 1.0,
+        max_connections: int = 64,
+        budget_slack: float = BUDGET_SLACK_SECONDS,
+        time_source: Callable[[], float] | None = None,
+    ) -> None:
+        self.url = url
+        self.cache_ttl = cache_ttl
+        self.cache_max_entries = cache_max_entries
+        self.retry_interval = retry_interval
+        self._budget_slack_ms = str(int(budget_slack * 1000))
+        self._time_source = time_source
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=socket_timeout,  # how long a call may wait for a free pooled connection
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=connect_timeout,
+            retry=Retry(NoBackoff(), 0),
+            client_name="headroom",
+        )
+        self._redis = Redis(connection_pool=pool)
+        self._healthy = True
+        self._retry_at = 0.0
+        self._down_since = 0.0
+        self._probing = False
+        self._seen_errors: set[str] = set()
+        self._stats = StoreStats()
+
+    # -- health -------------------------------------------------------------
+
+    @property
+    def healthy(self) -> bool:
+        return self._healthy
+
+    @property
+    def stats(self) -> StoreStats:
+        return self._stats
+
+    def _admit_call(self) -> bool:
+        """Whether this call may touch Redis; raises at once during the back-off.
+        Returns True when this call is the one probe of an unhealthy Redis."""
+        if self._healthy:
+            return False
+        if self._probing or time.monotonic() < self._retry_at:
+            self._stats.skipped_ops += 1
+            raise StoreUnavailable(f"Redis at {redact_url(self.url)} is unavailable")
+        self._probing = True
+        return True
+
+    def _failed(self, exc: BaseException, outage: bool) -> StoreUnavailable:
+        self._stats.failed_ops += 1
+        if outage and _is_overload(exc):
+            outage = False
+            self._stats.overloaded_ops += 1
+        elif not outage:
+            # not an outage (a script error, a wrong-type key…): say so once per kind
+            kind = f"{type(exc).__name__}: {str(exc)[:80]}"
+            if kind not in self._seen_errors and len(self._seen_errors) < _SEEN_ERRORS_MAX:
+                self._seen_errors.add(kind)
+                log.warning("Redis at %s refused a state operation (%s)", redact_url(self.url), kind)
+        if outage:
+            self._retry_at = time.monotonic() + self.retry_interval
+            if self._healthy:
+                self._healthy = False
+                self._down_since = time.monotonic()
+                self._stats.outages += 1
+                log.warning(
+                    "Redis at %s is unavailable (%s: %s); state operations fail fast and are "
+                    "retried every %.1fs until it returns",
+                    redact_url(self.url), type(exc).__name__, exc, self.retry_interval,
+                )
+        return StoreUnavailable(f"Redis at {redact_url(self.url)}: {type(exc).__name__}: {exc}")
+
+    def _recovered(self) -> None:
+        if not self._healthy:
+            self._healthy = True
+            log.info("Redis at %s is back after %.1fs", redact_url(self.url), time.monotonic() - self._down_since)
+
+    async def _call(self, operation: Callable[[], Awaitable[Any]]) -> Any:
+        """Run one round trip with the outage handling described in the module docstring."""
+        probe = self._admit_call()
+        try:
+            result = await operation()
+        except _OUTAGE_ERRORS as exc:
+            raise self._failed(exc, True) from exc
+        except RedisError as exc:
+            raise self._failed(exc, False) from exc
+        finally:
+            if probe:
+                self._probing = False
+        if probe or not self._healthy:
+            self._recovered()
+        return result
+
+    async def _run(self, *args: Any, **options: Any) -> Any:
+        """One Redis command."""
+        return await self._call(lambda: self._redis.execute_command(*args, **options))
+
+    async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        """EVALSHA a named script; on NOSCRIPT load it and call once more."""
+
+        async def evalsha() -> Any:
+            try:
+                return await self._redis.execute_command("EVALSHA", SHAS[name], len(keys), *keys, *args)
+            except NoScriptError:
+                self._stats.script_reloads += 1
+                await self._redis.execute_command("SCRIPT", "LOAD", SCRIPTS[name])
+                return await self._redis.execute_command("EVALSHA", SHAS[name], len(keys), *keys, *args)
+
+        return await self._call(evalsha)
+
+    async def _pipeline(self, commands: list[tuple[Any, ...]], transaction: bool) -> list[Any]:
+        """Several commands in one round trip (MULTI/EXEC when ``transaction``)."""
+
+        async def run() -> list[Any]:
+            async with self._redis.pipeline(transaction=transaction) as pipe:
+                for command in commands:
+                    pipe.execute_command(*command)
+                return await pipe.execute()
+
+        return await self._call(run)
+
+    def _now_arg(self) -> str:
+        return "" if self._time_source is None else repr(self._time_source() * 1000.0)
+
+    async def connect(self) -> None:
+        """Optional start-up check: PING and load every script (raises StoreUnavailable)."""
+        await self._run("PING")
+        for body in SCRIPTS.values():
+            await self._run("SCRIPT", "LOAD", body)
+
+    # -- key/value ----------------------------------------------------------
+
+    async def get(self, key: str) -> bytes | None:
+        return await self._run("GET", key)
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        if ttl:
+            await self._run("SET", key, value, "PX", max(1, int(ttl * 1000)))
+        else:
+            await self._run("SET", key, value)
+
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        return list(await self._run("MGET", *keys))
+
+    async def set_many(self, items: dict[str, bytes], ttl: float | None = None) -> None:
+        if not items:
+            return
+        if not ttl:
+            await self._run("MSET", *[part for kv in items.items() for part in kv])
+            return
+        ms = max(1, int(ttl * 1000))
+        await self._pipeline([("SET", key, value, "PX", ms) for key, value in items.items()], transaction=False)
+
+    async def delete(self, key: str) -> None:
+        await self._run("UNLINK", key)
+
+    async def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
+        if not ttl:
+            return int(await self._run("INCRBY", key, amount))
+        value, _ = await self._pipeline(
+            [("INCRBY", key, amount), ("PEXPIRE", key, max(1, int(ttl * 1000)), "NX")], transaction=True)
+        return int(value)
+
+    # -- guards -------------------------------------------------------------
+
+    async def guard(self, req: GuardRequest) -> GuardResult:
+        if not needs_guard(req):
+            return unguarded(req)
+        # A positive budget below one micro-dollar still means "a budget", never "no limit".
+        budget = max(1, usd_to_micro_down(req.budget_usd)) if req.budget_usd > 0 else 0
+        reserve = usd_to_micro_up(max(req.cost_usd, 0.0)) if budget else 0
+        period = ""
+        if budget:
+            period = PERIOD_CODES.get(req.period, "")
+            if not period:
+                raise ValueError(f"unknown budget period {req.period!r}; expected hourly, daily or monthly")
+        prefix = budget_prefix(req)
+        res = await self._script(
+            "guard",
+            [bucket_key(req.caller), prefix],
+            [self._now_arg(), max(req.rpm, 0), max(req.tpm, 0), max(req.tokens, 0), budget, reserve,
+             period, self._budget_slack_ms],
+        )
+        failed, wait, r, r_reset, t, t_reset, b_left, b_reset, period_id = res
+        return GuardResult(
+            allowed=failed == 0,
+            limit=LIMIT_NAMES[failed],
+            retry_after=wait / 1000,
+            requests_remaining=r if req.rpm > 0 else None,
+            requests_reset=r_reset / 1000,
+            tokens_remaining=max(0, t) if req.tpm > 0 else None,
+            tokens_reset=t_reset / 1000,
+            budget_remaining_usd=b_left / 1e6 if budget else None,
+            budget_reset=b_reset / 1000,
+            budget_key=f"{prefix}:{period_id.decode()}" if budget else None,
+            request=req,
+        )
+
+    async def settle(self, result: GuardResult, actual_tokens: int, actual_cost_usd: float) -> None:
+        tokens, cost = needs_settle(result, actual_tokens, actual_cost_usd)
+        if not tokens and not cost:
+            return
+        keys = [bucket_key(result.request.caller)]
+        if cost:
+            keys.append(result.budget_key)
+        await self._script("settle", keys, [self._now_arg(), result.request.tpm, tokens, cost])
+
+    # -- response cache -----------------------------------------------------
+
+    async def cache_get(self, caller: str, key: str) -> bytes | None:
+        return await self._script("cache_get", [cache_key(caller, key), CACHE_INDEX_KEY], [self._now_arg()])
+
+    async def cache_put(self, caller: str, key: str, value: bytes) -> None:
+        await self._script(
+            "cache_put",
+            [cache_key(caller, key), CACHE_INDEX_KEY],
+            [self._now_arg(), value, max(1, int(self.cache_ttl * 1000)), self.cache_max_entries],
+        )
+
+    # -- misc ---------------------------------------------------------------
+
+    # -- statistics ---------------------------------------------------------
+
+    async def stats_record(self, delta: StatsDelta) -> None:
+        commands: list[tuple[Any, ...]] = []
+        for name, amount in delta.counters.items():
+            if float(amount).is_integer():
+                commands.append(("HINCRBY", STATS_COUNTERS_KEY, name, int(amount)))
+            else:
+                commands.append(("HINCRBYFLOAT", STATS_COUNTERS_KEY, name, repr(float(amount))))
+        commands.append(("EXPIRE", STATS_COUNTERS_KEY, STATS_TTL_SECONDS))
+        for name, value in delta.samples.items():
+            key = STATS_SAMPLES_KEY.format(name=name)
+            commands += [("LPUSH", key, repr(float(value))), ("LTRIM", key, 0, STATS_SAMPLE_LIMIT - 1),
+                         ("EXPIRE", key, STATS_TTL_SECONDS)]
+        commands += [("LPUSH", STATS_RECENT_KEY, delta.recent), ("LTRIM", STATS_RECENT_KEY, 0, STATS_RECENT_LIMIT - 1),
+                     ("EXPIRE", STATS_RECENT_KEY, STATS_TTL_SECONDS)]
+        await self._pipeline(commands, transaction=False)
+
+    async def stats_read(self, series: tuple[str, ...]) -> StatsSnapshot:
+        commands: list[tuple[Any, ...]] = [("HGETALL", STATS_COUNTERS_KEY), ("LRANGE", STATS_RECENT_KEY, 0, -1)]
+        commands += [("LRANGE", STATS_SAMPLES_KEY.format(name=name), 0, -1) for name in series]
+        counters, recent, *samples = await self._pipeline(commands, transaction=False)
+        return StatsSnapshot(
+            counters={_text(k): float(v) for k, v in counters.items()},
+            samples={name: [float(v) for v in values] for name, values in zip(series, samples)},
+            recent=list(recent),
+        )
+
+    async def shared_secret(self) -> bytes:
+        """Created once with ``SET NX`` (the one entry without a TTL: a single, fixed key,
+        since losing it would re-key every caller's state)."""
+        mine = secrets.token_bytes(32)
+        existing = await self._run("SET", SECRET_KEY, mine, "NX", "GET", get=True)
+        return existing if existing is not None else mine
+
+    async def close(self) -> None:
+        await self._redis.aclose(close_connection_pool=True)

@@ -1,0 +1,244 @@
+"""The Lua scripts behind the Redis store, each one atomic and one round trip.
+
+They are plain strings: :class:`~headroom.state.redis_store.RedisStore` computes each SHA1
+locally, calls ``EVALSHA`` and, on ``NOSCRIPT`` (a restarted or flushed Redis), loads the
+script with ``SCRIPT LOAD`` and calls it again. :class:`~headroom.state.store.MemoryStore`
+implements the same semantics in Python; both are tested by the same tests.
+
+Time: every script reads the one clock all instances share, ``redis.call('TIME')``
+(allowed before writes since Redis 5 replicates effects, not scripts). ``ARGV[1]`` may
+override it with milliseconds since the epoch; only tests do that.
+
+Units: time in milliseconds, money in integer micro-dollars (1e-6 USD), so budget counters
+are exact integers (``INCRBY``) and never accumulate float error.
+
+Not Redis Cluster ready: the guard derives its budget key from ``KEYS[2]`` plus the
+period, which only the script knows (it owns the clock). Standalone and Sentinel are fine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+_NOW = """
+local now
+if ARGV[1] ~= '' then
+  now = tonumber(ARGV[1])
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+end
+"""
+
+_REFILL = """
+-- Continuous refill: capacity `cap` per minute, level capped at `cap`; an absent level
+-- means "full" (a bucket key expires only once it would be full again).
+local function refill(cap, level, ts)
+  if not level then return cap end
+  local elapsed = now - tonumber(ts)
+  if elapsed < 0 then elapsed = 0 end
+  level = tonumber(level) + elapsed * cap / 60000
+  if level > cap then return cap end
+  return level
+end
+
+-- Keep the longest TTL the bucket needs (another field may be deeper in debt).
+local function expire_at_least(key, ms)
+  ms = math.ceil(ms) + 1000
+  local cur = redis.call('PTTL', key)
+  if cur < ms then redis.call('PEXPIRE', key, ms) end
+end
+"""
+
+_CALENDAR = """
+-- Howard Hinnant's civil-date algorithms (proleptic Gregorian, UTC).
+local function civil(days)
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
+                          - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m
+  if mp < 10 then m = mp + 3 else m = mp - 9 end
+  local y = yoe + era * 400
+  if m <= 2 then y = y + 1 end
+  return y, m, d
+end
+
+local function days_from_civil(y, m, d)
+  if m <= 2 then y = y - 1 end
+  local era = math.floor(y / 400)
+  local yoe = y - era * 400
+  local mp
+  if m > 2 then mp = m - 3 else mp = m + 9 end
+  local doy = math.floor((153 * mp + 2) / 5) + d - 1
+  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
+  return era * 146097 + doe - 719468
+end
+
+-- The budget period containing `now`: its id and its end (ms since the epoch).
+local function period_of(p)
+  local secs = math.floor(now / 1000)
+  local days = math.floor(secs / 86400)
+  local y, m, d = civil(days)
+  if p == 'h' then
+    local h = math.floor(secs / 3600)
+    return string.format('%04d-%02d-%02dT%02d', y, m, d, h % 24), (h + 1) * 3600000
+  elseif p == 'd' then
+    return string.format('%04d-%02d-%02d', y, m, d), (days + 1) * 86400000
+  end
+  local ny, nm = y, m + 1
+  if nm > 12 then ny, nm = y + 1, 1 end
+  return string.format('%04d-%02d', y, m), days_from_civil(ny, nm, 1) * 86400000
+end
+"""
+
+GUARD = _NOW + _REFILL + _CALENDAR + """
+-- guard: refill and check the request and token buckets, and reserve the worst-case cost
+-- against the budget of the current period. All or nothing.
+-- KEYS[1] bucket hash (fields r, rt: requests and their timestamp; t, tt: tokens)
+-- KEYS[2] budget key prefix; the period id is appended (prefix .. ':' .. id)
+-- ARGV: 1 now override | 2 rpm | 3 tpm | 4 tokens | 5 budget (micro-USD)
+--       6 reserve (micro-USD) | 7 period h|d|m | 8 budget TTL slack (ms)
+-- Returns {failed (0 none, 1 rpm, 2 tpm, 3 budget), retry_after_ms,
+--          requests_remaining, requests_reset_ms, tokens_remaining, tokens_reset_ms,
+--          budget_remaining, budget_reset_ms, period_id}
+local rpm = tonumber(ARGV[2])
+local tpm = tonumber(ARGV[3])
+local tokens = tonumber(ARGV[4])
+local budget = tonumber(ARGV[5])
+local reserve = tonumber(ARGV[6])
+local failed, wait = 0, 0
+
+local r, t = 0, 0
+if rpm > 0 or tpm > 0 then
+  local b = redis.call('HMGET', KEYS[1], 'r', 'rt', 't', 'tt')
+  if rpm > 0 then
+    r = refill(rpm, b[1], b[2])
+    if r < 1 then
+      local w = (1 - r) * 60000 / rpm
+      if w > wait then wait, failed = w, 1 end
+    end
+  end
+  if tpm > 0 then
+    t = refill(tpm, b[3], b[4])
+    local need = tokens
+    if need > tpm then need = tpm end  -- an oversized request passes on a full bucket
+    if t < need then
+      local w = (need - t) * 60000 / tpm
+      if w > wait then wait, failed = w, 2 end
+    end
+  end
+end
+
+local id, spent, reset = '', 0, 0
+if budget > 0 then
+  local pend
+  id, pend = period_of(ARGV[7])
+  reset = pend - now
+  spent = tonumber(redis.call('GET', KEYS[2] .. ':' .. id) or '0')
+  -- an exhausted budget outranks a shorter rate-limit wait: report the longest wait
+  if spent + reserve > budget and reset >= wait then wait, failed = reset, 3 end
+end
+
+if failed == 0 then
+  wait = 0
+  if rpm > 0 or tpm > 0 then
+    local ttl, fields = 0, {}
+    if rpm > 0 then
+      r = r - 1
+      fields[#fields + 1] = 'r'; fields[#fields + 1] = r
+      fields[#fields + 1] = 'rt'; fields[#fields + 1] = now
+      ttl = (rpm - r) * 60000 / rpm
+    end
+    if tpm > 0 then
+      t = t - tokens
+      if t < -tpm then t = -tpm end
+      fields[#fields + 1] = 't'; fields[#fields + 1] = t
+      fields[#fields + 1] = 'tt'; fields[#fields + 1] = now
+      local tt = (tpm - t) * 60000 / tpm
+      if tt > ttl then ttl = tt end
+    end
+    redis.call('HSET', KEYS[1], unpack(fields))
+    expire_at_least(KEYS[1], ttl)
+  end
+  if budget > 0 and reserve > 0 then
+    local key = KEYS[2] .. ':' .. id
+    spent = redis.call('INCRBY', key, reserve)
+    redis.call('PEXPIRE', key, math.ceil(reset) + tonumber(ARGV[8]))
+  end
+end
+
+local rr, tr = 0, 0
+if rpm > 0 then rr = (rpm - r) * 60000 / rpm end
+if tpm > 0 then tr = (tpm - t) * 60000 / tpm end
+return {failed, math.ceil(wait), math.floor(r), math.ceil(rr), math.floor(t), math.ceil(tr),
+        budget - spent, math.ceil(reset), id}
+"""
+
+SETTLE = _NOW + _REFILL + """
+-- settle: reconcile the token bucket (actual - estimated tokens; the level stays within
+-- [-capacity, capacity]) and the budget (actual - reserved cost) of the reservation's
+-- period, which may already be over: a period key is only adjusted while it exists.
+-- KEYS[1] bucket hash | KEYS[2] (optional) the full budget key
+-- ARGV: 1 now override | 2 tpm | 3 token delta | 4 cost delta (micro-USD)
+local tpm = tonumber(ARGV[2])
+local delta = tonumber(ARGV[3])
+local cost = tonumber(ARGV[4])
+if tpm > 0 and delta ~= 0 then
+  local b = redis.call('HMGET', KEYS[1], 't', 'tt')
+  local t = refill(tpm, b[1], b[2]) - delta
+  if t > tpm then t = tpm end
+  if t < -tpm then t = -tpm end
+  redis.call('HSET', KEYS[1], 't', t, 'tt', now)
+  expire_at_least(KEYS[1], (tpm - t) * 60000 / tpm)
+end
+if cost ~= 0 and #KEYS > 1 and redis.call('EXISTS', KEYS[2]) == 1 then
+  if redis.call('INCRBY', KEYS[2], cost) < 0 then
+    redis.call('SET', KEYS[2], 0, 'KEEPTTL')
+  end
+end
+return 1
+"""
+
+CACHE_GET = _NOW + """
+-- cache get: return the entry and mark it most recently used.
+-- KEYS[1] entry | KEYS[2] LRU index (sorted set: entry key -> last use, ms)
+local v = redis.call('GET', KEYS[1])
+if v then
+  redis.call('ZADD', KEYS[2], now, KEYS[1])
+else
+  redis.call('ZREM', KEYS[2], KEYS[1])
+end
+return v
+"""
+
+CACHE_PUT = _NOW + """
+-- cache put: store the entry with its TTL, mark it most recently used, forget index
+-- members unused for longer than the TTL (they have expired), then evict the least
+-- recently used entries beyond max_entries. The index expires with its newest entry.
+-- KEYS[1] entry | KEYS[2] LRU index | ARGV: 1 now override | 2 value | 3 ttl ms | 4 max entries
+local ttl = tonumber(ARGV[3])
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
+redis.call('ZADD', KEYS[2], now, KEYS[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (now - ttl))
+local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
+if over > 0 then
+  local old = redis.call('ZPOPMIN', KEYS[2], over)
+  for i = 1, #old, 2 do redis.call('UNLINK', old[i]) end
+end
+if redis.call('PTTL', KEYS[2]) < ttl then redis.call('PEXPIRE', KEYS[2], ttl) end
+return 1
+"""
+
+SCRIPTS: dict[str, str] = {
+    "guard": GUARD,
+    "settle": SETTLE,
+    "cache_get": CACHE_GET,
+    "cache_put": CACHE_PUT,
+}
+
+SHAS: dict[str, str] = {name: hashlib.sha1(body.encode()).hexdigest() for name, body in SCRIPTS.items()}

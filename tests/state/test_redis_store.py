@@ -1,0 +1,207 @@
+"""What only the Redis store has: scripts, key hygiene, outages and recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pytest
+
+pytest.importorskip("redis")
+
+from headroom.state.redis_store import RedisStore, redact_url  # noqa: E402
+from headroom.state.store import SECRET_KEY, GuardRequest, StoreUnavailable  # noqa: E402
+
+from .conftest import FakeClock, needs_redis  # noqa: E402
+
+pytestmark = needs_redis
+
+GUARDED = GuardRequest("c0ffee", rpm=100, tpm=10_000, tokens=50, budget_usd=5.0, cost_usd=0.01,
+                       period="daily", budget_scope="key")
+
+
+async def test_noscript_recovery(redis_server):
+    store = RedisStore(redis_server.url)
+    try:
+        assert (await store.guard(GUARDED)).allowed
+        before = store.stats.script_reloads
+        await store._run("SCRIPT", "FLUSH")
+        res = await store.guard(GUARDED)
+        assert res.allowed and res.requests_remaining == 98
+        await store._run("SCRIPT", "FLUSH")
+        await store.cache_put("p", "k", b"v")
+        assert await store.cache_get("p", "k") == b"v"
+        assert store.stats.script_reloads - before == 3  # guard, cache_put, cache_get
+        assert store.healthy and store.stats.failed_ops == 0
+    finally:
+        await store.close()
+
+
+async def test_every_key_expires_or_is_bounded(redis_server):
+    store = RedisStore(redis_server.url)
+    try:
+        await store._run("FLUSHDB")
+        res = await store.guard(GUARDED)
+        await store.settle(res, actual_tokens=500, actual_cost_usd=0.005)
+        await store.cache_put("p", "k", b"v")
+        await store.shared_secret()
+        keys = sorted(k.decode() for k in await store._run("KEYS", "*"))
+        assert keys == sorted([SECRET_KEY, "hr:cache:_all:lru", "hr:cache:p:k", res.budget_key,
+                               "hr:rl:c0ffee:b"])
+        for key in keys:
+            ttl = await store._run("PTTL", key)
+            assert ttl > 0 or key == SECRET_KEY, key
+        assert all(k.startswith("hr:") and len(k.split(":")) >= 4 for k in keys)
+    finally:
+        await store.close()
+
+
+async def test_unix_socket_url(redis_server):
+    store = RedisStore(redis_server.unix_url)
+    try:
+        assert (await store.guard(GUARDED)).allowed
+    finally:
+        await store.close()
+
+
+async def test_url_schemes_and_redaction():
+    tls = RedisStore("rediss://:hunter2@cache.example:6380/1")
+    assert tls._redis.connection_pool.connection_class.__name__ == "SSLConnection"
+    assert redact_url("rediss://:hunter2@cache.example:6380/1") == "rediss://:***@cache.example:6380/1"
+    assert redact_url("redis://u:pw@h/0") == "redis://u:***@h/0"
+    assert redact_url("unix:///tmp/r.sock") == "unix:///tmp/r.sock"
+    await tls.close()
+
+
+async def _all_fail_fast(store: RedisStore, calls: int = 20) -> float:
+    start = time.perf_counter()
+    for i in range(calls):
+        with pytest.raises(StoreUnavailable):
+            if i % 3 == 0:
+                await store.guard(GUARDED)
+            elif i % 3 == 1:
+                await store.cache_get("p", "k")
+            else:
+                await store.get("hr:x:y:z")
+    return time.perf_counter() - start
+
+
+@pytest.mark.parametrize("transport", ["tcp", "unix"])
+async def test_outage_fails_fast_warns_once_and_recovers(own_redis, caplog, transport):
+    url = own_redis.url if transport == "tcp" else own_redis.unix_url
+    store = RedisStore(url, retry_interval=0.3)
+    caplog.set_level(logging.INFO, logger="headroom.state")
+    try:
+        assert (await store.guard(GUARDED)).allowed
+        own_redis.kill()
+
+        elapsed = await _all_fail_fast(store)
+        assert elapsed < 0.5
+        # concurrent callers during the outage: still one warning
+        results = await asyncio.gather(*(store.guard(GUARDED) for _ in range(20)), return_exceptions=True)
+        assert all(isinstance(r, StoreUnavailable) for r in results)
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1 and "unavailable" in warnings[0].getMessage()
+        assert not store.healthy and store.stats.outages == 1
+        assert store.stats.failed_ops >= 1 and store.stats.skipped_ops >= 1
+
+        await asyncio.sleep(0.35)  # a probe after the back-off that still finds Redis down
+        with pytest.raises(StoreUnavailable):
+            await store.guard(GUARDED)
+        assert store.stats.outages == 1
+
+        own_redis.start()  # same port and socket, empty: no scripts, no data
+        await asyncio.sleep(0.35)
+        res = await store.guard(GUARDED)
+        assert res.allowed and res.requests_remaining == 99
+        assert store.healthy and store.stats.script_reloads >= 1
+        assert any("is back" in r.getMessage() for r in caplog.records if r.levelno == logging.INFO)
+
+        own_redis.kill()  # a second outage: a second warning
+        await _all_fail_fast(store, 3)
+        assert store.stats.outages == 2
+        assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 2
+    finally:
+        await store.close()
+
+
+async def test_no_redis_at_all_fails_fast(caplog):
+    from tests.conftest import free_port
+
+    store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", retry_interval=5)
+    caplog.set_level(logging.WARNING, logger="headroom.state")
+    try:
+        assert await _all_fail_fast(store, 50) < 0.5
+        assert len(caplog.records) == 1 and store.stats.outages == 1 and store.stats.failed_ops == 1
+    finally:
+        await store.close()
+
+
+async def test_time_source_override_is_used(redis_server):
+    """Only tests pin the clock; by default the scripts read Redis TIME."""
+    clock = FakeClock()
+    store = RedisStore(redis_server.url, time_source=clock)
+    try:
+        res = await store.guard(GuardRequest("clocked", budget_usd=1.0, cost_usd=0.0, period="daily"))
+        assert res.budget_key.endswith(":2026-01-01") and res.budget_reset == pytest.approx(86400)
+    finally:
+        await store.close()
+
+
+async def test_hung_redis_costs_one_timeout_then_fails_fast(own_redis):
+    """A frozen Redis (SIGSTOP) costs the first caller one socket timeout; the rest fail at once."""
+    import os
+    import signal
+
+    store = RedisStore(own_redis.url, socket_timeout=0.1, retry_interval=0.3)
+    try:
+        assert (await store.guard(GUARDED)).allowed
+        os.kill(own_redis.proc.pid, signal.SIGSTOP)
+        try:
+            start = time.perf_counter()
+            with pytest.raises(StoreUnavailable):
+                await store.guard(GUARDED)
+            assert time.perf_counter() - start < 0.3
+            assert await _all_fail_fast(store) < 0.05
+        finally:
+            os.kill(own_redis.proc.pid, signal.SIGCONT)
+        await asyncio.sleep(0.35)
+        assert (await store.guard(GUARDED)).allowed and store.healthy
+    finally:
+        await store.close()
+
+
+async def test_pool_exhaustion_is_overload_not_outage(redis_server, caplog):
+    store = RedisStore(redis_server.url, max_connections=2, socket_timeout=0.05)
+    caplog.set_level(logging.WARNING, logger="headroom.state")
+    pool = store._redis.connection_pool
+    held = [await pool.get_connection(), await pool.get_connection()]
+    try:
+        with pytest.raises(StoreUnavailable):
+            await store.guard(GUARDED)
+        assert store.healthy and store.stats.outages == 0 and store.stats.overloaded_ops == 1
+        assert not caplog.records
+        for conn in held:
+            await pool.release(conn)
+        held = []
+        assert (await store.guard(GUARDED)).allowed  # no back-off after an overload
+    finally:
+        for conn in held:
+            await pool.release(conn)
+        await store.close()
+
+
+async def test_script_error_fails_open_and_warns_once(redis_server, caplog):
+    store = RedisStore(redis_server.url)
+    caplog.set_level(logging.WARNING, logger="headroom.state")
+    try:
+        await store._run("SET", "hr:rl:wrongtype:b", b"not a hash")  # HMGET on a string: WRONGTYPE
+        for _ in range(3):
+            with pytest.raises(StoreUnavailable):
+                await store.guard(GuardRequest("wrongtype", rpm=5))
+        assert store.healthy and store.stats.failed_ops == 3 and len(caplog.records) == 1
+        assert (await store.guard(GUARDED)).allowed
+    finally:
+        await store._run("DEL", "hr:rl:wrongtype:b")
+        await store.close()
