@@ -28,8 +28,10 @@ class ProxyConfig:
     log_messages: bool = False
     admin_token: str | None = None
     redis_url: str | None = None
+    redis_timeout: float = 1.0
     state_secret: str | None = None
     fail_closed: bool = False
+    ccr_ttl: float = 86_400.0
     cache_ttl: float = 300.0
     cache_max_entries: int = 10_000
     rpm: int = 600
@@ -107,6 +109,8 @@ OPTIONS: tuple[Option, ...] = (
         "optimize", "--no-optimize", "HEADROOM_OPTIMIZE",
         "turn the compression pipeline off (forward everything unchanged)", parse_bool, "store_false",
     ),
+    Option("ccr_ttl", "--ccr-ttl", "HEADROOM_CCR_TTL",
+           "seconds an original left out by compression stays retrievable (/v1/retrieve)", _positive(float)),
     Option("cache", "--no-cache", "HEADROOM_CACHE", "turn the response cache off", parse_bool, "store_false"),
     Option("cache_ttl", "--cache-ttl", "HEADROOM_CACHE_TTL", "seconds a cached response is served", _positive(float)),
     Option("cache_max_entries", "--cache-max-entries", "HEADROOM_CACHE_MAX_ENTRIES",
@@ -134,6 +138,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("redis_url", "--redis-url", "HEADROOM_REDIS_URL",
            "shared state in this Redis (redis://, rediss://, unix://); default: in memory for one worker, "
            "a private redis-server for several"),
+    Option("redis_timeout", "--redis-timeout", "HEADROOM_REDIS_TIMEOUT",
+           "seconds a Redis call may take before the request goes on without it", _positive(float)),
     Option("state_secret", "--state-secret", "HEADROOM_STATE_SECRET",
            "secret for hashing API keys into state keys; same on every instance (default: kept in Redis)"),
     Option("fail_closed", "--fail-closed", "HEADROOM_FAIL_CLOSED",

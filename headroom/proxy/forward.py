@@ -25,6 +25,7 @@ from headroom.proxy.response_cache import MAX_ENTRY_BYTES, CachedAnswer
 from headroom.proxy.upstream import UpstreamRequest
 from headroom.proxy.usage import StreamUsage, usage_from_body
 from headroom.state.store import GuardResult
+from headroom.transforms import Receipt
 
 
 @dataclass
@@ -43,6 +44,7 @@ class Exchange:
     cache_key: str | None = None  # store a successful answer under this key
     strip_usage_chunk: bool = False  # Headroom asked for OpenAI's usage chunk, the client did not
     answer: CachedAnswer | None = None  # the complete answer, when it is to be cached
+    receipt: Receipt | None = None  # what the compression pipeline did, when it ran
 
     def headroom_headers(self) -> dict[str, str]:
         """Headroom's own response headers: request id, time added so far, receipts."""

@@ -2,8 +2,8 @@
 
 One LLM request's path, in :func:`llm_request`: parse the body once → identify the caller
 (a keyed hash of the API key) → response cache (a hit is replayed and we are done) →
-rate limits and budget (one atomic store call) → transforms → upstream (see ``forward``)
-→ settle once the answer is out (see ``settle``). Everything else under ``/v1`` passes
+rate limits and budget (one atomic store call) → compression (see ``optimize``) →
+upstream (see ``forward``) → settle once the answer is out (see ``settle``). Everything else under ``/v1`` passes
 through untouched.
 """
 
@@ -22,6 +22,7 @@ from headroom.proxy.body import api_key_of, decoded_body, dumps, json_object
 from headroom.proxy.errors import ProxyError, error_response
 from headroom.proxy.forward import Exchange, forward, replay
 from headroom.proxy.guards import Refused, admit, guard_request
+from headroom.proxy.optimize import optimize
 from headroom.proxy.providers import ANTHROPIC, OPENAI, Provider, provider_for_path
 from headroom.proxy.request_id import request_id_for
 from headroom.proxy.settle import schedule
@@ -92,6 +93,9 @@ async def llm_request(
     if guard is not None:
         exchange.guard = await admit(store, config, provider, guard)
 
+    compressed = await optimize(app, provider, parsed, exchange)
+    if compressed is not None:
+        parsed, body = compressed, dumps(compressed)
     if provider is OPENAI and ask_for_stream_usage(parsed):
         body = dumps(parsed)
         exchange.strip_usage_chunk = True

@@ -16,13 +16,15 @@ from headroom.config import ProxyConfig, build_config
 from headroom.observability import metrics
 from headroom.observability.request_log import RequestLog
 from headroom.pricing import load_pricing
-from headroom.proxy import admin, routes
+from headroom.proxy import admin, compression_api, routes
 from headroom.proxy.errors import handle_exception
 from headroom.proxy.openapi import add_openapi
+from headroom.proxy.optimize import pipeline_options
 from headroom.proxy.upstream import Upstream
 from headroom.state.identity import new_secret, secret_from_text
 from headroom.state.redis_store import RedisStore
 from headroom.state.store import MemoryStore, Store, StoreUnavailable
+from headroom.transforms import tokens
 from headroom.workers.watchdog import Watchdog
 
 log = logging.getLogger("headroom.proxy")
@@ -35,7 +37,8 @@ _SETTLE_DRAIN_S = 5.0
 
 def make_store(config: ProxyConfig) -> Store:
     if config.redis_url:
-        return RedisStore(config.redis_url, cache_ttl=config.cache_ttl, cache_max_entries=config.cache_max_entries)
+        return RedisStore(config.redis_url, cache_ttl=config.cache_ttl, cache_max_entries=config.cache_max_entries,
+                          socket_timeout=config.redis_timeout, connect_timeout=config.redis_timeout)
     return MemoryStore(cache_ttl=config.cache_ttl, cache_max_entries=config.cache_max_entries)
 
 
@@ -62,7 +65,9 @@ def create_app(config: ProxyConfig | None = None) -> Sanic:
     app.ctx.pricing = load_pricing(config.pricing_file)
     app.ctx.request_log = RequestLog(config.log_file, config.log_messages) if config.log_file else None
     app.ctx.settling = set()
+    app.ctx.pipeline_options = pipeline_options(config)
     app.blueprint(admin.bp)
+    app.blueprint(compression_api.bp)
     app.blueprint(routes.bp)
     add_openapi(app, routes.bp)
     app.error_handler.add(Exception, handle_exception)
@@ -79,6 +84,12 @@ def create_app(config: ProxyConfig | None = None) -> Sanic:
         app.ctx.secret = await deployment_secret(config, app.ctx.store)
         app.ctx.upstream = Upstream(config)
         await app.ctx.upstream.start()
+
+    @app.after_server_start
+    async def load_tokenizer(app: Sanic) -> None:
+        # In the background: /health answers at once, and the first request rarely waits.
+        if config.optimize:
+            asyncio.get_running_loop().run_in_executor(None, tokens.warm_up)
 
     @app.main_process_ready
     async def watch_workers(app: Sanic) -> None:

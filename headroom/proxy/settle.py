@@ -46,6 +46,9 @@ def finish_outcome(app: Sanic, exchange: Exchange) -> None:
         outcome.cache_read_tokens = usage.cache_read_tokens
         outcome.cache_write_tokens = usage.cache_write_tokens + usage.cache_write_1h_tokens
         outcome.cost_usd = cost_usd(app.ctx.pricing, outcome.model or "", usage)
+        if exchange.receipt is None:
+            # Untouched by the pipeline: it sent what the upstream counted, and saved nothing.
+            outcome.tokens_before = outcome.tokens_after = usage.total_input_tokens
     if outcome.error is None and outcome.status >= 400:
         outcome.error = f"upstream_{outcome.status // 100}xx"  # relayed from the upstream as it was
 

@@ -1,0 +1,92 @@
+"""The pipeline's own endpoints, for SDK users and for the model itself.
+
+``POST /v1/compress`` runs the compression pipeline alone: messages in, compressed messages
+and the receipt out, nothing forwarded. ``GET /v1/retrieve/{key}`` (or ``POST /v1/retrieve``
+with ``{"key": …}``) returns an original that compression left out, to the caller whose
+request produced it — the API key in the request decides, and any other caller gets 404.
+With ``--admin-token`` both also need the ``x-headroom-admin-token`` header (not
+``Authorization``, which carries the caller's own API key here).
+"""
+
+from __future__ import annotations
+
+from sanic import Blueprint, Request
+from sanic.response import json
+
+from headroom.proxy.admin import require_admin
+from headroom.proxy.body import api_key_of, decoded_body, json_object
+from headroom.proxy.errors import ProxyError
+from headroom.proxy.optimize import receipt_headers
+from headroom.proxy.providers import ANTHROPIC, OPENAI, provider_for_path
+from headroom.proxy.request_id import request_id_for
+from headroom.state.identity import caller_hash
+from headroom.state.store import StoreUnavailable
+from headroom.transforms import retrieve, run_pipeline
+
+bp = Blueprint("compression_api")
+
+
+def _caller(request: Request) -> str:
+    return caller_hash(request.app.ctx.secret, api_key_of(request))
+
+
+async def _original(request: Request, key: str):
+    require_admin(request, header_only=True)
+    try:
+        original = await retrieve(request.app.ctx.store, _caller(request), key)
+    except StoreUnavailable:
+        raise ProxyError(503, "Stored originals are unreachable right now (shared state is down)") from None
+    if original is None:
+        raise ProxyError(404, f"No stored original {key!r} for this API key (unknown, expired, or another caller's)")
+    return json({"key": key, "content": original}, headers={"x-request-id": request_id_for(request)})
+
+
+@bp.get("/v1/retrieve/<key:str>")
+async def retrieve_by_path(request: Request, key: str):
+    return await _original(request, key)
+
+
+@bp.post("/v1/retrieve")
+async def retrieve_by_body(request: Request):
+    key = json_object(decoded_body(request)).get("key")
+    if not isinstance(key, str):
+        raise ProxyError(400, 'Send {"key": "<retrieval key>"}')
+    return await _original(request, key)
+
+
+@bp.post("/v1/compress")
+async def compress(request: Request):
+    """Body: an Anthropic Messages or OpenAI chat request (``messages`` required).
+
+    The provider format is ``"provider"`` in the body if given, else guessed from the headers
+    like every other route (``x-api-key``/``anthropic-version`` mean Anthropic).
+    """
+    require_admin(request, header_only=True)
+    body = json_object(decoded_body(request))
+    if not isinstance(body.get("messages"), list):
+        raise ProxyError(400, '"messages" must be a list')
+    named = body.pop("provider", None)
+    if named not in (None, "anthropic", "openai"):
+        raise ProxyError(400, '"provider" must be "anthropic" or "openai"')
+    provider = {"anthropic": ANTHROPIC, "openai": OPENAI}.get(named) or provider_for_path("/v1/compress", request.headers)
+    new_body, receipt = await run_pipeline(body, provider.name, request.app.ctx.store, _caller(request),
+                                           request.app.ctx.pipeline_options)
+    result = new_body if new_body is not None else body
+    return json(
+        {
+            "provider": provider.name,
+            "messages": result["messages"],
+            "receipt": {
+                "tokens_before": receipt.tokens_before,
+                "tokens_after": receipt.tokens_after,
+                "tokens_saved": receipt.tokens_saved,
+                "transforms": receipt.transforms,
+                "retrieval_keys": receipt.ccr_keys,
+                "dropped_turns": receipt.dropped_turns,
+                "errors": receipt.errors,
+                "estimated": receipt.estimated,
+            },
+        },
+        headers={"x-request-id": request_id_for(request), **receipt_headers(receipt)},
+        ensure_ascii=False,
+    )

@@ -1,0 +1,46 @@
+"""What every compressor receives and returns.
+
+Compressors are pure functions ``compress(text, ctx) -> Compressed | None``: the same text and
+context give the same bytes, and ``None`` means "leave this block exactly as it is". When a
+compressor drops content (``omitted > 0``) its output carries a CCR marker with
+``ctx.ccr_key`` and the pipeline stores the original under that key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from headroom.transforms.terms import NO_TERMS, Terms
+
+MISSING = object()  # marks "this object has no such key" in table columns
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Knobs shared by the compressors (the pipeline derives them from its options)."""
+
+    lossy_min_chars: int = 6_000  # lossless output above this may become lossy
+    max_items: int = 40  # arrays/tables longer than this are trimmed in lossy mode
+    head_items: int = 5
+    tail_items: int = 3
+    max_anomalies: int = 25
+    max_matches: int = 60
+    max_term_share: float = 0.2  # a term matching more items than this is not selective
+    head_lines: int = 15
+    tail_lines: int = 15
+    context_lines: int = 2
+    max_matches_per_file: int = 3  # grep: matches kept per file beyond question matches
+
+
+@dataclass(frozen=True)
+class Context:
+    terms: Terms = NO_TERMS
+    ccr_key: str = ""
+    limits: Limits = Limits()
+
+
+@dataclass(frozen=True)
+class Compressed:
+    text: str
+    transforms: tuple[str, ...]
+    omitted: int = 0  # items/lines dropped; > 0 means the original must be kept for retrieval

@@ -1,0 +1,157 @@
+"""Logs, build and test output: keep what explains the outcome, collapse the rest.
+
+Always (lossless for a reader): ANSI colour codes and carriage-return progress redraws are
+resolved to what a terminal would show, trailing spaces go, and runs of identical lines
+become one line with a count (``… ×12``).
+
+Lossy, only for output still longer than ``lossy_min_chars``: keep the head and tail (the
+command and its summary), every error/warning line with a little context, whole stack traces
+and pytest failure sections, and every line with a selective question term. Each run of
+dropped lines becomes one note with its size and its most common line shape, and a CCR marker
+on the first line gives the retrieval key.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from headroom.transforms import ccr
+from headroom.transforms.base import Compressed, Context
+from headroom.transforms.scan import Joined
+from headroom.transforms.select import ERROR_WORDS, gaps, term_hits
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+_TRACE_START = re.compile(r"^\s*(?:Traceback \(most recent call last\)|panic:|goroutine \d+ \[)")
+_TRACE_LINE = re.compile(r"^\s+(?:at |File \"|\.\.\. \d+ more|Caused by|/\S+\.go:\d+|\^+$)")
+_SECTION = re.compile(r"^=+ ?(FAILURES|ERRORS|short test summary info) ?=+$")
+_ANY_SECTION = re.compile(r"^=+ .* =+$")
+_MAX_SECTION = 400
+_TRACE_WORDS = (("traceback (most recent call last)", ""), ("panic:", ""), ("goroutine ", ""))
+_TRACE_CONT = ("During handling", "The above exception")
+_SECTION_WORDS = (("failures =", ""), ("errors =", ""))
+MIN_SAVING = 0.05
+
+
+def clean(text: str) -> str:
+    """What a terminal would show: no colour codes, progress redraws resolved, no trailing spaces."""
+    if "\x1b" in text:
+        text = _ANSI.sub("", text)
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+        text = "\n".join(line.rsplit("\r", 1)[-1] if "\r" in line else line for line in text.split("\n"))
+    return "\n".join(line.rstrip() for line in text.split("\n"))
+
+
+def dedupe(lines: list[str]) -> list[str]:
+    """Runs of identical lines → the line once with ``… ×N`` (N ≥ 3; shorter runs stay)."""
+    out: list[str] = []
+    i, n = 0, len(lines)
+    while i < n:
+        j = i + 1
+        while j < n and lines[j] == lines[i]:
+            j += 1
+        run = j - i
+        if run >= 3 and lines[i]:
+            out.append(f"{lines[i]} \u2026 \u00d7{run}")
+        else:
+            out.extend(lines[i:j])
+        i = j
+    return out
+
+
+def _important(lines: list[str], ctx: Context) -> set[int]:
+    """Error/warning lines with context, stack traces and test-failure sections.
+
+    Candidates are located with plain substring search over the joined text; the regexes
+    only confirm the few candidate lines (a regex per line would dominate the cost).
+    """
+    joined = Joined(lines)
+    keep: set[int] = set()
+    ctx_n = ctx.limits.context_lines
+    n = len(lines)
+    for index in joined.texts_with(ERROR_WORDS):
+        if not _reports_success(lines[index]):
+            keep.update(range(max(0, index - ctx_n), min(n, index + ctx_n + 1)))
+    for i in sorted(joined.texts_with(_TRACE_WORDS)):
+        if _TRACE_START.match(lines[i]):
+            j = i + 1
+            while j < n and (not lines[j] or lines[j][0].isspace() or lines[j].startswith(_TRACE_CONT)):
+                j += 1
+            keep.update(range(i, min(n, j + 1)))  # through the exception line
+    for i in sorted(joined.texts_with(_SECTION_WORDS)):
+        section = _SECTION.match(lines[i])
+        if section and section.group(1) != "short test summary info":
+            j = i + 1
+            while j < n and not _ANY_SECTION.match(lines[j]):
+                j += 1
+            if j - i <= _MAX_SECTION:
+                keep.update(range(i, j))
+    for i in sorted(keep):  # Java/JS/Go frames that follow a kept line
+        j = i + 1
+        while j < n and j not in keep and _TRACE_LINE.match(lines[j]):
+            keep.add(j)
+            j += 1
+    return keep
+
+
+_SUCCESS = ("PASSED", "PASS ", " ok", "\u2713", "\u2714", "[built]", "SUCCESS", " OK")
+_FAILURE = ("FAIL", "ERROR", "Error", "Exception", "error:", "FATAL", "\u2717", "\u2718")
+
+
+def _reports_success(line: str) -> bool:
+    """A passing test or built module whose *name* has a failure word ("test_rejects_…")."""
+    return any(m in line for m in _SUCCESS) and not any(m in line for m in _FAILURE)
+
+
+def _shape(line: str) -> str:
+    """A line with its variable tokens (ids, paths, numbers, names) blanked out."""
+    return " ".join(
+        "*" if any(c.isdigit() or c in "_/:=." for c in token) else token for token in line.split()
+    )
+
+
+def _gap_note(lines: list[str]) -> str:
+    count = len(lines)
+    if count < 20:
+        return f"\u2026 {count} lines omitted"
+    sample_lines = lines[:40]
+    shapes = Counter(_shape(line) for line in sample_lines)
+    shape, like = shapes.most_common(1)[0]
+    if like < 2:
+        return f"\u2026 {count} lines omitted"
+    approx = "~" if count > len(sample_lines) else ""
+    like = round(like * count / len(sample_lines))
+    sample = next(line for line in sample_lines if _shape(line) == shape)
+    if len(sample) > 120:
+        sample = sample[:117] + "..."
+    return f"\u2026 {count} lines omitted ({approx}{like} like: {sample})"
+
+
+def compress(text: str, ctx: Context) -> Compressed | None:
+    cleaned = clean(text)
+    lines = dedupe(cleaned.split("\n"))
+    transforms = ["log:collapse"]
+    body = "\n".join(lines)
+    lim = ctx.limits
+    n = len(lines)
+    if len(body) > lim.lossy_min_chars and n > lim.head_lines + lim.tail_lines + 10:
+        keep = set(range(lim.head_lines)) | set(range(n - lim.tail_lines, n))
+        keep |= _important(lines, ctx)
+        keep.update(term_hits(lines, ctx.terms, lim))
+        kept = sorted(keep)
+        holes = gaps(kept, n)
+        omitted = sum(stop - start for start, stop in holes)
+        if omitted:
+            out: list[str] = [ccr.marker(omitted, n, "lines", ctx.ccr_key)]
+            last = 0
+            for start, stop in holes:
+                out.extend(lines[last:start])
+                out.append(_gap_note(lines[start:stop]))
+                last = stop
+            out.extend(lines[last:])
+            transforms.append("log:lossy")
+            return Compressed("\n".join(out), tuple(transforms), omitted)
+    if len(body) > len(text) * (1 - MIN_SAVING):
+        return None
+    return Compressed(body, tuple(transforms))

@@ -1,0 +1,353 @@
+"""The transform pipeline: one request body in, a smaller body (or None) and a receipt out.
+
+Steps, each with one store round trip at most:
+
+1. find tool outputs big enough to bother (``min_block_chars``);
+2. look all of them up in the memo (one ``get_many``): a block seen before is re-sent exactly
+   as it was the first time, whatever the question is now;
+3. compress the new ones (detect → compressor) with the terms of the newest user question;
+4. store new memo entries and, where content was dropped, the originals for retrieval
+   (one ``set_many``);
+5. only if the request would not fit the model's window, drop the oldest whole turns.
+
+The input body is never mutated; untouched parts of the new body are shared with it.
+Failure is safe: a transform that raises leaves its block exactly as sent (and memoises it
+so, counting the error in the receipt); any other error returns ``(None, receipt)`` with
+``errors=1``, i.e. "forward the client's original bytes".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Literal
+
+from headroom.state.store import Store, StoreUnavailable
+from headroom.transforms import accounting, ccr, memo, tokens
+from headroom.transforms.base import Context, Limits
+from headroom.transforms.blocks import Block, find_blocks, question_text, replace_blocks
+from headroom.transforms.fit import fit, input_budget
+from headroom.transforms.memo import MemoEntry, block_id
+from headroom.transforms.router import compress_block
+from headroom.transforms.terms import Terms, extract_terms
+
+log = logging.getLogger("headroom.pipeline")
+
+Provider = Literal["anthropic", "openai"]
+OFFLOAD_CHARS = 32_000  # blocks this big are tokenised (and zlib'd for CCR) off the event loop
+
+
+@dataclass
+class PipelineOptions:
+    """Tuning knobs; the defaults suit coding agents (Claude Code, Codex-style tools)."""
+
+    min_block_chars: int = 1_500  # smaller tool outputs are never worth rewriting
+    lossy_min_chars: int = 6_000  # lossless output above this may drop items (with CCR)
+    max_items: int = 40  # arrays / tables / file lists longer than this may be trimmed
+    head_items: int = 5
+    tail_items: int = 3
+    max_anomalies: int = 25
+    max_matches: int = 60
+    head_lines: int = 15  # logs: lines always kept at the start and the end
+    tail_lines: int = 15
+    ccr_ttl: float = 24 * 3600.0  # seconds an original stays retrievable
+    memo_ttl: float = 24 * 3600.0  # seconds a block's first compression is reused
+    fit_context: bool = True  # drop oldest turns only when the window would overflow
+    fit_keep_last_turns: int = 2
+    fit_margin: float = 0.9  # o200k counts vs the provider's tokenizer
+    fit_step_share: float = 0.1  # drop in steps of this share of the budget (cache-stable)
+    # Exact o200k counts of new tool outputs (~6 ms/100 KB, on a worker thread). False:
+    # character estimates instead, and receipts say estimated=True.
+    exact_tokens: bool = True
+
+    def limits(self) -> Limits:
+        return Limits(
+            lossy_min_chars=self.lossy_min_chars,
+            max_items=self.max_items,
+            head_items=self.head_items,
+            tail_items=self.tail_items,
+            max_anomalies=self.max_anomalies,
+            max_matches=self.max_matches,
+            head_lines=self.head_lines,
+            tail_lines=self.tail_lines,
+        )
+
+
+@dataclass
+class Receipt:
+    """What the pipeline did to one request (token counts cover system, tools and messages)."""
+
+    tokens_before: int = 0
+    tokens_after: int = 0
+    transforms: list[str] = field(default_factory=list)  # e.g. ["json:table", "fit:drop_turns=2"]
+    ccr_keys: list[str] = field(default_factory=list)
+    errors: int = 0
+    dropped_turns: int = 0
+    estimated: bool = False  # token counts are character estimates (no BPE available)
+    blocks: int = 0  # tool outputs considered
+    memo_hits: int = 0  # of which already seen on an earlier turn
+
+    @property
+    def tokens_saved(self) -> int:
+        return self.tokens_before - self.tokens_after
+
+    def add_transforms(self, names) -> None:
+        for name in names:
+            if name not in self.transforms:
+                self.transforms.append(name)
+
+
+# --- the cheap gate ------------------------------------------------------------------------
+
+
+def needs_work(body: dict, provider: str, options: PipelineOptions | None = None) -> bool:
+    """Whether any tool output is big enough to compress, or the window may overflow.
+
+    Runs on every request, so it only looks at lengths: about a microsecond per message.
+    Never raises; a malformed body is left to the provider to reject.
+    """
+    try:
+        return _needs_work(body, provider, options or _DEFAULT_OPTIONS)
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _needs_work(body: dict, provider: str, opts: PipelineOptions) -> bool:
+    messages = body.get("messages") if type(body) is dict else None
+    if type(messages) is not list:
+        return False
+    min_chars = opts.min_block_chars
+    total = 0
+    anthropic = provider == "anthropic"
+    for msg in messages:
+        if type(msg) is not dict:
+            continue
+        content = msg.get("content")
+        if type(content) is str:
+            if not anthropic and len(content) >= min_chars and msg.get("role") in ("tool", "function"):
+                return True
+            total += len(content)
+        elif type(content) is list:
+            tool_msg = not anthropic and msg.get("role") in ("tool", "function")
+            for block in content:
+                if type(block) is not dict:
+                    continue
+                if anthropic and block.get("type") == "tool_result":
+                    inner = block.get("content")
+                    size = _size(inner)
+                    if size >= min_chars and not block.get("is_error"):
+                        if type(inner) is str or any(
+                            type(p) is dict and len(p.get("text") or "") >= min_chars for p in inner
+                        ):
+                            return True
+                    total += size
+                else:
+                    text = block.get("text")
+                    if type(text) is str:
+                        if tool_msg and len(text) >= min_chars:
+                            return True
+                        total += len(text)
+    if not opts.fit_context:
+        return False
+    total += _size(body.get("system"))
+    tools = body.get("tools")
+    if type(tools) is list:
+        total += sum(len(t.get("description") or "") + 300 for t in tools if type(t) is dict)
+    # Fewer than 2 characters per token is rare: this practically never misses an overflow,
+    # and a false alarm only costs one exact count in run_pipeline.
+    return total / 2 > input_budget(body, provider, opts.fit_margin)
+
+
+def _size(value) -> int:
+    if type(value) is str:
+        return len(value)
+    if type(value) is list:
+        return sum(len(p.get("text") or "") for p in value if type(p) is dict and type(p.get("text")) is str)
+    return 0
+
+
+_DEFAULT_OPTIONS = PipelineOptions()
+
+
+# --- the pipeline --------------------------------------------------------------------------
+
+
+async def run_pipeline(
+    body: dict,
+    provider: Provider,
+    store: Store,
+    caller: str,
+    options: PipelineOptions | None = None,
+) -> tuple[dict | None, Receipt]:
+    """Compress ``body``; ``(None, receipt)`` means "forward the original bytes". Never raises."""
+    opts = options or _DEFAULT_OPTIONS
+    try:
+        return await _run(body, provider, store, caller, opts)
+    except StoreUnavailable:  # counted by the store, warned about once per outage
+        return None, Receipt(errors=1, estimated=tokens.is_estimate())
+    except Exception:  # noqa: BLE001 - fail open, always
+        log.exception("headroom pipeline failed; forwarding the request unmodified")
+        return None, Receipt(errors=1, estimated=tokens.is_estimate())
+
+
+async def _run(body: dict, provider: Provider, store: Store, caller: str, opts: PipelineOptions):
+    if not isinstance(body, dict) or provider not in ("anthropic", "openai"):
+        raise ValueError(f"unsupported body or provider {provider!r}")
+    receipt = Receipt()
+    blocks = find_blocks(body, provider, opts.min_block_chars)
+    entries: dict[tuple, MemoEntry] = {}
+    if blocks:
+        await _compress_blocks(blocks, body, store, caller, opts, entries, receipt)
+    new_texts = {path: e.output for path, e in entries.items() if e.output is not None}
+    for block in blocks:
+        entry = entries.get(block.path)
+        if entry is not None:
+            tokens.remember(block.text, entry.tokens_before)
+            if entry.output is not None:
+                tokens.remember(entry.output, entry.tokens_after)
+    new_body = replace_blocks(body, provider, new_texts) if new_texts else body
+    fixed = accounting.fixed_tokens(body)
+    messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+    before = accounting.message_tokens(messages)
+    after = accounting.message_tokens(new_body["messages"]) if new_texts else before
+    receipt.tokens_before = fixed + sum(before)
+    receipt.tokens_after = fixed + sum(after)
+    if opts.fit_context:
+        new_body = _fit(new_body, provider, after, receipt, opts)
+    receipt.estimated = receipt.estimated or tokens.is_estimate()
+    changed = new_body is not body
+    return (new_body if changed else None), receipt
+
+
+async def _compress_blocks(blocks: list[Block], body: dict, store: Store, caller: str,
+                           opts: PipelineOptions, entries: dict, receipt: Receipt) -> None:
+    """Fill ``entries`` (path → memo entry) from the memo or by compressing; store new ones."""
+    ids = [block_id(caller, b.text, b.tool_name, b.tool_input) for b in blocks]
+    cached = await store.get_many([i.memo_key for i in ids])
+    receipt.blocks = len(blocks)
+    misses: list[tuple[Block, object]] = []
+    fresh: dict[str, MemoEntry] = {}  # identical blocks within one request compress once
+    for block, bid, raw in zip(blocks, ids, cached):
+        entry = MemoEntry.from_bytes(raw) if raw is not None else None
+        if entry is None:
+            misses.append((block, bid))
+            continue
+        receipt.memo_hits += 1
+        entries[block.path] = entry
+    terms: Terms | None = None
+    ccr_items: dict[str, bytes] = {}
+    # Exact BPE counts of big new blocks run on another core while this one compresses:
+    # tiktoken releases the GIL, so the event loop is not held up by the count.
+    loop = asyncio.get_running_loop()
+    count = tokens.count_tokens if opts.exact_tokens else tokens.estimate_tokens
+    if not opts.exact_tokens:
+        receipt.estimated = True
+    counts: dict[str, asyncio.Future] = {}
+    for block, bid in misses:
+        if opts.exact_tokens and len(block.text) >= OFFLOAD_CHARS and bid.memo_key not in counts:
+            counts[bid.memo_key] = loop.run_in_executor(_executor(), tokens.count_tokens, block.text)
+    try:
+        for block, bid in misses:
+            entry = fresh.get(bid.memo_key)
+            if entry is None:
+                if terms is None:
+                    terms = extract_terms(question_text(body))
+                result, failed = _transform(block, bid, terms, opts)
+                receipt.errors += failed
+                pending = counts.pop(bid.memo_key, None)
+                before = await pending if pending is not None else count(block.text)
+                after = None
+                if result is not None:
+                    after = (await loop.run_in_executor(_executor(), count, result.text)
+                             if len(result.text) >= OFFLOAD_CHARS else count(result.text))
+                entry = _entry(result, before, after, bid)
+                if entry.ccr_key:
+                    original = (await loop.run_in_executor(_executor(), ccr.encode_original, block.text)
+                                if len(block.text) >= OFFLOAD_CHARS else ccr.encode_original(block.text))
+                    ccr_items[ccr.store_key(caller, bid.ccr_key)] = original
+                fresh[bid.memo_key] = entry
+            entries[block.path] = entry
+    finally:
+        for pending in counts.values():  # only left over if something above raised
+            pending.cancel()
+    for entry in entries.values():
+        if entry.output is not None:
+            receipt.add_transforms(entry.transforms)
+            if entry.ccr_key and entry.ccr_key not in receipt.ccr_keys:
+                receipt.ccr_keys.append(entry.ccr_key)
+    await _store(store, {k: e.to_bytes() for k, e in fresh.items()}, ccr_items, opts)
+
+
+def _transform(block: Block, bid, terms: Terms, opts: PipelineOptions):
+    """(compressor result or None, 1 if the transform raised else 0).
+
+    A failing transform leaves its block exactly as the client sent it, and the memo keeps it
+    that way on later turns (same bytes, so the provider's cache still hits).
+    """
+    ctx = Context(terms=terms, ccr_key=bid.ccr_key, limits=opts.limits())
+    try:
+        _kind, result = compress_block(block.text, block.tool_name, ctx, block.tool_input)
+    except Exception:  # noqa: BLE001 - a bad block must not take the request down
+        log.exception("headroom transform failed on a %d-char block", len(block.text))
+        return None, 1
+    return result, 0
+
+
+def _entry(result, before: int, after: int | None, bid) -> MemoEntry:
+    """The memo entry for a compression result; unchanged unless it saves tokens."""
+    if result is None or after is None or after >= before:
+        return MemoEntry(None, before, before)
+    key = bid.ccr_key if result.omitted > 0 else None
+    return MemoEntry(result.text, before, after, result.transforms, key)
+
+
+def clear_process_caches() -> None:
+    """Forget token counts and block digests remembered in this process (tests, benchmarks)."""
+    tokens.clear_cache()
+    memo.clear_digests()
+
+
+_pool: ThreadPoolExecutor | None = None
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="headroom-bpe")
+    return _pool
+
+
+async def _store(store: Store, memo_items: dict[str, bytes], ccr_items: dict[str, bytes],
+                 opts: PipelineOptions) -> None:
+    if not memo_items and not ccr_items:
+        return
+    if opts.memo_ttl == opts.ccr_ttl:
+        await store.set_many({**ccr_items, **memo_items}, ttl=opts.memo_ttl)
+        return
+    if ccr_items:
+        await store.set_many(ccr_items, ttl=opts.ccr_ttl)
+    if memo_items:
+        await store.set_many(memo_items, ttl=opts.memo_ttl)
+
+
+def _fit(body: dict, provider: Provider, message_tokens: list[int], receipt: Receipt,
+         opts: PipelineOptions) -> dict:
+    budget = input_budget(body, provider, opts.fit_margin)
+    if receipt.tokens_after <= budget or not isinstance(body.get("messages"), list):
+        return body
+    step = max(1, int(budget * opts.fit_step_share))
+    messages = body["messages"]
+    result = fit(messages, message_tokens, receipt.tokens_after, budget, opts.fit_keep_last_turns, step)
+    if result is None:
+        return body
+    receipt.dropped_turns = result.dropped_units
+    receipt.tokens_after -= result.dropped_tokens
+    receipt.add_transforms([f"fit:drop_turns={result.dropped_units}"])
+    out = dict(body)
+    out["messages"] = [messages[i] for i in result.keep]
+    return out
+
+
+__all__ = ["PipelineOptions", "Receipt", "needs_work", "run_pipeline"]

@@ -1,0 +1,132 @@
+"""Token counting with tiktoken's ``o200k_base`` BPE, loaded lazily once per process.
+
+Why lazy: loading the rank table takes ~0.3 s, and the proxy must start fast, so nothing is
+loaded at import time. The first count (or :func:`warm_up`, which the proxy may call in the
+background at startup) loads it. Why a fallback: offline machines cannot download encodings;
+then counts become a clearly labelled estimate (:func:`is_estimate` is True) and exactly one
+warning is logged for the whole process.
+
+o200k is OpenAI's tokenizer; for Claude models it is a close proxy, not the provider's count.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from headroom.transforms.lru import TextLRU
+
+log = logging.getLogger("headroom.tokens")
+
+ENCODING_NAME = "o200k_base"
+LOAD_TIMEOUT_S = 10.0  # tiktoken downloads without a timeout; never let that hang a request
+
+_lock = threading.Lock()
+_encode = None  # bound ``encode_ordinary`` once loaded
+_state = "unloaded"  # unloaded | exact | estimate
+
+
+def _load_encoding():
+    import tiktoken
+
+    return tiktoken.get_encoding(ENCODING_NAME).encode_ordinary
+
+
+def _ensure_loaded() -> None:
+    """Load the encoding once; on failure or timeout switch to estimates and warn once."""
+    global _encode, _state
+    if _state != "unloaded":
+        return
+    with _lock:
+        if _state != "unloaded":
+            return
+        result: dict = {}
+
+        def target() -> None:
+            try:
+                result["encode"] = _load_encoding()
+            except BaseException as exc:  # noqa: BLE001 - any failure means "estimate"
+                result["error"] = exc
+
+        worker = threading.Thread(target=target, name="headroom-tiktoken-load", daemon=True)
+        worker.start()
+        worker.join(LOAD_TIMEOUT_S)
+        if "encode" in result:
+            _encode = result["encode"]
+            _state = "exact"
+        else:
+            reason = result.get("error", f"timed out after {LOAD_TIMEOUT_S:.0f}s")
+            log.warning(
+                "tiktoken encoding %s unavailable (%s); token counts are estimates",
+                ENCODING_NAME,
+                reason,
+            )
+            _state = "estimate"
+
+
+def warm_up() -> threading.Thread:
+    """Load the encoding in a background thread (call at proxy startup; returns the thread)."""
+    thread = threading.Thread(target=_ensure_loaded, name="headroom-tokens-warmup", daemon=True)
+    thread.start()
+    return thread
+
+
+def is_estimate() -> bool:
+    """True when counts are character-based estimates because the BPE could not be loaded."""
+    _ensure_loaded()
+    return _state == "estimate"
+
+
+def estimate_tokens(text: str) -> int:
+    """Cheap estimate: about 4 characters per token for English text and code."""
+    return (len(text) + 3) // 4
+
+
+def count_tokens(text: str) -> int:
+    """Number of o200k_base tokens in ``text`` (an estimate when the BPE is unavailable)."""
+    if not text:
+        return 0
+    if _state == "unloaded":
+        _ensure_loaded()
+    if _encode is None:
+        return estimate_tokens(text)
+    return len(_encode(text))
+
+
+class CountCache(TextLRU[int]):
+    """String → token count. Why: every turn re-sends the system prompt, tools and history;
+    counting them again would cost ~6 ms per 100 KB each turn, a lookup costs a string hash."""
+
+    def count(self, text: str) -> int:
+        hit = self.get(text)
+        if hit is not None:
+            return hit
+        value = count_tokens(text)
+        self.put(text, value)
+        return value
+
+
+_shared_cache = CountCache()
+
+
+def count_cached(text: str) -> int:
+    """:func:`count_tokens` through the process-wide :class:`CountCache`."""
+    return _shared_cache.count(text)
+
+
+def _reset_for_tests() -> None:
+    """Forget the loaded encoding so tests can exercise loading and the fallback."""
+    global _encode, _state
+    with _lock:
+        _encode = None
+        _state = "unloaded"
+    _shared_cache.clear()
+
+
+def clear_cache() -> None:
+    _shared_cache.clear()
+
+
+def remember(text: str, count: int) -> None:
+    """Seed the shared cache with a count known from elsewhere (the pipeline memo)."""
+    _shared_cache.put(text, count)

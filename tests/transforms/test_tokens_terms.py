@@ -1,0 +1,78 @@
+"""Token counting (lazy, exact, labelled fallback) and question-term extraction."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import time
+
+import pytest
+
+from headroom.transforms import tokens
+from headroom.transforms.terms import extract_terms
+
+
+@pytest.fixture
+def fresh_tokens(monkeypatch):
+    """Forget the loaded encoding for one test, and again afterwards."""
+    tokens._reset_for_tests()
+    yield monkeypatch
+    monkeypatch.undo()
+    tokens._reset_for_tests()
+
+
+def test_importing_the_pipeline_does_not_load_tiktoken():
+    code = ("import sys, headroom.transforms, headroom.transforms.pipeline; "
+            "print('tiktoken' in sys.modules, headroom.transforms.tokens._state)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "unloaded"]
+
+
+def test_counts_are_real_o200k_counts():
+    import tiktoken
+
+    text = "Headroom cuts tokens: ünïcødé, JSON {\"a\": [1, 2]}, code `x = y`."
+    assert tokens.count_tokens(text) == len(tiktoken.get_encoding("o200k_base").encode_ordinary(text))
+    assert tokens.is_estimate() is False
+    assert tokens.count_tokens("") == 0
+
+
+def test_unavailable_encoding_gives_labelled_estimates_and_one_warning(fresh_tokens, caplog):
+    def offline():
+        raise ConnectionError("no route to openaipublic.blob.core.windows.net")
+
+    fresh_tokens.setattr(tokens, "_load_encoding", offline)
+    with caplog.at_level(logging.WARNING, logger="headroom.tokens"):
+        counts = [tokens.count_tokens("some text " * n) for n in range(1, 50)]
+        assert tokens.is_estimate() is True
+    assert counts == [tokens.estimate_tokens("some text " * n) for n in range(1, 50)]
+    warnings = [r for r in caplog.records if r.name == "headroom.tokens"]
+    assert len(warnings) == 1 and "estimates" in warnings[0].getMessage()
+
+
+def test_a_hanging_download_does_not_hang_requests(fresh_tokens):
+    fresh_tokens.setattr(tokens, "LOAD_TIMEOUT_S", 0.05)
+    fresh_tokens.setattr(tokens, "_load_encoding", lambda: time.sleep(2))
+    start = time.monotonic()
+    assert tokens.count_tokens("abcd" * 10) == 10
+    assert time.monotonic() - start < 1 and tokens.is_estimate()
+
+
+def test_count_cache_is_bounded_by_characters():
+    cache = tokens.CountCache(max_chars=800)
+    texts = [f"{i:03d}" * 30 for i in range(20)]  # 90 characters each
+    assert [cache.count(t) for t in texts] == [tokens.count_tokens(t) for t in texts]
+    assert cache.chars <= 800 and len(cache) < 20
+    assert texts[-1] in cache and texts[0] not in cache
+
+
+def test_question_terms():
+    terms = extract_terms('Why did order ORD-20417 fail in "eu-west checkout"? See issue #4312 and test_refund_rounding.')
+    assert {"ord-20417", "20417", "eu-west checkout", "4312", "test_refund_rounding", "fail", "checkout"} <= set(terms.words)
+    assert not {"why", "did", "in", "and", "see", "the"} & set(terms.words)
+    assert terms.find("status of 4312 is FAILED") == {"4312", "fail"}
+    assert terms.find("id 143120 ok") == set()  # numbers match whole numbers only
+    short = extract_terms("which type?")
+    assert short.find("types: a, b") == {"type"} and short.find("types47.ts") == set()
+    assert not extract_terms("what is it?")
