@@ -50,20 +50,36 @@ except ImportError:  # pragma: no cover
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-TARGETS = ("direct", "bare", "headroom")
+# Headroom variants: the name, then the flags it runs with. Limits are set too high to
+# refuse anything, so the guards do all their work (charge, settle) without skewing results.
+_NO_REFUSALS = "--rpm 1000000000 --tpm 1000000000000"
+VARIANTS = {
+    "headroom": "--no-optimize --no-cache --no-rate-limit",  # pure pass-through
+    "headroom-all": _NO_REFUSALS,  # every feature on, state in memory (the embedded default)
+    "headroom-redis": f"{_NO_REFUSALS} --redis-url {{redis}}",  # every feature on, state in Redis
+    "headroom-2w": f"{_NO_REFUSALS} --workers 2",  # every feature on, 2 workers sharing a private Redis
+}
+TARGETS = ("direct", "bare", *VARIANTS)
 
 HEADERS = {
     "content-type": "application/json",
     "x-api-key": "sk-ant-bench",
     "anthropic-version": "2023-06-01",
 }
+# Every request differs (the number), so the response cache always misses: the benchmark
+# measures the cost of looking up and storing, never a replay.
 BODY = json.dumps({
     "model": "claude-sonnet-4-5",
     "max_tokens": 64,
-    "messages": [{"role": "user", "content": "Say hello in one short sentence."}],
+    "messages": [{"role": "user", "content": "Say hello in one short sentence. #"}],
 }).encode()
 STREAM_BODY = json.dumps({**json.loads(BODY), "stream": True}).encode()
 STREAM_HEADERS = {**HEADERS, "x-mock-events": "20"}
+_SERIAL = iter(range(1 << 62))
+
+
+def unique(body: bytes) -> bytes:
+    return body.replace(b"#", str(next(_SERIAL)).encode(), 1)
 
 
 # --------------------------------------------------------------------------
@@ -77,6 +93,7 @@ class Processes:
     def __init__(self) -> None:
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.logdir = tempfile.mkdtemp(prefix="headroom-bench-")
+        self.redis = None  # a PrivateRedis, for the Redis variant
 
     def spawn(self, name: str, argv: list[str], stdout: int | None = None) -> subprocess.Popen[bytes]:
         log = open(os.path.join(self.logdir, f"{name}.log"), "wb")
@@ -102,12 +119,20 @@ class Processes:
             return f.read()[-chars:].decode(errors="replace")
         return ""
 
+    def stop(self, name: str) -> None:
+        self._stop([(n, p) for n, p in self.procs if n == name])
+
     def close(self) -> None:
+        self._stop(self.procs)
+        if self.redis is not None:
+            self.redis.stop()
+
+    def _stop(self, procs: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
         """SIGTERM each server (graceful), then SIGKILL whatever is left of its process group."""
-        for _, proc in self.procs:
+        for _, proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        for _, proc in self.procs:
+        for _, proc in procs:
             with suppress(subprocess.TimeoutExpired):
                 proc.wait(5)
             with suppress(ProcessLookupError, PermissionError):
@@ -165,7 +190,7 @@ async def latency(url: str, n: int, warmup: int, max_s: float, stream: bool = Fa
                 break
             t0 = time.perf_counter()
             try:
-                async with s.post(url, data=body, headers=headers) as r:
+                async with s.post(url, data=unique(body), headers=headers) as r:
                     first = None
                     async for _ in r.content.iter_any():
                         if first is None:
@@ -203,7 +228,7 @@ async def throughput(url: str, connections: int, seconds: float, max_requests: i
             while sent < budget and time.perf_counter() < deadline:
                 sent += 1
                 try:
-                    async with s.post(url, data=BODY, headers=HEADERS) as r:
+                    async with s.post(url, data=unique(BODY), headers=HEADERS) as r:
                         await r.read()
                         ok = r.status == 200
                 except (aiohttp.ClientError, asyncio.TimeoutError):
@@ -248,6 +273,13 @@ async def bench_target(name: str, base: str, mock: str, args: argparse.Namespace
 def derive(results: dict[str, Any]) -> dict[str, Any]:
     d: dict[str, Any] = {}
     direct, bare, hr = results.get("direct"), results.get("bare"), results.get("headroom")
+    full, redis, two = results.get("headroom-all"), results.get("headroom-redis"), results.get("headroom-2w")
+    if direct and full:
+        d["all_features_added_p50_ms"] = full["latency"]["p50_ms"] - direct["latency"]["p50_ms"]
+    if full and redis:  # the same features, state in Redis instead of memory
+        d["redis_path_added_p50_ms"] = redis["latency"]["p50_ms"] - full["latency"]["p50_ms"]
+    if redis and two and redis["throughput"]["rps"]:  # both keep their state in Redis
+        d["two_workers_rps_ratio"] = two["throughput"]["rps"] / redis["throughput"]["rps"]
     if direct and hr:
         d["headroom_added_p50_ms"] = hr["latency"]["p50_ms"] - direct["latency"]["p50_ms"]
         d["headroom_added_p50_ok"] = d["headroom_added_p50_ms"] <= 0.5
@@ -282,6 +314,12 @@ def report(results: dict[str, Any], derived: dict[str, Any], args: argparse.Name
     if "headroom_rps_pct_of_bare" in derived:
         ok = "PASS" if derived["headroom_rps_ok"] else "FAIL"
         lines.append(f"- Headroom throughput vs bare pass-through: {derived['headroom_rps_pct_of_bare']:.1f} % (target >= 50 %): {ok}")
+    if "all_features_added_p50_ms" in derived:
+        lines.append(f"- every feature on (memory state), added p50 vs direct: {derived['all_features_added_p50_ms']:.3f} ms")
+    if "redis_path_added_p50_ms" in derived:
+        lines.append(f"- Redis path, added p50 vs memory state: {derived['redis_path_added_p50_ms']:.3f} ms (target <= 0.3 ms)")
+    if "two_workers_rps_ratio" in derived:
+        lines.append(f"- throughput, 2 workers vs 1 (every feature on, state in Redis): x{derived['two_workers_rps_ratio']:.2f}")
     return "\n".join(lines)
 
 
@@ -297,19 +335,30 @@ async def run(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
     if "bare" in args.targets:
         bases["bare"] = procs.spawn_announcing(
             "bare", [py, str(HERE / "bare_passthrough.py"), "--port", "0", "--upstream", mock])
-    if "headroom" in args.targets:
-        port = free_port()
-        proc = procs.spawn("headroom", [
-            py, "-m", "headroom", "proxy", "--host", "127.0.0.1", "--port", str(port),
-            "--anthropic-api-url", mock, "--openai-api-url", mock, *shlex.split(args.headroom_args)])
-        bases["headroom"] = f"http://127.0.0.1:{port}"
-        try:
-            await wait_healthy(bases["headroom"], proc, args.startup_timeout)
-        except RuntimeError as exc:
-            raise RuntimeError(f"{exc}\n--- headroom log ---\n{procs.log_tail('headroom')}") from None
+    redis_url = None
+    if "headroom-redis" in args.targets:
+        from headroom.state.redis_server import PrivateRedis
+
+        procs.redis = PrivateRedis()
+        redis_url = procs.redis.start()
     results = {}
     for name in args.targets:
+        if name in VARIANTS:  # one Headroom at a time: they must not share the CPU
+            port = free_port()
+            flags = VARIANTS[name].format(redis=redis_url)
+            proc = procs.spawn(name, [
+                py, "-m", "headroom", "proxy", "--host", "127.0.0.1", "--port", str(port),
+                "--anthropic-api-url", mock, "--openai-api-url", mock, *shlex.split(flags),
+                *shlex.split(args.headroom_args)])
+            bases[name] = f"http://127.0.0.1:{port}"
+            try:
+                await wait_healthy(bases[name], proc, args.startup_timeout)
+            except RuntimeError as exc:
+                raise RuntimeError(f"{exc}\n--- {name} log ---\n{procs.log_tail(name)}") from None
+            await asyncio.sleep(1.0)  # let every worker come up
         results[name] = await bench_target(name, bases[name], mock, args)
+        if name in VARIANTS:
+            procs.stop(name)
     return results
 
 
@@ -321,7 +370,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--connections", type=int, default=64, help="concurrent connections for throughput")
     p.add_argument("--max-requests", type=int, default=1_000_000, help="hard cap per throughput phase")
     p.add_argument("--max-phase-seconds", type=float, default=60.0, help="hard cap per latency phase")
-    p.add_argument("--targets", default=",".join(TARGETS), help="comma list of direct,bare,headroom")
+    p.add_argument("--targets", default="direct,bare,headroom",
+                   help=f"comma list of {','.join(TARGETS)}")
     p.add_argument("--no-stream", dest="stream", action="store_false", help="skip the streaming case")
     p.add_argument("--headroom-args", default="", help="extra args for `headroom proxy` (shell-quoted)")
     p.add_argument("--startup-timeout", type=float, default=60.0)

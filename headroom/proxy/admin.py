@@ -17,6 +17,7 @@ from headroom.observability import metrics
 from headroom.proxy import stats
 from headroom.proxy.errors import ProxyError
 from headroom.proxy.request_id import request_id_for
+from headroom.proxy.settle import flush_stats
 from headroom.state.store import StatsSnapshot, StoreUnavailable
 
 bp = Blueprint("admin")
@@ -54,6 +55,7 @@ async def root(request: Request):
 
 
 async def _snapshot(request: Request) -> StatsSnapshot | None:
+    await flush_stats(request.app)
     try:
         return await request.app.ctx.store.stats_read(stats.SERIES)
     except StoreUnavailable:

@@ -1,16 +1,16 @@
 """Rate limits and budgets, before a request is forwarded and after its answer.
 
-:func:`admit` charges one request, its estimated input tokens and its worst-case cost in
-one atomic store call, so limits hold exactly across workers and instances. Refusals are
-native 429s: rate limits carry ``retry-after`` and the provider's own remaining/reset
+:func:`guard_request` says what a request must pass; the store charges one request, its
+estimated input tokens and its worst-case cost in one atomic call (together with the cache
+lookup), so limits hold exactly across workers and instances. :func:`enforce` turns a "no"
+into the answer. Refusals are native 429s: rate limits carry ``retry-after`` and the provider's own remaining/reset
 headers; an exhausted budget carries no ``retry-after`` (as providers do for spend limits)
-and ``x-should-retry: false``, so SDKs do not hammer it. :func:`reconcile` settles the
-charge with the usage the upstream reported, once the answer is out.
+and ``x-should-retry: false``, so SDKs do not hammer it. :func:`settlement` reconciles
+the charge with the usage the upstream reported, once the answer is out.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 from datetime import datetime, timedelta, timezone
 
@@ -19,10 +19,7 @@ from headroom.observability import metrics
 from headroom.pricing import Pricing, Usage, worst_case_cost
 from headroom.proxy.errors import ProxyError
 from headroom.proxy.providers import Provider
-from headroom.state.store import GuardRequest, GuardResult, Store, StoreUnavailable
-
-log = logging.getLogger("headroom.proxy")
-
+from headroom.state.store import GuardRequest, GuardResult
 
 class Refused(ProxyError):
     """A native 429 with the headers that explain it."""
@@ -60,20 +57,19 @@ def guard_request(config: ProxyConfig, pricing: Pricing, caller: str, body: dict
                         period=config.budget_period, budget_scope=config.budget_scope)
 
 
-async def admit(store: Store, config: ProxyConfig, provider: Provider, req: GuardRequest) -> GuardResult | None:
-    """Charge the request or refuse it; ``None`` when the store is down and we fail open."""
-    try:
-        result = await store.guard(req)
-    except StoreUnavailable:
-        metrics.store_unavailable()
-        if config.fail_closed:
-            raise ProxyError(503, "Headroom cannot reach its shared state and runs with --fail-closed") from None
-        return None
+def store_down(config: ProxyConfig) -> None:
+    """The shared store is unreachable: go on unguarded, or refuse under ``--fail-closed``."""
+    metrics.store_unavailable()
+    if config.fail_closed:
+        raise ProxyError(503, "Headroom cannot reach its shared state and runs with --fail-closed")
+
+
+def enforce(config: ProxyConfig, provider: Provider, result: GuardResult) -> None:
+    """Raise the native refusal when a limit said no."""
     if result.budget_remaining_usd is not None:
         metrics.set_budget_remaining(result.budget_remaining_usd)
     if not result.allowed:
         raise refusal(provider, config, result)
-    return result
 
 
 def refusal(provider: Provider, config: ProxyConfig, result: GuardResult) -> Refused:
@@ -118,14 +114,21 @@ def _at(seconds_from_now: float) -> str:
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-async def reconcile(store: Store, result: GuardResult, usage: Usage | None, cost: float, status: int) -> None:
-    """Settle the reservation with what the upstream reported.
+def settlement(result: GuardResult | None, usage: Usage | None, cost: float, status: int,
+               cache_hit: bool) -> tuple[GuardResult, int, float] | None:
+    """How to reconcile an admitted request's charge, or ``None`` to let it stand.
 
-    No usage and no error status means the answer is unknown (a client that hung up, a
-    broken stream): the reservation stands, so a budget can never be undercounted.
+    A cache hit spent nothing upstream: tokens and budget are given back (the request still
+    counts against ``--rpm``). An upstream refusal spent nothing either. No usage and no
+    error means the answer is unknown (a client that hung up, a broken stream): the
+    reservation stands, so a budget can never be undercounted.
     """
-    if usage is None:
-        if status >= 400 and status != 499:
-            await store.settle(result, 0, 0.0)  # the upstream refused: nothing was spent
-        return
-    await store.settle(result, usage.total_input_tokens, cost)
+    if result is None or not result.allowed:
+        return None
+    if cache_hit:
+        return result, 0, 0.0
+    if usage is not None:
+        return result, usage.total_input_tokens, cost
+    if status >= 400 and status != 499:
+        return result, 0, 0.0
+    return None

@@ -21,7 +21,7 @@ from headroom.proxy import response_cache
 from headroom.proxy.body import api_key_of, decoded_body, dumps, json_object
 from headroom.proxy.errors import ProxyError, error_response
 from headroom.proxy.forward import Exchange, forward, replay
-from headroom.proxy.guards import Refused, admit, guard_request
+from headroom.proxy.guards import Refused, enforce, guard_request, store_down
 from headroom.proxy.optimize import optimize
 from headroom.proxy.providers import ANTHROPIC, OPENAI, Provider, provider_for_path
 from headroom.proxy.request_id import request_id_for
@@ -80,18 +80,25 @@ async def llm_request(
     policy = response_cache.policy(config.cache, request.headers.get("cache-control", ""))
     if policy.store:
         exchange.cache_key = response_cache.request_key(path, parsed)
-        outcome.cache = policy.label
-        exchange.extra_headers["x-headroom-cache"] = policy.label
-    if policy.lookup:
-        hit = await _cached(store, outcome.caller, exchange.cache_key)
-        if hit is not None:
-            outcome.cache = exchange.extra_headers["x-headroom-cache"] = "hit"
-            exchange.cache_key = None  # nothing new to store
-            return await replay(request, hit, exchange)
-
+        outcome.cache = exchange.extra_headers["x-headroom-cache"] = policy.label
+    lookup = (outcome.caller, exchange.cache_key) if policy.lookup else None
     guard = guard_request(config, app.ctx.pricing, outcome.caller, parsed, len(body))
-    if guard is not None:
-        exchange.guard = await admit(store, config, provider, guard)
+    if lookup or guard:
+        try:
+            admission = await store.admit(lookup, guard)  # one round trip for both
+        except StoreUnavailable:
+            if guard is not None:
+                store_down(config)
+            else:
+                metrics.store_unavailable()
+        else:
+            exchange.guard = admission.guard
+            if admission.cached is not None:
+                outcome.cache = exchange.extra_headers["x-headroom-cache"] = "hit"
+                exchange.cache_key = None  # nothing new to store
+                return await replay(request, response_cache.CachedAnswer.decode(admission.cached), exchange)
+            if admission.guard is not None:
+                enforce(config, provider, admission.guard)
 
     compressed = await optimize(app, provider, parsed, exchange)
     if compressed is not None:
@@ -100,15 +107,6 @@ async def llm_request(
         body = dumps(parsed)
         exchange.strip_usage_chunk = True
     return await forward(request, provider, path, body, exchange)
-
-
-async def _cached(store, caller: str, key: str | None) -> response_cache.CachedAnswer | None:
-    try:
-        raw = await store.cache_get(caller, key)
-    except StoreUnavailable:
-        metrics.store_unavailable()
-        return None
-    return response_cache.CachedAnswer.decode(raw) if raw is not None else None
 
 
 @bp.post("/v1/messages")

@@ -20,6 +20,8 @@ from headroom.proxy import admin, compression_api, routes
 from headroom.proxy.errors import handle_exception
 from headroom.proxy.openapi import add_openapi
 from headroom.proxy.optimize import pipeline_options
+from headroom.proxy.settle import flush_stats, flush_stats_forever
+from headroom.proxy.stats import StatsBuffer
 from headroom.proxy.upstream import Upstream
 from headroom.state.identity import new_secret, secret_from_text
 from headroom.state.redis_store import RedisStore
@@ -65,6 +67,7 @@ def create_app(config: ProxyConfig | None = None) -> Sanic:
     app.ctx.pricing = load_pricing(config.pricing_file)
     app.ctx.request_log = RequestLog(config.log_file, config.log_messages) if config.log_file else None
     app.ctx.settling = set()
+    app.ctx.stats = StatsBuffer()
     app.ctx.pipeline_options = pipeline_options(config)
     app.blueprint(admin.bp)
     app.blueprint(compression_api.bp)
@@ -84,6 +87,10 @@ def create_app(config: ProxyConfig | None = None) -> Sanic:
         app.ctx.secret = await deployment_secret(config, app.ctx.store)
         app.ctx.upstream = Upstream(config)
         await app.ctx.upstream.start()
+
+    @app.after_server_start
+    async def start_flushing(app: Sanic) -> None:
+        app.ctx.flusher = asyncio.get_running_loop().create_task(flush_stats_forever(app))
 
     @app.after_server_start
     async def load_tokenizer(app: Sanic) -> None:
@@ -106,6 +113,8 @@ def create_app(config: ProxyConfig | None = None) -> Sanic:
     async def drain_settling(app: Sanic) -> None:
         if app.ctx.settling:
             await asyncio.wait(list(app.ctx.settling), timeout=_SETTLE_DRAIN_S)
+        app.ctx.flusher.cancel()
+        await flush_stats(app)
 
     @app.after_server_stop
     async def close_resources(app: Sanic) -> None:

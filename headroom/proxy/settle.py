@@ -18,8 +18,8 @@ from sanic import Sanic
 from headroom.observability import metrics
 from headroom.pricing import cost_usd
 from headroom.proxy.forward import Exchange
-from headroom.proxy.guards import reconcile
-from headroom.proxy.stats import delta_of
+from headroom.proxy.guards import settlement
+from headroom.proxy.stats import FLUSH_INTERVAL_S, delta_of
 from headroom.state.store import StoreUnavailable
 
 log = logging.getLogger("headroom.proxy")
@@ -56,17 +56,36 @@ def finish_outcome(app: Sanic, exchange: Exchange) -> None:
 async def settle(app: Sanic, exchange: Exchange) -> None:
     outcome = exchange.outcome
     finish_outcome(app, exchange)
-    store = app.ctx.store
+    charge = settlement(exchange.guard, exchange.usage, outcome.cost_usd, outcome.status, outcome.cache == "hit")
+    answer = None
+    if exchange.answer is not None and exchange.cache_key and outcome.caller and outcome.error is None:
+        answer = (outcome.caller, exchange.cache_key, exchange.answer.encode())
     try:
-        if exchange.guard is not None:
-            await reconcile(store, exchange.guard, exchange.usage, outcome.cost_usd, outcome.status)
-        if exchange.answer is not None and exchange.cache_key and outcome.caller and outcome.error is None:
-            await store.cache_put(outcome.caller, exchange.cache_key, exchange.answer.encode())
-        await store.stats_record(delta_of(outcome))
+        if charge or answer:
+            await app.ctx.store.finish(charge, answer)  # one round trip for both
     except StoreUnavailable:
         metrics.store_unavailable()
     except Exception:  # bookkeeping must never take a worker down
         log.exception("settling request %s failed", outcome.request_id)
+    app.ctx.stats.add(delta_of(outcome))
     metrics.observe(outcome)
     if app.ctx.request_log is not None:
         app.ctx.request_log.write(outcome)
+
+
+async def flush_stats(app: Sanic) -> None:
+    """Add this worker's buffered statistics to the shared totals (kept for later if the store is down)."""
+    delta = app.ctx.stats.take()
+    if delta is None:
+        return
+    try:
+        await app.ctx.store.stats_record(delta)
+    except StoreUnavailable:
+        metrics.store_unavailable()
+        app.ctx.stats.add(delta)
+
+
+async def flush_stats_forever(app: Sanic) -> None:
+    while True:
+        await asyncio.sleep(FLUSH_INTERVAL_S)
+        await flush_stats(app)

@@ -1,9 +1,12 @@
 """Request statistics behind ``/health`` and ``/stats``, global across workers and instances.
 
-Every finished request becomes one :class:`~headroom.state.store.StatsDelta` (counter
-increments, latency samples, a recent-requests entry) that the store adds to shared totals;
-``/stats`` reads them back and renders figures. Latency series are bounded (the most
-recent samples), so memory stays flat however long the proxy runs.
+Every finished request becomes a :class:`~headroom.state.store.StatsDelta` (counter
+increments, latency samples, a recent-requests entry). Each worker merges its deltas in a
+:class:`StatsBuffer` and adds them to the shared totals in one store call every
+``FLUSH_INTERVAL_S`` — not one call per request, which would cost a Redis round trip of CPU
+on every request. ``/stats`` flushes its own worker's buffer, reads the totals back and
+renders figures; other workers' last fraction of a second shows up at their next flush.
+Latency series are bounded (the most recent samples), so memory stays flat.
 """
 
 from __future__ import annotations
@@ -11,10 +14,11 @@ from __future__ import annotations
 import ujson
 
 from headroom.outcome import RequestOutcome
-from headroom.state.store import StatsDelta, StatsSnapshot
+from headroom.state.store import STATS_RECENT_LIMIT, STATS_SAMPLE_LIMIT, StatsDelta, StatsSnapshot
 
 #: Latency series kept in the store, one bounded list each.
 SERIES = ("latency_ms", "overhead_ms", "ttfb_ms")
+FLUSH_INTERVAL_S = 0.25
 
 
 def _model_name(model: str | None) -> str:
@@ -54,10 +58,38 @@ def delta_of(outcome: RequestOutcome) -> StatsDelta:
     for transform in outcome.transforms:
         name = f"transform:{transform.split(':', 1)[0]}"
         counters[name] = counters.get(name, 0) + 1
-    samples = {"latency_ms": outcome.latency_ms, "overhead_ms": outcome.overhead_ms}
+    samples = {"latency_ms": [outcome.latency_ms], "overhead_ms": [outcome.overhead_ms]}
     if outcome.ttfb_ms is not None:
-        samples["ttfb_ms"] = outcome.ttfb_ms
-    return StatsDelta(counters=counters, samples=samples, recent=ujson.dumps(recent_entry(outcome)).encode())
+        samples["ttfb_ms"] = [outcome.ttfb_ms]
+    return StatsDelta(counters=counters, samples=samples, recent=[ujson.dumps(recent_entry(outcome)).encode()])
+
+
+class StatsBuffer:
+    """A worker's statistics not yet added to the shared totals (bounded like the store's)."""
+
+    def __init__(self) -> None:
+        self.counters: dict[str, float] = {}
+        self.samples: dict[str, list[float]] = {}
+        self.recent: list[bytes] = []
+
+    def add(self, delta: StatsDelta) -> None:
+        counters = self.counters
+        for name, amount in delta.counters.items():
+            counters[name] = counters.get(name, 0) + amount
+        for name, values in delta.samples.items():
+            series = self.samples.setdefault(name, [])
+            series.extend(values)
+            del series[:-STATS_SAMPLE_LIMIT]
+        self.recent.extend(delta.recent)
+        del self.recent[:-STATS_RECENT_LIMIT]
+
+    def take(self) -> StatsDelta | None:
+        """Everything buffered, leaving the buffer empty (``None`` when there is nothing)."""
+        if not self.counters:
+            return None
+        delta = StatsDelta(self.counters, self.samples, self.recent)
+        self.counters, self.samples, self.recent = {}, {}, []
+        return delta
 
 
 def recent_entry(outcome: RequestOutcome) -> dict:

@@ -47,6 +47,7 @@ from headroom.state.store import (
     STATS_TTL_SECONDS,
     StatsDelta,
     StatsSnapshot,
+    Admission,
     GuardRequest,
     GuardResult,
     StoreStats,
@@ -276,11 +277,12 @@ class RedisStore:
             [("INCRBY", key, amount), ("PEXPIRE", key, max(1, int(ttl * 1000)), "NX")], transaction=True)
         return int(value)
 
-    # -- guards -------------------------------------------------------------
+    # -- guards and cache ---------------------------------------------------
+    #
+    # Each operation is a script call built by a ``_*_call`` method, so that the proxy's
+    # composite operations (:meth:`admit`, :meth:`finish`) send several in one round trip.
 
-    async def guard(self, req: GuardRequest) -> GuardResult:
-        if not needs_guard(req):
-            return unguarded(req)
+    def _guard_call(self, req: GuardRequest) -> tuple[str, list[str], list[Any]]:
         # A positive budget below one micro-dollar still means "a budget", never "no limit".
         budget = max(1, usd_to_micro_down(req.budget_usd)) if req.budget_usd > 0 else 0
         reserve = usd_to_micro_up(max(req.cost_usd, 0.0)) if budget else 0
@@ -289,14 +291,17 @@ class RedisStore:
             period = PERIOD_CODES.get(req.period, "")
             if not period:
                 raise ValueError(f"unknown budget period {req.period!r}; expected hourly, daily or monthly")
-        prefix = budget_prefix(req)
-        res = await self._script(
+        return (
             "guard",
-            [bucket_key(req.caller), prefix],
+            [bucket_key(req.caller), budget_prefix(req)],
             [self._now_arg(), max(req.rpm, 0), max(req.tpm, 0), max(req.tokens, 0), budget, reserve,
              period, self._budget_slack_ms],
         )
+
+    @staticmethod
+    def _guard_result(req: GuardRequest, res: list[Any]) -> GuardResult:
         failed, wait, r, r_reset, t, t_reset, b_left, b_reset, period_id = res
+        budgeted = req.budget_usd > 0
         return GuardResult(
             allowed=failed == 0,
             limit=LIMIT_NAMES[failed],
@@ -305,32 +310,87 @@ class RedisStore:
             requests_reset=r_reset / 1000,
             tokens_remaining=max(0, t) if req.tpm > 0 else None,
             tokens_reset=t_reset / 1000,
-            budget_remaining_usd=b_left / 1e6 if budget else None,
+            budget_remaining_usd=b_left / 1e6 if budgeted else None,
             budget_reset=b_reset / 1000,
-            budget_key=f"{prefix}:{period_id.decode()}" if budget else None,
+            budget_key=f"{budget_prefix(req)}:{period_id.decode()}" if budgeted else None,
             request=req,
         )
 
-    async def settle(self, result: GuardResult, actual_tokens: int, actual_cost_usd: float) -> None:
+    def _settle_call(self, result: GuardResult, actual_tokens: int, actual_cost_usd: float):
         tokens, cost = needs_settle(result, actual_tokens, actual_cost_usd)
         if not tokens and not cost:
-            return
+            return None
         keys = [bucket_key(result.request.caller)]
         if cost:
             keys.append(result.budget_key)
-        await self._script("settle", keys, [self._now_arg(), result.request.tpm, tokens, cost])
+        return "settle", keys, [self._now_arg(), result.request.tpm, tokens, cost]
 
-    # -- response cache -----------------------------------------------------
+    def _cache_get_call(self, caller: str, key: str):
+        return "cache_get", [cache_key(caller, key), CACHE_INDEX_KEY], [self._now_arg()]
 
-    async def cache_get(self, caller: str, key: str) -> bytes | None:
-        return await self._script("cache_get", [cache_key(caller, key), CACHE_INDEX_KEY], [self._now_arg()])
-
-    async def cache_put(self, caller: str, key: str, value: bytes) -> None:
-        await self._script(
+    def _cache_put_call(self, caller: str, key: str, value: bytes):
+        return (
             "cache_put",
             [cache_key(caller, key), CACHE_INDEX_KEY],
             [self._now_arg(), value, max(1, int(self.cache_ttl * 1000)), self.cache_max_entries],
         )
+
+    async def guard(self, req: GuardRequest) -> GuardResult:
+        if not needs_guard(req):
+            return unguarded(req)
+        return self._guard_result(req, await self._script(*self._guard_call(req)))
+
+    async def settle(self, result: GuardResult, actual_tokens: int, actual_cost_usd: float) -> None:
+        call = self._settle_call(result, actual_tokens, actual_cost_usd)
+        if call is not None:
+            await self._script(*call)
+
+    async def cache_get(self, caller: str, key: str) -> bytes | None:
+        return await self._script(*self._cache_get_call(caller, key))
+
+    async def cache_put(self, caller: str, key: str, value: bytes) -> None:
+        await self._script(*self._cache_put_call(caller, key, value))
+
+    async def admit(self, cache: tuple[str, str] | None, req: GuardRequest | None) -> Admission:
+        """Cache lookup and guards for one request, in one round trip."""
+        guarded = req is not None and needs_guard(req)
+        calls = ([self._cache_get_call(*cache)] if cache else []) + ([self._guard_call(req)] if guarded else [])
+        results = await self._scripts(calls)
+        cached = results.pop(0) if cache else None
+        if req is None:
+            return Admission(cached, None)
+        return Admission(cached, self._guard_result(req, results[0]) if guarded else unguarded(req))
+
+    async def finish(self, settle: tuple[GuardResult, int, float] | None,
+                     cache: tuple[str, str, bytes] | None) -> None:
+        """Reconcile a guard and store an answer, in one round trip."""
+        calls = [c for c in (self._settle_call(*settle) if settle else None,
+                             self._cache_put_call(*cache) if cache else None) if c is not None]
+        await self._scripts(calls)
+
+    async def _scripts(self, calls: list[tuple[str, list[str], list[Any]]]) -> list[Any]:
+        """Several script calls in one pipeline; on NOSCRIPT load them all and send again."""
+        if not calls:
+            return []
+        if len(calls) == 1:
+            return [await self._script(*calls[0])]
+
+        async def run() -> list[Any]:
+            for attempt in (1, 2):
+                try:
+                    async with self._redis.pipeline(transaction=False) as pipe:
+                        for name, keys, args in calls:
+                            pipe.execute_command("EVALSHA", SHAS[name], len(keys), *keys, *args)
+                        return await pipe.execute()
+                except NoScriptError:
+                    if attempt == 2:
+                        raise
+                    self._stats.script_reloads += 1
+                    for name in {name for name, _, _ in calls}:
+                        await self._redis.execute_command("SCRIPT", "LOAD", SCRIPTS[name])
+            raise AssertionError("unreachable")
+
+        return await self._call(run)
 
     # -- misc ---------------------------------------------------------------
 
@@ -344,12 +404,14 @@ class RedisStore:
             else:
                 commands.append(("HINCRBYFLOAT", STATS_COUNTERS_KEY, name, repr(float(amount))))
         commands.append(("EXPIRE", STATS_COUNTERS_KEY, STATS_TTL_SECONDS))
-        for name, value in delta.samples.items():
-            key = STATS_SAMPLES_KEY.format(name=name)
-            commands += [("LPUSH", key, repr(float(value))), ("LTRIM", key, 0, STATS_SAMPLE_LIMIT - 1),
-                         ("EXPIRE", key, STATS_TTL_SECONDS)]
-        commands += [("LPUSH", STATS_RECENT_KEY, delta.recent), ("LTRIM", STATS_RECENT_KEY, 0, STATS_RECENT_LIMIT - 1),
-                     ("EXPIRE", STATS_RECENT_KEY, STATS_TTL_SECONDS)]
+        for name, values in delta.samples.items():
+            if values:
+                key = STATS_SAMPLES_KEY.format(name=name)
+                commands += [("LPUSH", key, *(repr(float(v)) for v in values)),
+                             ("LTRIM", key, 0, STATS_SAMPLE_LIMIT - 1), ("EXPIRE", key, STATS_TTL_SECONDS)]
+        if delta.recent:
+            commands += [("LPUSH", STATS_RECENT_KEY, *delta.recent), ("LTRIM", STATS_RECENT_KEY, 0, STATS_RECENT_LIMIT - 1),
+                         ("EXPIRE", STATS_RECENT_KEY, STATS_TTL_SECONDS)]
         await self._pipeline(commands, transaction=False)
 
     async def stats_read(self, series: tuple[str, ...]) -> StatsSnapshot:

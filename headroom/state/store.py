@@ -119,6 +119,15 @@ class GuardResult:
 LIMIT_NAMES = (None, "rpm", "tpm", "budget")
 
 
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What :meth:`Store.admit` found: a cached answer (or None) and the guards' verdict
+    (None when no guard was asked for)."""
+
+    cached: bytes | None
+    guard: GuardResult | None
+
+
 #: Global request statistics (every worker and instance adds to the same keys).
 STATS_COUNTERS_KEY = "hr:stats:_all:counters"
 STATS_SAMPLES_KEY = "hr:stats:_all:samples:{name}"
@@ -130,11 +139,11 @@ STATS_RECENT_LIMIT = 50
 
 @dataclass(frozen=True, slots=True)
 class StatsDelta:
-    """One request's contribution to the global statistics."""
+    """What some requests add to the global statistics (workers batch theirs)."""
 
     counters: dict[str, float]  # added to running totals ("requests", "status:200", ...)
-    samples: dict[str, float]  # appended to bounded latency series ("latency_ms", ...)
-    recent: bytes  # one JSON entry for the recent-requests list
+    samples: dict[str, list[float]]  # appended to bounded latency series ("latency_ms", ...)
+    recent: list[bytes]  # JSON entries for the recent-requests list, oldest first
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +188,16 @@ class Store(Protocol):
     async def cache_get(self, caller: str, key: str) -> bytes | None: ...
 
     async def cache_put(self, caller: str, key: str, value: bytes) -> None: ...
+
+    async def admit(self, cache: tuple[str, str] | None, req: GuardRequest | None) -> Admission:
+        """The hot path's one round trip: ``cache_get(*cache)`` and ``guard(req)`` together.
+        The guard is charged even when the cache hits; settle it with 0, 0 afterwards."""
+        ...
+
+    async def finish(self, settle: tuple[GuardResult, int, float] | None,
+                     cache: tuple[str, str, bytes] | None) -> None:
+        """After the answer, one round trip: ``settle(*settle)`` and ``cache_put(*cache)``."""
+        ...
 
     async def stats_record(self, delta: StatsDelta) -> None:
         """Add one request to the global statistics (one round trip)."""
@@ -522,19 +541,30 @@ class MemoryStore:
         while len(self._cache) > self.cache_max_entries:
             self._cache.popitem(last=False)
 
+    async def admit(self, cache: tuple[str, str] | None, req: GuardRequest | None) -> Admission:
+        cached = await self.cache_get(*cache) if cache else None
+        return Admission(cached, await self.guard(req) if req is not None else None)
+
+    async def finish(self, settle: tuple[GuardResult, int, float] | None,
+                     cache: tuple[str, str, bytes] | None) -> None:
+        if settle:
+            await self.settle(*settle)
+        if cache:
+            await self.cache_put(*cache)
+
     # -- statistics ---------------------------------------------------------
 
     async def stats_record(self, delta: StatsDelta) -> None:
         for name, amount in delta.counters.items():
             self._counters[name] = self._counters.get(name, 0) + amount
-        for name, value in delta.samples.items():
-            self._samples.setdefault(name, deque(maxlen=STATS_SAMPLE_LIMIT)).append(value)
-        self._recent.appendleft(delta.recent)
+        for name, values in delta.samples.items():
+            self._samples.setdefault(name, deque(maxlen=STATS_SAMPLE_LIMIT)).extend(values)
+        self._recent.extendleft(delta.recent)
 
     async def stats_read(self, series: tuple[str, ...]) -> StatsSnapshot:
         return StatsSnapshot(
             counters=dict(self._counters),
-            samples={name: list(self._samples.get(name, ())) for name in series},
+            samples={name: list(reversed(self._samples.get(name, ()))) for name in series},  # newest first
             recent=list(self._recent),
         )
 

@@ -10,8 +10,8 @@ from headroom.state.store import STATS_RECENT_LIMIT, STATS_SAMPLE_LIMIT, StatsDe
 def delta(i: int) -> StatsDelta:
     return StatsDelta(
         counters={"requests": 1, "status:200": 1, "cost_usd": 0.0015},
-        samples={"latency_ms": float(i), "overhead_ms": 0.25},
-        recent=f'{{"request_id":"r{i}"}}'.encode(),
+        samples={"latency_ms": [float(i)], "overhead_ms": [0.25]},
+        recent=[f'{{"request_id":"r{i}"}}'.encode()],
     )
 
 
@@ -36,3 +36,14 @@ async def test_series_and_recent_list_are_bounded(make_store):
     assert len(snap.recent) == STATS_RECENT_LIMIT
     assert snap.recent[0] == f'{{"request_id":"r{STATS_RECENT_LIMIT + 4}"}}'.encode()  # newest first
     assert len(snap.samples["latency_ms"]) <= STATS_SAMPLE_LIMIT
+
+
+async def test_a_batch_adds_up_like_its_parts(make_store):
+    store = await make_store()
+    batch = StatsDelta(counters={"requests": 3}, samples={"latency_ms": [1.0, 2.0, 3.0]},
+                       recent=[b'{"request_id":"a"}', b'{"request_id":"b"}'])
+    await store.stats_record(batch)
+    snap = await store.stats_read(("latency_ms",))
+    assert snap.counters["requests"] == 3
+    assert snap.samples["latency_ms"] == [3.0, 2.0, 1.0]  # newest first
+    assert snap.recent == [b'{"request_id":"b"}', b'{"request_id":"a"}']
