@@ -177,7 +177,7 @@ def percentile(sorted_ms: list[float], q: float) -> float:
 
 
 async def latency(url: str, n: int, warmup: int, max_s: float, stream: bool = False) -> dict[str, Any]:
-    """Sequential requests on one keep-alive connection; returns ms percentiles."""
+    """Sequential requests on one keep-alive connection; returns raw ms samples."""
     body, headers = (STREAM_BODY, STREAM_HEADERS) if stream else (BODY, HEADERS)
     total: list[float] = []
     ttfb: list[float] = []
@@ -206,14 +206,31 @@ async def latency(url: str, n: int, warmup: int, max_s: float, stream: bool = Fa
                 continue
             total.append((t1 - t0) * 1000)
             ttfb.append(((first or t1) - t0) * 1000)
-    total.sort()
-    ttfb.sort()
-    out = {"n": len(total), "errors": errors, "p50_ms": percentile(total, 0.5),
+    return {"total": total, "ttfb": ttfb, "errors": errors}
+
+
+def summarize(samples: dict[str, Any], stream: bool = False) -> dict[str, Any]:
+    total, ttfb = sorted(samples["total"]), sorted(samples["ttfb"])
+    out = {"n": len(total), "errors": samples["errors"], "p50_ms": percentile(total, 0.5),
            "p99_ms": percentile(total, 0.99), "mean_ms": sum(total) / len(total) if total else float("nan")}
     if stream:
         out["ttfb_p50_ms"] = percentile(ttfb, 0.5)
         out["ttfb_p99_ms"] = percentile(ttfb, 0.99)
     return out
+
+
+def cpu_seconds(pgid: int) -> float:
+    """User + system CPU of every live process in a process group (a server and its workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with suppress(OSError):
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid:  # field 5 of stat: the process group
+                used += (int(fields[11]) + int(fields[12])) / tick
+    return used
 
 
 async def throughput(url: str, connections: int, seconds: float, max_requests: int) -> dict[str, Any]:
@@ -250,19 +267,31 @@ async def upstream_hits(mock: str) -> int:
         return (await r.json())["requests"]
 
 
-async def bench_target(name: str, base: str, mock: str, args: argparse.Namespace) -> dict[str, Any]:
-    url = base + "/v1/messages"
-    before = await upstream_hits(mock)
-    print(f"[{name}] latency ({args.requests} req, 1 conn)...", file=sys.stderr, flush=True)
-    result: dict[str, Any] = {"url": base, "latency": await latency(url, args.requests, args.warmup, args.max_phase_seconds)}
-    if args.stream:
-        n = max(1, args.requests // 4)
-        print(f"[{name}] streaming latency ({n} req)...", file=sys.stderr, flush=True)
-        result["stream"] = await latency(url, n, max(1, args.warmup // 4), args.max_phase_seconds, stream=True)
-    print(f"[{name}] throughput ({args.connections} conns, {args.seconds}s)...", file=sys.stderr, flush=True)
-    result["throughput"] = await throughput(url, args.connections, args.seconds, args.max_requests)
-    result["upstream_hits"] = await upstream_hits(mock) - before
-    return result
+async def measure_latency(bases: dict[str, str], pgids: dict[str, int], args: argparse.Namespace,
+                          stream: bool) -> dict[str, dict[str, Any]]:
+    """Latency of every target in interleaved rounds, so drift on a shared machine hits all alike."""
+    rounds = max(1, args.rounds)
+    n = max(1, (args.requests // 4 if stream else args.requests) // rounds)
+    warmup = max(1, args.warmup // rounds)
+    merged = {name: {"total": [], "ttfb": [], "errors": 0, "cpu": 0.0} for name in bases}
+    for r in range(rounds):
+        for name, base in bases.items():
+            kind = "streaming" if stream else "latency"
+            print(f"[{name}] {kind} round {r + 1}/{rounds} ({n} req, 1 conn)...", file=sys.stderr, flush=True)
+            cpu0 = cpu_seconds(pgids[name]) if name in pgids else 0.0
+            got = await latency(base + "/v1/messages", n, warmup, args.max_phase_seconds, stream=stream)
+            if name in pgids:
+                merged[name]["cpu"] += cpu_seconds(pgids[name]) - cpu0
+            for key in ("total", "ttfb"):
+                merged[name][key] += got[key]
+            merged[name]["errors"] += got["errors"]
+    out = {}
+    for name, samples in merged.items():
+        out[name] = summarize(samples, stream)
+        if name in pgids and samples["total"]:
+            # Includes the warm-up requests' share: an upper bound, good for comparing targets.
+            out[name]["cpu_us_per_request"] = 1e6 * samples["cpu"] / (len(samples["total"]) + rounds * warmup)
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -295,14 +324,17 @@ def derive(results: dict[str, Any]) -> dict[str, Any]:
 
 def report(results: dict[str, Any], derived: dict[str, Any], args: argparse.Namespace) -> str:
     lines = [
-        f"| target | p50 ms | p99 ms | stream TTFB p50 ms | stream total p50 ms | req/s @{args.connections} | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        f"| target | p50 ms | p99 ms | stream TTFB p50 ms | stream total p50 ms | req/s @{args.connections} "
+        "| proxy CPU µs/req | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in results.items():
         lat, thr, st = r["latency"], r["throughput"], r.get("stream")
         errors = lat["errors"] + thr["errors"] + (st["errors"] if st else 0)
         stream_cols = f"{st['ttfb_p50_ms']:.3f} | {st['p50_ms']:.3f}" if st else "- | -"
-        lines.append(f"| {name} | {lat['p50_ms']:.3f} | {lat['p99_ms']:.3f} | {stream_cols} | {thr['rps']:.0f} | {errors} |")
+        cpu = f"{lat['cpu_us_per_request']:.0f}" if "cpu_us_per_request" in lat else "-"
+        lines.append(f"| {name} | {lat['p50_ms']:.3f} | {lat['p99_ms']:.3f} | {stream_cols} | {thr['rps']:.0f} "
+                     f"| {cpu} | {errors} |")
     lines.append("")
     if "bare_added_p50_ms" in derived:
         lines.append(f"- bare pass-through added p50 vs direct: {derived['bare_added_p50_ms']:.3f} ms")
@@ -341,9 +373,9 @@ async def run(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
 
         procs.redis = PrivateRedis()
         redis_url = procs.redis.start()
-    results = {}
+    pgids: dict[str, int] = {}
     for name in args.targets:
-        if name in VARIANTS:  # one Headroom at a time: they must not share the CPU
+        if name in VARIANTS:
             port = free_port()
             flags = VARIANTS[name].format(redis=redis_url)
             proc = procs.spawn(name, [
@@ -351,20 +383,31 @@ async def run(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
                 "--anthropic-api-url", mock, "--openai-api-url", mock, *shlex.split(flags),
                 *shlex.split(args.headroom_args)])
             bases[name] = f"http://127.0.0.1:{port}"
+            pgids[name] = proc.pid  # its own session: workers share its process group
             try:
                 await wait_healthy(bases[name], proc, args.startup_timeout)
             except RuntimeError as exc:
                 raise RuntimeError(f"{exc}\n--- {name} log ---\n{procs.log_tail(name)}") from None
-            await asyncio.sleep(1.0)  # let every worker come up
-        results[name] = await bench_target(name, bases[name], mock, args)
-        if name in VARIANTS:
-            procs.stop(name)
+    await asyncio.sleep(2.0)  # let every worker come up
+    targets = {name: bases[name] for name in args.targets}
+    before = await upstream_hits(mock)
+    lat = await measure_latency(targets, pgids, args, stream=False)
+    streams = await measure_latency(targets, pgids, args, stream=True) if args.stream else {}
+    results: dict[str, Any] = {}
+    for name, base in targets.items():
+        print(f"[{name}] throughput ({args.connections} conns, {args.seconds}s)...", file=sys.stderr, flush=True)
+        results[name] = {"url": base, "latency": lat[name], "stream": streams.get(name),
+                         "throughput": await throughput(base + "/v1/messages", args.connections, args.seconds,
+                                                        args.max_requests)}
+    hits = await upstream_hits(mock) - before
+    print(f"upstream received {hits} requests (every one a cache miss by design)", file=sys.stderr)
     return results
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Headroom overhead benchmark (see module docstring)")
     p.add_argument("--requests", type=int, default=2000, help="latency samples per target (1 connection)")
+    p.add_argument("--rounds", type=int, default=5, help="latency is measured in this many interleaved rounds")
     p.add_argument("--warmup", type=int, default=200, help="latency warm-up requests per target")
     p.add_argument("--seconds", type=float, default=5.0, help="throughput phase length per target")
     p.add_argument("--connections", type=int, default=64, help="concurrent connections for throughput")

@@ -20,7 +20,7 @@ from headroom.proxy import admin, compression_api, routes
 from headroom.proxy.errors import handle_exception
 from headroom.proxy.openapi import add_openapi
 from headroom.proxy.optimize import pipeline_options
-from headroom.proxy.settle import flush_stats, flush_stats_forever
+from headroom.proxy.settle import WriteBehind, flush_stats, flush_stats_forever
 from headroom.proxy.stats import StatsBuffer
 from headroom.proxy.upstream import Upstream
 from headroom.state.identity import new_secret, secret_from_text
@@ -34,7 +34,6 @@ log = logging.getLogger("headroom.proxy")
 # Sanic's own timeout on a handler must never cut a long answer short: upstream silence is
 # bounded by --request-timeout instead, which resets with every chunk of a stream.
 _HANDLER_TIMEOUT_S = 24 * 3600
-_SETTLE_DRAIN_S = 5.0
 
 
 def make_store(config: ProxyConfig) -> Store:
@@ -66,8 +65,8 @@ def create_app(config: ProxyConfig | None = None) -> Sanic:
     app.ctx.config = config
     app.ctx.pricing = load_pricing(config.pricing_file)
     app.ctx.request_log = RequestLog(config.log_file, config.log_messages) if config.log_file else None
-    app.ctx.settling = set()
     app.ctx.stats = StatsBuffer()
+    app.ctx.writes = WriteBehind(app)
     app.ctx.pipeline_options = pipeline_options(config)
     app.blueprint(admin.bp)
     app.blueprint(compression_api.bp)
@@ -111,8 +110,7 @@ def create_app(config: ProxyConfig | None = None) -> Sanic:
 
     @app.before_server_stop
     async def drain_settling(app: Sanic) -> None:
-        if app.ctx.settling:
-            await asyncio.wait(list(app.ctx.settling), timeout=_SETTLE_DRAIN_S)
+        await app.ctx.writes.drain()
         app.ctx.flusher.cancel()
         await flush_stats(app)
 

@@ -352,20 +352,22 @@ class RedisStore:
         await self._script(*self._cache_put_call(caller, key, value))
 
     async def admit(self, cache: tuple[str, str] | None, req: GuardRequest | None) -> Admission:
-        """Cache lookup and guards for one request, in one round trip."""
+        """Cache lookup and guards for one request: one script, one round trip."""
         guarded = req is not None and needs_guard(req)
-        calls = ([self._cache_get_call(*cache)] if cache else []) + ([self._guard_call(req)] if guarded else [])
-        results = await self._scripts(calls)
-        cached = results.pop(0) if cache else None
+        if cache and guarded:
+            name, keys, args = self._guard_call(req)
+            cached, verdict = await self._script("admit", keys + self._cache_get_call(*cache)[1], args)
+            return Admission(cached, self._guard_result(req, verdict))
+        cached = await self.cache_get(*cache) if cache else None
         if req is None:
             return Admission(cached, None)
-        return Admission(cached, self._guard_result(req, results[0]) if guarded else unguarded(req))
+        return Admission(cached, await self.guard(req) if guarded else unguarded(req))
 
-    async def finish(self, settle: tuple[GuardResult, int, float] | None,
-                     cache: tuple[str, str, bytes] | None) -> None:
-        """Reconcile a guard and store an answer, in one round trip."""
-        calls = [c for c in (self._settle_call(*settle) if settle else None,
-                             self._cache_put_call(*cache) if cache else None) if c is not None]
+    async def finish(self, settles: list[tuple[GuardResult, int, float]],
+                     puts: list[tuple[str, str, bytes]]) -> None:
+        """Reconcile guards and store answers, in one round trip."""
+        calls = [c for c in (self._settle_call(*args) for args in settles) if c is not None]
+        calls += [self._cache_put_call(*args) for args in puts]
         await self._scripts(calls)
 
     async def _scripts(self, calls: list[tuple[str, list[str], list[Any]]]) -> list[Any]:

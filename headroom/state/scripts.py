@@ -96,7 +96,7 @@ local function period_of(p)
 end
 """
 
-GUARD = _NOW + _REFILL + _CALENDAR + """
+_GUARD_LOGIC = """
 -- guard: refill and check the request and token buckets, and reserve the worst-case cost
 -- against the budget of the current period. All or nothing.
 -- KEYS[1] bucket hash (fields r, rt: requests and their timestamp; t, tt: tokens)
@@ -175,9 +175,24 @@ end
 local rr, tr = 0, 0
 if rpm > 0 then rr = (rpm - r) * 60000 / rpm end
 if tpm > 0 then tr = (tpm - t) * 60000 / tpm end
-return {failed, math.ceil(wait), math.floor(r), math.ceil(rr), math.floor(t), math.ceil(tr),
-        budget - spent, math.ceil(reset), id}
+local verdict = {failed, math.ceil(wait), math.floor(r), math.ceil(rr), math.floor(t), math.ceil(tr),
+                 budget - spent, math.ceil(reset), id}
 """
+
+_CACHE_TOUCH = """
+-- Return a cache entry and mark it most recently used (or drop it from the index).
+local function cache_touch(entry, index)
+  local v = redis.call('GET', entry)
+  if v then
+    redis.call('ZADD', index, now, entry)
+  else
+    redis.call('ZREM', index, entry)
+  end
+  return v
+end
+"""
+
+GUARD = _NOW + _REFILL + _CALENDAR + _GUARD_LOGIC + "return verdict\n"
 
 SETTLE = _NOW + _REFILL + """
 -- settle: reconcile the token bucket (actual - estimated tokens; the level stays within
@@ -204,17 +219,17 @@ end
 return 1
 """
 
-CACHE_GET = _NOW + """
--- cache get: return the entry and mark it most recently used.
--- KEYS[1] entry | KEYS[2] LRU index (sorted set: entry key -> last use, ms)
-local v = redis.call('GET', KEYS[1])
-if v then
-  redis.call('ZADD', KEYS[2], now, KEYS[1])
-else
-  redis.call('ZREM', KEYS[2], KEYS[1])
-end
-return v
+CACHE_GET = _NOW + _CACHE_TOUCH + """
+-- cache get: KEYS[1] entry | KEYS[2] LRU index (sorted set: entry key -> last use, ms)
+return cache_touch(KEYS[1], KEYS[2])
 """
+
+ADMIT = _NOW + _REFILL + _CALENDAR + _CACHE_TOUCH + """
+-- admit: the hot path's one call, a cache lookup and the guard together. KEYS[1], KEYS[2]
+-- and ARGV as for the guard; KEYS[3] cache entry, KEYS[4] LRU index. The guard charges
+-- whether or not the cache hits (the caller settles a hit's tokens and budget back).
+local cached = cache_touch(KEYS[3], KEYS[4])
+""" + _GUARD_LOGIC + "return {cached, verdict}\n"
 
 CACHE_PUT = _NOW + """
 -- cache put: store the entry with its TTL, mark it most recently used, forget index
@@ -235,6 +250,7 @@ return 1
 """
 
 SCRIPTS: dict[str, str] = {
+    "admit": ADMIT,
     "guard": GUARD,
     "settle": SETTLE,
     "cache_get": CACHE_GET,

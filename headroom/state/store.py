@@ -194,9 +194,10 @@ class Store(Protocol):
         The guard is charged even when the cache hits; settle it with 0, 0 afterwards."""
         ...
 
-    async def finish(self, settle: tuple[GuardResult, int, float] | None,
-                     cache: tuple[str, str, bytes] | None) -> None:
-        """After the answer, one round trip: ``settle(*settle)`` and ``cache_put(*cache)``."""
+    async def finish(self, settles: list[tuple[GuardResult, int, float]],
+                     puts: list[tuple[str, str, bytes]]) -> None:
+        """After answers, one round trip: ``settle(*s)`` for each of ``settles`` and
+        ``cache_put(*p)`` for each of ``puts`` (the proxy batches several requests' worth)."""
         ...
 
     async def stats_record(self, delta: StatsDelta) -> None:
@@ -545,12 +546,12 @@ class MemoryStore:
         cached = await self.cache_get(*cache) if cache else None
         return Admission(cached, await self.guard(req) if req is not None else None)
 
-    async def finish(self, settle: tuple[GuardResult, int, float] | None,
-                     cache: tuple[str, str, bytes] | None) -> None:
-        if settle:
-            await self.settle(*settle)
-        if cache:
-            await self.cache_put(*cache)
+    async def finish(self, settles: list[tuple[GuardResult, int, float]],
+                     puts: list[tuple[str, str, bytes]]) -> None:
+        for args in settles:
+            await self.settle(*args)
+        for args in puts:
+            await self.cache_put(*args)
 
     # -- statistics ---------------------------------------------------------
 
