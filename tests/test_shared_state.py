@@ -6,7 +6,6 @@ Every test launches the real CLI against a real redis-server started by this tes
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import time
 
