@@ -21,14 +21,19 @@ SERIES = ("latency_ms", "overhead_ms", "ttfb_ms")
 FLUSH_INTERVAL_S = 0.25
 
 
-def _model_name(model: str | None) -> str:
-    # Model names come from clients: keep them short and free of the ':' separator.
-    return (model or "none")[:64].replace(":", "_")
+def _model_name(outcome: RequestOutcome) -> str:
+    """Model names come from clients: only names the upstream accepted get their own figures
+    (so junk names cannot grow the totals without bound), kept short and ':'-free."""
+    if not outcome.model:
+        return "none"
+    if not 200 <= outcome.status < 300:
+        return "other"
+    return outcome.model[:64].replace(":", "_")
 
 
 def delta_of(outcome: RequestOutcome) -> StatsDelta:
     """What one request adds to the global statistics."""
-    model = _model_name(outcome.model)
+    model = _model_name(outcome)
     counters: dict[str, float] = {
         "requests": 1,
         f"provider:{outcome.provider}": 1,
@@ -56,7 +61,7 @@ def delta_of(outcome: RequestOutcome) -> StatsDelta:
     if outcome.limited:
         counters[f"limited:{outcome.limited}"] = 1
     for transform in outcome.transforms:
-        name = f"transform:{transform.split(':', 1)[0]}"
+        name = f"transform:{transform.split('=', 1)[0]}"  # "fit:drop_turns=2" counts as fit:drop_turns
         counters[name] = counters.get(name, 0) + 1
     samples = {"latency_ms": [outcome.latency_ms], "overhead_ms": [outcome.overhead_ms]}
     if outcome.ttfb_ms is not None:
