@@ -195,7 +195,13 @@ class RedisStore:
         try:
             result = await operation()
         except _OUTAGE_ERRORS as exc:
-            raise self._failed(exc, True) from exc
+            outages = self._stats.outages
+            error = self._failed(exc, True)
+            if self._stats.outages != outages:
+                # Redis went away: every idle pooled connection is dead too. Drop them now, or
+                # each would fail once after Redis returns and look like a new outage.
+                await self._redis.connection_pool.disconnect(inuse_connections=False)
+            raise error from exc
         except RedisError as exc:
             raise self._failed(exc, False) from exc
         finally:

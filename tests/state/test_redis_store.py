@@ -126,6 +126,29 @@ async def test_outage_fails_fast_warns_once_and_recovers(own_redis, caplog, tran
         await store.close()
 
 
+async def test_idle_pooled_connections_do_not_fake_a_second_outage(own_redis, caplog):
+    """Connections idle in the pool die with Redis; after it returns none may fail again."""
+    store = RedisStore(own_redis.url, retry_interval=0.2)
+    caplog.set_level(logging.WARNING, logger="headroom.state")
+    try:
+        # Several pooled connections: concurrent calls each take one, then all sit idle.
+        await asyncio.gather(*(store.guard(GUARDED) for _ in range(8)))
+        own_redis.kill()
+        with pytest.raises(StoreUnavailable):
+            await store.guard(GUARDED)
+        own_redis.start()
+        await asyncio.sleep(0.25)
+        await store.guard(GUARDED)  # the one probe: Redis is back
+        results = await asyncio.gather(*(store.guard(GUARDED) for _ in range(8)), return_exceptions=True)
+        assert not any(isinstance(r, Exception) for r in results), results
+        for _ in range(8):
+            await store.guard(GUARDED)
+        assert store.stats.outages == 1
+        assert sum("is unavailable" in r.getMessage() for r in caplog.records) == 1
+    finally:
+        await store.close()
+
+
 async def test_no_redis_at_all_fails_fast(caplog):
     from tests.conftest import free_port
 
