@@ -6,6 +6,8 @@ import json
 import re
 import time
 
+from concurrent.futures import ThreadPoolExecutor
+
 import anthropic
 import httpx
 import openai
@@ -31,7 +33,7 @@ def observed(start_proxy, mock, tmp_path_factory):
         # Started first: Prometheus takes ~5 s before its first scrape, which overlaps the load.
         prometheus = start_prometheus([proxy.url.removeprefix("http://")],
                                       tmp_path_factory.mktemp("prom"), bearer_token=ADMIN)
-    for i in range(40):
+    def send(i: int) -> None:  # a fresh client, so a fresh connection, per request
         if i % 2:
             client = anthropic.Anthropic(base_url=proxy.url, api_key=API_KEY, max_retries=0)
             if i % 4 == 1:
@@ -41,11 +43,14 @@ def observed(start_proxy, mock, tmp_path_factory):
                 with client.messages.stream(model="claude-opus-4-5", max_tokens=8,
                                             messages=[{"role": "user", "content": f"question {i}"}]) as s:
                     s.get_final_message()
-            client.close()
         else:
             client = openai.OpenAI(base_url=f"{proxy.url}/v1", api_key=API_KEY, max_retries=0)
             client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": f"q {i}"}])
-            client.close()
+        client.close()
+
+    # Four at a time: both workers are busy accepting, so the requests spread over them.
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(send, range(40)))
     yield proxy, log_path, prometheus
     if prometheus:
         prometheus.stop()
