@@ -26,6 +26,16 @@ async def burst(url: str, bodies: list[dict], headers: dict) -> list[httpx.Respo
         return await asyncio.gather(*(client.post(f"{url}/v1/messages", json=b, headers=headers) for b in bodies))
 
 
+def wait_for_stats(proxy, done, headers: dict | None = None, timeout: float = 5.0) -> dict:
+    """/stats once ``done(stats)`` holds (workers flush their figures behind the answers)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stats = httpx.get(f"{proxy.url}/stats", headers=headers or {}).json()
+        if done(stats) or time.monotonic() > deadline:
+            return stats
+        time.sleep(0.1)
+
+
 def assert_native_429(response: httpx.Response, code: str) -> None:
     assert response.status_code == 429
     error = response.json()
@@ -52,9 +62,9 @@ async def test_rpm_holds_across_four_workers(start_proxy, redis_server, fresh_mo
     assert len(fresh_mock.requests()) == len(ok)  # nothing refused reached the upstream
 
 
-async def test_budget_is_never_overshot_by_more_than_one_request(start_proxy, redis_server, fresh_mock):
-    await _flush(redis_server)
-    proxy = start_proxy("--workers", "4", "--redis-url", redis_server.url, "--budget", "0.004",
+async def test_budget_is_never_overshot_by_more_than_one_request(start_proxy, own_redis, fresh_mock):
+    # Its own Redis: global figures from other tests' proxies (which flush behind) stay out.
+    proxy = start_proxy("--workers", "4", "--redis-url", own_redis.url, "--budget", "0.004",
                         "--no-rate-limit", "--no-cache", "--admin-token", "t")
     statuses: list[int] = []
     for round_ in range(6):  # until actual spend, not just reservations, has used the budget up
@@ -68,9 +78,10 @@ async def test_budget_is_never_overshot_by_more_than_one_request(start_proxy, re
                 assert response.headers["x-should-retry"] == "false"
         if not any(r.status_code == 200 for r in responses):
             break
-    await asyncio.sleep(0.5)  # settling happens after the answers went out
-    stats = httpx.get(f"{proxy.url}/stats", headers={"x-headroom-admin-token": "t"}).json()
     successes = statuses.count(200)
+    # Every worker adds its figures to the global totals at its next flush (a fraction of a second).
+    stats = await asyncio.to_thread(wait_for_stats, proxy, lambda st: st["requests_by_status"].get("200") == successes,
+                                    {"x-headroom-admin-token": "t"})
     assert successes == stats["requests_by_status"]["200"] and successes >= 2
     assert statuses.count(429) >= 30
     per_request = stats["cost_usd"] / successes
@@ -188,17 +199,15 @@ def test_fail_closed_rejects_while_redis_is_away(start_proxy, own_redis, fresh_m
     assert "--fail-closed" in response.json()["error"]["message"]
 
 
-def test_global_stats_add_up_across_workers_and_instances(start_proxy, redis_server, fresh_mock):
-    asyncio.run(_flush(redis_server))
-    first = start_proxy("--workers", "2", "--redis-url", redis_server.url, "--no-rate-limit", "--no-cache")
-    second = start_proxy("--redis-url", redis_server.url, "--no-rate-limit", "--no-cache")
+def test_global_stats_add_up_across_workers_and_instances(start_proxy, own_redis, fresh_mock):
+    first = start_proxy("--workers", "2", "--redis-url", own_redis.url, "--no-rate-limit", "--no-cache")
+    second = start_proxy("--redis-url", own_redis.url, "--no-rate-limit", "--no-cache")
     for i in range(12):
         with httpx.Client() as client:
             client.post(f"{(first, second)[i % 2].url}/v1/messages", json=body(f"stat {i}"), headers=ANTHROPIC)
-    time.sleep(0.5)
     for proxy in (first, second):
+        stats = wait_for_stats(proxy, lambda st: st["total_requests"] == 12)
         assert httpx.get(f"{proxy.url}/health").json()["stats"]["total_requests"] == 12
-        stats = httpx.get(f"{proxy.url}/stats").json()
         assert stats["scope"] == "global" and stats["requests_by_status"] == {"200": 12}
         assert stats["latency_ms"]["samples"] == 12
         assert stats["models"]["claude-sonnet-4-5"]["requests"] == 12
@@ -212,11 +221,3 @@ def test_several_workers_without_redis_url_get_a_private_redis(start_proxy, fres
         with httpx.Client() as client:
             statuses.append(client.post(f"{proxy.url}/v1/messages", json=body(f"p {i}"), headers=ANTHROPIC).status_code)
     assert statuses == [200] * 4 + [429] * 2  # one limit, however the connections were spread
-
-
-async def _flush(server) -> None:
-    from headroom.state.redis_store import RedisStore
-
-    store = RedisStore(server.url)
-    await store._run("FLUSHDB")
-    await store.close()
