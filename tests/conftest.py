@@ -203,20 +203,20 @@ def _require_redis() -> None:
         pytest.skip("redis-server not installed")
 
 
-@pytest.fixture(scope="session")
-def redis_server():
+def _running_redis():
     _require_redis()
     server = RedisProc()
     server.start()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    yield from _running_redis()
 
 
 @pytest.fixture
 def own_redis():
     """A redis-server for one test (to kill and restart without disturbing the others)."""
-    _require_redis()
-    server = RedisProc()
-    server.start()
-    yield server
-    server.close()
+    yield from _running_redis()

@@ -57,10 +57,11 @@ def guard_request(config: ProxyConfig, pricing: Pricing, caller: str, body: dict
                         period=config.budget_period, budget_scope=config.budget_scope)
 
 
-def store_down(config: ProxyConfig) -> None:
-    """The shared store is unreachable: go on unguarded, or refuse under ``--fail-closed``."""
+def store_down(config: ProxyConfig, guarded: bool) -> None:
+    """The shared store is unreachable: go on unguarded (and uncached), or refuse a request
+    that needed its guards under ``--fail-closed``."""
     metrics.store_unavailable()
-    if config.fail_closed:
+    if guarded and config.fail_closed:
         raise ProxyError(503, "Headroom cannot reach its shared state and runs with --fail-closed")
 
 

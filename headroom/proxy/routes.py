@@ -15,7 +15,6 @@ from time import time
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 
-from headroom.observability import metrics
 from headroom.outcome import RequestOutcome
 from headroom.proxy import response_cache
 from headroom.proxy.body import api_key_of, decoded_body, dumps, json_object
@@ -87,10 +86,7 @@ async def llm_request(
         try:
             admission = await store.admit(lookup, guard)  # one round trip for both
         except StoreUnavailable:
-            if guard is not None:
-                store_down(config)
-            else:
-                metrics.store_unavailable()
+            store_down(config, guarded=guard is not None)
         else:
             exchange.guard = admission.guard
             if admission.cached is not None:

@@ -95,7 +95,7 @@ def create_app(config: ProxyConfig | None = None) -> Sanic:
     async def load_tokenizer(app: Sanic) -> None:
         # In the background: /health answers at once, and the first request rarely waits.
         if config.optimize:
-            asyncio.get_running_loop().run_in_executor(None, tokens.warm_up)
+            tokens.warm_up()  # loads in a thread of its own
 
     @app.main_process_ready
     async def watch_workers(app: Sanic) -> None:

@@ -362,7 +362,7 @@ class RedisStore:
         guarded = req is not None and needs_guard(req)
         if cache and guarded:
             name, keys, args = self._guard_call(req)
-            cached, verdict = await self._script("admit", keys + self._cache_get_call(*cache)[1], args)
+            cached, verdict = await self._script("admit", [*keys, cache_key(*cache), CACHE_INDEX_KEY], args)
             return Admission(cached, self._guard_result(req, verdict))
         cached = await self.cache_get(*cache) if cache else None
         if req is None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -23,6 +22,8 @@ from typing import Any, Callable
 
 import httpx
 import pytest
+
+from tests.conftest import free_port
 
 REQUIRE_ENV = "HEADROOM_REQUIRE_PROMETHEUS"  # set in CI: a missing binary fails instead of skipping
 
@@ -39,12 +40,6 @@ def require_prometheus() -> str:
             pytest.fail(f"{REQUIRE_ENV} is set but the prometheus binary is not installed")
         pytest.skip("prometheus is not installed (apt-get install --no-install-recommends prometheus)")
     return binary
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _config(targets: list[str], scrape_interval: str, metrics_path: str, bearer_token: str | None) -> str:
@@ -146,7 +141,7 @@ def start_prometheus(
     (home / "data").mkdir(parents=True, exist_ok=True)
     config = home / "prometheus.yml"
     config.write_text(_config(targets, scrape_interval, metrics_path, bearer_token))
-    port = _free_port()
+    port = free_port()
     log_path = home / "prometheus.log"
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
