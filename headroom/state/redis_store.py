@@ -1,13 +1,14 @@
 """The Redis store: the same interface and semantics as :class:`MemoryStore`, shared by
 every worker and every instance pointed at the same Redis.
 
-* redis-py asyncio with the hiredis parser (used automatically when installed);
-  ``redis://``, ``rediss://`` (TLS) and ``unix://`` URLs.
+* One pipelined connection per worker (:mod:`headroom.state.resp`: hiredis packs and
+  parses, every concurrent request shares the socket); ``redis://``, ``rediss://`` (TLS)
+  and ``unix://`` URLs. redis-py supplies the exception classes.
 * Guards, settle and the cache are Lua scripts (:mod:`headroom.state.scripts`), called by
   ``EVALSHA`` with locally computed SHA1s: one round trip each. ``NOSCRIPT`` (Redis
   restarted or ``SCRIPT FLUSH``) → ``SCRIPT LOAD`` and call again, once.
 * Outages: any Redis failure surfaces as :class:`StoreUnavailable`, never as a redis-py
-  exception. Socket and connect timeouts are short and redis-py's own retries are off.
+  exception. Every call is bounded by a timeout, and nothing is retried blindly.
   On a connection failure the store is marked unhealthy, ONE warning is logged and
   ``stats.outages`` rises; for ``retry_interval`` seconds every call then fails at once
   without touching the network (``stats.skipped_ops``); after that a single call probes
@@ -24,14 +25,11 @@ import time
 from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit, urlunsplit
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis import exceptions as _exc
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, OutOfMemoryError, ReadOnlyError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from headroom.state.resp import RespClient
 from headroom.state.scripts import SCRIPTS, SHAS
 from headroom.state.store import (
     BUDGET_SLACK_SECONDS,
@@ -69,16 +67,6 @@ log = logging.getLogger("headroom.state")
 _OUTAGE_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError,
                   ReadOnlyError, OutOfMemoryError)
 _SEEN_ERRORS_MAX = 32
-_MAX_CONNECTIONS_ERRORS = tuple(filter(None, [getattr(_exc, "MaxConnectionsError", None)]))  # redis-py >= 6
-
-
-def _is_overload(exc: BaseException) -> bool:
-    """Every pooled connection busy for the whole wait: this worker is overloaded, Redis
-    is fine. Fail this call only; no outage, no back-off."""
-    return isinstance(exc, _MAX_CONNECTIONS_ERRORS) or (
-        isinstance(exc, RedisConnectionError) and isinstance(exc.__cause__, asyncio.TimeoutError)
-        and "No connection available" in str(exc)
-    )
 
 
 def _text(value: bytes | str) -> str:
@@ -96,7 +84,7 @@ def redact_url(url: str) -> str:
 
 
 class RedisStore:
-    """Shared state in Redis. Create one per worker (it owns a connection pool); call
+    """Shared state in Redis. Create one per worker (it owns a connection); call
     :meth:`close` on shutdown.
 
     ``time_source`` (epoch seconds) replaces Redis ``TIME`` in the scripts; leave it
@@ -112,7 +100,6 @@ class RedisStore:
         socket_timeout: float = 0.25,
         connect_timeout: float = 0.25,
         retry_interval: float = 1.0,
-        max_connections: int = 64,
         budget_slack: float = BUDGET_SLACK_SECONDS,
         time_source: Callable[[], float] | None = None,
     ) -> None:
@@ -122,16 +109,7 @@ class RedisStore:
         self.retry_interval = retry_interval
         self._budget_slack_ms = str(int(budget_slack * 1000))
         self._time_source = time_source
-        pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=socket_timeout,  # how long a call may wait for a free pooled connection
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=connect_timeout,
-            retry=Retry(NoBackoff(), 0),
-            client_name="headroom",
-        )
-        self._redis = Redis(connection_pool=pool)
+        self._client = RespClient(url, timeout=socket_timeout, connect_timeout=connect_timeout)
         self._healthy = True
         self._retry_at = 0.0
         self._down_since = 0.0
@@ -162,10 +140,7 @@ class RedisStore:
 
     def _failed(self, exc: BaseException, outage: bool) -> StoreUnavailable:
         self._stats.failed_ops += 1
-        if outage and _is_overload(exc):
-            outage = False
-            self._stats.overloaded_ops += 1
-        elif not outage:
+        if not outage:
             # not an outage (a script error, a wrong-type key…): say so once per kind
             kind = f"{type(exc).__name__}: {str(exc)[:80]}"
             if kind not in self._seen_errors and len(self._seen_errors) < _SEEN_ERRORS_MAX:
@@ -195,13 +170,7 @@ class RedisStore:
         try:
             result = await operation()
         except _OUTAGE_ERRORS as exc:
-            outages = self._stats.outages
-            error = self._failed(exc, True)
-            if self._stats.outages != outages:
-                # Redis went away: every idle pooled connection is dead too. Drop them now, or
-                # each would fail once after Redis returns and look like a new outage.
-                await self._redis.connection_pool.disconnect(inuse_connections=False)
-            raise error from exc
+            raise self._failed(exc, True) from exc
         except RedisError as exc:
             raise self._failed(exc, False) from exc
         finally:
@@ -211,33 +180,29 @@ class RedisStore:
             self._recovered()
         return result
 
-    async def _run(self, *args: Any, **options: Any) -> Any:
+    async def _run(self, *args: Any) -> Any:
         """One Redis command."""
-        return await self._call(lambda: self._redis.execute_command(*args, **options))
+        return await self._call(lambda: self._client.execute(*args))
 
     async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
         """EVALSHA a named script; on NOSCRIPT load it and call once more."""
 
         async def evalsha() -> Any:
+            client = self._client
             try:
-                return await self._redis.execute_command("EVALSHA", SHAS[name], len(keys), *keys, *args)
+                return await client.execute("EVALSHA", SHAS[name], len(keys), *keys, *args)
             except NoScriptError:
                 self._stats.script_reloads += 1
-                await self._redis.execute_command("SCRIPT", "LOAD", SCRIPTS[name])
-                return await self._redis.execute_command("EVALSHA", SHAS[name], len(keys), *keys, *args)
+                await client.execute("SCRIPT", "LOAD", SCRIPTS[name])
+                return await client.execute("EVALSHA", SHAS[name], len(keys), *keys, *args)
 
         return await self._call(evalsha)
 
     async def _pipeline(self, commands: list[tuple[Any, ...]], transaction: bool) -> list[Any]:
         """Several commands in one round trip (MULTI/EXEC when ``transaction``)."""
 
-        async def run() -> list[Any]:
-            async with self._redis.pipeline(transaction=transaction) as pipe:
-                for command in commands:
-                    pipe.execute_command(*command)
-                return await pipe.execute()
-
-        return await self._call(run)
+        run = self._client.transaction if transaction else self._client.execute_many
+        return await self._call(lambda: run(commands))
 
     def _now_arg(self) -> str:
         return "" if self._time_source is None else repr(self._time_source() * 1000.0)
@@ -383,20 +348,15 @@ class RedisStore:
         if len(calls) == 1:
             return [await self._script(*calls[0])]
 
+        commands = [("EVALSHA", SHAS[name], len(keys), *keys, *args) for name, keys, args in calls]
+
         async def run() -> list[Any]:
-            for attempt in (1, 2):
-                try:
-                    async with self._redis.pipeline(transaction=False) as pipe:
-                        for name, keys, args in calls:
-                            pipe.execute_command("EVALSHA", SHAS[name], len(keys), *keys, *args)
-                        return await pipe.execute()
-                except NoScriptError:
-                    if attempt == 2:
-                        raise
-                    self._stats.script_reloads += 1
-                    for name in {name for name, _, _ in calls}:
-                        await self._redis.execute_command("SCRIPT", "LOAD", SCRIPTS[name])
-            raise AssertionError("unreachable")
+            try:
+                return await self._client.execute_many(commands)
+            except NoScriptError:
+                self._stats.script_reloads += 1
+                await self._client.execute_many([("SCRIPT", "LOAD", SCRIPTS[name]) for name in {n for n, _, _ in calls}])
+                return await self._client.execute_many(commands)
 
         return await self._call(run)
 
@@ -427,7 +387,7 @@ class RedisStore:
         commands += [("LRANGE", STATS_SAMPLES_KEY.format(name=name), 0, -1) for name in series]
         counters, recent, *samples = await self._pipeline(commands, transaction=False)
         return StatsSnapshot(
-            counters={_text(k): float(v) for k, v in counters.items()},
+            counters={_text(k): float(v) for k, v in zip(counters[::2], counters[1::2])},
             samples={name: [float(v) for v in values] for name, values in zip(series, samples)},
             recent=list(recent),
         )
@@ -436,8 +396,8 @@ class RedisStore:
         """Created once with ``SET NX`` (the one entry without a TTL: a single, fixed key,
         since losing it would re-key every caller's state)."""
         mine = secrets.token_bytes(32)
-        existing = await self._run("SET", SECRET_KEY, mine, "NX", "GET", get=True)
+        existing = await self._run("SET", SECRET_KEY, mine, "NX", "GET")
         return existing if existing is not None else mine
 
     async def close(self) -> None:
-        await self._redis.aclose(close_connection_pool=True)
+        await self._client.close()

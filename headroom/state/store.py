@@ -60,13 +60,11 @@ class StoreStats:
     """Counters for metrics. ``outages``: healthy → unavailable transitions (one warning
     each); ``failed_ops``: calls that raised StoreUnavailable after trying the backend;
     ``skipped_ops``: calls refused at once during the back-off after a failure;
-    ``overloaded_ops``: failed calls that found every pooled connection busy (counted in
-    failed_ops too; not an outage); ``script_reloads``: NOSCRIPT recoveries."""
+    ``script_reloads``: NOSCRIPT recoveries."""
 
     outages: int = 0
     failed_ops: int = 0
     skipped_ops: int = 0
-    overloaded_ops: int = 0
     script_reloads: int = 0
 
 

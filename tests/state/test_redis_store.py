@@ -67,7 +67,9 @@ async def test_unix_socket_url(redis_server):
 
 async def test_url_schemes_and_redaction():
     tls = RedisStore("rediss://:hunter2@cache.example:6380/1")
-    assert tls._redis.connection_pool.connection_class.__name__ == "SSLConnection"
+    endpoint = tls._client.endpoint
+    assert endpoint.tls and endpoint.tls_verify and (endpoint.host, endpoint.port, endpoint.db) == ("cache.example", 6380, 1)
+    assert endpoint.password == "hunter2"
     assert redact_url("rediss://:hunter2@cache.example:6380/1") == "rediss://:***@cache.example:6380/1"
     assert redact_url("redis://u:pw@h/0") == "redis://u:***@h/0"
     assert redact_url("unix:///tmp/r.sock") == "unix:///tmp/r.sock"
@@ -126,12 +128,11 @@ async def test_outage_fails_fast_warns_once_and_recovers(own_redis, caplog, tran
         await store.close()
 
 
-async def test_idle_pooled_connections_do_not_fake_a_second_outage(own_redis, caplog):
-    """Connections idle in the pool die with Redis; after it returns none may fail again."""
+async def test_a_restart_is_one_outage_not_two(own_redis, caplog):
+    """The connection dies with Redis; after it returns, no stale socket may fail again."""
     store = RedisStore(own_redis.url, retry_interval=0.2)
     caplog.set_level(logging.WARNING, logger="headroom.state")
     try:
-        # Several pooled connections: concurrent calls each take one, then all sit idle.
         await asyncio.gather(*(store.guard(GUARDED) for _ in range(8)))
         own_redis.kill()
         with pytest.raises(StoreUnavailable):
@@ -195,23 +196,17 @@ async def test_hung_redis_costs_one_timeout_then_fails_fast(own_redis):
         await store.close()
 
 
-async def test_pool_exhaustion_is_overload_not_outage(redis_server, caplog):
-    store = RedisStore(redis_server.url, max_connections=2, socket_timeout=0.05)
-    caplog.set_level(logging.WARNING, logger="headroom.state")
-    pool = store._redis.connection_pool
-    held = [await pool.get_connection(), await pool.get_connection()]
+async def test_concurrent_calls_share_one_connection(redis_server):
+    """Every concurrent call of a worker goes over one pipelined socket, each gets its own answer."""
+    store = RedisStore(redis_server.url)
     try:
-        with pytest.raises(StoreUnavailable):
-            await store.guard(GUARDED)
-        assert store.healthy and store.stats.outages == 0 and store.stats.overloaded_ops == 1
-        assert not caplog.records
-        for conn in held:
-            await pool.release(conn)
-        held = []
-        assert (await store.guard(GUARDED)).allowed  # no back-off after an overload
+        req = GuardRequest("pipelined", rpm=500)
+        results = await asyncio.gather(*(store.guard(req) for _ in range(300)))
+        remaining = sorted(r.requests_remaining for r in results)
+        assert len(set(remaining)) == 300 and remaining[-1] == 499 and remaining[0] >= 199
+        assert store._client.connects == 1
     finally:
-        for conn in held:
-            await pool.release(conn)
+        await store._run("DEL", "hr:rl:pipelined:b")
         await store.close()
 
 
