@@ -30,23 +30,33 @@ else
 end
 """
 
-_REFILL = """
--- Continuous refill: capacity `cap` per minute, level capped at `cap`; an absent level
--- means "full" (a bucket key expires only once it would be full again).
-local function refill(cap, level, ts)
-  if not level then return cap end
-  local elapsed = now - tonumber(ts)
-  if elapsed < 0 then elapsed = 0 end
-  level = tonumber(level) + elapsed * cap / 60000
-  if level > cap then return cap end
-  return level
+_BUCKETS = """
+-- A caller's two buckets live in one string, "r|rt|t|tt": the request and token levels and
+-- when each was last set (ms); an empty or absent level means "full". Reading and writing
+-- it are one call each (a hash needed four: HMGET, HSET, PTTL, PEXPIRE). The key lives
+-- two minutes past its last write: a level never falls below -capacity, so it is full
+-- again by then and an expired key means exactly what a full one does.
+local function read_buckets(key)
+  local v = redis.call('GET', key)
+  if not v then return nil, nil, nil, nil end
+  local r, rt, t, tt = string.match(v, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)$')
+  if not r then error('malformed rate-limit bucket at ' .. key) end
+  return tonumber(r), tonumber(rt), tonumber(t), tonumber(tt)
 end
 
--- Keep the longest TTL the bucket needs (another field may be deeper in debt).
-local function expire_at_least(key, ms)
-  ms = math.ceil(ms) + 1000
-  local cur = redis.call('PTTL', key)
-  if cur < ms then redis.call('PEXPIRE', key, ms) end
+local function write_buckets(key, r, rt, t, tt)
+  redis.call('SET', key, (r or '') .. '|' .. (rt or '') .. '|' .. (t or '') .. '|' .. (tt or ''),
+             'PX', 121000)
+end
+
+-- Continuous refill: capacity `cap` per minute, level capped at `cap`.
+local function refill(cap, level, ts)
+  if not level then return cap end
+  local elapsed = now - ts
+  if elapsed < 0 then elapsed = 0 end
+  level = level + elapsed * cap / 60000
+  if level > cap then return cap end
+  return level
 end
 """
 
@@ -99,7 +109,7 @@ end
 _GUARD_LOGIC = """
 -- guard: refill and check the request and token buckets, and reserve the worst-case cost
 -- against the budget of the current period. All or nothing.
--- KEYS[1] bucket hash (fields r, rt: requests and their timestamp; t, tt: tokens)
+-- KEYS[1] the caller's buckets (see read_buckets)
 -- KEYS[2] budget key prefix; the period id is appended (prefix .. ':' .. id)
 -- ARGV: 1 now override | 2 rpm | 3 tpm | 4 tokens | 5 budget (micro-USD)
 --       6 reserve (micro-USD) | 7 period h|d|m | 8 budget TTL slack (ms)
@@ -114,17 +124,18 @@ local reserve = tonumber(ARGV[6])
 local failed, wait = 0, 0
 
 local r, t = 0, 0
+local r0, rt0, t0, tt0
 if rpm > 0 or tpm > 0 then
-  local b = redis.call('HMGET', KEYS[1], 'r', 'rt', 't', 'tt')
+  r0, rt0, t0, tt0 = read_buckets(KEYS[1])
   if rpm > 0 then
-    r = refill(rpm, b[1], b[2])
+    r = refill(rpm, r0, rt0)
     if r < 1 then
       local w = (1 - r) * 60000 / rpm
       if w > wait then wait, failed = w, 1 end
     end
   end
   if tpm > 0 then
-    t = refill(tpm, b[3], b[4])
+    t = refill(tpm, t0, tt0)
     local need = tokens
     if need > tpm then need = tpm end  -- an oversized request passes on a full bucket
     if t < need then
@@ -139,36 +150,35 @@ if budget > 0 then
   local pend
   id, pend = period_of(ARGV[7])
   reset = pend - now
-  spent = tonumber(redis.call('GET', KEYS[2] .. ':' .. id) or '0')
-  -- an exhausted budget outranks a shorter rate-limit wait: report the longest wait
-  if spent + reserve > budget and reset >= wait then wait, failed = reset, 3 end
+  local key = KEYS[2] .. ':' .. id
+  if failed == 0 and reserve > 0 then
+    -- Reserve first and take it back if that overspends: one call when it fits.
+    spent = redis.call('INCRBY', key, reserve)
+    if spent == reserve then redis.call('PEXPIRE', key, math.ceil(reset) + tonumber(ARGV[8])) end
+    if spent > budget then
+      spent = redis.call('DECRBY', key, reserve)
+      wait, failed = reset, 3
+    end
+  else
+    spent = tonumber(redis.call('GET', key) or '0')
+    -- an exhausted budget outranks a shorter rate-limit wait: report the longest wait
+    if spent + reserve > budget and reset >= wait then wait, failed = reset, 3 end
+  end
 end
 
 if failed == 0 then
   wait = 0
   if rpm > 0 or tpm > 0 then
-    local ttl, fields = 0, {}
     if rpm > 0 then
       r = r - 1
-      fields[#fields + 1] = 'r'; fields[#fields + 1] = r
-      fields[#fields + 1] = 'rt'; fields[#fields + 1] = now
-      ttl = (rpm - r) * 60000 / rpm
+      r0, rt0 = r, now
     end
     if tpm > 0 then
       t = t - tokens
       if t < -tpm then t = -tpm end
-      fields[#fields + 1] = 't'; fields[#fields + 1] = t
-      fields[#fields + 1] = 'tt'; fields[#fields + 1] = now
-      local tt = (tpm - t) * 60000 / tpm
-      if tt > ttl then ttl = tt end
+      t0, tt0 = t, now
     end
-    redis.call('HSET', KEYS[1], unpack(fields))
-    expire_at_least(KEYS[1], ttl)
-  end
-  if budget > 0 and reserve > 0 then
-    local key = KEYS[2] .. ':' .. id
-    spent = redis.call('INCRBY', key, reserve)
-    redis.call('PEXPIRE', key, math.ceil(reset) + tonumber(ARGV[8]))
+    write_buckets(KEYS[1], r0, rt0, t0, tt0)
   end
 end
 
@@ -192,24 +202,23 @@ local function cache_touch(entry, index)
 end
 """
 
-GUARD = _NOW + _REFILL + _CALENDAR + _GUARD_LOGIC + "return verdict\n"
+GUARD = _NOW + _BUCKETS + _CALENDAR + _GUARD_LOGIC + "return verdict\n"
 
-SETTLE = _NOW + _REFILL + """
+SETTLE = _NOW + _BUCKETS + """
 -- settle: reconcile the token bucket (actual - estimated tokens; the level stays within
 -- [-capacity, capacity]) and the budget (actual - reserved cost) of the reservation's
 -- period, which may already be over: a period key is only adjusted while it exists.
--- KEYS[1] bucket hash | KEYS[2] (optional) the full budget key
+-- KEYS[1] the caller's buckets | KEYS[2] (optional) the full budget key
 -- ARGV: 1 now override | 2 tpm | 3 token delta | 4 cost delta (micro-USD)
 local tpm = tonumber(ARGV[2])
 local delta = tonumber(ARGV[3])
 local cost = tonumber(ARGV[4])
 if tpm > 0 and delta ~= 0 then
-  local b = redis.call('HMGET', KEYS[1], 't', 'tt')
-  local t = refill(tpm, b[1], b[2]) - delta
+  local r0, rt0, t0, tt0 = read_buckets(KEYS[1])
+  local t = refill(tpm, t0, tt0) - delta
   if t > tpm then t = tpm end
   if t < -tpm then t = -tpm end
-  redis.call('HSET', KEYS[1], 't', t, 'tt', now)
-  expire_at_least(KEYS[1], (tpm - t) * 60000 / tpm)
+  write_buckets(KEYS[1], r0, rt0, t, now)
 end
 if cost ~= 0 and #KEYS > 1 and redis.call('EXISTS', KEYS[2]) == 1 then
   if redis.call('INCRBY', KEYS[2], cost) < 0 then
@@ -224,7 +233,7 @@ CACHE_GET = _NOW + _CACHE_TOUCH + """
 return cache_touch(KEYS[1], KEYS[2])
 """
 
-ADMIT = _NOW + _REFILL + _CALENDAR + _CACHE_TOUCH + """
+ADMIT = _NOW + _BUCKETS + _CALENDAR + _CACHE_TOUCH + """
 -- admit: the hot path's one call, a cache lookup and the guard together. KEYS[1], KEYS[2]
 -- and ARGV as for the guard; KEYS[3] cache entry, KEYS[4] LRU index. The guard charges
 -- whether or not the cache hits (the caller settles a hit's tokens and budget back).

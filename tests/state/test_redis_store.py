@@ -214,7 +214,7 @@ async def test_script_error_fails_open_and_warns_once(redis_server, caplog):
     store = RedisStore(redis_server.url)
     caplog.set_level(logging.WARNING, logger="headroom.state")
     try:
-        await store._run("SET", "hr:rl:wrongtype:b", b"not a hash")  # HMGET on a string: WRONGTYPE
+        await store._run("HSET", "hr:rl:wrongtype:b", "r", 1)  # GET on a hash: WRONGTYPE
         for _ in range(3):
             with pytest.raises(StoreUnavailable):
                 await store.guard(GuardRequest("wrongtype", rpm=5))
