@@ -342,7 +342,9 @@ class RedisStore:
         await self._scripts(calls)
 
     async def _scripts(self, calls: list[tuple[str, list[str], list[Any]]]) -> list[Any]:
-        """Several script calls in one pipeline; on NOSCRIPT load them all and send again."""
+        """Several script calls in one pipeline. Those that found their script missing
+        (``NOSCRIPT``) are loaded and sent again, and only those: the others have run, and a
+        settlement must never be applied twice."""
         if not calls:
             return []
         if len(calls) == 1:
@@ -351,12 +353,19 @@ class RedisStore:
         commands = [("EVALSHA", SHAS[name], len(keys), *keys, *args) for name, keys, args in calls]
 
         async def run() -> list[Any]:
-            try:
-                return await self._client.execute_many(commands)
-            except NoScriptError:
+            client = self._client
+            replies = await client.execute_each(commands)
+            missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+            if missing:
                 self._stats.script_reloads += 1
-                await self._client.execute_many([("SCRIPT", "LOAD", SCRIPTS[name]) for name in {n for n, _, _ in calls}])
-                return await self._client.execute_many(commands)
+                await client.execute_many([("SCRIPT", "LOAD", SCRIPTS[name])
+                                           for name in {calls[i][0] for i in missing}])
+                for i, reply in zip(missing, await client.execute_each([commands[i] for i in missing])):
+                    replies[i] = reply
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+            return replies
 
         return await self._call(run)
 

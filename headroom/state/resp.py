@@ -197,13 +197,23 @@ class RespClient:
             connection = await self._connect()
         return await self._exchange(connection, commands, self.timeout)
 
+    async def execute_each(self, commands: Sequence[Command]) -> list[Any]:
+        """Like :meth:`execute_many`, but a command's reply error (``ResponseError``) takes
+        its place in the list instead of being raised, so the caller can retry only the
+        commands that failed. Connection failures and timeouts still raise."""
+        connection = self._connection
+        if connection is None or connection.closed:
+            connection = await self._connect()
+        return await self._exchange(connection, commands, self.timeout, raise_replies=False)
+
     async def transaction(self, commands: Sequence[Command]) -> list[Any]:
         """``MULTI`` … ``EXEC`` in one write (nothing else can slip in between)."""
         replies = await self.execute_many([("MULTI",), *commands, ("EXEC",)])
         return replies[-1]
 
     @staticmethod
-    async def _exchange(connection: _Connection, commands: Sequence[Command], timeout: float) -> list[Any]:
+    async def _exchange(connection: _Connection, commands: Sequence[Command], timeout: float,
+                        raise_replies: bool = True) -> list[Any]:
         pack = hiredis.pack_command
         payload = b"".join(pack(tuple(command)) for command in commands)
         futures = connection.send(payload, len(commands))
@@ -215,11 +225,11 @@ class RespClient:
             await asyncio.wait((futures[-1],))
         finally:
             timer.cancel()
-        errors = [f.exception() for f in futures]  # retrieving each marks it seen
-        first = next((e for e in errors if e is not None), None)
-        if first is not None:
-            raise first
-        return [f.result() for f in futures]
+        replies = [f.exception() or f.result() for f in futures]  # retrieving each marks it seen
+        for reply in replies:
+            if isinstance(reply, Exception) and (raise_replies or not isinstance(reply, rx.ResponseError)):
+                raise reply
+        return replies
 
     async def _connect(self) -> _Connection:
         """Open a connection, or join the opening already under way."""

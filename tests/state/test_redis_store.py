@@ -11,6 +11,7 @@ import pytest
 pytest.importorskip("redis")
 
 from headroom.state.redis_store import RedisStore, redact_url  # noqa: E402
+from headroom.state.scripts import SCRIPTS  # noqa: E402
 from headroom.state.store import SECRET_KEY, GuardRequest, StoreUnavailable  # noqa: E402
 
 from .conftest import FakeClock, needs_redis  # noqa: E402
@@ -35,6 +36,26 @@ async def test_noscript_recovery(redis_server):
         assert store.stats.script_reloads - before == 3  # guard, cache_put, cache_get
         assert store.healthy and store.stats.failed_ops == 0
     finally:
+        await store.close()
+
+
+async def test_noscript_in_a_batch_reruns_only_the_missing_scripts(redis_server):
+    """After a flush another worker may have reloaded some scripts already: a batch whose
+    settle ran but whose cache put found NOSCRIPT must not settle twice."""
+    clock = FakeClock()
+    store = RedisStore(redis_server.url, time_source=clock)
+    req = GuardRequest("batch-rerun", tpm=10_000, tokens=100)
+    try:
+        charged = await store.guard(req)
+        assert charged.tokens_remaining == 9_900
+        await store._run("SCRIPT", "FLUSH")
+        await store._run("SCRIPT", "LOAD", SCRIPTS["settle"])
+        await store.finish([(charged, 600, 0.0)], [("p", "rerun", b"answer")])
+        assert await store.cache_get("p", "rerun") == b"answer"
+        after = await store.guard(GuardRequest("batch-rerun", tpm=10_000, tokens=0))
+        assert after.tokens_remaining == 9_400  # 100 charged, 500 more settled: once
+    finally:
+        await store._run("DEL", "hr:rl:batch-rerun:b")
         await store.close()
 
 
