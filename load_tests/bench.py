@@ -349,7 +349,8 @@ def report(results: dict[str, Any], derived: dict[str, Any], args: argparse.Name
     if "all_features_added_p50_ms" in derived:
         lines.append(f"- every feature on (memory state), added p50 vs direct: {derived['all_features_added_p50_ms']:.3f} ms")
     if "redis_path_added_p50_ms" in derived:
-        lines.append(f"- Redis path, added p50 vs memory state: {derived['redis_path_added_p50_ms']:.3f} ms (target <= 0.3 ms)")
+        ok = "PASS" if derived["redis_path_added_p50_ms"] <= 0.3 else "FAIL"
+        lines.append(f"- Redis path, added p50 vs memory state: {derived['redis_path_added_p50_ms']:.3f} ms (target <= 0.3 ms): {ok}")
     if "two_workers_rps_ratio" in derived:
         lines.append(f"- throughput, 2 workers vs 1 (every feature on, state in Redis): x{derived['two_workers_rps_ratio']:.2f}")
     return "\n".join(lines)

@@ -354,13 +354,13 @@ class RedisStore:
 
         async def run() -> list[Any]:
             client = self._client
-            replies = await client.execute_each(commands)
+            replies = await client.execute_many(commands, raise_replies=False)
             missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
             if missing:
                 self._stats.script_reloads += 1
                 await client.execute_many([("SCRIPT", "LOAD", SCRIPTS[name])
                                            for name in {calls[i][0] for i in missing}])
-                for i, reply in zip(missing, await client.execute_each([commands[i] for i in missing])):
+                for i, reply in zip(missing, await client.execute_many([commands[i] for i in missing], raise_replies=False)):
                     replies[i] = reply
             for reply in replies:
                 if isinstance(reply, Exception):

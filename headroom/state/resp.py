@@ -183,28 +183,23 @@ class RespClient:
         self.client_name = client_name
         self._connection: _Connection | None = None
         self._opening: asyncio.Future | None = None
-        self.connects = 0  # connections opened so far (a test and /stats read it)
+        self.connects = 0  # connections opened so far (tests read it)
 
     async def execute(self, *command: Any) -> Any:
         """One command; its reply (bytes, int, list …) or a redis-py exception."""
         return (await self.execute_many([command]))[0]
 
-    async def execute_many(self, commands: Sequence[Command]) -> list[Any]:
+    async def execute_many(self, commands: Sequence[Command], *, raise_replies: bool = True) -> list[Any]:
         """Several commands in one write; their replies in order. Raises the first reply
-        error only after every reply is in, so the connection stays in step."""
-        connection = self._connection
-        if connection is None or connection.closed:
-            connection = await self._connect()
-        return await self._exchange(connection, commands, self.timeout)
+        error only after every reply is in, so the connection stays in step.
 
-    async def execute_each(self, commands: Sequence[Command]) -> list[Any]:
-        """Like :meth:`execute_many`, but a command's reply error (``ResponseError``) takes
-        its place in the list instead of being raised, so the caller can retry only the
-        commands that failed. Connection failures and timeouts still raise."""
+        With ``raise_replies=False`` a command's reply error (``ResponseError``) takes its
+        place in the list instead, so the caller can retry just the commands that failed;
+        connection failures and timeouts still raise."""
         connection = self._connection
         if connection is None or connection.closed:
             connection = await self._connect()
-        return await self._exchange(connection, commands, self.timeout, raise_replies=False)
+        return await self._exchange(connection, commands, self.timeout, raise_replies)
 
     async def transaction(self, commands: Sequence[Command]) -> list[Any]:
         """``MULTI`` … ``EXEC`` in one write (nothing else can slip in between)."""
