@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
+import socket
+import ssl
+import subprocess
+import time
 
 import pytest
 from redis import exceptions as rx
@@ -132,3 +137,65 @@ async def test_credentials_database_and_client_name(own_redis):
         await good.close()
     finally:
         await admin.close()
+
+
+@pytest.fixture
+def tls_redis(tmp_path):
+    """A redis-server that speaks only TLS, with a self-signed certificate for localhost."""
+    from tests.conftest import REDIS_BIN, free_port
+
+    openssl = shutil.which("openssl")
+    if REDIS_BIN is None or openssl is None:
+        pytest.skip("needs redis-server and openssl")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost"], check=True, capture_output=True)
+    port = free_port()
+    proc = subprocess.Popen([REDIS_BIN, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+                             "--tls-cert-file", str(cert), "--tls-key-file", str(key), "--tls-auth-clients", "no",
+                             "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if proc.poll() is not None:
+                    pytest.skip("this redis-server was built without TLS")
+                assert time.monotonic() < deadline, "TLS redis-server did not start"
+                time.sleep(0.02)
+        yield port, cert
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+async def test_tls_verifies_the_server_certificate(tls_redis):
+    port, cert = tls_redis
+    trusted = RespClient(f"rediss://localhost:{port}/0?ssl_ca_certs={cert}")
+    assert await trusted.execute("PING") == b"PONG"
+    await trusted.close()
+
+    with pytest.raises(ssl.SSLCertVerificationError):  # self-signed, and not trusted by default
+        await RespClient(f"rediss://localhost:{port}/0").execute("PING")
+
+    unverified = RespClient(f"rediss://localhost:{port}/0?ssl_cert_reqs=none")
+    assert await unverified.execute("PING") == b"PONG"
+    await unverified.close()
+
+
+async def test_the_store_works_over_tls(tls_redis):
+    from headroom.state.redis_store import RedisStore
+    from headroom.state.store import GuardRequest
+
+    port, cert = tls_redis
+    store = RedisStore(f"rediss://localhost:{port}/0?ssl_ca_certs={cert}")
+    try:
+        first = await store.guard(GuardRequest("tls-caller", rpm=10))
+        second = await store.guard(GuardRequest("tls-caller", rpm=10))
+        assert (first.requests_remaining, second.requests_remaining) == (9, 8)
+    finally:
+        await store.close()
