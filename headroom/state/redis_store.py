@@ -185,18 +185,8 @@ class RedisStore:
         return await self._call(lambda: self._client.execute(*args))
 
     async def _script(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        """EVALSHA a named script; on NOSCRIPT load it and call once more."""
-
-        async def evalsha() -> Any:
-            client = self._client
-            try:
-                return await client.execute("EVALSHA", SHAS[name], len(keys), *keys, *args)
-            except NoScriptError:
-                self._stats.script_reloads += 1
-                await client.execute("SCRIPT", "LOAD", SCRIPTS[name])
-                return await client.execute("EVALSHA", SHAS[name], len(keys), *keys, *args)
-
-        return await self._call(evalsha)
+        """EVALSHA a named script (see :meth:`_scripts` for NOSCRIPT)."""
+        return (await self._scripts([(name, keys, args)]))[0]
 
     async def _pipeline(self, commands: list[tuple[Any, ...]], transaction: bool) -> list[Any]:
         """Several commands in one round trip (MULTI/EXEC when ``transaction``)."""
@@ -342,14 +332,11 @@ class RedisStore:
         await self._scripts(calls)
 
     async def _scripts(self, calls: list[tuple[str, list[str], list[Any]]]) -> list[Any]:
-        """Several script calls in one pipeline. Those that found their script missing
+        """Script calls in one write. Those that found their script missing
         (``NOSCRIPT``) are loaded and sent again, and only those: the others have run, and a
         settlement must never be applied twice."""
         if not calls:
             return []
-        if len(calls) == 1:
-            return [await self._script(*calls[0])]
-
         commands = [("EVALSHA", SHAS[name], len(keys), *keys, *args) for name, keys, args in calls]
 
         async def run() -> list[Any]:
@@ -360,7 +347,8 @@ class RedisStore:
                 self._stats.script_reloads += 1
                 await client.execute_many([("SCRIPT", "LOAD", SCRIPTS[name])
                                            for name in {calls[i][0] for i in missing}])
-                for i, reply in zip(missing, await client.execute_many([commands[i] for i in missing], raise_replies=False)):
+                again = await client.execute_many([commands[i] for i in missing], raise_replies=False)
+                for i, reply in zip(missing, again):
                     replies[i] = reply
             for reply in replies:
                 if isinstance(reply, Exception):
@@ -368,8 +356,6 @@ class RedisStore:
             return replies
 
         return await self._call(run)
-
-    # -- misc ---------------------------------------------------------------
 
     # -- statistics ---------------------------------------------------------
 

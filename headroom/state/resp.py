@@ -215,7 +215,12 @@ class RespClient:
         timer = asyncio.get_running_loop().call_later(timeout, _expire, futures, connection, timeout)
         try:
             if len(futures) == 1:
-                return [await futures[0]]
+                try:
+                    return [await futures[0]]
+                except rx.ResponseError as exc:
+                    if raise_replies:
+                        raise
+                    return [exc]
             # Replies arrive in order, so the last future settles last (or all fail together).
             await asyncio.wait((futures[-1],))
         finally:

@@ -79,6 +79,8 @@ async def test_reply_errors_are_typed_and_keep_the_connection_in_step(client):
     assert await client.transaction([("INCRBY", "hr:test:n", 2), ("PEXPIRE", "hr:test:n", 10_000)]) == [2, 1]
     replies = await client.execute_many([("GET", "hr:test:e"), ("INCR", "hr:test:e")], raise_replies=False)
     assert replies[0] == b"x" and isinstance(replies[1], rx.ResponseError)
+    [alone] = await client.execute_many([("INCR", "hr:test:e")], raise_replies=False)
+    assert isinstance(alone, rx.ResponseError)
     assert client.connects == 1
     await client.execute("DEL", "hr:test:e", "hr:test:n")
 
