@@ -22,8 +22,15 @@ python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[te
 
 # tiktoken's encodings cannot be downloaded on an offline machine: build them locally when
 # the helper is there. Without them the product falls back to estimated counts (and says so).
-if [ ! -d .tiktoken ] && [ -f ../shared/tiktoken_cache.py ]; then
-    python ../shared/tiktoken_cache.py .tiktoken
+# The helper sits in ../shared next to the checkout, or next to the local repository this
+# one was cloned from.
+helper=../shared/tiktoken_cache.py
+origin=$(git config --get remote.origin.url 2>/dev/null || true)
+if [ ! -f "$helper" ] && [ -n "$origin" ] && [ -d "$origin" ]; then
+    helper="$origin/../shared/tiktoken_cache.py"
+fi
+if [ ! -d .tiktoken ] && [ -f "$helper" ]; then
+    python "$helper" .tiktoken
 fi
 if [ -d .tiktoken ]; then
     export TIKTOKEN_CACHE_DIR="$PWD/.tiktoken"
