@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import secrets
 import sys
+from collections.abc import Sequence
 from functools import partial
-from typing import Any, Sequence
+from typing import Any
 
 from headroom import __version__
 from headroom.config import OPTIONS, ConfigError, Option, ProxyConfig, build_config, not_yet_available
@@ -116,7 +118,7 @@ def run_proxy(config: ProxyConfig) -> int:
     # Imported here so `headroom --help` stays instant.
     from headroom.observability.request_log import RequestLog
     from headroom.pricing import load_pricing
-    from headroom.state.redis_server import PrivateRedis, RedisServerFailed, RedisServerMissing
+    from headroom.workers.redis_server import PrivateRedis, RedisServerFailed, RedisServerMissing
 
     if config.log_file:
         try:
@@ -134,7 +136,10 @@ def run_proxy(config: ProxyConfig) -> int:
         # Several workers must share limits, cache and stats: give them a private Redis.
         try:
             private = PrivateRedis()
-            config = dataclasses.replace(config, redis_url=private.start())
+            # A secret of the run's own, not one kept in Redis: a private Redis that dies and is
+            # restarted comes back empty, and every worker must keep hashing callers alike.
+            config = dataclasses.replace(config, redis_url=private.start(),
+                                         state_secret=config.state_secret or secrets.token_hex(32))
         except (RedisServerMissing, RedisServerFailed) as exc:
             print(f"headroom: error: {exc}", file=sys.stderr)
             return 2

@@ -7,10 +7,10 @@ Precedence is defaults < environment < command-line flags.
 
 from __future__ import annotations
 
-import dataclasses
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 ANTHROPIC_API_URL = "https://api.anthropic.com"
 OPENAI_API_URL = "https://api.openai.com"
@@ -208,9 +208,6 @@ def not_yet_available(config: ProxyConfig) -> list[str]:
     messages = []
     for option in OPTIONS:
         if option.not_yet and getattr(config, option.field) != getattr(defaults, option.field):
-            messages.append(f"{option.flag} is accepted but not available yet: {option.not_yet} is not built in this version")
+            messages.append(f"{option.flag} is accepted but not available yet: "
+                            f"{option.not_yet} is not built in this version")
     return messages
-
-
-def describe(config: ProxyConfig) -> dict[str, Any]:
-    return dataclasses.asdict(config)

@@ -1,7 +1,8 @@
 """What one finished request amounts to: the record every consumer of figures reads.
 
-The proxy fills one :class:`RequestOutcome` per request and hands it, after the response
-has gone out, to the stats, the metrics and the request log. Nothing in it is secret: the
+The proxy builds one :class:`RequestOutcome` per request from its
+:class:`~headroom.proxy.exchange.Exchange` (:func:`~headroom.proxy.exchange.outcome_of`) and
+hands it, after the response has gone out, to the stats, the metrics and the request log. Nothing in it is secret: the
 caller is a keyed hash, and message content is only attached when the operator asked.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
-@dataclass
+@dataclass(frozen=True)
 class RequestOutcome:
     request_id: str
     timestamp: float  # UNIX seconds when the request arrived

@@ -4,10 +4,7 @@ The table is a data file (``headroom/data/pricing.json``; ``--pricing-file`` mer
 of the same shape over it). Prices are USD per million tokens for uncached input, output,
 cache reads and cache writes (Anthropic's 1-hour cache writes and long-context rates where
 they differ). A model name resolves to the entry with the longest matching prefix that ends
-at a name boundary, so dated snapshots resolve (``claude-sonnet-4-5-20250929`` →
-``claude-sonnet-4-5``, ``gpt-4o-mini-2024-07-18`` → ``gpt-4o-mini``) while ``gpt-4o`` never
-swallows ``gpt-4o-mini``. Provider prefixes (``openai/…``, Bedrock's
-``us.anthropic.…``) are ignored.
+at a name boundary (:mod:`headroom.model_names`, the rule every per-model table uses).
 
 Unknown models get the table's ``_fallback`` rates — the dearest mainstream ones — so that
 budgets err on the safe side; :meth:`Pricing.lookup` flags them (``PriceMatch.fallback``).
@@ -16,12 +13,14 @@ budgets err on the safe side; :meth:`Pricing.lookup` flags them (``PriceMatch.fa
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-_BOUNDARY = frozenset("-@:._ ")
+from headroom import model_names
+
 _LOOKUP_CACHE_MAX = 4096
 
 
@@ -38,9 +37,9 @@ class Price:
     cache_write_1h: float
     max_output: int | None = None
     long_context_threshold: int | None = None
-    long_context: "Price | None" = None
+    long_context: Price | None = None
 
-    def for_input(self, input_tokens: int) -> "Price":
+    def for_input(self, input_tokens: int) -> Price:
         """The rates that apply to a request with this many input tokens in all."""
         if self.long_context is not None and self.long_context_threshold is not None \
                 and input_tokens > self.long_context_threshold:
@@ -86,7 +85,7 @@ class Usage:
         return self.total_input_tokens + self.output_tokens
 
     @classmethod
-    def from_anthropic(cls, usage: Mapping[str, Any] | None) -> "Usage":
+    def from_anthropic(cls, usage: Mapping[str, Any] | None) -> Usage:
         """From an Anthropic ``usage`` object (message or ``message_delta``)."""
         if not usage:
             return cls()
@@ -102,7 +101,7 @@ class Usage:
         )
 
     @classmethod
-    def from_openai(cls, usage: Mapping[str, Any] | None) -> "Usage":
+    def from_openai(cls, usage: Mapping[str, Any] | None) -> Usage:
         """From an OpenAI ``usage`` object: Chat Completions (``prompt_tokens``…) or
         Responses (``input_tokens``…). Cached tokens are split out of the input."""
         if not usage:
@@ -119,14 +118,6 @@ class Usage:
         return cls(input_tokens=max(0, total_in - cached), output_tokens=out, cache_read_tokens=cached)
 
 
-def _normalise(model: str) -> str:
-    name = model.strip().lower()
-    name = name.rsplit("/", 1)[-1]
-    if "anthropic." in name:  # Bedrock: [region.]anthropic.claude-…-v1:0
-        name = name.split("anthropic.", 1)[1]
-    return name
-
-
 class Pricing:
     """A loaded price table. Use :meth:`lookup`, or :func:`cost_usd` / :func:`worst_case_cost`."""
 
@@ -141,17 +132,8 @@ class Pricing:
         hit = self._cache.get(model)
         if hit is not None:
             return hit
-        name = _normalise(model)
-        match = None
-        for end in range(len(name), 0, -1):
-            if end < len(name) and name[end] not in _BOUNDARY:
-                continue
-            price = self.models.get(name[:end])
-            if price is not None:
-                match = PriceMatch(price, name[:end], False)
-                break
-        if match is None:
-            match = PriceMatch(self.fallback, "_fallback", True)
+        found = model_names.resolve(model, self.models)
+        match = PriceMatch(found[1], found[0], False) if found else PriceMatch(self.fallback, "_fallback", True)
         if len(self._cache) < _LOOKUP_CACHE_MAX:
             self._cache[model] = match
         return match
@@ -227,7 +209,7 @@ def _parse(data: Any, origin: str) -> tuple[dict[str, Price], Price | None, str,
         models_raw = {k: v for k, v in data.items() if not k.startswith("_")}
     if not isinstance(models_raw, Mapping):
         raise ValueError(f"{origin}: 'models' must be an object")
-    models = {_normalise(k): _price(k, v, origin) for k, v in models_raw.items() if not k.startswith("_")}
+    models = {model_names.normalise(k): _price(k, v, origin) for k, v in models_raw.items() if not k.startswith("_")}
     fallback = _price("_fallback", data["_fallback"], origin) if "_fallback" in data else None
     return models, fallback, str(data.get("_source", "")), bool(data.get("_replace", False))
 

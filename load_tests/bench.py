@@ -341,19 +341,24 @@ def report(results: dict[str, Any], derived: dict[str, Any], args: argparse.Name
         lines.append(f"- bare pass-through added p50 vs direct: {derived['bare_added_p50_ms']:.3f} ms")
     if "headroom_added_p50_ms" in derived:
         ok = "PASS" if derived["headroom_added_p50_ok"] else "FAIL"
-        lines.append(f"- Headroom added p50 vs direct: {derived['headroom_added_p50_ms']:.3f} ms (target <= 0.5 ms): {ok}")
+        lines.append(f"- Headroom added p50 vs direct: {derived['headroom_added_p50_ms']:.3f} ms "
+                     f"(target <= 0.5 ms): {ok}")
     if "headroom_added_p50_vs_bare_ms" in derived:
         lines.append(f"- Headroom added p50 vs bare pass-through: {derived['headroom_added_p50_vs_bare_ms']:.3f} ms")
     if "headroom_rps_pct_of_bare" in derived:
         ok = "PASS" if derived["headroom_rps_ok"] else "FAIL"
-        lines.append(f"- Headroom throughput vs bare pass-through: {derived['headroom_rps_pct_of_bare']:.1f} % (target >= 50 %): {ok}")
+        lines.append(f"- Headroom throughput vs bare pass-through: {derived['headroom_rps_pct_of_bare']:.1f} % "
+                     f"(target >= 50 %): {ok}")
     if "all_features_added_p50_ms" in derived:
-        lines.append(f"- every feature on (memory state), added p50 vs direct: {derived['all_features_added_p50_ms']:.3f} ms")
+        lines.append("- every feature on (memory state), added p50 vs direct: "
+                     f"{derived['all_features_added_p50_ms']:.3f} ms")
     if "redis_path_added_p50_ms" in derived:
         ok = "PASS" if derived["redis_path_added_p50_ok"] else "FAIL"
-        lines.append(f"- Redis path, added p50 vs memory state: {derived['redis_path_added_p50_ms']:.3f} ms (target <= 0.3 ms): {ok}")
+        lines.append(f"- Redis path, added p50 vs memory state: {derived['redis_path_added_p50_ms']:.3f} ms "
+                     f"(target <= 0.3 ms): {ok}")
     if "two_workers_rps_ratio" in derived:
-        lines.append(f"- throughput, 2 workers vs 1 (every feature on, state in Redis): x{derived['two_workers_rps_ratio']:.2f}")
+        lines.append("- throughput, 2 workers vs 1 (every feature on, state in Redis): "
+                     f"x{derived['two_workers_rps_ratio']:.2f}")
     return "\n".join(lines)
 
 
@@ -364,7 +369,7 @@ def report(results: dict[str, Any], derived: dict[str, Any], args: argparse.Name
 
 async def run(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
     py = sys.executable
-    mock = procs.spawn_announcing("mock", [py, str(HERE / "mock_upstream.py"), "--port", "0"])
+    mock = procs.spawn_announcing("mock", [py, "-m", "testkit.mock_upstream", "--port", "0"])
     bases = {"direct": mock}
     if "bare" in args.targets:
         bases["bare"] = procs.spawn_announcing(

@@ -36,13 +36,13 @@ sys.path.insert(0, str(ROOT))
 if (ROOT / ".tiktoken").is_dir():
     os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(ROOT / ".tiktoken"))
 
-from headroom.state.store import MemoryStore  # noqa: E402
+from headroom.state.memory_store import MemoryStore  # noqa: E402
 from headroom.transforms import PipelineOptions, needs_work, run_pipeline, tokens  # noqa: E402
 from headroom.transforms.base import Context  # noqa: E402
 from headroom.transforms.pipeline import clear_process_caches  # noqa: E402
 from headroom.transforms.router import compress_block  # noqa: E402
 from headroom.transforms.terms import extract_terms  # noqa: E402
-from tests.corpus.cases import Case, all_cases, body_for  # noqa: E402
+from testkit.corpus.cases import Case, all_cases, body_for  # noqa: E402
 
 
 def synthetic(kind: str, target_bytes: int = 100_000) -> Case:
@@ -53,9 +53,11 @@ def synthetic(kind: str, target_bytes: int = 100_000) -> Case:
         i = len(rows)
         row = {"id": i, "sku": f"SKU-{rng.randrange(10**6):06d}", "name": f"Item {rng.choice('ABCDEFGH')}{i}",
                "price": round(rng.uniform(1, 500), 2), "stock": rng.randrange(0, 900),
-               "status": rng.choice(["active", "active", "active", "discontinued"]), "updated": f"2025-02-{1 + i % 28:02d}"}
+               "status": rng.choice(["active", "active", "active", "discontinued"]),
+               "updated": f"2025-02-{1 + i % 28:02d}"}
         if kind.startswith("nested"):
-            row["vendor"] = {"id": rng.randrange(100), "name": f"Vendor {rng.randrange(100)}", "country": rng.choice(["DE", "FR", "US"])}
+            row["vendor"] = {"id": rng.randrange(100), "name": f"Vendor {rng.randrange(100)}",
+                             "country": rng.choice(["DE", "FR", "US"])}
             row["tags"] = rng.sample(["eco", "sale", "new", "bulk", "gift"], 2)
         rows.append(row)
         size += len(json.dumps(row)) + (60 if kind.endswith("pretty") else 1)
@@ -127,7 +129,8 @@ def long_conversation(turns: int = 60) -> dict:
     tools = [{"name": f"Tool{i}", "description": "Does a thing. " * 250,
               "input_schema": {"type": "object", "properties": {"arg": {"type": "string", "description": "x " * 80}}}}
              for i in range(20)]
-    return {"model": "claude-sonnet-4-5", "max_tokens": 32000, "system": [{"type": "text", "text": "You are Claude Code. " * 1200}],
+    return {"model": "claude-sonnet-4-5", "max_tokens": 32000,
+            "system": [{"type": "text", "text": "You are Claude Code. " * 1200}],
             "tools": tools, "messages": messages}
 
 
@@ -174,7 +177,8 @@ def main() -> None:
     conv = bench_conversation(args.repeat)
 
     print(f"CPU ms per 100 KB of JSON (best of {args.repeat}); target <= 5 ms")
-    print(f"{'case':28s} {'KB':>6s} {'transform':>9s} {'first/loop':>10s} {'first/all':>9s} {'estimated':>9s} {'memo hit':>9s}")
+    print(f"{'case':28s} {'KB':>6s} {'transform':>9s} {'first/loop':>10s} {'first/all':>9s} "
+          f"{'estimated':>9s} {'memo hit':>9s}")
     for r in results:
         print(f"{r['case']:28s} {r['kb']:>6.1f} {r['transform']:>9.2f} {r['first_loop']:>10.2f} "
               f"{r['first_all']:>9.2f} {r['estimated']:>9.2f} {r['memo_hit_ms']:>7.2f}ms")

@@ -27,12 +27,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from headroom.state.redis_store import RedisStore  # noqa: E402
-from headroom.state.store import GuardRequest, MemoryStore  # noqa: E402
+from headroom.state.memory_store import MemoryStore
+from headroom.state.redis_store import RedisStore
+from headroom.state.store import GuardRequest
 
 REQ = GuardRequest("bench0caller0hash", rpm=10**7, tpm=10**10, tokens=1200,
                    budget_usd=10**7, cost_usd=0.02, period="daily", budget_scope="key")
@@ -93,11 +95,11 @@ async def run(n: int, warmup: int, port: int, sock: str) -> dict[str, dict[str, 
     for name, url in (("redis-tcp", f"redis://127.0.0.1:{port}/0"), ("redis-unix", f"unix://{sock}")):
         store = RedisStore(url)
         try:
-            results[f"{name} PING (floor)"] = await measure(lambda: store._run("PING"), n, warmup)
-            results[f"{name} guard"] = await measure(lambda: store.guard(REQ), n, warmup)
-            allowed = await store.guard(REQ)
-            results[f"{name} settle"] = await measure(lambda: store.settle(allowed, 1000, 0.01), n, warmup)
-            results[f"{name} cache_get miss"] = await measure(lambda: store.cache_get("bench", "absent"), n, warmup)
+            results[f"{name} PING (floor)"] = await measure(partial(store._run, "PING"), n, warmup)
+            results[f"{name} guard"] = await measure(partial(store.guard, REQ), n, warmup)
+            charged = await store.guard(REQ)
+            results[f"{name} settle"] = await measure(partial(store.settle, charged, 1000, 0.01), n, warmup)
+            results[f"{name} cache_get miss"] = await measure(partial(store.cache_get, "bench", "absent"), n, warmup)
         finally:
             await store.close()
     return results

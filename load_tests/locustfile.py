@@ -6,7 +6,7 @@ the real APIs, and always bounded -- ``-u`` caps concurrent users and
 ``--run-time`` caps duration (a headless run without it would go on forever,
 so ``HARD_LIMIT_S`` below stops it regardless)::
 
-    python load_tests/mock_upstream.py --port 9100 &
+    python -m testkit.mock_upstream --port 9100 &
     python -m headroom proxy --port 8787 \\
         --anthropic-api-url http://127.0.0.1:9100 --openai-api-url http://127.0.0.1:9100 &
     locust -f load_tests/locustfile.py --headless -u 50 -r 10 --run-time 60s \\
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import ClassVar
 
 import gevent
 from locust import HttpUser, between, events, task
@@ -44,7 +45,7 @@ class _ProxyUser(HttpUser):
     abstract = True
     wait_time = between(0.05, 0.2)
     path = ""
-    headers: dict[str, str] = {}
+    headers: ClassVar[dict[str, str]] = {}
     last_line = b""  # what a complete stream ends with
 
     def body(self, stream: bool) -> dict:
@@ -74,7 +75,7 @@ class _ProxyUser(HttpUser):
                     size += len(line) + 1
                     if line:
                         last = line
-            except Exception as exc:  # broken stream: report it, keep the user alive
+            except Exception as exc:  # noqa: BLE001 - a broken stream is reported, the user lives on
                 error = exc
             if error is None and self.last_line not in last:
                 error = RuntimeError(f"stream ended early at {last[:80]!r}")
@@ -89,7 +90,7 @@ class _ProxyUser(HttpUser):
 class AnthropicUser(_ProxyUser):
     weight = 2
     path = "/v1/messages"
-    headers = {"x-api-key": "sk-ant-load", "anthropic-version": "2023-06-01"}
+    headers: ClassVar[dict[str, str]] = {"x-api-key": "sk-ant-load", "anthropic-version": "2023-06-01"}
     last_line = b'"message_stop"'
 
     def body(self, stream: bool) -> dict:
@@ -100,7 +101,7 @@ class AnthropicUser(_ProxyUser):
 class OpenAIUser(_ProxyUser):
     weight = 1
     path = "/v1/chat/completions"
-    headers = {"authorization": "Bearer sk-load"}
+    headers: ClassVar[dict[str, str]] = {"authorization": "Bearer sk-load"}
     last_line = b"[DONE]"
 
     def body(self, stream: bool) -> dict:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install everything the tests need into .venv and run the whole suite.
+# Install everything the tests need into .venv, lint, and run the whole suite.
 # Usage: bash scripts/test.sh [pytest args...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,5 +35,8 @@ fi
 if [ -d .tiktoken ]; then
     export TIKTOKEN_CACHE_DIR="$PWD/.tiktoken"
 fi
+
+# Lint first: a finding fails the run before any test starts.
+ruff check .
 
 exec python -m pytest -q -W ignore::DeprecationWarning "$@"

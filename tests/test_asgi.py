@@ -9,7 +9,8 @@ import sys
 import anthropic
 import pytest
 
-from tests.conftest import Proxy, free_port, stop, wait_until_ready
+from testkit.ports import free_port
+from testkit.services import Proxy, stop, wait_until_ready
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Compression through the real proxy: what the upstream receives, turn after turn.
 
-The corpus (tests/corpus) holds realistic agent tool outputs, each with a question whose
+The corpus (testkit/corpus) holds realistic agent tool outputs, each with a question whose
 answer is one value in the data. Every case goes through ``headroom proxy`` to the mock
 upstream, and the test reads what the upstream actually got.
 """
@@ -15,7 +15,7 @@ import httpx
 import openai
 import pytest
 
-from tests.corpus.cases import all_cases, body_for, tool_output
+from testkit.corpus.cases import all_cases, body_for, tool_output
 
 CASES = all_cases()
 ANTHROPIC_HEADERS = {"x-api-key": "sk-ant-compression", "anthropic-version": "2023-06-01"}
@@ -69,7 +69,7 @@ def test_every_needed_value_reaches_the_upstream(corpus_results, case):
 def test_corpus_savings_reach_the_target(corpus_results, capsys):
     before = after = 0
     rows = []
-    for name, (case, response, _) in corpus_results.items():
+    for name, (_case, response, _) in corpus_results.items():
         b = int(response.headers.get("x-headroom-tokens-before", 0))
         a = int(response.headers.get("x-headroom-tokens-after", 0))
         before, after = before + b, after + a
@@ -93,7 +93,8 @@ def test_cache_control_and_system_stay_where_the_client_put_them(corpus_results)
     assert sent["system"] == original["system"] and sent["tools"] == original["tools"]
     assert sent["messages"][:2] == original["messages"][:2]  # the question and the tool call
     block = sent["messages"][2]["content"][0]
-    assert block["cache_control"] == {"type": "ephemeral"} and block["tool_use_id"] == original["messages"][2]["content"][0]["tool_use_id"]
+    assert block["cache_control"] == {"type": "ephemeral"}
+    assert block["tool_use_id"] == original["messages"][2]["content"][0]["tool_use_id"]
     assert list(block) == list(original["messages"][2]["content"][0])  # key order kept
 
 

@@ -93,7 +93,7 @@ def test_several_workers_serve_requests(start_proxy, fresh_mock):
 
 
 def test_readme_option_table_is_current():
-    from tests.conftest import ROOT
+    from testkit import ROOT
 
     generated = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "options_table.py")], capture_output=True, text=True, check=True

@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import free_port
+from testkit.ports import free_port
 
 ANTHROPIC_HEADERS = {"x-api-key": "sk-ant-test", "anthropic-version": "2023-06-01", "content-type": "application/json"}
 OPENAI_HEADERS = {"authorization": "Bearer sk-test", "content-type": "application/json"}
@@ -138,7 +138,9 @@ async def test_client_disconnect_cancels_the_upstream_stream(proxy, fresh_mock):
     assert stats["streams_cancelled"] == 1
     assert stats["streams_completed"] == 0
     # The proxy is still healthy and its next request works.
-    assert httpx.post(f"{proxy.url}/v1/messages", json=SMALL, headers=ANTHROPIC_HEADERS).status_code == 200
+    async with httpx.AsyncClient() as client:
+        after = await client.post(f"{proxy.url}/v1/messages", json=SMALL, headers=ANTHROPIC_HEADERS)
+    assert after.status_code == 200
 
 
 def test_unknown_route_and_method_are_native_errors(proxy):

@@ -44,7 +44,8 @@ def test_hop_by_hop_headers_are_not_forwarded(proxy, fresh_mock):
 def test_compressed_request_body_is_decoded_and_its_encoding_header_dropped(proxy, fresh_mock):
     raw = json.dumps({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "zipped"}]}).encode()
     response = httpx.post(
-        f"{proxy.url}/v1/messages", content=gzip.compress(raw), headers={**ANTHROPIC_HEADERS, "content-encoding": "gzip"}
+        f"{proxy.url}/v1/messages", content=gzip.compress(raw),
+        headers={**ANTHROPIC_HEADERS, "content-encoding": "gzip"}
     )
     assert response.status_code == 200
     seen = fresh_mock.last()

@@ -1,4 +1,4 @@
-"""Tests of load_tests/mock_upstream.py, the project's only fake upstream.
+"""Tests of testkit/mock_upstream.py, the project's only fake upstream.
 
 Every proxy test trusts this mock to speak the providers' wire format, so it
 is checked here with the official SDKs (which parse the SSE framing strictly)
@@ -12,15 +12,15 @@ import select
 import subprocess
 import sys
 import time
-from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import anthropic
 import httpx
 import openai
 import pytest
 
-MOCK = Path(__file__).resolve().parent.parent / "load_tests" / "mock_upstream.py"
+from testkit import ROOT
+
 ANTHROPIC_HEADERS = {"x-api-key": "sk-ant-test", "anthropic-version": "2023-06-01"}
 WEATHER_SCHEMA = {
     "type": "object",
@@ -32,7 +32,7 @@ WEATHER_SCHEMA = {
 @pytest.fixture(scope="module")
 def mock_url() -> Iterator[str]:
     proc = subprocess.Popen(
-        [sys.executable, str(MOCK), "--port", "0"], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "testkit.mock_upstream", "--port", "0"], stdout=subprocess.PIPE, text=True, cwd=ROOT
     )
     try:
         ready, _, _ = select.select([proc.stdout], [], [], 15)
@@ -97,7 +97,8 @@ def test_anthropic_tool_result_round_trip(http: httpx.Client) -> None:
             "messages": [
                 {"role": "user", "content": "weather?"},
                 {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "t", "input": {}}]},
-                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny 21C"}]},
+                {"role": "user",
+                 "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny 21C"}]},
             ]}
     msg = http.post("/v1/messages", json=body, headers=ANTHROPIC_HEADERS).json()
     assert msg["stop_reason"] == "end_turn"
@@ -158,7 +159,8 @@ def test_recording_stats_gzip_models_and_echo(http: httpx.Client) -> None:
     assert http.get("/v1/models", headers=ANTHROPIC_HEADERS).json()["has_more"] is False
     assert http.get("/v1/models").json()["object"] == "list"
     assert http.get("/v1/models/gpt-4o").json()["id"] == "gpt-4o"
-    assert http.patch("/v1/batches/b1?limit=2").json() == {"method": "PATCH", "path": "/v1/batches/b1", "query": "limit=2"}
+    echoed = http.patch("/v1/batches/b1?limit=2").json()
+    assert echoed == {"method": "PATCH", "path": "/v1/batches/b1", "query": "limit=2"}
     assert http.post("/v1/messages/count_tokens", content=b"x" * 40).json() == {"input_tokens": 10}
 
     recorded = http.get("/_mock/requests").json()

@@ -12,6 +12,10 @@ import time
 import anthropic
 import httpx
 import pytest
+from redis import Redis
+
+from headroom.state.keys import CACHE_INDEX_KEY
+from testkit.waiting import wait_for
 
 ANTHROPIC = {"x-api-key": "sk-ant-shared-state-key", "anthropic-version": "2023-06-01"}
 
@@ -28,12 +32,21 @@ async def burst(url: str, bodies: list[dict], headers: dict) -> list[httpx.Respo
 
 def wait_for_stats(proxy, done, headers: dict | None = None, timeout: float = 5.0) -> dict:
     """/stats once ``done(stats)`` holds (workers flush their figures behind the answers)."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def ready() -> dict | None:
         stats = httpx.get(f"{proxy.url}/stats", headers=headers or {}).json()
-        if done(stats) or time.monotonic() > deadline:
-            return stats
-        time.sleep(0.1)
+        return stats if done(stats) else None
+
+    return wait_for(ready, timeout=timeout, interval=0.1, what="/stats reaching the expected figures")
+
+
+def cached_entries(redis) -> int:
+    """Answers in the response cache of that Redis (every caller's partition)."""
+    client = Redis.from_url(redis.url)
+    try:
+        return sum(1 for key in client.scan_iter("hr:cache:*", count=1000) if key != CACHE_INDEX_KEY.encode())
+    finally:
+        client.close()
 
 
 def assert_native_429(response: httpx.Response, code: str) -> None:
@@ -89,7 +102,7 @@ async def test_budget_is_never_overshot_by_more_than_one_request(start_proxy, ow
     assert stats["cost_usd"] > 0.004 - 2 * 0.0016  # the budget was really used, not just blocked
 
 
-async def test_budget_refusal_in_openai_shape(start_proxy, fresh_mock):
+def test_budget_refusal_in_openai_shape(start_proxy, fresh_mock):
     proxy = start_proxy("--budget", "0.0000001", "--no-cache")
     response = httpx.post(f"{proxy.url}/v1/chat/completions", headers={"authorization": "Bearer k"},
                           json={"model": "gpt-4o", "max_tokens": 10, "messages": [{"role": "user", "content": "x"}]})
@@ -102,6 +115,7 @@ async def test_budget_refusal_in_openai_shape(start_proxy, fresh_mock):
 def test_cached_answer_is_served_by_every_worker(start_proxy, redis_server, fresh_mock, stream):
     proxy = start_proxy("--workers", "4", "--redis-url", redis_server.url, "--no-rate-limit")
     request = body(f"cache me {stream} {time.time()}", stream=stream)
+    stored = cached_entries(redis_server)
     answers, cache_states = [], []
     for i in range(20):
         with httpx.Client() as client:  # a fresh connection each time: any worker may answer
@@ -109,8 +123,8 @@ def test_cached_answer_is_served_by_every_worker(start_proxy, redis_server, fres
         assert response.status_code == 200
         answers.append(response.content)
         cache_states.append(response.headers["x-headroom-cache"])
-        if i == 0:
-            time.sleep(0.2)  # the answer is stored just behind the response (batched writes, 10 ms)
+        if i == 0:  # the answer is stored just behind the response (batched writes, 10 ms)
+            wait_for(lambda: cached_entries(redis_server) > stored, what="the answer reaching the cache")
     assert len(fresh_mock.requests()) == 1
     assert cache_states[0] == "miss" and set(cache_states[1:]) == {"hit"}
     assert len(set(answers)) == 1  # replayed exactly as first received
@@ -124,8 +138,9 @@ def test_cached_answer_is_served_by_every_worker(start_proxy, redis_server, fres
 def test_cache_is_partitioned_by_caller_and_bypassable(start_proxy, redis_server, fresh_mock):
     proxy = start_proxy("--workers", "2", "--redis-url", redis_server.url, "--no-rate-limit")
     request = body(f"private {time.time()}")
+    stored = cached_entries(redis_server)
     first = httpx.post(f"{proxy.url}/v1/messages", json=request, headers=ANTHROPIC)
-    time.sleep(0.2)  # stored just behind the response (batched writes)
+    wait_for(lambda: cached_entries(redis_server) > stored, what="the answer reaching the cache")
     again = httpx.post(f"{proxy.url}/v1/messages", json=request, headers=ANTHROPIC)
     other = httpx.post(f"{proxy.url}/v1/messages", json=request, headers={**ANTHROPIC, "x-api-key": "sk-other"})
     assert [r.headers["x-headroom-cache"] for r in (first, again, other)] == ["miss", "hit", "miss"]
@@ -177,10 +192,11 @@ def test_redis_outage_fails_open_and_limits_resume(start_proxy, own_redis, fresh
     health = httpx.get(f"{proxy.url}/health").json()
     assert health["status"] == "degraded"
     own_redis.start()
-    time.sleep(1.5)  # the store probes Redis again after its back-off
+    # The store probes Redis again after its back-off; /health reads the store, so it says when.
+    wait_for(lambda: httpx.get(f"{proxy.url}/health").json()["status"] == "healthy", timeout=5,
+             what="the proxy finding Redis again")
     after = send(40, "after")
     assert after.count(200) <= 20 + 2 and after.count(429) >= 18  # limits are back (fresh bucket)
-    assert httpx.get(f"{proxy.url}/health").json()["status"] == "healthy"
     output = proxy.output()
     assert output.count("is unavailable") == 1, output  # one warning for the outage, not one per request
     metrics = httpx.get(f"{proxy.url}/metrics", headers={"x-headroom-admin-token": "t"}).text

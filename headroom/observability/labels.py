@@ -32,7 +32,7 @@ class BoundedLabel:
     characters) so nothing odd reaches the exposition format.
     """
 
-    __slots__ = ("_seen", "_room")
+    __slots__ = ("_room", "_seen")
 
     def __init__(self, limit: int, known: tuple[str, ...] = ()) -> None:
         self._seen: set[str] = {OTHER, NONE, *known}

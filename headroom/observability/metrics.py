@@ -88,10 +88,8 @@ def _sync_value_class() -> None:
 
 
 def _prometheus() -> Any:
-    try:
-        import prometheus_client
-    except ImportError as exc:  # an optional dependency: headroom-ai[metrics]
-        raise RuntimeError("metrics need prometheus-client: pip install 'headroom-ai[metrics]'") from exc
+    import prometheus_client  # a dependency; imported on first use so that importing this module is free
+
     return prometheus_client
 
 

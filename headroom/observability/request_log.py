@@ -116,7 +116,7 @@ class RequestLog:
             written = os.write(self._descriptor(), line)
             if written != len(line):
                 raise OSError(f"short write: {written} of {len(line)} bytes")
-        except Exception as exc:  # the request has been answered; losing a log line must not fail it
+        except Exception as exc:  # noqa: BLE001 - the request has been answered; losing a log line must not fail it
             self._failed(exc)
 
     def close(self) -> None:

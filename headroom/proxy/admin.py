@@ -15,9 +15,10 @@ from sanic.response import HTTPResponse, json
 
 from headroom.observability import metrics
 from headroom.proxy import stats
+from headroom.proxy.bookkeeping import flush_stats
+from headroom.proxy.context import context_of
 from headroom.proxy.errors import ProxyError
 from headroom.proxy.request_id import request_id_for
-from headroom.proxy.settle import flush_stats
 from headroom.state.store import StatsSnapshot, StoreUnavailable
 
 bp = Blueprint("admin")
@@ -31,7 +32,7 @@ def require_admin(request: Request, *, header_only: bool = False) -> None:
     ``header_only`` is for endpoints whose ``Authorization`` header carries the caller's
     own API key (``/v1/retrieve``): there only the dedicated header counts.
     """
-    token = request.app.ctx.config.admin_token
+    token = context_of(request).config.admin_token
     if not token:
         return
     given = request.headers.get(ADMIN_HEADER)
@@ -55,9 +56,10 @@ async def root(request: Request):
 
 
 async def _snapshot(request: Request) -> StatsSnapshot | None:
-    await flush_stats(request.app)
+    context = context_of(request)
+    await flush_stats(context)
     try:
-        return await request.app.ctx.store.stats_read(stats.SERIES)
+        return await context.store.stats_read(stats.SERIES)
     except StoreUnavailable:
         return None
 
@@ -68,7 +70,7 @@ async def health(request: Request):
     snapshot = await _snapshot(request)
     body = {
         "status": "healthy" if snapshot is not None else "degraded",
-        "optimize": request.app.ctx.config.optimize,
+        "optimize": context_of(request).config.optimize,
         "stats": stats.health_of(snapshot.counters if snapshot else {}),
     }
     return json(body, headers=_own_headers(request))

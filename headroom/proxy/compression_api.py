@@ -14,9 +14,10 @@ from sanic import Blueprint, Request
 from sanic.response import json
 
 from headroom.proxy.admin import require_admin
-from headroom.proxy.body import api_key_of, decoded_body, json_object
+from headroom.proxy.body import api_key_of, json_object, request_body
+from headroom.proxy.context import context_of
 from headroom.proxy.errors import ProxyError
-from headroom.proxy.optimize import receipt_headers
+from headroom.proxy.exchange import receipt_headers
 from headroom.proxy.providers import ANTHROPIC, OPENAI, provider_for_path
 from headroom.proxy.request_id import request_id_for
 from headroom.state.identity import caller_hash
@@ -27,13 +28,13 @@ bp = Blueprint("compression_api")
 
 
 def _caller(request: Request) -> str:
-    return caller_hash(request.app.ctx.secret, api_key_of(request))
+    return caller_hash(context_of(request).secret, api_key_of(request))
 
 
 async def _original(request: Request, key: str):
     require_admin(request, header_only=True)
     try:
-        original = await retrieve(request.app.ctx.store, _caller(request), key)
+        original = await retrieve(context_of(request).store, _caller(request), key)
     except StoreUnavailable:
         raise ProxyError(503, "Stored originals are unreachable right now (shared state is down)") from None
     if original is None:
@@ -48,7 +49,7 @@ async def retrieve_by_path(request: Request, key: str):
 
 @bp.post("/v1/retrieve")
 async def retrieve_by_body(request: Request):
-    key = json_object(decoded_body(request)).get("key")
+    key = json_object(request_body(request)).get("key")
     if not isinstance(key, str):
         raise ProxyError(400, 'Send {"key": "<retrieval key>"}')
     return await _original(request, key)
@@ -62,15 +63,17 @@ async def compress(request: Request):
     like every other route (``x-api-key``/``anthropic-version`` mean Anthropic).
     """
     require_admin(request, header_only=True)
-    body = json_object(decoded_body(request))
+    body = json_object(request_body(request))
     if not isinstance(body.get("messages"), list):
         raise ProxyError(400, '"messages" must be a list')
     named = body.pop("provider", None)
     if named not in (None, "anthropic", "openai"):
         raise ProxyError(400, '"provider" must be "anthropic" or "openai"')
-    provider = {"anthropic": ANTHROPIC, "openai": OPENAI}.get(named) or provider_for_path("/v1/compress", request.headers)
-    new_body, receipt = await run_pipeline(body, provider.name, request.app.ctx.store, _caller(request),
-                                           request.app.ctx.pipeline_options)
+    named_provider = {"anthropic": ANTHROPIC, "openai": OPENAI}.get(named)
+    provider = named_provider or provider_for_path("/v1/compress", request.headers)
+    context = context_of(request)
+    new_body, receipt = await run_pipeline(body, provider.name, context.store, _caller(request),
+                                           context.pipeline_options)
     result = new_body if new_body is not None else body
     return json(
         {

@@ -44,8 +44,8 @@ def _message_for(exc: Exception, request: Request, status: int) -> str:
     if status == 405:
         return f"Method {request.method} not allowed on {request.path}"
     if status == 413:
-        limit_mb = request.app.ctx.config.max_body_mb
-        return f"Request body too large: the limit is {limit_mb:g} MiB (--max-body-mb)"
+        limit_mb = request.app.config.REQUEST_MAX_SIZE / 2**20  # set from --max-body-mb
+        return f"Request body too large: the limit is {round(limit_mb, 3):g} MiB (--max-body-mb)"
     return str(exc) or "Bad request"
 
 

@@ -8,7 +8,6 @@ client that goes away cancels the upstream request and closes its connection.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from time import perf_counter
 
 import aiohttp
@@ -16,58 +15,18 @@ from sanic import Request
 from sanic.compat import Header
 from sanic.response import HTTPResponse
 
-from headroom.outcome import RequestOutcome
-from headroom.pricing import Usage
+from headroom.proxy.context import context_of
 from headroom.proxy.errors import ProxyError
+from headroom.proxy.exchange import Exchange
 from headroom.proxy.headers import request_headers, response_headers
 from headroom.proxy.providers import Provider
 from headroom.proxy.response_cache import MAX_ENTRY_BYTES, CachedAnswer
 from headroom.proxy.upstream import UpstreamRequest
 from headroom.proxy.usage import StreamUsage, usage_from_body
-from headroom.state.store import GuardResult
-from headroom.transforms import Receipt
-
-
-@dataclass
-class Exchange:
-    """One proxied request in flight: its outcome so far, timings, and what to settle."""
-
-    outcome: RequestOutcome
-    started: float = field(default_factory=perf_counter)
-    upstream_started: float = 0.0
-    upstream_answered: float = 0.0  # the upstream's status line and headers arrived
-    upstream_finished: float = 0.0
-    first_byte_at: float = 0.0
-    extra_headers: dict[str, str] = field(default_factory=dict)
-    usage: Usage | None = None
-    guard: GuardResult | None = None  # the reservation to reconcile
-    cache_key: str | None = None  # store a successful answer under this key
-    strip_usage_chunk: bool = False  # Headroom asked for OpenAI's usage chunk, the client did not
-    answer: CachedAnswer | None = None  # the complete answer, when it is to be cached
-    receipt: Receipt | None = None  # what the compression pipeline did, when it ran
-
-    def headroom_headers(self) -> dict[str, str]:
-        """Headroom's own response headers: request id, time added so far, receipts."""
-        now = perf_counter()
-        waited = ((self.upstream_finished or self.upstream_answered or now) - self.upstream_started
-                  if self.upstream_started else 0.0)
-        headers = {
-            "x-headroom-request-id": self.outcome.request_id,
-            "x-headroom-overhead-ms": f"{max(0.0, now - self.started - waited) * 1000.0:.3f}",
-        }
-        headers.update(self.extra_headers)
-        return headers
-
-    @property
-    def upstream_ms(self) -> float:
-        if not self.upstream_started:
-            return 0.0
-        end = self.upstream_finished or perf_counter()
-        return (end - self.upstream_started) * 1000.0
 
 
 def upstream_url(request: Request, provider: Provider, path: str) -> str:
-    base = provider.upstream_base(request.app.ctx.config)
+    base = provider.upstream_base(context_of(request).config)
     query = request.query_string
     return f"{base}{path}?{query}" if query else f"{base}{path}"
 
@@ -84,13 +43,13 @@ async def forward(
         request.method, upstream_url(request, provider, path), request_headers(request.headers.items()), body
     )
     exchange.upstream_started = perf_counter()
-    resp = await request.app.ctx.upstream.open(upstream_request)
+    resp = await context_of(request).upstream.open(upstream_request)
     exchange.upstream_answered = perf_counter()
     try:
-        exchange.outcome.status = resp.status
+        exchange.status = resp.status
         headers = Header(response_headers(resp.headers.items()))
         if "x-request-id" not in headers:  # OpenAI sends its own; keep it, it is the one support asks for
-            headers["x-request-id"] = exchange.outcome.request_id
+            headers["x-request-id"] = exchange.request_id
         if resp.content_type == "text/event-stream":
             headers.update(exchange.headroom_headers())
             await relay_stream(request, resp, headers, provider, exchange)
@@ -102,7 +61,7 @@ async def forward(
         except aiohttp.ClientError as exc:
             raise ProxyError(502, f"upstream answer broke off: {type(exc).__name__}") from None
         exchange.upstream_finished = perf_counter()
-        exchange.outcome.bytes_out = len(payload)
+        exchange.bytes_out = len(payload)
         if resp.status < 400:
             exchange.usage = usage_from_body(provider.name, payload)
             if exchange.cache_key and resp.status == 200 and len(payload) <= MAX_ENTRY_BYTES:
@@ -149,7 +108,7 @@ async def relay_stream(
                 pending = pending[cut:]
                 if events:
                     await response.send(events)
-                    exchange.outcome.bytes_out += len(events)
+                    exchange.bytes_out += len(events)
                     if kept is not None:
                         kept.append(events)
                         kept_bytes += len(events)
@@ -157,12 +116,12 @@ async def relay_stream(
                             kept = None
         if pending:  # the upstream ended without a final blank line: pass it on as is
             await response.send(pending)
-            exchange.outcome.bytes_out += len(pending)
+            exchange.bytes_out += len(pending)
             kept = None  # not a well-formed stream: never replay it
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         broken = True
         reason = "timed out" if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)) else "broke off"
-        exchange.outcome.error = "stream_timeout" if reason == "timed out" else "stream_broken"
+        exchange.error = exchange.error or ("stream_timeout" if reason == "timed out" else "stream_broken")
         await response.send(provider.stream_error_event(f"The upstream stream {reason} before it was complete"))
     exchange.upstream_finished = perf_counter()
     exchange.usage = meter.usage
@@ -178,9 +137,9 @@ def _carries_error(last_events: bytes) -> bool:
 
 async def replay(request: Request, answer: CachedAnswer, exchange: Exchange) -> HTTPResponse | None:
     """Serve a cached answer: JSON as it was, or a stream as the same events."""
-    exchange.outcome.status = 200
-    exchange.outcome.bytes_out = len(answer.body)
-    headers = {"content-type": answer.content_type, "x-request-id": exchange.outcome.request_id}
+    exchange.status = 200
+    exchange.bytes_out = len(answer.body)
+    headers = {"content-type": answer.content_type, "x-request-id": exchange.request_id}
     headers.update(exchange.headroom_headers())
     if not answer.is_stream:
         return HTTPResponse(answer.body, status=200, headers=headers)

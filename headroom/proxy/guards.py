@@ -20,6 +20,8 @@ from headroom.pricing import Pricing, Usage, worst_case_cost
 from headroom.proxy.errors import ProxyError
 from headroom.proxy.providers import Provider
 from headroom.state.store import GuardRequest, GuardResult
+from headroom.transforms.blocks import max_output_tokens
+
 
 class Refused(ProxyError):
     """A native 429 with the headers that explain it."""
@@ -35,15 +37,8 @@ def estimate_input_tokens(body_bytes: int) -> int:
     return max(1, body_bytes // 4)
 
 
-def max_output_tokens(body: dict) -> int | None:
-    for field in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
-        value = body.get(field)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
-
-
-def guard_request(config: ProxyConfig, pricing: Pricing, caller: str, body: dict, body_bytes: int) -> GuardRequest | None:
+def guard_request(config: ProxyConfig, pricing: Pricing, caller: str, body: dict,
+                  body_bytes: int) -> GuardRequest | None:
     """What this request must pass, or ``None`` when no limit is configured."""
     rpm = config.rpm if config.rate_limit else 0
     tpm = config.tpm if config.rate_limit else 0

@@ -7,7 +7,7 @@ connection only, and length/encoding headers are recomputed for the bytes actual
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 HOP_BY_HOP = frozenset(
     {

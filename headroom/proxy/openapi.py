@@ -17,6 +17,7 @@ from sanic_ext.extensions.openapi.extension import OpenAPIExtension
 from headroom import __version__
 from headroom.proxy.admin import require_admin
 
+
 async def _admin_only(request: Request) -> None:
     require_admin(request)
 

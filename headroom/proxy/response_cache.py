@@ -58,7 +58,7 @@ class CachedAnswer:
         return self.content_type.encode() + _SEPARATOR + self.body
 
     @classmethod
-    def decode(cls, raw: bytes) -> "CachedAnswer":
+    def decode(cls, raw: bytes) -> CachedAnswer:
         content_type, _, body = raw.partition(_SEPARATOR)
         return cls(content_type.decode(), body)
 

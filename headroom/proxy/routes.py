@@ -2,29 +2,30 @@
 
 One LLM request's path, in :func:`llm_request`: parse the body once → identify the caller
 (a keyed hash of the API key) → response cache (a hit is replayed and we are done) →
-rate limits and budget (one atomic store call) → compression (see ``optimize``) →
-upstream (see ``forward``) → settle once the answer is out (see ``settle``). Everything else under ``/v1`` passes
-through untouched.
+rate limits and budget (one atomic store call) → compression (see ``compression``) →
+upstream (see ``forward``) → the books are closed once the answer is out (see ``bookkeeping``).
+Everything else under ``/v1`` passes through untouched. What the steps learn about the
+request travels in its :class:`~headroom.proxy.exchange.Exchange`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from time import time
 
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 
-from headroom.outcome import RequestOutcome
 from headroom.proxy import response_cache
-from headroom.proxy.body import api_key_of, decoded_body, dumps, json_object
+from headroom.proxy.body import api_key_of, dumps, json_object, request_body
+from headroom.proxy.bookkeeping import schedule
+from headroom.proxy.compression import compress_request
+from headroom.proxy.context import context_of
 from headroom.proxy.errors import ProxyError, error_response
-from headroom.proxy.forward import Exchange, forward, replay
+from headroom.proxy.exchange import Exchange
+from headroom.proxy.forward import forward, replay
 from headroom.proxy.guards import Refused, enforce, guard_request, store_down
-from headroom.proxy.optimize import optimize
 from headroom.proxy.providers import ANTHROPIC, OPENAI, Provider, provider_for_path
 from headroom.proxy.request_id import request_id_for
-from headroom.proxy.settle import schedule
 from headroom.proxy.usage import ask_for_stream_usage
 from headroom.state.identity import caller_hash
 from headroom.state.store import StoreUnavailable
@@ -35,53 +36,47 @@ _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
 async def proxy_request(request: Request, provider: Provider, path: str, *, llm_call: bool) -> HTTPResponse | None:
-    outcome = RequestOutcome(
-        request_id=request_id_for(request), timestamp=time(), provider=provider.name, path=path,
-        bytes_in=len(request.body or b""),
-    )
-    exchange = Exchange(outcome)
+    exchange = Exchange(request_id_for(request), provider, path, len(request.body or b""))
     response: HTTPResponse | None = None
     try:
-        body = decoded_body(request)
+        body = request_body(request)
         if llm_call:
             response = await llm_request(request, provider, path, body, exchange)
         else:
             response = await forward(request, provider, path, body, exchange)
     except ProxyError as exc:
-        outcome.status = exc.status
-        outcome.error = outcome.error or f"http_{exc.status}"
-        response = error_response(provider, exc.status, exc.message, exc.code, outcome.request_id)
+        exchange.fail(exc.status, f"http_{exc.status}")
+        response = error_response(provider, exc.status, exc.message, exc.code, exchange.request_id)
         response.headers.update(exchange.headroom_headers())
         if isinstance(exc, Refused):
-            outcome.limited = exc.limit
+            exchange.limited = exc.limit
             response.headers.update(exc.headers)
     except asyncio.CancelledError:
-        outcome.status = 499  # client closed the connection
-        outcome.error = "client_disconnected"
+        exchange.fail(499, "client_disconnected")  # the client closed the connection
         raise
     finally:
-        schedule(request.app, exchange)
+        schedule(context_of(request), exchange)
     return response
 
 
 async def llm_request(
     request: Request, provider: Provider, path: str, body: bytes, exchange: Exchange
 ) -> HTTPResponse | None:
-    app, outcome = request.app, exchange.outcome
-    config, store = app.ctx.config, app.ctx.store
+    context = context_of(request)
+    config, store = context.config, context.store
     parsed = json_object(body)
-    outcome.model = parsed.get("model") if isinstance(parsed.get("model"), str) else None
-    outcome.stream = parsed.get("stream") is True
+    exchange.model = parsed.get("model") if isinstance(parsed.get("model"), str) else None
+    exchange.stream = parsed.get("stream") is True
     if config.log_messages:
-        outcome.messages = parsed.get("messages")
-    outcome.caller = caller_hash(app.ctx.secret, api_key_of(request))
+        exchange.messages = parsed.get("messages")
+    exchange.caller = caller_hash(context.secret, api_key_of(request))
 
     policy = response_cache.policy(config.cache, request.headers.get("cache-control", ""))
     if policy.store:
         exchange.cache_key = response_cache.request_key(path, parsed)
-        outcome.cache = exchange.extra_headers["x-headroom-cache"] = policy.label
-    lookup = (outcome.caller, exchange.cache_key) if policy.lookup else None
-    guard = guard_request(config, app.ctx.pricing, outcome.caller, parsed, len(body))
+        exchange.cache = policy.label
+    lookup = (exchange.caller, exchange.cache_key) if policy.lookup else None
+    guard = guard_request(config, context.pricing, exchange.caller, parsed, len(body))
     if lookup or guard:
         try:
             admission = await store.admit(lookup, guard)  # one round trip for both
@@ -90,13 +85,13 @@ async def llm_request(
         else:
             exchange.guard = admission.guard
             if admission.cached is not None:
-                outcome.cache = exchange.extra_headers["x-headroom-cache"] = "hit"
+                exchange.cache = "hit"
                 exchange.cache_key = None  # nothing new to store
                 return await replay(request, response_cache.CachedAnswer.decode(admission.cached), exchange)
             if admission.guard is not None:
                 enforce(config, provider, admission.guard)
 
-    compressed = await optimize(app, provider, parsed, exchange)
+    compressed = await compress_request(context, provider, parsed, exchange)
     if compressed is not None:
         parsed, body = compressed, dumps(compressed)
     if provider is OPENAI and ask_for_stream_usage(parsed):

@@ -14,7 +14,8 @@ from __future__ import annotations
 import ujson
 
 from headroom.outcome import RequestOutcome
-from headroom.state.store import STATS_RECENT_LIMIT, STATS_SAMPLE_LIMIT, StatsDelta, StatsSnapshot
+from headroom.state.keys import STATS_RECENT_LIMIT, STATS_SAMPLE_LIMIT
+from headroom.state.store import StatsDelta, StatsSnapshot
 
 #: Latency series kept in the store, one bounded list each.
 SERIES = ("latency_ms", "overhead_ms", "ttfb_ms")

@@ -1,29 +1,8 @@
-"""Shared state: one store interface, an in-memory and a Redis implementation.
+"""Shared state: one store interface (:mod:`~headroom.state.store`), an in-memory and a
+Redis implementation, the key layout, budget arithmetic, caller identity and the one LRU
+bound every in-process cache uses.
 
-``RedisStore`` and ``PrivateRedis`` live in :mod:`headroom.state.redis_store` and
-:mod:`headroom.state.redis_server`; they are not imported here so that the proxy starts
-without redis-py when no Redis is configured.
+The proxy picks the store at start: :class:`~headroom.state.memory_store.MemoryStore` for one
+worker, :class:`~headroom.state.redis_store.RedisStore` (``--redis-url``, or a private
+``redis-server`` started by :mod:`headroom.workers.redis_server`) for several.
 """
-
-from headroom.state.identity import caller_hash, new_secret
-from headroom.state.store import (
-    GuardRequest,
-    GuardResult,
-    MemoryStore,
-    Store,
-    StoreStats,
-    StoreUnavailable,
-    make_key,
-)
-
-__all__ = [
-    "GuardRequest",
-    "GuardResult",
-    "MemoryStore",
-    "Store",
-    "StoreStats",
-    "StoreUnavailable",
-    "caller_hash",
-    "make_key",
-    "new_secret",
-]

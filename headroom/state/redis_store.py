@@ -10,8 +10,8 @@ every worker and every instance pointed at the same Redis.
 * Outages: any Redis failure surfaces as :class:`StoreUnavailable`, never as a redis-py
   exception. Every call is bounded by a timeout, and nothing is retried blindly.
   On a connection failure the store is marked unhealthy, ONE warning is logged and
-  ``stats.outages`` rises; for ``retry_interval`` seconds every call then fails at once
-  without touching the network (``stats.skipped_ops``); after that a single call probes
+  ``health.outages`` rises; for ``retry_interval`` seconds every call then fails at once
+  without touching the network (``health.skipped_ops``); after that a single call probes
   Redis while the others keep failing fast; the first success marks it healthy again
   (logged at info). No restart and no new store object are needed.
 """
@@ -22,20 +22,23 @@ import asyncio
 import logging
 import secrets
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, OutOfMemoryError, ReadOnlyError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from headroom.state.resp import RespClient
-from headroom.state.scripts import SCRIPTS, SHAS
-from headroom.state.store import (
+from headroom.state.budget import (
     BUDGET_SLACK_SECONDS,
-    CACHE_INDEX_KEY,
-    LIMIT_NAMES,
     PERIOD_CODES,
+    budget_micro,
+    settle_deltas,
+    usd_to_micro_up,
+)
+from headroom.state.keys import (
+    CACHE_INDEX_KEY,
     SECRET_KEY,
     STATS_COUNTERS_KEY,
     STATS_RECENT_KEY,
@@ -43,21 +46,23 @@ from headroom.state.store import (
     STATS_SAMPLE_LIMIT,
     STATS_SAMPLES_KEY,
     STATS_TTL_SECONDS,
-    StatsDelta,
-    StatsSnapshot,
-    Admission,
-    GuardRequest,
-    GuardResult,
-    StoreStats,
-    StoreUnavailable,
     bucket_key,
     budget_prefix,
     cache_key,
-    needs_guard,
-    needs_settle,
-    unguarded,
-    usd_to_micro_down,
-    usd_to_micro_up,
+)
+from headroom.state.resp import RespClient
+from headroom.state.scripts import SCRIPTS, SHAS
+from headroom.state.store import (
+    LIMIT_NAMES,
+    Admission,
+    CachePut,
+    GuardRequest,
+    GuardResult,
+    Settlement,
+    StatsDelta,
+    StatsSnapshot,
+    StoreHealth,
+    StoreUnavailable,
 )
 
 log = logging.getLogger("headroom.state")
@@ -115,7 +120,7 @@ class RedisStore:
         self._down_since = 0.0
         self._probing = False
         self._seen_errors: set[str] = set()
-        self._stats = StoreStats()
+        self._health = StoreHealth()
 
     # -- health -------------------------------------------------------------
 
@@ -124,8 +129,8 @@ class RedisStore:
         return self._healthy
 
     @property
-    def stats(self) -> StoreStats:
-        return self._stats
+    def health(self) -> StoreHealth:
+        return self._health
 
     def _admit_call(self) -> bool:
         """Whether this call may touch Redis; raises at once during the back-off.
@@ -133,13 +138,13 @@ class RedisStore:
         if self._healthy:
             return False
         if self._probing or time.monotonic() < self._retry_at:
-            self._stats.skipped_ops += 1
+            self._health.skipped_ops += 1
             raise StoreUnavailable(f"Redis at {redact_url(self.url)} is unavailable")
         self._probing = True
         return True
 
     def _failed(self, exc: BaseException, outage: bool) -> StoreUnavailable:
-        self._stats.failed_ops += 1
+        self._health.failed_ops += 1
         if not outage:
             # not an outage (a script error, a wrong-type key…): say so once per kind
             kind = f"{type(exc).__name__}: {str(exc)[:80]}"
@@ -151,7 +156,7 @@ class RedisStore:
             if self._healthy:
                 self._healthy = False
                 self._down_since = time.monotonic()
-                self._stats.outages += 1
+                self._health.outages += 1
                 log.warning(
                     "Redis at %s is unavailable (%s: %s); state operations fail fast and are "
                     "retried every %.1fs until it returns",
@@ -241,11 +246,10 @@ class RedisStore:
     # -- guards and cache ---------------------------------------------------
     #
     # Each operation is a script call built by a ``_*_call`` method, so that the proxy's
-    # composite operations (:meth:`admit`, :meth:`finish`) send several in one round trip.
+    # composite operations (:meth:`admit`, :meth:`settle_and_put`) send several in one round trip.
 
     def _guard_call(self, req: GuardRequest) -> tuple[str, list[str], list[Any]]:
-        # A positive budget below one micro-dollar still means "a budget", never "no limit".
-        budget = max(1, usd_to_micro_down(req.budget_usd)) if req.budget_usd > 0 else 0
+        budget = budget_micro(req.budget_usd)
         reserve = usd_to_micro_up(max(req.cost_usd, 0.0)) if budget else 0
         period = ""
         if budget:
@@ -254,7 +258,7 @@ class RedisStore:
                 raise ValueError(f"unknown budget period {req.period!r}; expected hourly, daily or monthly")
         return (
             "guard",
-            [bucket_key(req.caller), budget_prefix(req)],
+            [bucket_key(req.caller), budget_prefix(req.caller, req.budget_scope)],
             [self._now_arg(), max(req.rpm, 0), max(req.tpm, 0), max(req.tokens, 0), budget, reserve,
              period, self._budget_slack_ms],
         )
@@ -273,12 +277,12 @@ class RedisStore:
             tokens_reset=t_reset / 1000,
             budget_remaining_usd=b_left / 1e6 if budgeted else None,
             budget_reset=b_reset / 1000,
-            budget_key=f"{budget_prefix(req)}:{period_id.decode()}" if budgeted else None,
+            budget_key=f"{budget_prefix(req.caller, req.budget_scope)}:{period_id.decode()}" if budgeted else None,
             request=req,
         )
 
     def _settle_call(self, result: GuardResult, actual_tokens: int, actual_cost_usd: float):
-        tokens, cost = needs_settle(result, actual_tokens, actual_cost_usd)
+        tokens, cost = settle_deltas(result, actual_tokens, actual_cost_usd)
         if not tokens and not cost:
             return None
         keys = [bucket_key(result.request.caller)]
@@ -297,8 +301,8 @@ class RedisStore:
         )
 
     async def guard(self, req: GuardRequest) -> GuardResult:
-        if not needs_guard(req):
-            return unguarded(req)
+        if not req.limited:
+            return GuardResult.unguarded(req)
         return self._guard_result(req, await self._script(*self._guard_call(req)))
 
     async def settle(self, result: GuardResult, actual_tokens: int, actual_cost_usd: float) -> None:
@@ -314,18 +318,17 @@ class RedisStore:
 
     async def admit(self, cache: tuple[str, str] | None, req: GuardRequest | None) -> Admission:
         """Cache lookup and guards for one request: one script, one round trip."""
-        guarded = req is not None and needs_guard(req)
+        guarded = req is not None and req.limited
         if cache and guarded:
-            name, keys, args = self._guard_call(req)
+            _name, keys, args = self._guard_call(req)
             cached, verdict = await self._script("admit", [*keys, cache_key(*cache), CACHE_INDEX_KEY], args)
             return Admission(cached, self._guard_result(req, verdict))
         cached = await self.cache_get(*cache) if cache else None
         if req is None:
             return Admission(cached, None)
-        return Admission(cached, await self.guard(req) if guarded else unguarded(req))
+        return Admission(cached, await self.guard(req) if guarded else GuardResult.unguarded(req))
 
-    async def finish(self, settles: list[tuple[GuardResult, int, float]],
-                     puts: list[tuple[str, str, bytes]]) -> None:
+    async def settle_and_put(self, settles: list[Settlement], puts: list[CachePut]) -> None:
         """Reconcile guards and store answers, in one round trip."""
         calls = [c for c in (self._settle_call(*args) for args in settles) if c is not None]
         calls += [self._cache_put_call(*args) for args in puts]
@@ -344,7 +347,7 @@ class RedisStore:
             replies = await client.execute_many(commands, raise_replies=False)
             missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
             if missing:
-                self._stats.script_reloads += 1
+                self._health.script_reloads += 1
                 await client.execute_many([("SCRIPT", "LOAD", SCRIPTS[name])
                                            for name in {calls[i][0] for i in missing}])
                 again = await client.execute_many([commands[i] for i in missing], raise_replies=False)
@@ -373,7 +376,8 @@ class RedisStore:
                 commands += [("LPUSH", key, *(repr(float(v)) for v in values)),
                              ("LTRIM", key, 0, STATS_SAMPLE_LIMIT - 1), ("EXPIRE", key, STATS_TTL_SECONDS)]
         if delta.recent:
-            commands += [("LPUSH", STATS_RECENT_KEY, *delta.recent), ("LTRIM", STATS_RECENT_KEY, 0, STATS_RECENT_LIMIT - 1),
+            commands += [("LPUSH", STATS_RECENT_KEY, *delta.recent),
+                         ("LTRIM", STATS_RECENT_KEY, 0, STATS_RECENT_LIMIT - 1),
                          ("EXPIRE", STATS_RECENT_KEY, STATS_TTL_SECONDS)]
         await self._pipeline(commands, transaction=False)
 

@@ -20,8 +20,9 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import hiredis
@@ -64,7 +65,7 @@ class Endpoint:
     tls_ca_file: str | None = None
 
     @classmethod
-    def from_url(cls, url: str) -> "Endpoint":
+    def from_url(cls, url: str) -> Endpoint:
         parts = urlsplit(url)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         scheme = parts.scheme.lower()

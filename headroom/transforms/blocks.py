@@ -12,8 +12,8 @@ touched either.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from headroom.transforms.terms import strip_reminders
 
@@ -74,6 +74,16 @@ def _arguments(raw) -> dict | None:
     return None
 
 
+def max_output_tokens(body: dict) -> int | None:
+    """The output limit a request sets (``max_tokens``, ``max_completion_tokens`` or
+    ``max_output_tokens``, whichever the format uses), or None."""
+    for key in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
+        value = body.get(key)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
 def _messages(body: dict) -> list:
     messages = body.get("messages")
     return messages if isinstance(messages, list) else []
@@ -119,6 +129,29 @@ def iter_openai(messages: list, min_chars: int = 0) -> Iterator[tuple[Path, str,
                     text = part.get("text")
                     if isinstance(text, str) and len(text) >= min_chars:
                         yield (i, k, None), text, ref
+
+
+def content_chars(messages: list) -> int:
+    """Characters of text in these messages' content (strings, text parts, tool results'
+    text): a cheap upper-bound input for the context-window check."""
+    total = 0
+    for msg in messages:
+        if type(msg) is not dict:
+            continue
+        content = msg.get("content")
+        if type(content) is str:
+            total += len(content)
+        elif type(content) is list:
+            for part in content:
+                if type(part) is not dict:
+                    continue
+                text = part.get("text")
+                if type(text) is str:
+                    total += len(text)
+                elif part.get("type") == "tool_result":
+                    inner = part.get("content")
+                    total += content_chars([{"content": inner}])
+    return total
 
 
 def find_blocks(body: dict, provider: str, min_chars: int = 0) -> list[Block]:

@@ -12,7 +12,8 @@ import hashlib
 import re
 import zlib
 
-from headroom.state.store import Store, make_key
+from headroom.state.keys import make_key
+from headroom.state.store import Store
 
 KEY_CHARS = 16
 _KEY_RE = re.compile(rf"^[0-9a-f]{{{KEY_CHARS}}}$")

@@ -159,7 +159,7 @@ def detect(text: str, tool_name: str | None = None, tool_input: dict | None = No
     lines = [line for line in _sample(text.split("\n")) if line.strip()]
     if not lines:
         return Detection(Kind.TEXT)
-    if _share(lines, _NUMBERED) > 0.6 or _share(lines, _DIFF) > 0.02 and _DIFF.match(lines[0]):
+    if _share(lines, _NUMBERED) > 0.6 or (_share(lines, _DIFF) > 0.02 and _DIFF.match(lines[0])):
         return Detection(Kind.CODE)
     grep_share = _share(lines, _GREP_LINE)
     if grep_share > 0.6 or (hint == "search" and grep_share > 0.3):

@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
+from headroom import model_names
+from headroom.transforms.blocks import max_output_tokens
+
 
 @dataclass(frozen=True)
 class ModelLimits:
@@ -29,23 +32,15 @@ class ModelLimits:
 
 @lru_cache(maxsize=1)
 def _table() -> dict:
-    return json.loads(resources.files("headroom.data").joinpath("models.json").read_text("utf-8"))
+    return json.loads(resources.files("headroom.data").joinpath("context_windows.json").read_text("utf-8"))
 
 
 @lru_cache(maxsize=256)
 def model_limits(model: str | None, provider: str) -> ModelLimits:
-    """Window for a model id: exact match, longest prefix, provider default, global default."""
+    """Window for a model id (:func:`headroom.model_names.resolve`), else the provider's default."""
     table = _table()
-    models = table["models"]
-    entry = None
-    if model:
-        entry = models.get(model)
-        if entry is None:
-            prefixes = [m for m in models if model.startswith(m)]
-            if prefixes:
-                entry = models[max(prefixes, key=len)]
-    if entry is None:
-        entry = table["providers"].get(provider, table["default"])
+    found = model_names.resolve(model, table["models"]) if model else None
+    entry = found[1] if found else table["providers"].get(provider, table["default"])
     return ModelLimits(int(entry["context"]), entry.get("max_input"))
 
 
@@ -55,12 +50,7 @@ def input_budget(body: dict, provider: str, margin: float) -> int:
     The margin covers the difference between o200k counts and the provider's tokenizer.
     """
     limits = model_limits(body.get("model"), provider)
-    reserve = 0
-    for key in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
-        value = body.get(key)
-        if isinstance(value, int) and value > 0:
-            reserve = value
-            break
+    reserve = max_output_tokens(body) or 0
     budget = limits.context - reserve
     if limits.max_input:
         budget = min(budget, limits.max_input)

@@ -41,12 +41,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from operator import itemgetter
-from typing import Callable
 
 from headroom.transforms.base import MISSING
 
-__all__ = ["RawNumber", "loads", "encode", "decode", "encode_string", "TableHook"]
+__all__ = ["RawNumber", "TableHook", "decode", "encode", "encode_string", "loads"]
 
 
 class RawNumber(str):

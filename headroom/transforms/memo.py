@@ -13,10 +13,10 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from headroom.state.store import make_key
+from headroom.state.keys import make_key
+from headroom.state.lru import LRU, text_keyed
 from headroom.transforms import ccr
 from headroom.transforms.detect import tool_hint
-from headroom.transforms.lru import TextLRU
 
 _VERSION = 1
 
@@ -27,7 +27,7 @@ class BlockId:
     ccr_key: str  # visible retrieval key, should the block lose content
 
 
-_digests: TextLRU[str] = TextLRU(max_chars=16_000_000)
+_digests: LRU[str, str] = text_keyed(16_000_000)
 
 
 def digest(text: str) -> str:

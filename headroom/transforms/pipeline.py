@@ -27,7 +27,15 @@ from typing import Literal
 from headroom.state.store import Store, StoreUnavailable
 from headroom.transforms import accounting, ccr, memo, tokens
 from headroom.transforms.base import Context, Limits
-from headroom.transforms.blocks import Block, find_blocks, question_text, replace_blocks
+from headroom.transforms.blocks import (
+    Block,
+    content_chars,
+    find_blocks,
+    iter_anthropic,
+    iter_openai,
+    question_text,
+    replace_blocks,
+)
 from headroom.transforms.fit import fit, input_budget
 from headroom.transforms.memo import MemoEntry, block_id
 from headroom.transforms.router import compress_block
@@ -118,54 +126,18 @@ def _needs_work(body: dict, provider: str, opts: PipelineOptions) -> bool:
     messages = body.get("messages") if type(body) is dict else None
     if type(messages) is not list:
         return False
-    min_chars = opts.min_block_chars
-    total = 0
-    anthropic = provider == "anthropic"
-    for msg in messages:
-        if type(msg) is not dict:
-            continue
-        content = msg.get("content")
-        if type(content) is str:
-            if not anthropic and len(content) >= min_chars and msg.get("role") in ("tool", "function"):
-                return True
-            total += len(content)
-        elif type(content) is list:
-            tool_msg = not anthropic and msg.get("role") in ("tool", "function")
-            for block in content:
-                if type(block) is not dict:
-                    continue
-                if anthropic and block.get("type") == "tool_result":
-                    inner = block.get("content")
-                    size = _size(inner)
-                    if size >= min_chars and not block.get("is_error"):
-                        if type(inner) is str or any(
-                            type(p) is dict and len(p.get("text") or "") >= min_chars for p in inner
-                        ):
-                            return True
-                    total += size
-                else:
-                    text = block.get("text")
-                    if type(text) is str:
-                        if tool_msg and len(text) >= min_chars:
-                            return True
-                        total += len(text)
+    tool_outputs = iter_anthropic if provider == "anthropic" else iter_openai
+    for _found in tool_outputs(messages, opts.min_block_chars):
+        return True
     if not opts.fit_context:
         return False
-    total += _size(body.get("system"))
+    total = content_chars(messages) + content_chars([{"content": body.get("system")}])
     tools = body.get("tools")
     if type(tools) is list:
         total += sum(len(t.get("description") or "") + 300 for t in tools if type(t) is dict)
     # Fewer than 2 characters per token is rare: this practically never misses an overflow,
     # and a false alarm only costs one exact count in run_pipeline.
     return total / 2 > input_budget(body, provider, opts.fit_margin)
-
-
-def _size(value) -> int:
-    if type(value) is str:
-        return len(value)
-    if type(value) is list:
-        return sum(len(p.get("text") or "") for p in value if type(p) is dict and type(p.get("text")) is str)
-    return 0
 
 
 _DEFAULT_OPTIONS = PipelineOptions()
@@ -187,7 +159,7 @@ async def run_pipeline(
         return await _run(body, provider, store, caller, opts)
     except StoreUnavailable:  # counted by the store, warned about once per outage
         return None, Receipt(errors=1, estimated=tokens.is_estimate())
-    except Exception:  # noqa: BLE001 - fail open, always
+    except Exception:
         log.exception("headroom pipeline failed; forwarding the request unmodified")
         return None, Receipt(errors=1, estimated=tokens.is_estimate())
 
@@ -289,7 +261,7 @@ def _transform(block: Block, bid, terms: Terms, opts: PipelineOptions):
     ctx = Context(terms=terms, ccr_key=bid.ccr_key, limits=opts.limits())
     try:
         _kind, result = compress_block(block.text, block.tool_name, ctx, block.tool_input)
-    except Exception:  # noqa: BLE001 - a bad block must not take the request down
+    except Exception:
         log.exception("headroom transform failed on a %d-char block", len(block.text))
         return None, 1
     return result, 0

@@ -9,9 +9,9 @@ bisecting the start offsets.
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Iterable
 from itertools import accumulate, repeat
 from operator import add
-from typing import Iterable
 
 # (word, boundary): boundary "" matches anywhere, "w" needs non-alphanumeric neighbours,
 # "d" needs non-digit neighbours (so 4312 is not found in 143120, but is in "#4312"), "s" is
@@ -23,7 +23,7 @@ Word = tuple[str, str]
 class Joined:
     """Texts joined by newlines, lower-cased, with each text's start offset."""
 
-    __slots__ = ("low", "starts", "count")
+    __slots__ = ("count", "low", "starts")
 
     def __init__(self, texts: list[str]) -> None:
         self.count = len(texts)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from headroom.transforms.lru import TextLRU
+from headroom.state.lru import text_keyed
 
 log = logging.getLogger("headroom.tokens")
 
@@ -93,17 +93,36 @@ def count_tokens(text: str) -> int:
     return len(_encode(text))
 
 
-class CountCache(TextLRU[int]):
+class CountCache:
     """String → token count. Why: every turn re-sends the system prompt, tools and history;
     counting them again would cost ~6 ms per 100 KB each turn, a lookup costs a string hash."""
 
+    def __init__(self, max_chars: int = 16_000_000) -> None:
+        self._counts = text_keyed(max_chars)
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+    def __contains__(self, text: str) -> bool:
+        return text in self._counts
+
+    @property
+    def chars(self) -> int:
+        return self._counts.weight
+
     def count(self, text: str) -> int:
-        hit = self.get(text)
+        hit = self._counts.get(text)
         if hit is not None:
             return hit
         value = count_tokens(text)
-        self.put(text, value)
+        self._counts.put(text, value)
         return value
+
+    def put(self, text: str, count: int) -> None:
+        self._counts.put(text, count)
+
+    def clear(self) -> None:
+        self._counts.clear()
 
 
 _shared_cache = CountCache()

@@ -5,6 +5,11 @@ segfault, the OOM killer): the port stays open on the remaining workers, or on n
 watchdog runs as a thread in the main process, notices a dead worker within a second, and
 asks the manager to restart it through the manager's own message channel — the same path
 Sanic uses for its own restarts.
+
+This is the one place Headroom reads Sanic's internals: ``app.manager`` and its
+``_shutting_down``, ``transient_processes`` and ``monitor_publisher``, and each worker
+process's ``state``/``set_state``. Checked against Sanic 24.12 and 25.12; a test kills a
+worker and expects it back, so a Sanic upgrade that changes them fails loudly.
 """
 
 from __future__ import annotations

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import multiprocessing
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
 from headroom.observability import metrics
-from tests.observability.prometheus import require_prometheus
+from testkit.prometheus import require_prometheus
 
 
 @pytest.fixture

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Iterator
 
 import pytest
 
 from headroom.observability import metrics
+from testkit.prometheus import Prometheus, start_prometheus
 from tests.observability import workers
-from tests.observability.prometheus import Prometheus, start_prometheus
 
 TOKEN = "scrape-token-123"
 STATIC = (
@@ -69,7 +69,8 @@ def scraped(prometheus_binary, tmp_path_factory) -> Iterator[tuple[Prometheus, s
 
         static = serve(lambda: (STATIC, "text/plain; version=0.0.4; charset=utf-8"))
         live = serve(metrics.render)
-        prometheus = start_prometheus([address(static), address(live)], tmp, bearer_token=TOKEN, binary=prometheus_binary)
+        prometheus = start_prometheus([address(static), address(live)], tmp, bearer_token=TOKEN,
+                                      binary=prometheus_binary)
         try:
             yield prometheus, address(static), address(live)
         finally:

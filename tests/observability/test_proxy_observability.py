@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import time
-
 from concurrent.futures import ThreadPoolExecutor
 
 import anthropic
@@ -13,7 +12,7 @@ import httpx
 import openai
 import pytest
 
-from tests.observability.prometheus import require_prometheus, start_prometheus
+from testkit.prometheus import require_prometheus, start_prometheus
 
 API_KEY = "sk-ant-very-secret-key-0123456789"
 ADMIN = "admin-token-for-tests"
@@ -73,7 +72,7 @@ def test_metrics_sum_across_workers(observed):
 
 
 def test_both_workers_served(observed):
-    proxy, log_path, _ = observed
+    _proxy, log_path, _ = observed
     ids = [json.loads(line)["request_id"] for line in log_path.read_text().splitlines()]
     tags = {request_id[3:15] for request_id in ids}  # the per-process tag of the request id
     assert len(tags) == 2, "40 fresh connections should have reached both workers"
@@ -96,7 +95,7 @@ def test_request_log_has_one_line_per_request_and_no_secret(observed):
 
 
 def test_prometheus_ingests_the_total(observed):
-    proxy, _, prometheus = observed
+    _proxy, _, prometheus = observed
     assert prometheus is not None
     assert prometheus.wait_for_value("sum(headroom_requests_total)", 40, timeout=30) == 40
 
@@ -154,7 +153,8 @@ def test_every_response_carries_request_id_and_overhead(proxy, fresh_mock):
     assert oai.headers["x-request-id"].startswith("req_mock")
     assert oai.headers["x-headroom-request-id"].startswith("hr_")
     # A well-formed client request id is adopted.
-    traced = httpx.post(f"{proxy.url}/v1/messages", json=body, headers={**anthropic_headers, "x-request-id": "trace-42"})
+    traced = httpx.post(f"{proxy.url}/v1/messages", json=body,
+                        headers={**anthropic_headers, "x-request-id": "trace-42"})
     assert traced.headers["x-headroom-request-id"] == "trace-42"
 
 

@@ -3,28 +3,10 @@ implementations (the real redis-server fixtures live in ``tests/conftest.py``)."
 
 from __future__ import annotations
 
-
 import pytest
 
-from headroom.state.store import MemoryStore
-
+from headroom.state.memory_store import MemoryStore
 from headroom.state.redis_store import RedisStore
-
-# Skips without redis-server (fails instead in CI, see tests/conftest.py).
-needs_redis = pytest.mark.usefixtures("redis_server")
-
-
-class FakeClock:
-    """Epoch seconds that move only when told to."""
-
-    def __init__(self, start: float = 1_767_225_600.0) -> None:  # 2026-01-01T00:00:00Z
-        self.t = start
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
 
 
 @pytest.fixture(params=["memory", "redis"])  # "redis" pulls in the redis_server fixture

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
-from headroom.state.store import make_key
-
-from .conftest import FakeClock
+from headroom.state.keys import make_key
+from testkit.clock import FakeClock
+from testkit.waiting import async_wait_for
 
 
 async def test_cache_roundtrip_is_partitioned_by_caller(make_store):
@@ -46,8 +44,11 @@ async def test_cache_ttl(make_store):
     store = await make_store(cache_ttl=0.2)
     await store.cache_put("p", "k", b"v")
     assert await store.cache_get("p", "k") == b"v"
-    await asyncio.sleep(0.3)
-    assert await store.cache_get("p", "k") is None
+
+    async def expired() -> bool:
+        return await store.cache_get("p", "k") is None
+
+    await async_wait_for(expired, timeout=2, what="the cached answer expiring")
 
 
 async def test_kv_operations(make_store):
@@ -65,8 +66,12 @@ async def test_kv_operations(make_store):
     assert await store.incr(counter, ttl=0.2) == 1
     assert await store.incr(counter, 4, ttl=10) == 5  # the first TTL stays
     assert await store.get(counter) == b"5"
-    await asyncio.sleep(0.3)
-    assert await store.get(key) is None and await store.get(counter) is None
+
+    async def expired() -> bool:
+        return await store.get(key) is None and await store.get(counter) is None
+
+    await async_wait_for(expired, timeout=2, what="both TTLs expiring")
+    assert await store.get(make_key("ccr", "c", "b")) == b"B"  # the long TTL still holds
 
 
 async def test_shared_secret_is_stable(make_store, kind):

@@ -94,7 +94,8 @@ def test_usage_from_provider_payloads():
     chat = Usage.from_openai({"prompt_tokens": 1000, "completion_tokens": 20,
                               "prompt_tokens_details": {"cached_tokens": 768}})
     assert chat == Usage(input_tokens=232, output_tokens=20, cache_read_tokens=768)
-    responses = Usage.from_openai({"input_tokens": 50, "output_tokens": 5, "input_tokens_details": {"cached_tokens": 0}})
+    responses = Usage.from_openai({"input_tokens": 50, "output_tokens": 5,
+                                   "input_tokens_details": {"cached_tokens": 0}})
     assert responses == Usage(50, 5)
     assert Usage.from_openai(None) == Usage() == Usage.from_anthropic({})
 

@@ -14,28 +14,19 @@ import pytest
 
 pytest.importorskip("redis")
 
-from headroom.state.redis_server import (  # noqa: E402
+from headroom.state.redis_store import RedisStore
+from headroom.state.store import GuardRequest
+from headroom.workers.redis_server import (
     PrivateRedis,
     RedisServerMissing,
     sweep_stale_directories,
 )
-from headroom.state.redis_store import RedisStore  # noqa: E402
-from headroom.state.store import GuardRequest  # noqa: E402
-
-from .conftest import needs_redis  # noqa: E402
+from testkit.services import process_gone
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"  # a zombie has exited
-    except FileNotFoundError:
-        return True
-
-
-@needs_redis
+@pytest.mark.usefixtures("redis_server")
 async def test_private_redis_starts_answers_and_is_gone_after_stop():
     server = PrivateRedis()
     url = server.start()
@@ -56,26 +47,26 @@ async def test_private_redis_starts_answers_and_is_gone_after_stop():
         pid = server.pid
     finally:
         server.stop()
-    assert gone(pid) and not directory.exists() and server.url is None
+    assert process_gone(pid) and not directory.exists() and server.url is None
     server.stop()  # idempotent
 
 
-@needs_redis
+@pytest.mark.usefixtures("redis_server")
 def test_private_redis_dies_with_its_parent():
-    code = ("import time\nfrom headroom.state.redis_server import PrivateRedis\n"
+    code = ("import time\nfrom headroom.workers.redis_server import PrivateRedis\n"
             "p = PrivateRedis(); p.start(); print(p.pid, p.directory, flush=True); time.sleep(30)\n")
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, cwd=ROOT)
     directory = None
     try:
         pid_text, directory = parent.stdout.readline().decode().split(maxsplit=1)
         pid, directory = int(pid_text), Path(directory.strip())
-        assert not gone(pid)
+        assert not process_gone(pid)
         parent.kill()  # SIGKILL: no atexit; the kernel's parent-death signal must do it
         parent.wait()
         deadline = time.monotonic() + 3
-        while not gone(pid) and time.monotonic() < deadline:
+        while not process_gone(pid) and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert gone(pid)
+        assert process_gone(pid)
     finally:
         if parent.poll() is None:
             parent.kill()
@@ -94,7 +85,7 @@ def test_missing_binary_says_how_to_fix(monkeypatch):
         PrivateRedis().start()
 
 
-@needs_redis
+@pytest.mark.usefixtures("redis_server")
 def test_sweep_removes_only_dead_old_directories(monkeypatch):
     import tempfile
 

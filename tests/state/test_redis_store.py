@@ -10,13 +10,13 @@ import pytest
 
 pytest.importorskip("redis")
 
-from headroom.state.redis_store import RedisStore, redact_url  # noqa: E402
-from headroom.state.scripts import SCRIPTS  # noqa: E402
-from headroom.state.store import SECRET_KEY, GuardRequest, StoreUnavailable  # noqa: E402
+from headroom.state.keys import SECRET_KEY
+from headroom.state.redis_store import RedisStore, redact_url
+from headroom.state.scripts import SCRIPTS
+from headroom.state.store import GuardRequest, StoreUnavailable
+from testkit.clock import FakeClock
 
-from .conftest import FakeClock, needs_redis  # noqa: E402
-
-pytestmark = needs_redis
+pytestmark = pytest.mark.usefixtures("redis_server")
 
 GUARDED = GuardRequest("c0ffee", rpm=100, tpm=10_000, tokens=50, budget_usd=5.0, cost_usd=0.01,
                        period="daily", budget_scope="key")
@@ -26,15 +26,15 @@ async def test_noscript_recovery(redis_server):
     store = RedisStore(redis_server.url)
     try:
         assert (await store.guard(GUARDED)).allowed
-        before = store.stats.script_reloads
+        before = store.health.script_reloads
         await store._run("SCRIPT", "FLUSH")
         res = await store.guard(GUARDED)
         assert res.allowed and res.requests_remaining == 98
         await store._run("SCRIPT", "FLUSH")
         await store.cache_put("p", "k", b"v")
         assert await store.cache_get("p", "k") == b"v"
-        assert store.stats.script_reloads - before == 3  # guard, cache_put, cache_get
-        assert store.healthy and store.stats.failed_ops == 0
+        assert store.health.script_reloads - before == 3  # guard, cache_put, cache_get
+        assert store.healthy and store.health.failed_ops == 0
     finally:
         await store.close()
 
@@ -50,7 +50,7 @@ async def test_noscript_in_a_batch_reruns_only_the_missing_scripts(redis_server)
         assert charged.tokens_remaining == 9_900
         await store._run("SCRIPT", "FLUSH")
         await store._run("SCRIPT", "LOAD", SCRIPTS["settle"])
-        await store.finish([(charged, 600, 0.0)], [("p", "rerun", b"answer")])
+        await store.settle_and_put([(charged, 600, 0.0)], [("p", "rerun", b"answer")])
         assert await store.cache_get("p", "rerun") == b"answer"
         after = await store.guard(GuardRequest("batch-rerun", tpm=10_000, tokens=0))
         assert after.tokens_remaining == 9_400  # 100 charged, 500 more settled: once
@@ -89,7 +89,8 @@ async def test_unix_socket_url(redis_server):
 async def test_url_schemes_and_redaction():
     tls = RedisStore("rediss://:hunter2@cache.example:6380/1")
     endpoint = tls._client.endpoint
-    assert endpoint.tls and endpoint.tls_verify and (endpoint.host, endpoint.port, endpoint.db) == ("cache.example", 6380, 1)
+    assert endpoint.tls and endpoint.tls_verify
+    assert (endpoint.host, endpoint.port, endpoint.db) == ("cache.example", 6380, 1)
     assert endpoint.password == "hunter2"
     assert redact_url("rediss://:hunter2@cache.example:6380/1") == "rediss://:***@cache.example:6380/1"
     assert redact_url("redis://u:pw@h/0") == "redis://u:***@h/0"
@@ -126,24 +127,24 @@ async def test_outage_fails_fast_warns_once_and_recovers(own_redis, caplog, tran
         assert all(isinstance(r, StoreUnavailable) for r in results)
         warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
         assert len(warnings) == 1 and "unavailable" in warnings[0].getMessage()
-        assert not store.healthy and store.stats.outages == 1
-        assert store.stats.failed_ops >= 1 and store.stats.skipped_ops >= 1
+        assert not store.healthy and store.health.outages == 1
+        assert store.health.failed_ops >= 1 and store.health.skipped_ops >= 1
 
         await asyncio.sleep(0.35)  # a probe after the back-off that still finds Redis down
         with pytest.raises(StoreUnavailable):
             await store.guard(GUARDED)
-        assert store.stats.outages == 1
+        assert store.health.outages == 1
 
         own_redis.start()  # same port and socket, empty: no scripts, no data
         await asyncio.sleep(0.35)
         res = await store.guard(GUARDED)
         assert res.allowed and res.requests_remaining == 99
-        assert store.healthy and store.stats.script_reloads >= 1
+        assert store.healthy and store.health.script_reloads >= 1
         assert any("is back" in r.getMessage() for r in caplog.records if r.levelno == logging.INFO)
 
         own_redis.kill()  # a second outage: a second warning
         await _all_fail_fast(store, 3)
-        assert store.stats.outages == 2
+        assert store.health.outages == 2
         assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 2
     finally:
         await store.close()
@@ -165,20 +166,20 @@ async def test_a_restart_is_one_outage_not_two(own_redis, caplog):
         assert not any(isinstance(r, Exception) for r in results), results
         for _ in range(8):
             await store.guard(GUARDED)
-        assert store.stats.outages == 1
+        assert store.health.outages == 1
         assert sum("is unavailable" in r.getMessage() for r in caplog.records) == 1
     finally:
         await store.close()
 
 
 async def test_no_redis_at_all_fails_fast(caplog):
-    from tests.conftest import free_port
+    from testkit.ports import free_port
 
     store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", retry_interval=5)
     caplog.set_level(logging.WARNING, logger="headroom.state")
     try:
         assert await _all_fail_fast(store, 50) < 0.5
-        assert len(caplog.records) == 1 and store.stats.outages == 1 and store.stats.failed_ops == 1
+        assert len(caplog.records) == 1 and store.health.outages == 1 and store.health.failed_ops == 1
     finally:
         await store.close()
 
@@ -202,7 +203,7 @@ async def test_hung_redis_costs_one_timeout_then_fails_fast(own_redis):
     store = RedisStore(own_redis.url, socket_timeout=0.1, retry_interval=0.3)
     try:
         assert (await store.guard(GUARDED)).allowed
-        os.kill(own_redis.proc.pid, signal.SIGSTOP)
+        os.kill(own_redis.pid, signal.SIGSTOP)
         try:
             start = time.perf_counter()
             with pytest.raises(StoreUnavailable):
@@ -210,7 +211,7 @@ async def test_hung_redis_costs_one_timeout_then_fails_fast(own_redis):
             assert time.perf_counter() - start < 0.3
             assert await _all_fail_fast(store) < 0.05
         finally:
-            os.kill(own_redis.proc.pid, signal.SIGCONT)
+            os.kill(own_redis.pid, signal.SIGCONT)
         await asyncio.sleep(0.35)
         assert (await store.guard(GUARDED)).allowed and store.healthy
     finally:
@@ -239,7 +240,7 @@ async def test_script_error_fails_open_and_warns_once(redis_server, caplog):
         for _ in range(3):
             with pytest.raises(StoreUnavailable):
                 await store.guard(GuardRequest("wrongtype", rpm=5))
-        assert store.healthy and store.stats.failed_ops == 3 and len(caplog.records) == 1
+        assert store.healthy and store.health.failed_ops == 3 and len(caplog.records) == 1
         assert (await store.guard(GUARDED)).allowed
     finally:
         await store._run("DEL", "hr:rl:wrongtype:b")

@@ -18,8 +18,6 @@ from redis import exceptions as rx
 
 from headroom.state.resp import Endpoint, RespClient
 
-from .conftest import needs_redis
-
 
 def test_endpoint_from_url():
     assert Endpoint.from_url("redis://127.0.0.1:7000/4") == Endpoint(host="127.0.0.1", port=7000, db=4)
@@ -85,24 +83,24 @@ async def test_reply_errors_are_typed_and_keep_the_connection_in_step(client):
     await client.execute("DEL", "hr:test:e", "hr:test:n")
 
 
-@needs_redis
+@pytest.mark.usefixtures("redis_server")
 async def test_a_hung_redis_times_out_every_waiting_call_then_reconnects(own_redis):
     client = RespClient(own_redis.url, timeout=0.1)
     try:
         assert await client.execute("PING") == b"PONG"
-        os.kill(own_redis.proc.pid, signal.SIGSTOP)
+        os.kill(own_redis.pid, signal.SIGSTOP)
         try:
             results = await asyncio.gather(*(client.execute("PING") for _ in range(5)), return_exceptions=True)
             assert all(isinstance(r, rx.TimeoutError) for r in results), results
         finally:
-            os.kill(own_redis.proc.pid, signal.SIGCONT)
+            os.kill(own_redis.pid, signal.SIGCONT)
         assert await client.execute("PING") == b"PONG"
         assert client.connects == 2
     finally:
         await client.close()
 
 
-@needs_redis
+@pytest.mark.usefixtures("redis_server")
 async def test_a_restarted_redis_fails_the_call_once_then_reconnects(own_redis):
     client = RespClient(own_redis.unix_url)
     try:
@@ -118,7 +116,7 @@ async def test_a_restarted_redis_fails_the_call_once_then_reconnects(own_redis):
         await client.close()
 
 
-@needs_redis
+@pytest.mark.usefixtures("redis_server")
 async def test_credentials_database_and_client_name(own_redis):
     admin = RespClient(own_redis.url)
     try:
@@ -144,7 +142,8 @@ async def test_credentials_database_and_client_name(own_redis):
 @pytest.fixture
 def tls_redis(tmp_path):
     """A redis-server that speaks only TLS, with a self-signed certificate for localhost."""
-    from tests.conftest import REDIS_BIN, free_port
+    from testkit.ports import free_port
+    from testkit.services import REDIS_BIN
 
     openssl = shutil.which("openssl")
     if REDIS_BIN is None or openssl is None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from headroom.state.store import STATS_RECENT_LIMIT, STATS_SAMPLE_LIMIT, StatsDelta
+from headroom.state.keys import STATS_RECENT_LIMIT, STATS_SAMPLE_LIMIT
+from headroom.state.store import StatsDelta
 
 
 def delta(i: int) -> StatsDelta:

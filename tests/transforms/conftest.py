@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from headroom.state.store import MemoryStore
+from headroom.state.memory_store import MemoryStore
 
 _TIKTOKEN_DIR = Path(__file__).resolve().parents[2] / ".tiktoken"
 if _TIKTOKEN_DIR.is_dir():
@@ -20,7 +20,7 @@ _REPORT: list = []
 
 @pytest.fixture(scope="session")
 def corpus_outcomes():
-    from tests.corpus.report import run_all
+    from testkit.corpus.report import run_all
 
     outcomes = asyncio.run(run_all())
     _REPORT[:] = outcomes
@@ -64,7 +64,7 @@ def store() -> CountingStore:
 
 def pytest_terminal_summary(terminalreporter):
     if _REPORT:
-        from tests.corpus.report import table
+        from testkit.corpus.report import table
 
         terminalreporter.section("headroom corpus savings")
         terminalreporter.write_line(table(_REPORT))

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from headroom.state.store import MemoryStore
+from headroom.state.memory_store import MemoryStore
 from headroom.transforms import ccr
 from headroom.transforms.tokens import count_tokens
-from tests.corpus.cases import all_cases
-from tests.corpus.report import run_case
+from testkit.corpus.cases import all_cases
+from testkit.corpus.report import run_case
 
 CASES = all_cases()
 NAMES = [c.name for c in CASES]

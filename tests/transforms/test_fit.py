@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from headroom.state.store import MemoryStore
+import itertools
+
+from headroom.state.memory_store import MemoryStore
 from headroom.transforms import PipelineOptions, run_pipeline
 from headroom.transforms.fit import input_budget, model_limits, units
 
@@ -47,7 +49,7 @@ def _check_pairs_and_roles(messages: list) -> None:
                 answered.add(block["tool_use_id"])
     assert issued == answered
     roles = [m["role"] for m in messages]
-    assert roles[0] == "user" and all(a != b for a, b in zip(roles, roles[1:]))
+    assert roles[0] == "user" and all(a != b for a, b in itertools.pairwise(roles))
 
 
 async def test_fits_by_dropping_oldest_whole_turns():
@@ -101,10 +103,12 @@ def test_units_keep_tool_calls_with_their_results_openai():
     messages = [
         {"role": "system", "content": "s"},
         {"role": "user", "content": "task"},
-        {"role": "assistant", "content": None, "tool_calls": [{"id": "a", "type": "function", "function": {"name": "f"}}]},
+        {"role": "assistant", "content": None,
+         "tool_calls": [{"id": "a", "type": "function", "function": {"name": "f"}}]},
         {"role": "tool", "tool_call_id": "a", "content": "ra"},
         {"role": "system", "content": "mid-conversation instruction"},
-        {"role": "assistant", "content": None, "tool_calls": [{"id": "b", "type": "function", "function": {"name": "f"}}]},
+        {"role": "assistant", "content": None,
+         "tool_calls": [{"id": "b", "type": "function", "function": {"name": "f"}}]},
         # a result answered only after the next assistant message: the units must merge
         {"role": "assistant", "content": "thinking aloud"},
         {"role": "tool", "tool_call_id": "b", "content": "rb"},

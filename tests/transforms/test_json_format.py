@@ -78,7 +78,8 @@ def _random_value(rng: random.Random, depth: int = 0):
     if depth > 3 or pick < 0.45:
         return rng.choice([
             None, True, False, 0, -7, 3.25, "", " ", "null", "true", "1e3", "01", "a,b", "#x", "…y", "[z", "{q",
-            "plain", "two words", "ünï", "tab\tx", "new\nline", 'quo"te', "x" * rng.randint(1, 30), rng.randint(-10**20, 10**20),
+            "plain", "two words", "ünï", "tab\tx", "new\nline", 'quo"te', "x" * rng.randint(1, 30),
+            rng.randint(-10**20, 10**20),
         ])
     if pick < 0.7:
         return [_random_value(rng, depth + 1) for _ in range(rng.randint(0, 6))]

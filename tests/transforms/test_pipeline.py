@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from headroom.state.store import MemoryStore
+from headroom.state.memory_store import MemoryStore
 from headroom.transforms import (
     PipelineOptions,
     Receipt,
@@ -230,7 +230,7 @@ async def test_store_outage_means_the_original_request():
 
 async def test_bad_bodies_never_raise(store):
     for body in ({"messages": None}, {"messages": [None, 3, {"role": "user", "content": [None]}]}, []):
-        new, receipt = await run_pipeline(body, "anthropic", store, "c", OPTS)
+        new, _receipt = await run_pipeline(body, "anthropic", store, "c", OPTS)
         assert new is None
 
 
@@ -254,7 +254,7 @@ async def test_identical_blocks_in_one_request_compress_once(store, provider):
     else:
         body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "q"}] + [
             {"role": "tool", "tool_call_id": f"c{i}", "content": orders()} for i in range(2)]}
-    new, receipt = await run_pipeline(body, provider, store, "c", OPTS)
+    new, _receipt = await run_pipeline(body, provider, store, "c", OPTS)
     texts = [m["content"][0]["content"] if provider == "anthropic" else m["content"]
              for m in new["messages"] if m["role"] in ("tool",) or (provider == "anthropic" and m["role"] == "user"
                                                                    and m["content"][0]["type"] == "tool_result")]

@@ -11,7 +11,7 @@ on one line together (``same_line``: the value and what identifies its item), an
 answer sits deep inside the data (``deep``): then a head-and-tail truncation of the same
 size would have lost it, so keeping it proves the question-aware selection works.
 
-Run ``python -m tests.corpus.cases DIR`` to write the cases out for inspection.
+Run ``python -m testkit.corpus.cases DIR`` to write the cases out for inspection.
 """
 
 from __future__ import annotations

@@ -16,14 +16,15 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from testkit.ports import free_port
 
 REQUIRE_ENV = "HEADROOM_REQUIRE_PROMETHEUS"  # set in CI: a missing binary fails instead of skipping
 

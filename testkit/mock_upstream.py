@@ -7,7 +7,7 @@ headers SDKs look at -- while staying cheap enough to benchmark against.
 
 Run standalone::
 
-    python load_tests/mock_upstream.py --port 0      # 0 = pick a free port
+    python -m testkit.mock_upstream --port 0      # 0 = pick a free port
     # -> "mock upstream listening on http://127.0.0.1:PORT"
 
 or embed with ``make_app()``.
@@ -303,7 +303,8 @@ class MockUpstream:
             etype = _ANTHROPIC_ERRORS.get(status, "api_error" if status >= 500 else "invalid_request_error")
             obj: dict[str, Any] = {"type": "error", "error": {"type": etype, "message": message}}
         else:
-            etype, code = _OPENAI_ERRORS.get(status, ("server_error" if status >= 500 else "invalid_request_error", None))
+            fallback = ("server_error" if status >= 500 else "invalid_request_error", None)
+            etype, code = _OPENAI_ERRORS.get(status, fallback)
             obj = {"error": {"message": message, "type": etype, "param": None, "code": code}}
         return self._json(request, anthropic, obj, status=status, extra=extra)
 

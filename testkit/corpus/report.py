@@ -1,6 +1,6 @@
 """Run every corpus case through the pipeline and report what survived and what it saved.
 
-``python -m tests.corpus.report`` prints the table; the corpus tests use :func:`run_case`
+``python -m testkit.corpus.report`` prints the table; the corpus tests use :func:`run_case`
 and print the same table at the end of the pytest run.
 """
 
@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from headroom.state.store import MemoryStore
+from headroom.state.memory_store import MemoryStore
 from headroom.transforms.pipeline import PipelineOptions, Receipt, run_pipeline
 from headroom.transforms.tokens import count_tokens
-from tests.corpus.cases import Case, all_cases, body_for, tool_output
+from testkit.corpus.cases import Case, all_cases, body_for, tool_output
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,8 @@ class Outcome:
 
 async def run_case(case: Case, options: PipelineOptions | None = None, store=None) -> Outcome:
     body = body_for(case)
-    new_body, receipt = await run_pipeline(body, case.provider, store or MemoryStore(), "corpus", options or PipelineOptions())
+    new_body, receipt = await run_pipeline(body, case.provider, store or MemoryStore(), "corpus",
+                                           options or PipelineOptions())
     output = tool_output(new_body, case.provider) if new_body is not None else case.content
     return Outcome(case, output, receipt, count_tokens(case.content), count_tokens(output))
 

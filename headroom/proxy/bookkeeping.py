@@ -1,0 +1,111 @@
+"""After the answer has gone out: close the books on one request.
+
+The exchange becomes a :class:`~headroom.outcome.RequestOutcome` (timings, usage, cost);
+the rate-limit and budget charge is settled with the reported usage; a cacheable answer is
+stored; and the outcome reaches every consumer of figures — global stats, Prometheus
+metrics, the request log. None of it is on the client's critical path, and a store that is
+down costs a counted miss, never an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from headroom.observability import metrics
+from headroom.proxy.exchange import Exchange, outcome_of
+from headroom.proxy.guards import settlement
+from headroom.proxy.stats import FLUSH_INTERVAL_S, delta_of
+from headroom.state.store import CachePut, Settlement, Store, StoreUnavailable
+
+if TYPE_CHECKING:
+    from headroom.proxy.context import ProxyContext
+
+log = logging.getLogger("headroom.proxy")
+
+
+def schedule(context: ProxyContext, exchange: Exchange) -> None:
+    """Run :func:`close_books` once the current response has been written."""
+    asyncio.get_running_loop().call_soon(close_books, context, exchange)
+
+
+def close_books(context: ProxyContext, exchange: Exchange) -> None:
+    try:
+        outcome = outcome_of(exchange, context.pricing)
+        charge = settlement(exchange.guard, exchange.usage, outcome.cost_usd, outcome.status,
+                            outcome.cache == "hit")
+        answer = None
+        if exchange.answer is not None and exchange.cache_key and outcome.caller and outcome.error is None:
+            answer = (outcome.caller, exchange.cache_key, exchange.answer.encode())
+        context.writes.add(charge, answer)
+        context.stats_buffer.add(delta_of(outcome))
+        metrics.observe(outcome)
+        if context.request_log is not None:
+            context.request_log.write(outcome)
+    except Exception:  # bookkeeping must never take a worker down
+        log.exception("closing the books on request %s failed", exchange.request_id)
+
+
+class WriteBehind:
+    """After-response store writes (settlements, cache puts), coalesced into one round trip.
+
+    A write waits ``delay`` seconds for company: under load many requests share one Redis
+    pipeline instead of paying a round trip of CPU each. Waiting only makes a budget
+    reservation stand a moment longer (never an overshoot) and a fresh answer cacheable a
+    moment later.
+    """
+
+    def __init__(self, store: Store, delay: float = 0.01) -> None:
+        self.store = store
+        self.delay = delay
+        self.settles: list[Settlement] = []
+        self.puts: list[CachePut] = []
+        self._task: asyncio.Task | None = None
+
+    def add(self, settle: Settlement | None, put: CachePut | None) -> None:
+        if settle:
+            self.settles.append(settle)
+        if put:
+            self.puts.append(put)
+        if self._task is None and (self.settles or self.puts):
+            self._task = asyncio.get_running_loop().create_task(self._flush_after_delay())
+
+    async def _flush_after_delay(self) -> None:
+        await asyncio.sleep(self.delay)
+        self._task = None
+        await self.flush()
+
+    async def flush(self) -> None:
+        settles, puts, self.settles, self.puts = self.settles, self.puts, [], []
+        if not (settles or puts):
+            return
+        try:
+            await self.store.settle_and_put(settles, puts)
+        except StoreUnavailable:
+            metrics.store_unavailable()
+        except Exception:  # bookkeeping must never take a worker down
+            log.exception("writing %d settlements and %d cache entries failed", len(settles), len(puts))
+
+    async def drain(self) -> None:
+        if self._task is not None:
+            await self._task
+        await self.flush()
+
+
+async def flush_stats(context: ProxyContext) -> None:
+    """Add this worker's buffered statistics to the shared totals (kept for later if the store is down)."""
+    delta = context.stats_buffer.take()
+    if delta is None:
+        return
+    try:
+        await context.store.stats_record(delta)
+    except StoreUnavailable:
+        metrics.store_unavailable()
+        context.stats_buffer.add(delta)
+
+
+async def flush_stats_forever(context: ProxyContext) -> None:
+    while True:
+        await asyncio.sleep(FLUSH_INTERVAL_S)
+        await flush_stats(context)

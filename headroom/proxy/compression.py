@@ -1,0 +1,31 @@
+"""The compression step of an LLM request: run the pipeline, keep its receipt.
+
+Cheap when there is nothing to do (``needs_work`` looks only at lengths). When the pipeline
+changes the body, the caller forwards the new body; otherwise the client's own bytes go
+upstream untouched. Receipts travel back as ``x-headroom-*`` response headers
+(:meth:`~headroom.proxy.exchange.Exchange.headroom_headers`).
+
+Words: *compression* is what Headroom does to a request; :mod:`headroom.transforms` holds
+the compressors; the *pipeline* (:func:`~headroom.transforms.run_pipeline`) runs them.
+"""
+
+from __future__ import annotations
+
+from headroom.observability import metrics
+from headroom.proxy.context import ProxyContext
+from headroom.proxy.exchange import Exchange
+from headroom.proxy.providers import Provider
+from headroom.transforms import needs_work, run_pipeline
+
+
+async def compress_request(context: ProxyContext, provider: Provider, body: dict, exchange: Exchange) -> dict | None:
+    """The compressed body, or ``None`` to forward the client's original bytes."""
+    exchange.compression_ran = True
+    options = context.pipeline_options
+    if not context.config.optimize or not needs_work(body, provider.name, options):
+        return None
+    new_body, receipt = await run_pipeline(body, provider.name, context.store, exchange.caller, options)
+    exchange.receipt = receipt
+    if receipt.errors:
+        metrics.compression_failed()
+    return new_body

@@ -1,0 +1,93 @@
+"""What every route of one worker shares: a typed context, opened at start and closed at stop.
+
+Sanic's ``app.ctx`` is an untyped bag; Headroom keeps exactly one thing in it, a
+:class:`ProxyContext`, and every module reads it through :func:`context_of`. Each worker
+opens its own (a store connection and an upstream pool cannot cross a fork).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sanic import Request, Sanic
+
+from headroom.config import ProxyConfig
+from headroom.observability.request_log import RequestLog
+from headroom.pricing import Pricing, load_pricing
+from headroom.proxy.bookkeeping import WriteBehind
+from headroom.proxy.stats import StatsBuffer
+from headroom.proxy.upstream import Upstream
+from headroom.state.identity import new_secret, secret_from_text
+from headroom.state.memory_store import MemoryStore
+from headroom.state.redis_store import RedisStore
+from headroom.state.store import Store, StoreUnavailable
+from headroom.transforms import PipelineOptions
+
+log = logging.getLogger("headroom.proxy")
+
+
+@dataclass
+class ProxyContext:
+    config: ProxyConfig
+    pricing: Pricing
+    store: Store
+    secret: bytes  # the key for hashing API keys (see headroom.state.identity)
+    upstream: Upstream
+    pipeline_options: PipelineOptions
+    stats_buffer: StatsBuffer  # this worker's statistics not yet in the store
+    writes: WriteBehind  # settlements and cache puts waiting for one batched store call
+    request_log: RequestLog | None
+
+
+def context_of(target: Request | Sanic) -> ProxyContext:
+    app = target.app if isinstance(target, Request) else target
+    return app.ctx.headroom
+
+
+def make_store(config: ProxyConfig) -> Store:
+    if config.redis_url:
+        return RedisStore(config.redis_url, cache_ttl=config.cache_ttl, cache_max_entries=config.cache_max_entries,
+                          socket_timeout=config.redis_timeout, connect_timeout=config.redis_timeout)
+    return MemoryStore(cache_ttl=config.cache_ttl, cache_max_entries=config.cache_max_entries)
+
+
+async def deployment_secret(config: ProxyConfig, store: Store) -> bytes:
+    """The key for hashing API keys: configured, or shared through the store."""
+    if config.state_secret:
+        return secret_from_text(config.state_secret)
+    try:
+        return await store.shared_secret()
+    except StoreUnavailable:
+        log.warning("shared store unreachable at start: this worker hashes callers with its own secret "
+                    "until restarted (set --state-secret to avoid this)")
+        return new_secret()
+
+
+async def open_context(config: ProxyConfig) -> ProxyContext:
+    store = make_store(config)
+    if isinstance(store, RedisStore):
+        try:
+            await store.connect()
+        except StoreUnavailable:
+            log.warning("Redis unreachable at start: serving unguarded until it is back")
+    upstream = Upstream(config)
+    await upstream.start()
+    return ProxyContext(
+        config=config,
+        pricing=load_pricing(config.pricing_file),
+        store=store,
+        secret=await deployment_secret(config, store),
+        upstream=upstream,
+        pipeline_options=PipelineOptions(ccr_ttl=config.ccr_ttl),
+        stats_buffer=StatsBuffer(),
+        writes=WriteBehind(store),
+        request_log=RequestLog(config.log_file, config.log_messages) if config.log_file else None,
+    )
+
+
+async def close_context(context: ProxyContext) -> None:
+    await context.upstream.close()
+    await context.store.close()
+    if context.request_log is not None:
+        context.request_log.close()

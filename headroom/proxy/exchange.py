@@ -1,0 +1,138 @@
+"""One proxied request in flight, and the record it becomes once its answer has gone out.
+
+An :class:`Exchange` is made when a request arrives and carries everything the steps learn
+about it. Each group of fields has one writer, named in its comment, so that a reader can
+tell where any figure comes from. After the answer, :func:`outcome_of` turns it into the
+frozen :class:`~headroom.outcome.RequestOutcome` that stats, metrics and the log read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from time import perf_counter, time
+
+from headroom.outcome import RequestOutcome
+from headroom.pricing import Pricing, Usage, cost_usd
+from headroom.proxy.providers import Provider
+from headroom.proxy.response_cache import CachedAnswer
+from headroom.state.store import GuardResult
+from headroom.transforms import Receipt
+
+
+def receipt_headers(receipt: Receipt | None) -> dict[str, str]:
+    """The compression receipt as response headers; ``None``: the pipeline had nothing to do."""
+    if receipt is None:
+        return {"x-headroom-tokens-saved": "0", "x-headroom-transforms": "none"}
+    headers = {
+        "x-headroom-tokens-before": str(receipt.tokens_before),
+        "x-headroom-tokens-after": str(receipt.tokens_after),
+        "x-headroom-tokens-saved": str(receipt.tokens_saved),
+        "x-headroom-transforms": ",".join(receipt.transforms) or "none",
+    }
+    if receipt.estimated:
+        headers["x-headroom-tokens-estimated"] = "true"  # no BPE available: counts are estimates
+    return headers
+
+
+@dataclass(slots=True)
+class Exchange:
+    # -- on arrival (routes.proxy_request) --------------------------------------------------
+    request_id: str
+    provider: Provider
+    path: str
+    bytes_in: int
+    timestamp: float = field(default_factory=time)  # UNIX seconds
+    started: float = field(default_factory=perf_counter)
+    # -- the parsed request (routes.llm_request) -------------------------------------------
+    model: str | None = None
+    stream: bool = False
+    caller: str | None = None  # keyed hash of the API key, never the key
+    messages: list | None = None  # only with --log-messages
+    strip_usage_chunk: bool = False  # Headroom asked for OpenAI's usage chunk, the client did not
+    # -- response cache and guards (routes.llm_request; ``limited`` by routes on a refusal) --
+    cache: str | None = None  # "hit" | "miss" | "bypass"; None: the cache did not run
+    cache_key: str | None = None  # store a successful answer under this key
+    guard: GuardResult | None = None  # the reservation to reconcile
+    limited: str | None = None  # "rpm" | "tpm" | "budget" when refused
+    # -- compression (compression.compress_request) ----------------------------------------
+    compression_ran: bool = False  # the step ran (receipt headers are sent, even for "nothing to do")
+    receipt: Receipt | None = None  # what the pipeline did, when it had work
+    # -- the answer (forward / replay; Headroom's own errors through fail()) -----------------
+    status: int = 0
+    error: str | None = None  # kind of failure, e.g. "upstream_unreachable"
+    upstream_started: float = 0.0
+    upstream_answered: float = 0.0  # the upstream's status line and headers arrived
+    upstream_finished: float = 0.0
+    first_byte_at: float = 0.0
+    usage: Usage | None = None
+    answer: CachedAnswer | None = None  # the complete answer, when it is to be cached
+    bytes_out: int = 0
+
+    def fail(self, status: int, error: str) -> None:
+        """The request ends with an error Headroom produced or detected (first kind wins)."""
+        self.status = status
+        self.error = self.error or error
+
+    @property
+    def upstream_ms(self) -> float:
+        if not self.upstream_started:
+            return 0.0
+        return ((self.upstream_finished or perf_counter()) - self.upstream_started) * 1000.0
+
+    def headroom_headers(self) -> dict[str, str]:
+        """Headroom's own response headers: request id, time added so far, cache, receipt."""
+        now = perf_counter()
+        waited = ((self.upstream_finished or self.upstream_answered or now) - self.upstream_started
+                  if self.upstream_started else 0.0)
+        headers = {
+            "x-headroom-request-id": self.request_id,
+            "x-headroom-overhead-ms": f"{max(0.0, now - self.started - waited) * 1000.0:.3f}",
+        }
+        if self.cache is not None:
+            headers["x-headroom-cache"] = self.cache
+        if self.compression_ran:
+            headers.update(receipt_headers(self.receipt))
+        return headers
+
+
+def outcome_of(exchange: Exchange, pricing: Pricing) -> RequestOutcome:
+    """The finished request's record: timings, usage as reported, cost, and what it saved."""
+    latency_ms = (perf_counter() - exchange.started) * 1000.0
+    usage, receipt = exchange.usage, exchange.receipt
+    tokens_before = tokens_after = 0
+    if receipt is not None:
+        tokens_before, tokens_after = receipt.tokens_before, receipt.tokens_after
+    elif usage is not None:
+        # Untouched by the pipeline: it sent what the upstream counted, and saved nothing.
+        tokens_before = tokens_after = usage.total_input_tokens
+    error = exchange.error
+    if error is None and exchange.status >= 400:
+        error = f"upstream_{exchange.status // 100}xx"  # relayed from the upstream as it was
+    usage = usage or Usage()
+    return RequestOutcome(
+        request_id=exchange.request_id,
+        timestamp=exchange.timestamp,
+        provider=exchange.provider.name,
+        path=exchange.path,
+        model=exchange.model,
+        stream=exchange.stream,
+        status=exchange.status,
+        caller=exchange.caller,
+        tokens_before=tokens_before,
+        tokens_after=tokens_after,
+        transforms=list(receipt.transforms) if receipt is not None else [],
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_tokens=usage.cache_read_tokens,
+        cache_write_tokens=usage.cache_write_tokens + usage.cache_write_1h_tokens,
+        cost_usd=cost_usd(pricing, exchange.model or "", usage) if exchange.usage is not None else 0.0,
+        latency_ms=latency_ms,
+        overhead_ms=max(0.0, latency_ms - exchange.upstream_ms),
+        ttfb_ms=(exchange.first_byte_at - exchange.started) * 1000.0 if exchange.first_byte_at else None,
+        cache=exchange.cache,
+        limited=exchange.limited,
+        error=error,
+        bytes_in=exchange.bytes_in,
+        bytes_out=exchange.bytes_out,
+        messages=exchange.messages,
+    )

@@ -1,0 +1,42 @@
+"""Where everything lives in the store: the key layout and the bounds of the global entries.
+
+Per-caller keys are ``hr:{kind}:{callerhash}:{id}`` (:func:`make_key`); ``callerhash`` is a
+keyed hash of the API key, never the key. Entries shared by every caller use ``_all`` in
+the caller's place. Every entry has a TTL or sits under an LRU bound.
+"""
+
+from __future__ import annotations
+
+
+def make_key(kind: str, caller: str, ident: str) -> str:
+    """Build a namespaced store key; ``caller`` is already a hash, never an API key."""
+    return f"hr:{kind}:{caller}:{ident}"
+
+
+def bucket_key(caller: str) -> str:
+    """One caller's request and token buckets (one entry for both)."""
+    return make_key("rl", caller, "b")
+
+
+def cache_key(caller: str, key: str) -> str:
+    """One cached answer in the caller's partition of the response cache."""
+    return make_key("cache", caller, key)
+
+
+def budget_prefix(caller: str, scope: str) -> str:
+    """``hr:budget:{global|callerhash}`` — the budget period's id is appended as the last part."""
+    return f"hr:budget:{caller if scope == 'key' else 'global'}"
+
+
+#: Where the cache's LRU index lives (one index for every partition: one global bound).
+CACHE_INDEX_KEY = "hr:cache:_all:lru"
+#: The per-deployment HMAC secret shared by every worker and instance (see Store.shared_secret).
+SECRET_KEY = "hr:meta:_all:secret"
+
+#: Global request statistics (every worker and instance adds to the same keys).
+STATS_COUNTERS_KEY = "hr:stats:_all:counters"
+STATS_SAMPLES_KEY = "hr:stats:_all:samples:{name}"
+STATS_RECENT_KEY = "hr:stats:_all:recent"
+STATS_TTL_SECONDS = 30 * 24 * 3600  # refreshed on every write: idle deployments age out
+STATS_SAMPLE_LIMIT = 10_000  # latency samples kept per series (the most recent)
+STATS_RECENT_LIMIT = 50

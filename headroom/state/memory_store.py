@@ -1,0 +1,295 @@
+"""The in-memory store: one worker's state, with the same semantics as the Redis store.
+
+Everything runs synchronously on the event loop, so each method is atomic within its
+worker; it is never unavailable. Every table is LRU-bounded (:class:`~headroom.state.lru.LRU`),
+key/value entries and cached answers also expire.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+
+from headroom.state.budget import (
+    BUDGET_SLACK_SECONDS,
+    budget_micro,
+    ms_up,
+    period_bounds,
+    settle_deltas,
+    usd_to_micro_up,
+)
+from headroom.state.keys import STATS_RECENT_LIMIT, STATS_SAMPLE_LIMIT, budget_prefix, cache_key
+from headroom.state.lru import LRU
+from headroom.state.store import (
+    LIMIT_NAMES,
+    Admission,
+    CachePut,
+    GuardRequest,
+    GuardResult,
+    Settlement,
+    StatsDelta,
+    StatsSnapshot,
+    StoreHealth,
+)
+
+
+class _Bucket:
+    """One caller's buckets: a level of None means "full" (never charged)."""
+
+    __slots__ = ("expires", "r", "rt", "t", "tt")
+
+    def __init__(self) -> None:
+        self.r: float | None = None
+        self.rt = 0.0
+        self.t: float | None = None
+        self.tt = 0.0
+        self.expires = 0.0
+
+
+def _refill(cap: int, level: float | None, ts: float, now: float) -> float:
+    if level is None:
+        return float(cap)
+    return min(float(cap), level + max(0.0, now - ts) * cap / 60.0)
+
+
+class MemoryStore:
+    """Process-local store. ``max_entries`` bounds each table (key/value, buckets, budgets);
+    ``cache_max_entries`` the response cache.
+
+    ``clock`` (monotonic seconds) times TTLs; ``time_source`` (epoch seconds) times
+    buckets and budget periods; both are injectable for tests.
+    """
+
+    def __init__(
+        self,
+        max_entries: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        cache_ttl: float = 300.0,
+        cache_max_entries: int = 10_000,
+        time_source: Callable[[], float] = time.time,
+        budget_slack: float = BUDGET_SLACK_SECONDS,
+    ) -> None:
+        self._clock = clock
+        self._now = time_source
+        # key -> (value, expires at or None)
+        self._data: LRU[str, tuple[bytes | int, float | None]] = LRU(max_entries)
+        self._buckets: LRU[str, _Bucket] = LRU(max_entries)  # evicted = full again
+        # budget key -> [spent micro-USD, expires]; insertion order ~ expiry order
+        self._budgets: LRU[str, list[float]] = LRU(max_entries)
+        self._cache: LRU[str, tuple[bytes, float]] = LRU(cache_max_entries)
+        self.cache_ttl = cache_ttl
+        self._budget_slack = budget_slack
+        self._secret: bytes | None = None
+        self._health = StoreHealth()
+        self._counters: dict[str, float] = {}
+        self._samples: dict[str, deque] = {}
+        self._recent: deque = deque(maxlen=STATS_RECENT_LIMIT)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    @property
+    def cache_max_entries(self) -> int:
+        return self._cache.max_weight
+
+    @property
+    def healthy(self) -> bool:
+        return True
+
+    @property
+    def health(self) -> StoreHealth:
+        return self._health
+
+    # -- key/value ----------------------------------------------------------
+
+    def _live(self, key: str) -> bytes | int | None:
+        item = self._data.get(key)
+        if item is None:
+            return None
+        value, expires = item
+        if expires is not None and expires <= self._clock():
+            self._data.pop(key)
+            return None
+        return value
+
+    async def get(self, key: str) -> bytes | None:
+        value = self._live(key)
+        return value if isinstance(value, bytes) or value is None else str(value).encode()
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        self._data.put(key, (value, self._clock() + ttl if ttl else None))
+
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        return [await self.get(k) for k in keys]
+
+    async def set_many(self, items: dict[str, bytes], ttl: float | None = None) -> None:
+        for key, value in items.items():
+            await self.set(key, value, ttl)
+
+    async def delete(self, key: str) -> None:
+        self._data.pop(key)
+
+    async def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
+        current = self._live(key)
+        value = (int(current) if current is not None else 0) + amount
+        item = self._data.peek(key)
+        expires = item[1] if item is not None else None
+        if expires is None and ttl:
+            expires = self._clock() + ttl
+        self._data.put(key, (value, expires))
+        return value
+
+    # -- guards -------------------------------------------------------------
+
+    def _bucket(self, caller: str, now: float) -> _Bucket:
+        state = self._buckets.get(caller)
+        if state is None or state.expires <= now:  # expired only once full again
+            return _Bucket()
+        return state
+
+    def _budget_spent(self, key: str, now: float) -> int:
+        while (first := self._budgets.oldest()) is not None and first[1][1] <= now:
+            self._budgets.pop_oldest()  # expired periods leave from the front
+        entry = self._budgets.peek(key)
+        return int(entry[0]) if entry else 0
+
+    async def guard(self, req: GuardRequest) -> GuardResult:
+        if not req.limited:
+            return GuardResult.unguarded(req)
+        now = self._now()
+        rpm, tpm = max(req.rpm, 0), max(req.tpm, 0)
+        failed, wait = 0, 0.0
+        state = self._bucket(req.caller, now) if rpm > 0 or tpm > 0 else _Bucket()
+        r = t = 0.0
+        if rpm > 0:
+            r = _refill(rpm, state.r, state.rt, now)
+            if r < 1:
+                w = (1 - r) * 60.0 / rpm
+                if w > wait:
+                    wait, failed = w, 1
+        if tpm > 0:
+            t = _refill(tpm, state.t, state.tt, now)
+            need = min(max(req.tokens, 0), tpm)
+            if t < need:
+                w = (need - t) * 60.0 / tpm
+                if w > wait:
+                    wait, failed = w, 2
+        budget = budget_micro(req.budget_usd)
+        reserve = usd_to_micro_up(max(req.cost_usd, 0.0)) if budget else 0
+        spent, reset, bkey, pend = 0, 0.0, None, 0.0
+        if budget:
+            period_id, pend = period_bounds(req.period, now)
+            reset = pend - now
+            bkey = f"{budget_prefix(req.caller, req.budget_scope)}:{period_id}"
+            spent = self._budget_spent(bkey, now)
+            if spent + reserve > budget and reset >= wait:
+                wait, failed = reset, 3
+
+        if failed == 0:
+            wait = 0.0
+            if rpm > 0 or tpm > 0:
+                ttl = 0.0
+                if rpm > 0:
+                    r -= 1
+                    state.r, state.rt = r, now
+                    ttl = (rpm - r) * 60.0 / rpm
+                if tpm > 0:
+                    t = max(t - max(req.tokens, 0), -float(tpm))
+                    state.t, state.tt = t, now
+                    ttl = max(ttl, (tpm - t) * 60.0 / tpm)
+                state.expires = max(state.expires, now + ttl + 1.0)
+                self._buckets.put(req.caller, state)
+            if budget and reserve > 0:
+                entry = self._budgets.peek(bkey)
+                if entry is None:
+                    entry = [0, 0.0]
+                    self._budgets.put(bkey, entry)
+                entry[0] += reserve
+                entry[1] = pend + self._budget_slack
+                spent = int(entry[0])
+
+        return GuardResult(
+            allowed=failed == 0,
+            limit=LIMIT_NAMES[failed],
+            retry_after=ms_up(wait),
+            requests_remaining=math.floor(r) if rpm > 0 else None,
+            requests_reset=ms_up((rpm - r) * 60.0 / rpm) if rpm > 0 else 0.0,
+            tokens_remaining=max(0, math.floor(t)) if tpm > 0 else None,
+            tokens_reset=ms_up((tpm - t) * 60.0 / tpm) if tpm > 0 else 0.0,
+            budget_remaining_usd=(budget - spent) / 1e6 if budget else None,
+            budget_reset=ms_up(reset),
+            budget_key=bkey,
+            request=req,
+        )
+
+    async def settle(self, result: GuardResult, actual_tokens: int, actual_cost_usd: float) -> None:
+        tokens, cost = settle_deltas(result, actual_tokens, actual_cost_usd)
+        now = self._now()
+        req = result.request
+        if tokens:
+            tpm = req.tpm
+            state = self._bucket(req.caller, now)
+            t = _refill(tpm, state.t, state.tt, now) - tokens
+            t = min(float(tpm), max(-float(tpm), t))
+            state.t, state.tt = t, now
+            state.expires = max(state.expires, now + (tpm - t) * 60.0 / tpm + 1.0)
+            self._buckets.put(req.caller, state)
+        if cost and result.budget_key is not None:
+            entry = self._budgets.peek(result.budget_key)
+            if entry is not None and entry[1] > now:
+                entry[0] = max(0, entry[0] + cost)
+
+    # -- response cache -----------------------------------------------------
+
+    async def cache_get(self, caller: str, key: str) -> bytes | None:
+        full = cache_key(caller, key)
+        item = self._cache.get(full)
+        if item is None:
+            return None
+        if item[1] <= self._clock():
+            self._cache.pop(full)
+            return None
+        return item[0]
+
+    async def cache_put(self, caller: str, key: str, value: bytes) -> None:
+        self._cache.put(cache_key(caller, key), (value, self._clock() + self.cache_ttl))
+
+    async def admit(self, cache: tuple[str, str] | None, req: GuardRequest | None) -> Admission:
+        cached = await self.cache_get(*cache) if cache else None
+        return Admission(cached, await self.guard(req) if req is not None else None)
+
+    async def settle_and_put(self, settles: list[Settlement], puts: list[CachePut]) -> None:
+        for settlement in settles:
+            await self.settle(*settlement)
+        for put in puts:
+            await self.cache_put(*put)
+
+    # -- statistics ---------------------------------------------------------
+
+    async def stats_record(self, delta: StatsDelta) -> None:
+        for name, amount in delta.counters.items():
+            self._counters[name] = self._counters.get(name, 0) + amount
+        for name, values in delta.samples.items():
+            self._samples.setdefault(name, deque(maxlen=STATS_SAMPLE_LIMIT)).extend(values)
+        self._recent.extendleft(delta.recent)
+
+    async def stats_read(self, series: tuple[str, ...]) -> StatsSnapshot:
+        return StatsSnapshot(
+            counters=dict(self._counters),
+            samples={name: list(reversed(self._samples.get(name, ()))) for name in series},  # newest first
+            recent=list(self._recent),
+        )
+
+    # -- misc ---------------------------------------------------------------
+
+    async def shared_secret(self) -> bytes:
+        if self._secret is None:
+            self._secret = secrets.token_bytes(32)
+        return self._secret
+
+    async def close(self) -> None:
+        return None
