@@ -28,8 +28,8 @@ more similar objects becomes a keyed table, its keys in a first ``(key)`` column
     "true",true,null
     }}
 
-:func:`decode` inverts :func:`encode` exactly, which is how the tests prove the notation
-loses nothing. (Only lossless output decodes: in lossy output ``… N rows omitted`` lines
+:func:`headroom.transforms.json_decode.decode` inverts :func:`encode` exactly, which is how
+the tests prove the notation loses nothing. (Only lossless output decodes: in lossy output ``… N rows omitted`` lines
 stand where rows were dropped.) A document with duplicate keys in one object is read as JSON
 parsers read it, last value wins.
 
@@ -46,7 +46,7 @@ from operator import itemgetter
 
 from headroom.transforms.base import MISSING
 
-__all__ = ["RawNumber", "TableHook", "decode", "encode", "encode_string", "loads"]
+__all__ = ["RawNumber", "TableHook", "encode", "encode_string", "loads"]
 
 
 class RawNumber(str):
@@ -80,9 +80,9 @@ def encode_string(s: str) -> str:
 # A string may be written bare in a cell if it cannot be mistaken for anything else. Checked
 # with str methods, not a regex: this runs for every string cell and regexes cost 3-4x more.
 _BAD_FIRST = frozenset('"[{#\u2026')
-_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?")
+NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?")
 _NUMBER_CHARS = "0123456789.-+eE"
-_LITERALS = frozenset(("true", "false", "null", "NaN", "Infinity", "-Infinity"))
+LITERALS = frozenset(("true", "false", "null", "NaN", "Infinity", "-Infinity"))
 _BARE_NAME = re.compile(r"[A-Za-z_$@][\w$@\-]*")
 
 MIN_TABLE_ROWS = 3
@@ -97,8 +97,8 @@ def _cell_string(s: str) -> str:
         and "," not in s
         and s[0] not in _BAD_FIRST
         and s.strip() is s  # CPython returns the same object when nothing is stripped
-        and s not in _LITERALS
-        and not (not s.strip(_NUMBER_CHARS) and _NUMBER.fullmatch(s))
+        and s not in LITERALS
+        and not (not s.strip(_NUMBER_CHARS) and NUMBER.fullmatch(s))
     ):
         return s
     return encode_string(s)
@@ -221,7 +221,7 @@ def table_paths(items: list, cols: list[str]) -> list[tuple[str, ...]]:
 
 
 def _name(seg: str) -> str:
-    return seg if _BARE_NAME.fullmatch(seg) and seg not in _LITERALS else encode_string(seg)
+    return seg if _BARE_NAME.fullmatch(seg) and seg not in LITERALS else encode_string(seg)
 
 
 def header(paths: list[tuple[str, ...]]) -> str:
@@ -335,137 +335,3 @@ def _with_gaps(rows: list[str], kept: list[int], total: int, unit: str) -> list[
     if prev < total - 1:
         out.append(GAP.format(count=total - prev - 1, unit=unit))
     return out
-
-
-# --- decoding (the proof that the notation is lossless) ------------------------------------
-
-_raw = json.JSONDecoder(parse_float=RawNumber, parse_constant=RawNumber)
-_TABLE_START = re.compile(r"\[\n# (\d+) rows: ")
-_KEYED_START = re.compile(r"\{\n# (\d+) entries: \(key\),")
-
-
-def decode(text: str):
-    """Inverse of :func:`encode` for lossless output (no omitted rows)."""
-    value, end = _Decoder(text).value(0)
-    if text[end:].strip():
-        raise ValueError("trailing data")
-    return value
-
-
-class _Decoder:
-    def __init__(self, text: str) -> None:
-        self.s = text
-
-    def value(self, i: int):
-        s = self.s
-        c = s[i]
-        if c == "{":
-            m = _KEYED_START.match(s, i)
-            if m:
-                return self.table(m, keyed=True)
-            out = {}
-            i += 1
-            if s[i] == "}":
-                return out, i + 1
-            while True:
-                key, i = _raw.raw_decode(s, i)
-                assert s[i] == ":"
-                out[key], i = self.value(i + 1)
-                if s[i] == ",":
-                    i += 1
-                    continue
-                assert s[i] == "}"
-                return out, i + 1
-        if c == "[":
-            m = _TABLE_START.match(s, i)
-            if m:
-                return self.table(m)
-            out = []
-            i += 1
-            if s[i] == "]":
-                return out, i + 1
-            while True:
-                item, i = self.value(i)
-                out.append(item)
-                if s[i] == ",":
-                    i += 1
-                    continue
-                assert s[i] == "]"
-                return out, i + 1
-        return _raw.raw_decode(s, i)
-
-    def table(self, m: re.Match, keyed: bool = False):
-        s = self.s
-        count = int(m.group(1))
-        line_end = s.index("\n", m.end())
-        paths = _parse_header(s[m.end():line_end])
-        i = line_end + 1
-        rows = []
-        keys = []
-        for _ in range(count):
-            if keyed:
-                key, i = self.cell(i)
-                assert s[i] == ","
-                i += 1
-                keys.append(key if type(key) is str else str(key))
-            item: dict = {}
-            for n, path in enumerate(paths):
-                v, i = self.cell(i)
-                if v is not MISSING:
-                    target = item
-                    for seg in path[:-1]:
-                        target = target.setdefault(seg, {})
-                    target[path[-1]] = v
-                expected = "," if n < len(paths) - 1 else "\n"
-                assert s[i] == expected, (s[i - 20:i + 20], expected)
-                i += 1
-            rows.append(item)
-        assert s[i] == ("}" if keyed else "]")
-        if keyed:
-            return dict(zip(keys, rows)), i + 1
-        return rows, i + 1
-
-    def cell(self, i: int):
-        s = self.s
-        c = s[i]
-        if c in ",\n":
-            return MISSING, i
-        if c in '"[{':
-            if c == '"':
-                return _raw.raw_decode(s, i)
-            return self.value(i)
-        j = i
-        while s[j] not in ",\n":
-            j += 1
-        token = s[i:j]
-        if token in ("true", "false", "null"):
-            return {"true": True, "false": False, "null": None}[token], j
-        if token in _LITERALS:
-            return RawNumber(token), j
-        if _NUMBER.fullmatch(token):
-            return _raw.decode(token), j
-        return token, j
-
-
-def _parse_header(text: str) -> list[tuple[str, ...]]:
-    paths = []
-    i = 0
-    segs: list[str] = []
-    while i <= len(text):
-        if i < len(text) and text[i] == '"':
-            seg, i = _raw.raw_decode(text, i)
-        else:
-            j = i
-            while j < len(text) and text[j] not in ".,":
-                j += 1
-            seg, i = text[i:j], j
-        segs.append(seg)
-        if i >= len(text) or text[i] == ",":
-            paths.append(tuple(segs))
-            segs = []
-            i += 1
-            if i > len(text):
-                break
-        else:
-            i += 1  # "."
-    return paths

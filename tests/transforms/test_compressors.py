@@ -14,7 +14,7 @@ from headroom.transforms import (
 )
 from headroom.transforms.base import Context, Limits
 from headroom.transforms.detect import Kind, detect
-from headroom.transforms.json_format import decode
+from headroom.transforms.json_decode import decode
 from headroom.transforms.terms import extract_terms
 
 KEY = "0123456789abcdef"

@@ -7,7 +7,8 @@ import random
 
 import pytest
 
-from headroom.transforms.json_format import RawNumber, decode, encode, loads
+from headroom.transforms.json_decode import decode
+from headroom.transforms.json_format import RawNumber, encode, loads
 
 
 def roundtrip(text: str):
