@@ -1,22 +1,32 @@
 """The ``headroom`` command.
 
-``headroom proxy`` starts the proxy. Its flags are generated from
-:data:`headroom.config.OPTIONS`, so flags, environment variables and the README table
-cannot drift apart.
+- ``headroom proxy`` starts the proxy (:mod:`headroom.serve`);
+- ``headroom model-server`` runs the LLMLingua model server on its own, on a Unix socket or
+  on TCP with a shared token (for ASGI deployments, or one GPU host serving many proxies);
+- ``headroom llmlingua export`` writes an ONNX model for the CPU backend.
+
+Flags are generated from :data:`headroom.config.OPTIONS` (and ``MODEL_SERVER_OPTIONS``), so
+flags, environment variables and the README table cannot drift apart.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import secrets
 import sys
 from collections.abc import Sequence
-from functools import partial
 from typing import Any
 
 from headroom import __version__
-from headroom.config import OPTIONS, ConfigError, Option, ProxyConfig, build_config, not_yet_available
+from headroom.config import (
+    MODEL_SERVER_OPTIONS,
+    OPTIONS,
+    ConfigError,
+    ModelServerConfig,
+    Option,
+    ProxyConfig,
+    build_config,
+    build_model_server_config,
+)
 
 
 def _flag_type(option: Option):
@@ -30,17 +40,15 @@ def _flag_type(option: Option):
     return parse
 
 
-def add_option(parser: argparse.ArgumentParser, option: Option) -> None:
-    help_text = f"{option.help} [env {option.env}]"
-    if option.not_yet:
-        help_text += " (not available yet)"
+def add_option(parser: argparse.ArgumentParser, option: Option, defaults: Any) -> None:
+    help_text = f"{option.help} [env {option.env}]".replace("%", "%%")  # argparse formats help with %
     if option.switch:
         parser.add_argument(
             option.flag, dest=option.field, action="store_const", const=option.switch == "store_true",
             default=None, help=help_text,
         )
         return
-    default = getattr(ProxyConfig(), option.field)
+    default = getattr(defaults, option.field)
     if default is not None:
         help_text += f" (default: {default})"
     parser.add_argument(
@@ -61,128 +69,84 @@ def make_parser() -> argparse.ArgumentParser:
         description="Run the Headroom proxy. Every flag can also be set by the environment variable named in its help.",
     )
     for option in OPTIONS:
-        add_option(proxy, option)
+        add_option(proxy, option, ProxyConfig())
+    server = commands.add_parser(
+        "model-server",
+        help="run the LLMLingua model server on its own",
+        description="Serve LLMLingua-2 compression to proxies started with --model-server-url "
+                    "(unix:///path for --socket, tcp://host:port with --model-server-token for TCP).",
+    )
+    for option in MODEL_SERVER_OPTIONS:
+        add_option(server, option, ModelServerConfig())
+    lingua = commands.add_parser("llmlingua", help="LLMLingua model tools")
+    tools = lingua.add_subparsers(dest="tool", required=True)
+    export = tools.add_parser("export", help="export a model to ONNX for the CPU backend",
+                              description="Export an LLMLingua-2 model (hub name or folder) to ONNX, with dynamic "
+                                          "batch and sequence axes; --llmlingua-backend auto then uses it on CPUs.")
+    export.add_argument("--model", required=True, help="hub name or local folder")
+    export.add_argument("--out", required=True, help="folder to write (use <model folder>-onnx to be found by auto)")
+    export.add_argument("--int8", action="store_true", help="also write a dynamically quantised int8 model, "
+                                                            "and make it the default")
     return parser
 
 
-def _state_line(config: ProxyConfig) -> str:
-    if not config.redis_url:
-        return "in memory"
-    from headroom.state.redis_store import redact_url
+def run_model_server(config: ModelServerConfig) -> int:
+    import logging
 
-    return f"redis {redact_url(config.redis_url)}"
+    from headroom.models.probe import INSTALL_HINT, choose_device, llmlingua_installed
+    from headroom.workers.model_server import ModelServerOptions, serve_model
 
-
-def _limits_line(config: ProxyConfig) -> str:
-    if not config.rate_limit or not (config.rpm or config.tpm):
-        return "off"
-    return f"{config.rpm or 'no'} rpm, {config.tpm or 'no'} tpm per key"
-
-
-def _budget_line(config: ProxyConfig) -> str:
-    if not config.budget:
-        return "none"
-    return f"${config.budget:g} {config.budget_period} ({config.budget_scope})"
-
-
-def banner(config: ProxyConfig) -> str:
-    def on(flag: bool) -> str:
-        return "on" if flag else "off"
-
-    workers = f"{config.workers} worker{'s' if config.workers != 1 else ''}"
-    lines = [
-        f"Headroom {__version__} listening on http://{config.host}:{config.port} ({workers})",
-        f"  anthropic -> {config.anthropic_api_url}",
-        f"  openai    -> {config.openai_api_url}",
-        f"  optimize: {on(config.optimize)}   max body: {config.max_body_mb:g} MiB   "
-        f"timeouts: connect {config.connect_timeout:g}s, upstream silence {config.request_timeout:g}s",
-        f"  state: {_state_line(config)}   cache: {on(config.cache)}   "
-        f"rate limit: {_limits_line(config)}   budget: {_budget_line(config)}",
-        f"  request log: {config.log_file or 'off'}{' (with messages)' if config.log_messages else ''}   "
-        f"admin token: {'set' if config.admin_token else 'none'}",
-    ]
-    return "\n".join(lines)
-
-
-def startup_warnings(config: ProxyConfig) -> list[str]:
-    warnings = not_yet_available(config)
-    if not config.loopback_only and not config.admin_token:
-        warnings.append(
-            f"listening on {config.host} without --admin-token: anyone who can reach this port can read "
-            "/stats, /metrics and stored originals (/v1/retrieve). Set HEADROOM_ADMIN_TOKEN."
-        )
-    return warnings
-
-
-def run_proxy(config: ProxyConfig) -> int:
-    # Imported here so `headroom --help` stays instant.
-    from headroom.observability.request_log import RequestLog
-    from headroom.pricing import load_pricing
-    from headroom.workers.redis_server import PrivateRedis, RedisServerFailed, RedisServerMissing
-
-    if config.log_file:
-        try:
-            RequestLog(config.log_file).check()
-        except OSError as exc:
-            print(f"headroom: error: cannot write --log-file {config.log_file}: {exc}", file=sys.stderr)
-            return 2
-    try:
-        load_pricing(config.pricing_file)
-    except (OSError, ValueError) as exc:
-        print(f"headroom: error: --pricing-file {config.pricing_file}: {exc}", file=sys.stderr)
+    if not llmlingua_installed():
+        print(f"headroom: error: the model server needs LLMLingua's libraries. Install with: {INSTALL_HINT}",
+              file=sys.stderr)
         return 2
-    private = None
-    if config.workers > 1 and not config.redis_url:
-        # Several workers must share limits, cache and stats: give them a private Redis.
-        try:
-            private = PrivateRedis()
-            # A secret of the run's own, not one kept in Redis: a private Redis that dies and is
-            # restarted comes back empty, and every worker must keep hashing callers alike.
-            config = dataclasses.replace(config, redis_url=private.start(),
-                                         state_secret=config.state_secret or secrets.token_hex(32))
-        except (RedisServerMissing, RedisServerFailed) as exc:
-            print(f"headroom: error: {exc}", file=sys.stderr)
-            return 2
-    try:
-        serve(config)
-    finally:
-        if private is not None:
-            private.stop()
+    if config.socket is None and config.host not in ("127.0.0.1", "localhost", "::1") and not config.token:
+        print(f"headroom: WARNING: model server on {config.host} without --token: anyone who can reach "
+              f"port {config.port} can use it", file=sys.stderr)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options = ModelServerOptions(
+        model=config.llmlingua_model, device=choose_device(config.llmlingua_device), backend=config.llmlingua_backend,
+        socket_path=config.socket, host=None if config.socket else config.host,
+        port=None if config.socket else config.port, token=config.token, threads=config.threads,
+        max_batch_tokens=config.max_batch_tokens, max_queue_windows=config.max_queue_windows,
+    )
+    where = config.socket or f"{config.host}:{config.port}"
+    print(f"headroom model server listening on {where} (model {config.llmlingua_model}, loading)",
+          file=sys.stderr, flush=True)
+    serve_model(options)
     return 0
 
 
-def serve(config: ProxyConfig) -> None:
-    from sanic import Sanic
-    from sanic.worker.loader import AppLoader
+def run_export(model: str, out: str, int8: bool) -> int:
+    from headroom.models.probe import INSTALL_HINT, llmlingua_installed
 
-    from headroom.observability.metrics import prepare_multiprocess_dir
-    from headroom.proxy.server import create_app
+    if not llmlingua_installed():
+        print(f"headroom: error: exporting needs LLMLingua's libraries. Install with: {INSTALL_HINT}", file=sys.stderr)
+        return 2
+    from headroom.models.export import export_onnx
 
-    for message in startup_warnings(config):
-        print(f"headroom: WARNING: {message}", file=sys.stderr)
-    print(banner(config), file=sys.stderr, flush=True)
-    # Every worker writes its metrics into one shared directory, so /metrics sums them all.
-    prepare_multiprocess_dir()
-    loader = AppLoader(factory=partial(create_app, config))
-    app = loader.load()
-    app.prepare(
-        host=config.host, port=config.port, workers=config.workers, access_log=False, motd=False, verbosity=0
-    )
-    Sanic.serve(primary=app, app_loader=loader)
+    path = export_onnx(model, out, int8=int8)
+    print(f"exported {model} to {path}")
+    return 0
+
+
+def _given(args: argparse.Namespace, options: tuple[Option, ...]) -> dict[str, Any]:
+    return {option.field: getattr(args, option.field) for option in options}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
-    flags: dict[str, Any] = {k: v for k, v in vars(args).items() if k != "command"}
     try:
-        config = build_config(flags)
+        if args.command == "proxy":
+            from headroom.serve import run_proxy
+
+            return run_proxy(build_config(_given(args, OPTIONS)))
+        if args.command == "model-server":
+            return run_model_server(build_model_server_config(_given(args, MODEL_SERVER_OPTIONS)))
     except ConfigError as exc:
         parser.exit(2, f"headroom: error: {exc}\n")
-    if args.command == "proxy":
-        return run_proxy(config)
-    parser.error(f"unknown command {args.command!r}")
-    return 2
+    return run_export(args.model, args.out, args.int8)
 
 
 if __name__ == "__main__":

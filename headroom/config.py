@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 ANTHROPIC_API_URL = "https://api.anthropic.com"
+LLMLINGUA_MODEL = "microsoft/llmlingua-2-bert-base-multilingual-cased-meetingbank"
 OPENAI_API_URL = "https://api.openai.com"
 
 
@@ -43,6 +44,11 @@ class ProxyConfig:
     llmlingua: bool = False
     llmlingua_device: str = "auto"
     llmlingua_rate: float = 0.3
+    llmlingua_model: str = LLMLINGUA_MODEL
+    llmlingua_backend: str = "auto"
+    llmlingua_timeout_ms: int = 2000
+    model_server_url: str | None = None
+    model_server_token: str | None = None
     anthropic_api_url: str = ANTHROPIC_API_URL
     openai_api_url: str = OPENAI_API_URL
     request_timeout: float = 600.0
@@ -70,8 +76,6 @@ class Option:
     #: ``"store_false"`` for ``--no-x`` switches, ``"store_true"`` for ``--x`` switches.
     switch: str | None = None
     choices: tuple[str, ...] | None = None
-    #: Set for options whose feature has not shipped yet: the CLI says so loudly.
-    not_yet: str | None = None
 
 
 def parse_bool(text: str) -> bool:
@@ -92,6 +96,13 @@ def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
 
     parse.__name__ = kind.__name__
     return parse
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise ValueError(f"must be above 0 and at most 1: {text!r}")
+    return value
 
 
 def _not_negative_int(text: str) -> int:
@@ -145,12 +156,25 @@ OPTIONS: tuple[Option, ...] = (
     Option("fail_closed", "--fail-closed", "HEADROOM_FAIL_CLOSED",
            "reject requests with 503 while shared state is unreachable (default: forward them unguarded)",
            parse_bool, "store_true"),
-    Option("llmlingua", "--llmlingua", "HEADROOM_LLMLINGUA", "compress prose with LLMLingua-2", parse_bool,
-           "store_true", not_yet="LLMLingua compression"),
-    Option("llmlingua_device", "--llmlingua-device", "HEADROOM_LLMLINGUA_DEVICE", "device for LLMLingua",
-           choices=("auto", "cuda", "cpu", "mps"), not_yet="LLMLingua compression"),
-    Option("llmlingua_rate", "--llmlingua-rate", "HEADROOM_LLMLINGUA_RATE", "share of tokens LLMLingua keeps",
-           _positive(float), not_yet="LLMLingua compression"),
+    Option("llmlingua", "--llmlingua", "HEADROOM_LLMLINGUA",
+           "compress long prose tool outputs with LLMLingua-2 in a model server (pip install headroom-ai[llmlingua])",
+           parse_bool, "store_true"),
+    Option("llmlingua_device", "--llmlingua-device", "HEADROOM_LLMLINGUA_DEVICE",
+           "device for the LLMLingua model; auto: cuda, then mps, then cpu", choices=("auto", "cuda", "cpu", "mps")),
+    Option("llmlingua_rate", "--llmlingua-rate", "HEADROOM_LLMLINGUA_RATE",
+           "share of tokens LLMLingua keeps (0.3 keeps 30%)", _share),
+    Option("llmlingua_model", "--llmlingua-model", "HEADROOM_LLMLINGUA_MODEL",
+           "LLMLingua-2 model: a hub name or a local folder"),
+    Option("llmlingua_backend", "--llmlingua-backend", "HEADROOM_LLMLINGUA_BACKEND",
+           "auto: ONNX Runtime on the CPU when an exported model is found (headroom llmlingua export), "
+           "torch otherwise and on GPUs", choices=("auto", "torch", "onnx", "onnx-int8")),
+    Option("llmlingua_timeout_ms", "--llmlingua-timeout-ms", "HEADROOM_LLMLINGUA_TIMEOUT_MS",
+           "the most a request waits for the model; then it goes on uncompressed", _positive(int)),
+    Option("model_server_url", "--model-server-url", "HEADROOM_MODEL_SERVER_URL",
+           "use a running model server (unix:///path or tcp://host:port, see headroom model-server) "
+           "instead of starting one"),
+    Option("model_server_token", "--model-server-token", "HEADROOM_MODEL_SERVER_TOKEN",
+           "shared token for a model server on TCP"),
     Option("anthropic_api_url", "--anthropic-api-url", "ANTHROPIC_TARGET_API_URL", "Anthropic upstream base URL"),
     Option("openai_api_url", "--openai-api-url", "OPENAI_TARGET_API_URL", "OpenAI upstream base URL"),
     Option("request_timeout", "--request-timeout", "HEADROOM_REQUEST_TIMEOUT",
@@ -175,10 +199,10 @@ def _normalise(values: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+def from_env(environ: Mapping[str, str], options: tuple[Option, ...] = OPTIONS) -> dict[str, Any]:
     """Settings given by environment variables, parsed and checked."""
     values: dict[str, Any] = {}
-    for option in OPTIONS:
+    for option in options:
         raw = environ.get(option.env)
         if raw is None or raw == "":
             continue
@@ -202,12 +226,49 @@ def build_config(flags: Mapping[str, Any] | None = None, environ: Mapping[str, s
     return ProxyConfig(**_normalise(values))
 
 
-def not_yet_available(config: ProxyConfig) -> list[str]:
-    """Messages for every option set to a value whose feature has not shipped yet."""
-    defaults = ProxyConfig()
-    messages = []
-    for option in OPTIONS:
-        if option.not_yet and getattr(config, option.field) != getattr(defaults, option.field):
-            messages.append(f"{option.flag} is accepted but not available yet: "
-                            f"{option.not_yet} is not built in this version")
-    return messages
+@dataclass(frozen=True)
+class ModelServerConfig:
+    """``headroom model-server``: the LLMLingua model server on its own (ASGI deployments, or
+    one GPU host serving the proxies of many hosts)."""
+
+    socket: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8788
+    token: str | None = None
+    llmlingua_model: str = LLMLINGUA_MODEL
+    llmlingua_device: str = "auto"
+    llmlingua_backend: str = "auto"
+    max_batch_tokens: int | None = None  # 1024 on a CPU, 8192 on a GPU
+    max_queue_windows: int = 256
+    threads: int | None = None
+
+
+_PROXY_OPTION = {option.field: option for option in OPTIONS}
+
+MODEL_SERVER_OPTIONS: tuple[Option, ...] = (
+    Option("socket", "--socket", "HEADROOM_MODEL_SERVER_SOCKET",
+           "listen on this Unix socket (mode 0600) instead of TCP"),
+    Option("host", "--host", "HEADROOM_MODEL_SERVER_HOST", "TCP address to bind (with --token beyond loopback)"),
+    Option("port", "--port", "HEADROOM_MODEL_SERVER_PORT", "TCP port", _not_negative_int),
+    Option("token", "--token", "HEADROOM_MODEL_SERVER_TOKEN",
+           "shared token every TCP client must present (proxies: --model-server-token)"),
+    _PROXY_OPTION["llmlingua_model"],
+    _PROXY_OPTION["llmlingua_device"],
+    _PROXY_OPTION["llmlingua_backend"],
+    Option("max_batch_tokens", "--max-batch-tokens", "HEADROOM_MODEL_SERVER_MAX_BATCH_TOKENS",
+           "padded tokens in one forward pass (longest window x windows; default 1024 on a CPU, 8192 on a GPU: "
+           "a pass cannot be interrupted, so smaller passes let short requests through sooner)", _positive(int)),
+    Option("max_queue_windows", "--max-queue-windows", "HEADROOM_MODEL_SERVER_MAX_QUEUE_WINDOWS",
+           "windows waiting for the model; beyond them a request is answered \"overloaded\" at once "
+           "(and goes on uncompressed)", _positive(int)),
+    Option("threads", "--threads", "HEADROOM_MODEL_SERVER_THREADS",
+           "threads for the model (default: the backend's choice)", _positive(int)),
+)
+
+
+def build_model_server_config(flags: Mapping[str, Any] | None = None,
+                              environ: Mapping[str, str] | None = None) -> ModelServerConfig:
+    """Defaults < environment < flags, as for the proxy."""
+    values = from_env(os.environ if environ is None else environ, MODEL_SERVER_OPTIONS)
+    values.update({k: v for k, v in (flags or {}).items() if v is not None})
+    return ModelServerConfig(**values)

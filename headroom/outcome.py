@@ -39,6 +39,7 @@ class RequestOutcome:
     cache: str | None = None  # "hit" | "miss" | "bypass"
     limited: str | None = None  # "rpm" | "tpm" | "budget" when rejected
     error: str | None = None  # kind of failure, e.g. "upstream_unreachable"
+    model_fallback: str | None = None  # why LLMLingua did not compress this request's prose
     bytes_in: int = 0
     bytes_out: int = 0
     messages: list | None = None  # only with --log-messages

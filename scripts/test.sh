@@ -18,7 +18,7 @@ fi
 . .venv/bin/activate
 python -m pip install -q --disable-pip-version-check --upgrade pip
 # The constraints file pins torch to the CPU build before anything can pull a CUDA one.
-python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
+python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test,llmlingua]'
 
 # tiktoken's encodings cannot be downloaded on an offline machine: build them locally when
 # the helper is there. Without them the product falls back to estimated counts (and says so).

@@ -8,10 +8,12 @@ The mock upstream is the only fake. Proxies are launched through the real CLI
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 from testkit import ROOT, services
+from testkit.lingua import require_llmlingua
 from testkit.services import REDIS_BIN, Mock, Proxy, RedisProc, start_mock, stop
 
 _TIKTOKEN_DIR = ROOT / ".tiktoken"
@@ -86,3 +88,24 @@ def redis_server():
 def own_redis():
     """A redis-server for one test (to kill and restart without disturbing the others)."""
     yield from _running_redis()
+
+
+@pytest.fixture(scope="session")
+def lingua_model(tmp_path_factory) -> Path:
+    """A tiny LLMLingua-2-shaped model folder (real BERT token classifier, built in seconds)."""
+    require_llmlingua()
+    from testkit.tiny_lingua import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("lingua"))
+
+
+@pytest.fixture(scope="session")
+def lingua_export(lingua_model) -> Path:
+    """Its ONNX export (fp32 and int8) in the sibling folder ``<model>-onnx``, where
+    ``--llmlingua-backend auto`` finds it."""
+    from headroom.models.export import export_onnx
+
+    out = lingua_model.parent / f"{lingua_model.name}-onnx"
+    if not out.exists():
+        export_onnx(str(lingua_model), str(out), int8=True)
+    return out

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from headroom.cli import make_parser
-from headroom.config import OPTIONS, ConfigError, ProxyConfig, build_config, not_yet_available
+from headroom.config import OPTIONS, ConfigError, ProxyConfig, build_config
 
 
 def test_defaults():
@@ -57,18 +57,9 @@ def test_bad_flag_is_a_usage_error():
     assert result.returncode == 2 and "--port" in result.stderr
 
 
-def test_unbuilt_features_are_announced_not_silently_ignored():
-    assert not_yet_available(ProxyConfig()) == []
-    messages = not_yet_available(ProxyConfig(budget=5.0, llmlingua=True, log_file="/tmp/x.jsonl"))
-    assert any("--llmlingua" in m and "not available yet" in m for m in messages)
-    assert not any("--log-file" in m or "--budget" in m for m in messages)  # shipped: no warning
-
-
-def test_startup_banner_and_warning(start_proxy):
-    proxy = start_proxy("--llmlingua")
-    output = proxy.output()
-    assert f"listening on {proxy.url}" in output
-    assert "--llmlingua is accepted but not available yet" in output
+def test_startup_banner(start_proxy):
+    proxy = start_proxy()
+    assert f"listening on {proxy.url}" in proxy.output()
 
 
 def test_start_up_imports_no_ml_or_tokenizer_code():
@@ -92,15 +83,17 @@ def test_several_workers_serve_requests(start_proxy, fresh_mock):
     assert "Starting worker" in proxy.output()
 
 
-def test_readme_option_table_is_current():
+@pytest.mark.parametrize(("command", "marker"), [((), "options-table"), (("model-server",), "model-server-options")])
+def test_readme_option_tables_are_current(command, marker):
     from testkit import ROOT
 
     generated = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "options_table.py")], capture_output=True, text=True, check=True
+        [sys.executable, str(ROOT / "scripts" / "options_table.py"), *command], capture_output=True, text=True,
+        check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
     ).stdout.strip()
     readme = (ROOT / "README.md").read_text()
-    table = readme.split("<!-- options-table:start -->")[1].split("<!-- options-table:end -->")[0].strip()
-    assert table == generated, "README option table is stale: run python scripts/options_table.py"
+    table = readme.split(f"<!-- {marker}:start -->")[1].split(f"<!-- {marker}:end -->")[0].strip()
+    assert table == generated, f"README table is stale: run python scripts/options_table.py {' '.join(command)}"
 
 
 def _live_worker_pids(proxy) -> set[int]:

@@ -42,6 +42,12 @@ PROVIDERS = ("anthropic", "openai")
 # the proxy's own overhead should stay in the low milliseconds.
 LATENCY_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000, 300000)
 OVERHEAD_BUCKETS_MS = (0.25, 0.5, 1, 2, 5, 10, 25, 50, 100, 250, 1000)
+# The model server: one forward pass takes milliseconds (a short window on a GPU) to seconds
+# (a full batch on a CPU); a batch holds 1 to 64 windows of at most 512 tokens.
+INFERENCE_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+BATCH_WINDOW_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+BATCH_TOKEN_BUCKETS = (64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
+MODEL_FALLBACK_REASONS = ("timeout", "down", "loading", "overloaded", "error")
 
 
 def prepare_multiprocess_dir(path: str | None = None) -> str:
@@ -109,8 +115,8 @@ class Metrics:
         def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Any:
             return pc.Counter(name, doc, labels, registry=self.registry)
 
-        def histogram(name: str, doc: str, buckets: tuple[float, ...]) -> Any:
-            return pc.Histogram(name, doc, ("provider",), buckets=buckets, registry=self.registry)
+        def histogram(name: str, doc: str, buckets: tuple[float, ...], labels: tuple[str, ...] = ("provider",)) -> Any:
+            return pc.Histogram(name, doc, labels, buckets=buckets, registry=self.registry)
 
         by_model = ("provider", "model")
         self.requests = counter("headroom_requests", "Requests answered", ("provider", "model", "status"))
@@ -134,6 +140,22 @@ class Metrics:
             "headroom_compression_failed", "Requests forwarded uncompressed because compression failed"
         )
         self.store_outages = counter("headroom_store_unavailable", "Operations that found the shared store unavailable")
+        # LLMLingua: what the workers saw, and (written by the model server process) its queue and batches.
+        self.model_compressions = counter("headroom_llmlingua_compressions", "Tool outputs compressed by LLMLingua")
+        self.model_fallbacks = counter(
+            "headroom_llmlingua_fallbacks", "Requests whose prose went uncompressed because the model server could not "
+            "answer in time", ("reason",))
+        for reason in MODEL_FALLBACK_REASONS:
+            self.model_fallbacks.labels(reason)
+        self.model_queue = pc.Gauge("headroom_model_server_queue_windows", "Windows waiting for the model",
+                                    registry=self.registry, multiprocess_mode="mostrecent")
+        self.model_batch_windows = histogram("headroom_model_server_batch_windows", "Windows per forward pass",
+                                             BATCH_WINDOW_BUCKETS, ())
+        self.model_batch_tokens = histogram("headroom_model_server_batch_tokens",
+                                            "Padded tokens per forward pass (windows x longest)",
+                                            BATCH_TOKEN_BUCKETS, ())
+        self.model_inference = histogram("headroom_model_server_inference_ms", "Time of one forward pass in ms",
+                                         INFERENCE_BUCKETS_MS, ())
 
         self.latency = histogram("headroom_latency_ms", "Whole request time in ms", LATENCY_BUCKETS_MS)
         self.overhead = histogram("headroom_overhead_ms", "Time Headroom itself added in ms", OVERHEAD_BUCKETS_MS)
@@ -255,6 +277,27 @@ def set_budget_remaining(usd: float | None) -> None:
 
 def compression_failed() -> None:
     get_metrics().compression_failures.inc()
+
+
+def model_compressed(blocks: int) -> None:
+    get_metrics().model_compressions.inc(blocks)
+
+
+def model_fallback(reason: str) -> None:
+    get_metrics().model_fallbacks.labels(reason if reason in MODEL_FALLBACK_REASONS else "error").inc()
+
+
+def model_batch(windows: int, padded_tokens: int, seconds: float, queue_windows: int) -> None:
+    """The model server, after each forward pass."""
+    m = get_metrics()
+    m.model_batch_windows.observe(windows)
+    m.model_batch_tokens.observe(padded_tokens)
+    m.model_inference.observe(seconds * 1000.0)
+    m.model_queue.set(queue_windows)
+
+
+def model_queue(queue_windows: int) -> None:
+    get_metrics().model_queue.set(queue_windows)
 
 
 def store_unavailable() -> None:

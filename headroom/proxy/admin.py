@@ -64,15 +64,28 @@ async def _snapshot(request: Request) -> StatsSnapshot | None:
         return None
 
 
+async def _model_status(request: Request) -> dict | None:
+    """The model server's own status; ``{"state": "down"}`` when it cannot be reached;
+    ``None`` without ``--llmlingua``."""
+    model = context_of(request).model
+    if model is None:
+        return None
+    return await model.status(timeout_s=0.5) or {"state": "down"}
+
+
 @bp.get("/health")
 async def health(request: Request):
-    """Always 200 while the process serves: with the shared store down it reports "degraded"."""
+    """Always 200 while the process serves: with the shared store down it reports "degraded".
+    With ``--llmlingua``, ``"llmlingua"`` says whether the model is loading, ready, failed or down."""
     snapshot = await _snapshot(request)
     body = {
         "status": "healthy" if snapshot is not None else "degraded",
         "optimize": context_of(request).config.optimize,
         "stats": stats.health_of(snapshot.counters if snapshot else {}),
     }
+    model = await _model_status(request)
+    if model is not None:
+        body["llmlingua"] = model["state"]
     return json(body, headers=_own_headers(request))
 
 
@@ -82,7 +95,11 @@ async def detailed_stats(request: Request):
     snapshot = await _snapshot(request)
     if snapshot is None:
         raise ProxyError(503, "Statistics are kept in the shared store, which is unreachable right now")
-    return json(stats.detailed(snapshot), headers=_own_headers(request))
+    body = stats.detailed(snapshot)
+    model = await _model_status(request)
+    if model is not None:
+        body["llmlingua"] = {k: v for k, v in model.items() if k != "id"}
+    return json(body, headers=_own_headers(request))
 
 
 @bp.get("/metrics")

@@ -24,8 +24,13 @@ async def compress_request(context: ProxyContext, provider: Provider, body: dict
     options = context.pipeline_options
     if not context.config.optimize or not needs_work(body, provider.name, options):
         return None
-    new_body, receipt = await run_pipeline(body, provider.name, context.store, exchange.caller, options)
+    new_body, receipt = await run_pipeline(body, provider.name, context.store, exchange.caller, options,
+                                           context.model)
     exchange.receipt = receipt
     if receipt.errors:
         metrics.compression_failed()
+    if receipt.model_compressed:
+        metrics.model_compressed(receipt.model_compressed)
+    if receipt.model_fallback:
+        metrics.model_fallback(receipt.model_fallback)
     return new_body

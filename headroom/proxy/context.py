@@ -23,6 +23,8 @@ from headroom.state.memory_store import MemoryStore
 from headroom.state.redis_store import RedisStore
 from headroom.state.store import Store, StoreUnavailable
 from headroom.transforms import PipelineOptions
+from headroom.transforms.prose_model import ProseSettings
+from headroom.workers.model_client import ModelClient
 
 log = logging.getLogger("headroom.proxy")
 
@@ -38,6 +40,7 @@ class ProxyContext:
     stats_buffer: StatsBuffer  # this worker's statistics not yet in the store
     writes: WriteBehind  # settlements and cache puts waiting for one batched store call
     request_log: RequestLog | None
+    model: ModelClient | None  # the LLMLingua model server (--llmlingua)
 
 
 def context_of(target: Request | Sanic) -> ProxyContext:
@@ -65,6 +68,10 @@ async def deployment_secret(config: ProxyConfig, store: Store) -> bytes:
 
 
 async def open_context(config: ProxyConfig) -> ProxyContext:
+    if config.llmlingua and not config.model_server_url:
+        # `headroom proxy` starts its own model server; an ASGI server (gunicorn, uvicorn) cannot.
+        log.warning("LLMLingua is on but no model server is configured: prose goes uncompressed. Run "
+                    "`headroom model-server` and set HEADROOM_MODEL_SERVER_URL")
     store = make_store(config)
     if isinstance(store, RedisStore):
         try:
@@ -79,15 +86,22 @@ async def open_context(config: ProxyConfig) -> ProxyContext:
         store=store,
         secret=await deployment_secret(config, store),
         upstream=upstream,
-        pipeline_options=PipelineOptions(ccr_ttl=config.ccr_ttl),
+        pipeline_options=PipelineOptions(
+            ccr_ttl=config.ccr_ttl,
+            prose=ProseSettings(rate=config.llmlingua_rate, timeout_s=config.llmlingua_timeout_ms / 1000),
+        ),
         stats_buffer=StatsBuffer(),
         writes=WriteBehind(store),
         request_log=RequestLog(config.log_file, config.log_messages) if config.log_file else None,
+        model=(ModelClient(config.model_server_url, config.model_server_token)
+               if config.llmlingua and config.model_server_url else None),
     )
 
 
 async def close_context(context: ProxyContext) -> None:
     await context.upstream.close()
     await context.store.close()
+    if context.model is not None:
+        await context.model.close()
     if context.request_log is not None:
         context.request_log.close()

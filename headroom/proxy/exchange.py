@@ -132,6 +132,7 @@ def outcome_of(exchange: Exchange, pricing: Pricing) -> RequestOutcome:
         cache=exchange.cache,
         limited=exchange.limited,
         error=error,
+        model_fallback=receipt.model_fallback if receipt is not None else None,
         bytes_in=exchange.bytes_in,
         bytes_out=exchange.bytes_out,
         messages=exchange.messages,

@@ -61,6 +61,8 @@ def delta_of(outcome: RequestOutcome) -> StatsDelta:
         counters[f"cache:{outcome.cache}"] = 1
     if outcome.limited:
         counters[f"limited:{outcome.limited}"] = 1
+    if outcome.model_fallback:
+        counters[f"llmlingua_fallback:{outcome.model_fallback}"] = 1
     for transform in outcome.transforms:
         name = f"transform:{transform.split('=', 1)[0]}"  # "fit:drop_turns=2" counts as fit:drop_turns
         counters[name] = counters.get(name, 0) + 1
@@ -173,5 +175,6 @@ def detailed(snapshot: StatsSnapshot) -> dict:
         "bytes_out": int(counters.get("bytes_out", 0)),
         "models": models,
         "transforms": _prefixed(counters, "transform:"),
+        "llmlingua_fallbacks": _prefixed(counters, "llmlingua_fallback:"),
         "recent_requests": [ujson.loads(entry) for entry in snapshot.recent],
     }

@@ -26,7 +26,7 @@ from typing import Literal
 
 from headroom.state.store import Store, StoreUnavailable
 from headroom.transforms import accounting, ccr, memo, tokens
-from headroom.transforms.base import Context, Limits
+from headroom.transforms.base import Compressed, Context, Limits
 from headroom.transforms.blocks import (
     Block,
     content_chars,
@@ -36,8 +36,10 @@ from headroom.transforms.blocks import (
     question_text,
     replace_blocks,
 )
+from headroom.transforms.detect import Kind
 from headroom.transforms.fit import fit, input_budget
-from headroom.transforms.memo import MemoEntry, block_id
+from headroom.transforms.memo import BlockId, MemoEntry, block_id
+from headroom.transforms.prose_model import Candidate, ProseModel, ProseSettings, compress_prose
 from headroom.transforms.router import compress_block
 from headroom.transforms.terms import Terms, extract_terms
 
@@ -69,6 +71,7 @@ class PipelineOptions:
     # Exact o200k counts of new tool outputs (~6 ms/100 KB, on a worker thread). False:
     # character estimates instead, and receipts say estimated=True.
     exact_tokens: bool = True
+    prose: ProseSettings = field(default_factory=ProseSettings)  # the model server, when there is one
 
     def limits(self) -> Limits:
         return Limits(
@@ -96,6 +99,8 @@ class Receipt:
     estimated: bool = False  # token counts are character estimates (no BPE available)
     blocks: int = 0  # tool outputs considered
     memo_hits: int = 0  # of which already seen on an earlier turn
+    model_compressed: int = 0  # new blocks the model server compressed
+    model_fallback: str | None = None  # why the model server did not ("timeout", "down", …)
 
     @property
     def tokens_saved(self) -> int:
@@ -152,11 +157,15 @@ async def run_pipeline(
     store: Store,
     caller: str,
     options: PipelineOptions | None = None,
+    model: ProseModel | None = None,
 ) -> tuple[dict | None, Receipt]:
-    """Compress ``body``; ``(None, receipt)`` means "forward the original bytes". Never raises."""
+    """Compress ``body``; ``(None, receipt)`` means "forward the original bytes". Never raises.
+
+    ``model``: the LLMLingua model server, for long prose tool outputs (see ``prose_model``).
+    """
     opts = options or _DEFAULT_OPTIONS
     try:
-        return await _run(body, provider, store, caller, opts)
+        return await _run(body, provider, store, caller, opts, model)
     except StoreUnavailable:  # counted by the store, warned about once per outage
         return None, Receipt(errors=1, estimated=tokens.is_estimate())
     except Exception:
@@ -164,14 +173,15 @@ async def run_pipeline(
         return None, Receipt(errors=1, estimated=tokens.is_estimate())
 
 
-async def _run(body: dict, provider: Provider, store: Store, caller: str, opts: PipelineOptions):
+async def _run(body: dict, provider: Provider, store: Store, caller: str, opts: PipelineOptions,
+               model: ProseModel | None):
     if not isinstance(body, dict) or provider not in ("anthropic", "openai"):
         raise ValueError(f"unsupported body or provider {provider!r}")
     receipt = Receipt()
     blocks = find_blocks(body, provider, opts.min_block_chars)
     entries: dict[tuple, MemoEntry] = {}
     if blocks:
-        await _compress_blocks(blocks, body, store, caller, opts, entries, receipt)
+        await _compress_blocks(blocks, body, store, caller, opts, entries, receipt, model)
     new_texts = {path: e.output for path, e in entries.items() if e.output is not None}
     for block in blocks:
         entry = entries.get(block.path)
@@ -194,7 +204,7 @@ async def _run(body: dict, provider: Provider, store: Store, caller: str, opts: 
 
 
 async def _compress_blocks(blocks: list[Block], body: dict, store: Store, caller: str,
-                           opts: PipelineOptions, entries: dict, receipt: Receipt) -> None:
+                           opts: PipelineOptions, entries: dict, receipt: Receipt, model: ProseModel | None) -> None:
     """Fill ``entries`` (path → memo entry) from the memo or by compressing; store new ones."""
     ids = [block_id(caller, b.text, b.tool_name, b.tool_input) for b in blocks]
     cached = await store.get_many([i.memo_key for i in ids])
@@ -221,26 +231,48 @@ async def _compress_blocks(blocks: list[Block], body: dict, store: Store, caller
         if opts.exact_tokens and len(block.text) >= OFFLOAD_CHARS and bid.memo_key not in counts:
             counts[bid.memo_key] = loop.run_in_executor(_executor(), tokens.count_tokens, block.text)
     try:
+        # 1. the deterministic compressors decide each new block (identical blocks once)
+        decided: dict[str, tuple[Block, BlockId, Compressed | None]] = {}
+        candidates: list[Candidate] = []
         for block, bid in misses:
-            entry = fresh.get(bid.memo_key)
-            if entry is None:
-                if terms is None:
-                    terms = extract_terms(question_text(body))
-                result, failed = _transform(block, bid, terms, opts)
-                receipt.errors += failed
-                pending = counts.pop(bid.memo_key, None)
-                before = await pending if pending is not None else count(block.text)
-                after = None
-                if result is not None:
-                    after = (await loop.run_in_executor(_executor(), count, result.text)
-                             if len(result.text) >= OFFLOAD_CHARS else count(result.text))
-                entry = _entry(result, before, after, bid)
-                if entry.ccr_key:
-                    original = (await loop.run_in_executor(_executor(), ccr.encode_original, block.text)
-                                if len(block.text) >= OFFLOAD_CHARS else ccr.encode_original(block.text))
-                    ccr_items[ccr.store_key(caller, bid.ccr_key)] = original
-                fresh[bid.memo_key] = entry
-            entries[block.path] = entry
+            if bid.memo_key in decided:
+                continue
+            if terms is None:
+                terms = extract_terms(question_text(body))
+            kind, result, failed = _transform(block, bid, terms, opts)
+            receipt.errors += failed
+            decided[bid.memo_key] = (block, bid, result)
+            if model is not None and kind is Kind.TEXT and not failed and len(block.text) >= opts.prose.min_chars:
+                text = result.text if result is not None else block.text
+                candidates.append(Candidate(bid.memo_key, text, bid.ccr_key))
+        # 2. long prose goes to the model server, all of this request's in one call
+        if candidates:
+            assert model is not None and terms is not None
+            by_model, reason = await compress_prose(model, opts.prose, candidates, terms)
+            receipt.model_fallback = reason
+            for key, result in by_model.items():
+                block, bid, _deterministic = decided[key]
+                if reason is not None:
+                    decided[key] = (block, bid, None)  # as sent, and memoised so: later turns match
+                elif result is not None:
+                    decided[key] = (block, bid, result)
+                    receipt.model_compressed += 1
+        # 3. count tokens, keep originals for retrieval, make the memo entries
+        for key, (block, bid, result) in decided.items():
+            pending = counts.pop(key, None)
+            before = await pending if pending is not None else count(block.text)
+            after = None
+            if result is not None:
+                after = (await loop.run_in_executor(_executor(), count, result.text)
+                         if len(result.text) >= OFFLOAD_CHARS else count(result.text))
+            entry = _entry(result, before, after, bid)
+            if entry.ccr_key:
+                original = (await loop.run_in_executor(_executor(), ccr.encode_original, block.text)
+                            if len(block.text) >= OFFLOAD_CHARS else ccr.encode_original(block.text))
+                ccr_items[ccr.store_key(caller, bid.ccr_key)] = original
+            fresh[key] = entry
+        for block, bid in misses:
+            entries[block.path] = fresh[bid.memo_key]
     finally:
         for pending in counts.values():  # only left over if something above raised
             pending.cancel()
@@ -252,19 +284,20 @@ async def _compress_blocks(blocks: list[Block], body: dict, store: Store, caller
     await _store(store, {k: e.to_bytes() for k, e in fresh.items()}, ccr_items, opts)
 
 
-def _transform(block: Block, bid, terms: Terms, opts: PipelineOptions):
-    """(compressor result or None, 1 if the transform raised else 0).
+def _transform(block: Block, bid: BlockId, terms: Terms,
+               opts: PipelineOptions) -> tuple[Kind | None, Compressed | None, int]:
+    """(detected kind, compressor result or None, 1 if the transform raised else 0).
 
     A failing transform leaves its block exactly as the client sent it, and the memo keeps it
     that way on later turns (same bytes, so the provider's cache still hits).
     """
     ctx = Context(terms=terms, ccr_key=bid.ccr_key, limits=opts.limits())
     try:
-        _kind, result = compress_block(block.text, block.tool_name, ctx, block.tool_input)
+        kind, result = compress_block(block.text, block.tool_name, ctx, block.tool_input)
     except Exception:
         log.exception("headroom transform failed on a %d-char block", len(block.text))
-        return None, 1
-    return result, 0
+        return None, None, 1
+    return kind, result, 0
 
 
 def _entry(result, before: int, after: int | None, bid) -> MemoEntry:

@@ -51,7 +51,7 @@ class ChildSpec:
     name: str  # for logs: "redis-server", "model server"
     argv: list[str]
     ready: Callable[[], bool]  # cheap, bounded check (a PING, a connect)
-    log_path: Path | None = None  # the child's stdout and stderr; None: discarded
+    log_path: Path | None = None  # the child's stdout and stderr; None: the parent's stderr
     env: dict[str, str] | None = None
     start_timeout: float = 10.0
     backoff: tuple[float, float] = (0.2, 10.0)  # first and longest wait between restarts
@@ -105,7 +105,7 @@ class SupervisedChild:
     def _spawn(self) -> None:
         spec = self.spec
         self._spawned_at = time.monotonic()
-        out = open(spec.log_path, "ab") if spec.log_path else subprocess.DEVNULL  # handed to the child
+        out = open(spec.log_path, "ab") if spec.log_path else sys.stderr.fileno()  # handed to the child
         try:
             self.proc = subprocess.Popen(
                 spec.argv,
@@ -116,7 +116,7 @@ class SupervisedChild:
                 close_fds=True,
             )
         finally:
-            if out is not subprocess.DEVNULL:
+            if not isinstance(out, int):
                 out.close()
 
     def _wait_ready(self) -> None:

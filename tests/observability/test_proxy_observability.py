@@ -173,8 +173,8 @@ def test_messages_are_logged_only_when_asked(start_proxy, fresh_mock, tmp_path):
 
 
 def test_warns_when_exposed_without_admin_token():
-    from headroom.cli import startup_warnings
     from headroom.config import ProxyConfig
+    from headroom.serve import startup_warnings
 
     assert any("--admin-token" in w for w in startup_warnings(ProxyConfig(host="0.0.0.0")))
     assert startup_warnings(ProxyConfig(host="0.0.0.0", admin_token="t")) == []

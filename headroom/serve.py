@@ -1,0 +1,162 @@
+"""The proxy's main process: check the configuration, start the supervised helpers the
+workers need (a private Redis, the LLMLingua model server), then the Sanic workers.
+
+Nothing heavy is imported here: the main process stays small and ``/health`` answers within
+a second of launch, whatever is still loading in the helpers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import shutil
+import sys
+from functools import partial
+from pathlib import Path
+
+from headroom import __version__
+from headroom.config import ProxyConfig
+from headroom.models.probe import INSTALL_HINT, choose_device, llmlingua_installed
+
+
+def _state_line(config: ProxyConfig) -> str:
+    if not config.redis_url:
+        return "in memory"
+    from headroom.state.redis_store import redact_url
+
+    return f"redis {redact_url(config.redis_url)}"
+
+
+def _limits_line(config: ProxyConfig) -> str:
+    if not config.rate_limit or not (config.rpm or config.tpm):
+        return "off"
+    return f"{config.rpm or 'no'} rpm, {config.tpm or 'no'} tpm per key"
+
+
+def _budget_line(config: ProxyConfig) -> str:
+    if not config.budget:
+        return "none"
+    return f"${config.budget:g} {config.budget_period} ({config.budget_scope})"
+
+
+def banner(config: ProxyConfig) -> str:
+    def on(flag: bool) -> str:
+        return "on" if flag else "off"
+
+    workers = f"{config.workers} worker{'s' if config.workers != 1 else ''}"
+    lines = [
+        f"Headroom {__version__} listening on http://{config.host}:{config.port} ({workers})",
+        f"  anthropic -> {config.anthropic_api_url}",
+        f"  openai    -> {config.openai_api_url}",
+        f"  optimize: {on(config.optimize)}   max body: {config.max_body_mb:g} MiB   "
+        f"timeouts: connect {config.connect_timeout:g}s, upstream silence {config.request_timeout:g}s",
+        f"  state: {_state_line(config)}   cache: {on(config.cache)}   "
+        f"rate limit: {_limits_line(config)}   budget: {_budget_line(config)}",
+        f"  request log: {config.log_file or 'off'}{' (with messages)' if config.log_messages else ''}   "
+        f"admin token: {'set' if config.admin_token else 'none'}",
+    ]
+    return "\n".join(lines)
+
+
+def startup_warnings(config: ProxyConfig) -> list[str]:
+    warnings = []
+    if not config.loopback_only and not config.admin_token:
+        warnings.append(
+            f"listening on {config.host} without --admin-token: anyone who can reach this port can read "
+            "/stats, /metrics and stored originals (/v1/retrieve). Set HEADROOM_ADMIN_TOKEN."
+        )
+    return warnings
+
+
+def llmlingua_line(config: ProxyConfig, device: str | None) -> str | None:
+    """The spec's start-up line for LLMLingua; ``device`` is the one the proxy's own model
+    server will use (None: it starts none). ``None`` when not installed and not asked for."""
+    if not config.llmlingua:
+        return "LLMLingua: available (enable with --llmlingua for ML compression)" if llmlingua_installed() else None
+    if device is not None:
+        return f"LLMLingua: ENABLED (device={device}, rate={config.llmlingua_rate:g})"
+    if config.model_server_url:
+        return f"LLMLingua: ENABLED (model server {config.model_server_url}, rate={config.llmlingua_rate:g})"
+    return f"WARNING: LLMLingua requested but not installed. Install with: {INSTALL_HINT}"
+
+
+def _fail(message: str) -> int:
+    print(f"headroom: error: {message}", file=sys.stderr)
+    return 2
+
+
+def run_proxy(config: ProxyConfig) -> int:
+    from headroom.observability.metrics import prepare_multiprocess_dir
+    from headroom.observability.request_log import RequestLog
+    from headroom.pricing import load_pricing
+    from headroom.workers.model_process import start_model_server
+    from headroom.workers.redis_server import PrivateRedis, RedisServerFailed, RedisServerMissing, private_directory
+    from headroom.workers.supervisor import ChildFailed
+
+    if config.log_file:
+        try:
+            RequestLog(config.log_file).check()
+        except OSError as exc:
+            return _fail(f"cannot write --log-file {config.log_file}: {exc}")
+    try:
+        load_pricing(config.pricing_file)
+    except (OSError, ValueError) as exc:
+        return _fail(f"--pricing-file {config.pricing_file}: {exc}")
+    # Every worker (and the model server) writes its metrics into one shared directory, so
+    # /metrics sums them all. Before any child starts: they inherit it.
+    prepare_multiprocess_dir()
+    children: list = []
+    directories: list[Path] = []
+    try:
+        if config.workers > 1 and not config.redis_url:
+            # Several workers must share limits, cache and stats: give them a private Redis.
+            try:
+                private = PrivateRedis()
+                children.append(private)
+                # A secret of the run's own, not one kept in Redis: a private Redis that dies and
+                # is restarted comes back empty, and every worker must keep hashing callers alike.
+                config = dataclasses.replace(config, redis_url=private.start(),
+                                             state_secret=config.state_secret or secrets.token_hex(32))
+            except (RedisServerMissing, RedisServerFailed) as exc:
+                return _fail(str(exc))
+        own_model_server = config.llmlingua and not config.model_server_url
+        device = choose_device(config.llmlingua_device) if own_model_server and llmlingua_installed() else None
+        line = llmlingua_line(config, device)
+        if own_model_server and device is None:
+            config = dataclasses.replace(config, llmlingua=False)  # not installed: serve without it
+        elif own_model_server:
+            directory = private_directory("headroom-model-")
+            directories.append(directory)
+            try:
+                child, url = start_model_server(config, directory, device)
+            except ChildFailed as exc:
+                return _fail(f"the LLMLingua model server did not start: {exc}")
+            children.append(child)
+            config = dataclasses.replace(config, model_server_url=url)
+        if line:
+            print(line, file=sys.stderr)
+        serve(config)
+    finally:
+        for child in reversed(children):
+            child.stop()
+        for directory in directories:
+            shutil.rmtree(directory, ignore_errors=True)
+    return 0
+
+
+def serve(config: ProxyConfig) -> None:
+    from sanic import Sanic
+    from sanic.worker.loader import AppLoader
+
+    from headroom.proxy.server import create_app
+
+    for message in startup_warnings(config):
+        print(f"headroom: WARNING: {message}", file=sys.stderr)
+    print(banner(config), file=sys.stderr, flush=True)
+    loader = AppLoader(factory=partial(create_app, config))
+    app = loader.load()
+    app.prepare(
+        host=config.host, port=config.port, workers=config.workers, access_log=False, motd=False, verbosity=0
+    )
+    Sanic.serve(primary=app, app_loader=loader)
+
