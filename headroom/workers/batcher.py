@@ -2,11 +2,15 @@
 
 Why it looks like this:
 
-* One forward pass at a time, in ONE dedicated thread. The model already uses every core
-  inside a pass; a pool in front of it only adds contention and threads that outlive their
-  callers. Planning (tokenising) and assembling run in a second single thread, so the event
-  loop never blocks and the model thread only ever runs the model; that thread takes the
-  smallest waiting job first, so a short request is not tokenised after a huge one.
+* Two lanes, each running one forward pass at a time in ONE dedicated thread: short windows
+  (``short_window_tokens`` and under) in one, the rest in the other. A pass cannot be
+  interrupted, and a pass of two full 512-token windows takes about half a second on a
+  CPU even with int8; with one lane a 64-token request waited for it, then was padded to
+  512 beside the next one (1.35 s measured). In its own lane it waits only for other short
+  windows. No pool beyond that: the model uses the cores inside a pass, and more threads
+  only add contention and threads that outlive their callers. Planning (tokenising) and
+  assembling run in a third single thread, so the event loop never blocks; that thread
+  takes the smallest waiting job first, so a short request is not tokenised after a huge one.
 * Batches close on a TOKEN budget, like HuggingFace text-embeddings-inference: every window
   in a batch is padded to the longest one, so a batch costs ``longest x n`` tokens, and the
   next window is refused when ``longest x (n + 1)`` would pass ``max_batch_tokens``. On CPU
@@ -93,12 +97,23 @@ class _Request:
     windows: list[tuple[int, int, Any, int]]  # (text index, index in that text, window, tokens)
     probs: list[list[Any]]
     done: asyncio.Future
-    next: int = 0  # next window to hand to a batch
+    pending: dict[str, collections.deque[int]] = field(default_factory=dict)  # lane -> windows not yet batched
     outstanding: int = 0  # windows not yet scored
 
     @property
     def unqueued(self) -> int:
-        return len(self.windows) - self.next
+        return sum(len(indices) for indices in self.pending.values())
+
+
+@dataclass(eq=False)
+class _Lane:
+    """One forward pass at a time, over windows of one size class, in its own thread."""
+
+    name: str
+    executor: ThreadPoolExecutor
+    rotation: collections.deque[_Request] = field(default_factory=collections.deque)  # requests with windows here
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task | None = None
 
 
 class _SmallestFirst:
@@ -160,20 +175,19 @@ def _settle(loop: asyncio.AbstractEventLoop, future: asyncio.Future, result: Any
 
 class Batcher:
     def __init__(self, engine: Engine, max_batch_tokens: int = 8192, max_queue_windows: int = 256,
-                 max_batch_windows: int = 64,
-                 on_batch: Callable[[BatchReport], None] | None = None) -> None:
+                 max_batch_windows: int = 64, on_batch: Callable[[BatchReport], None] | None = None,
+                 short_window_tokens: int = 128) -> None:
         self.engine = engine
         self.max_batch_tokens = max_batch_tokens
         self.max_queue_windows = max_queue_windows
         self.max_batch_windows = max_batch_windows
+        self.short_window_tokens = short_window_tokens
         self.on_batch = on_batch
         self.stats = BatcherStats()
-        self._model = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lingua-model")
+        self._lanes = {name: _Lane(name, ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"lingua-{name}"))
+                       for name in ("short", "long")}
         self._prep = _SmallestFirst("lingua-prep")
-        self._rotation: collections.deque[_Request] = collections.deque()  # requests with unbatched windows
         self._active: set[_Request] = set()  # every admitted, unanswered request
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task | None = None
         self._closed = False
 
     async def submit(self, texts: Sequence[str], rate: float, force_words: Sequence[str] = (),
@@ -188,8 +202,9 @@ class Batcher:
             raise Closed("batcher is closed")
         self._admit_check()
         loop = asyncio.get_running_loop()
-        if self._task is None:
-            self._task = loop.create_task(self._schedule(), name="lingua-batcher")
+        for lane in self._lanes.values():
+            if lane.task is None:
+                lane.task = loop.create_task(self._schedule(lane), name=f"lingua-batcher-{lane.name}")
         texts = list(texts)
         size = sum(len(text) for text in texts)
         plans = await self._prep.run(size, lambda: [self.engine.plan(text) for text in texts])
@@ -233,13 +248,15 @@ class Batcher:
     async def close(self) -> None:
         """Fail everything pending with Closed and stop the scheduler; a pass in flight finishes."""
         self._closed = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         for request in list(self._active):
             if not request.done.done():
                 request.done.set_exception(Closed("batcher is closed"))
-        self._model.shutdown(wait=False, cancel_futures=True)
+        for lane in self._lanes.values():
+            lane.executor.shutdown(wait=False, cancel_futures=True)
         self._prep.close()
 
     # -- inside the event loop -------------------------------------------------------------
@@ -250,55 +267,61 @@ class Batcher:
             raise Overloaded(f"{self.stats.queue_windows} windows queued (limit {self.max_queue_windows})")
 
     def _enqueue(self, request: _Request) -> None:
-        self._rotation.append(request)
+        for index, (_, _, _, size) in enumerate(request.windows):
+            lane = "short" if size <= self.short_window_tokens else "long"
+            request.pending.setdefault(lane, collections.deque()).append(index)
+        for name in request.pending:
+            lane = self._lanes[name]
+            lane.rotation.append(request)
+            lane.wakeup.set()
         self._active.add(request)
         self.stats.queue_windows += len(request.windows)
         self.stats.active_requests = len(self._active)
-        self._wakeup.set()
 
     def _discard(self, request: _Request, reason: str) -> None:
-        """Take a request out of the rotation: its unbatched windows never reach the model."""
+        """Take a request out of the rotations: its unbatched windows never reach the model."""
         if not request.done.done():
             request.done.cancel()
-        try:
-            self._rotation.remove(request)
-        except ValueError:
-            pass  # all its windows were already handed to batches
+        for lane in self._lanes.values():
+            try:
+                lane.rotation.remove(request)
+            except ValueError:
+                pass  # none of its windows wait in this lane
         if request.unqueued:
             self.stats.queue_windows -= request.unqueued
             self.stats.dropped_windows += request.unqueued
-            request.next = len(request.windows)
+            request.pending.clear()
         self.stats.drops[reason] += 1
 
-    def _take_batch(self) -> list[tuple[_Request, int]]:
+    def _take_batch(self, lane: _Lane) -> list[tuple[_Request, int]]:
         batch: list[tuple[_Request, int]] = []
         longest = 0
-        while self._rotation and len(batch) < self.max_batch_windows:
-            request = self._rotation[0]
-            size = request.windows[request.next][3]
+        while lane.rotation and len(batch) < self.max_batch_windows:
+            request = lane.rotation[0]
+            pending = request.pending[lane.name]
+            size = request.windows[pending[0]][3]
             if batch and max(longest, size) * (len(batch) + 1) > self.max_batch_tokens:
                 break
-            self._rotation.popleft()
-            batch.append((request, request.next))
-            request.next += 1
+            lane.rotation.popleft()
+            batch.append((request, pending.popleft()))
             longest = max(longest, size)
-            if request.unqueued:
-                self._rotation.append(request)  # back of the line: one window per turn
+            if pending:
+                lane.rotation.append(request)  # back of the line: one window per turn
         self.stats.queue_windows -= len(batch)
         return batch
 
-    async def _schedule(self) -> None:
+    async def _schedule(self, lane: _Lane) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            if not self._rotation:
-                self._wakeup.clear()
-                await self._wakeup.wait()
+            if not lane.rotation:
+                lane.wakeup.clear()
+                await lane.wakeup.wait()
                 continue
             started = time.perf_counter()
-            batch = self._take_batch()
+            batch = self._take_batch(lane)
             windows = [request.windows[index][2] for request, index in batch]
             try:
-                probs = await loop.run_in_executor(self._model, self.engine.keep_probabilities, windows)
+                probs = await loop.run_in_executor(lane.executor, self.engine.keep_probabilities, windows)
                 if len(probs) != len(windows):
                     raise RuntimeError(f"engine returned {len(probs)} results for {len(windows)} windows")
             except asyncio.CancelledError:

@@ -38,14 +38,22 @@ async def test_round_trip_results_in_order():
         await batcher.close()
 
 
-async def test_forward_passes_run_in_one_dedicated_thread():
+async def test_forward_passes_run_in_one_dedicated_thread_per_lane():
     engine = FakeEngine(window=8)
     batcher = Batcher(engine, max_batch_tokens=16)
     try:
         await asyncio.gather(*(batcher.submit([words(f"r{i}", 40)], 0.5) for i in range(6)))
         assert len(engine.batches) > 6
-        assert len(engine.threads) == 1
+        assert len(engine.threads) == 1  # every window is short: one lane, one thread
         assert threading.current_thread().name not in engine.threads
+        await batcher.submit([words("big", 8)], 0.5)
+    finally:
+        await batcher.close()
+    engine = FakeEngine(window=256)
+    batcher = Batcher(engine, max_batch_tokens=1024)
+    try:
+        await asyncio.gather(batcher.submit([words("long", 1024)], 0.5), batcher.submit([words("s", 20)], 0.5))
+        assert len(engine.threads) == 2 and all(name.startswith("lingua-") for name in engine.threads)
     finally:
         await batcher.close()
 
@@ -95,22 +103,21 @@ async def test_batch_closes_when_padding_to_the_longest_would_pass_the_budget():
 
 
 async def test_short_request_is_not_queued_behind_every_window_of_a_long_one():
+    """Long windows share passes in rotation; a short window does not even wait for them."""
     engine = FakeEngine(window=512, gated=True)
     batcher = Batcher(engine, max_batch_tokens=1024)  # two full windows per pass
     try:
         long = asyncio.create_task(batcher.submit([words("long", 512 * 10)], 0.5))
-        await entered(engine)  # pass 1: long's first two windows
+        await entered(engine)  # pass 1: long's first two windows, held in the model
+        assert engine.batches == [["long0", "long512"]]
         short = asyncio.create_task(batcher.submit([words("short", 64)], 0.5))
-        await settle(lambda: batcher.stats.queue_windows == 9)
-        engine.gate.release()  # finish pass 1
-        await entered(engine)  # pass 2 is formed with the short request in it
-        engine.gate.release()
-        await asyncio.wait_for(short, WAIT)
-        assert not long.done()
-        assert engine.batches[1] == ["long1024", "short0"]  # one turn of long, then short
-        for _ in range(10):
+        await entered(engine)  # the short lane starts its own pass while pass 1 is still running
+        assert engine.batches[1] == ["short0"] and not long.done()
+        for _ in range(12):
             engine.gate.release()
-        await asyncio.wait_for(long, WAIT)
+        await asyncio.wait_for(asyncio.gather(short, long), WAIT)
+        long_passes = [batch for batch in engine.batches if batch[0].startswith("long")]
+        assert [len(batch) for batch in long_passes] == [2, 2, 2, 2, 2]  # padded to 512, two a pass
     finally:
         await batcher.close()
 
