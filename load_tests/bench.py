@@ -376,7 +376,7 @@ async def run(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
             "bare", [py, str(HERE / "bare_passthrough.py"), "--port", "0", "--upstream", mock])
     redis_url = None
     if "headroom-redis" in args.targets:
-        from headroom.state.redis_server import PrivateRedis
+        from headroom.workers.redis_server import PrivateRedis
 
         procs.redis = PrivateRedis()
         redis_url = procs.redis.start()

@@ -20,12 +20,8 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from functools import partial
 from pathlib import Path
@@ -35,38 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from headroom.state.memory_store import MemoryStore
 from headroom.state.redis_store import RedisStore
 from headroom.state.store import GuardRequest
+from testkit.services import RedisProc
 
 REQ = GuardRequest("bench0caller0hash", rpm=10**7, tpm=10**10, tokens=1200,
                    budget_usd=10**7, cost_usd=0.02, period="daily", budget_scope="key")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_redis(directory: str) -> tuple[subprocess.Popen, int, str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        sys.exit("redis-server not found: install it to benchmark the Redis store")
-    port, sock = free_port(), os.path.join(directory, "redis.sock")
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--unixsocket", sock, "--unixsocketperm", "700",
-         "--save", "", "--appendonly", "no", "--dir", directory, "--loglevel", "warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as conn:
-                conn.sendall(b"PING\r\n")
-                if conn.recv(16).startswith(b"+PONG"):
-                    return proc, port, sock
-        except OSError:
-            time.sleep(0.02)
-    proc.kill()
-    sys.exit("redis-server did not start")
 
 
 async def measure(call, n: int, warmup: int) -> dict[str, float]:
@@ -122,17 +90,12 @@ def main() -> None:
             loop_name = "uvloop"
         except ImportError:
             pass
-    directory = tempfile.mkdtemp(prefix="hr-bench-redis-")
-    proc, port, sock = start_redis(directory)
+    redis = RedisProc()  # the product's own launcher (headroom.workers.redis_server)
+    redis.start()
     try:
-        results = asyncio.run(run(args.n, args.warmup, port, sock))
+        results = asyncio.run(run(args.n, args.warmup, redis.port, redis.sock))
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        shutil.rmtree(directory, ignore_errors=True)
+        redis.close()
 
     print(f"{args.n} sequential calls per case, {loop_name}, {os.cpu_count()} CPUs")
     print(f"{'case':32} {'p50 µs':>9} {'p99 µs':>9} {'mean µs':>9}")
