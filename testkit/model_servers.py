@@ -12,6 +12,7 @@ from pathlib import Path
 
 from headroom.workers.model_client import ModelClient
 from testkit import ROOT
+from testkit.services import stop
 
 
 class ServerProcess:
@@ -75,13 +76,7 @@ class ServerProcess:
     def stop(self) -> int:
         if self.proc is None:
             return 0
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc)
         return self.proc.returncode
 
 

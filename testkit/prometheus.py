@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from testkit.ports import free_port
+from testkit.services import stop
 
 REQUIRE_ENV = "HEADROOM_REQUIRE_PROMETHEUS"  # set in CI: a missing binary fails instead of skipping
 
@@ -111,13 +112,7 @@ class Prometheus:
         return float(result[0]["value"][1])
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop(self.process)
 
 
 def start_prometheus(
