@@ -34,6 +34,23 @@ the upstream through it)
                                  error event (overloaded/server_error) and end cleanly
     x-mock-gzip: 1               gzip non-streaming bodies (content-encoding: gzip)
     x-mock-set-cookie: C         answer with "set-cookie: C"
+    x-mock-ttft-ms: N            model pace for this request (overrides --ttft-ms)
+    x-mock-tokens-per-s: R       model pace for this request (overrides --tokens-per-s)
+
+Model pace (``--ttft-ms N --tokens-per-s R``, both 0 by default: answer at once)
+    Imitates a real model.  A stream sends its headers and ``message_start`` (OpenAI: the
+    role chunk) at once, waits N ms before the first content delta, then paces the deltas
+    so the whole answer takes ``output_tokens / R`` seconds.  A non-streaming answer waits
+    ``N ms + output_tokens / R`` before its headers.  Adds to x-mock-delay-ms and
+    x-mock-stream-delay-ms.
+
+Prefix-stability receipt
+    Every Messages / Chat Completions answer (errors excepted) carries
+    ``x-mock-tool-results-sha256``: a comma-separated list, in message order, of the
+    first 16 hex digits of the SHA-256 of each tool result's content as the mock received
+    it (Anthropic ``tool_result`` blocks, OpenAI ``role: tool`` messages; string content is
+    hashed as UTF-8, list content as its compact JSON).  A load test compares turn N's
+    list with the same positions on turn N+1 without reading the shared recording.
 
 Reply text is deterministic: ``"mock reply: " + first 40 chars of the last
 user text`` (padded with "." up to x-mock-events chars), or ``"mock reply:
@@ -47,6 +64,7 @@ import argparse
 import asyncio
 import base64
 import gzip
+import hashlib
 import itertools
 import signal
 import sys
@@ -198,6 +216,53 @@ def _int_header(request: web.Request, name: str, default: int = 0) -> int:
         return default
 
 
+def _float_header(request: web.Request, name: str, default: float) -> float:
+    value = request.headers.get(name)
+    if value is None:
+        return default
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return default
+
+
+class Pace(NamedTuple):
+    """Model-like timing: time to first token and output tokens per second (0: no wait)."""
+
+    ttft_ms: float = 0.0
+    tokens_per_s: float = 0.0
+
+    def generation_s(self, output_tokens: int) -> float:
+        return output_tokens / self.tokens_per_s if self.tokens_per_s > 0 else 0.0
+
+    def total_s(self, output_tokens: int) -> float:
+        return self.ttft_ms / 1000 + self.generation_s(output_tokens)
+
+
+def _content_digest(content: Any) -> str:
+    if isinstance(content, str):
+        data = content.encode("utf-8", "surrogatepass")
+    else:
+        data = _dumps(content)
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def tool_result_digests(req: dict[str, Any], anthropic: bool) -> str:
+    """The ``x-mock-tool-results-sha256`` value: one digest per tool result, in message order."""
+    out: list[str] = []
+    for msg in req.get("messages") or ():
+        if not isinstance(msg, dict):
+            continue
+        if anthropic:
+            content = msg.get("content")
+            if isinstance(content, list):
+                out += [_content_digest(b.get("content", "")) for b in content
+                        if isinstance(b, dict) and b.get("type") == "tool_result"]
+        elif msg.get("role") == "tool":
+            out.append(_content_digest(msg.get("content", "")))
+    return ",".join(out)
+
+
 # --------------------------------------------------------------------------
 # SSE framing
 # --------------------------------------------------------------------------
@@ -230,7 +295,8 @@ def _stream_error(anthropic: bool) -> bytes:
 class MockUpstream:
     """Request handlers plus the recording/counters they share."""
 
-    def __init__(self, record_limit: int = RECORD_LIMIT) -> None:
+    def __init__(self, record_limit: int = RECORD_LIMIT, pace: Pace | None = None) -> None:
+        self.pace = pace or Pace()
         # Raw tuples are stored; JSON conversion happens only on /_mock/requests.
         self.recorded: deque[tuple[str, str, str, Any, bytes]] = deque(maxlen=record_limit)
         self._ids = itertools.count(1)
@@ -264,6 +330,10 @@ class MockUpstream:
         if status >= 400:
             return body, self._error(request, anthropic, status, f"mock injected error {status}")
         return body, None
+
+    def _pace(self, request: web.Request) -> Pace:
+        return Pace(_float_header(request, "x-mock-ttft-ms", self.pace.ttft_ms),
+                    _float_header(request, "x-mock-tokens-per-s", self.pace.tokens_per_s))
 
     def _headers(self, request: web.Request, anthropic: bool) -> dict[str, str]:
         n = next(self._ids)
@@ -319,7 +389,9 @@ class MockUpstream:
 
     # -- streaming -----------------------------------------------------------
 
-    async def _stream(self, request: web.Request, anthropic: bool, frames: list[bytes]) -> web.StreamResponse:
+    async def _stream(self, request: web.Request, anthropic: bool, frames: list[bytes],
+                      deltas: range = range(0), output_tokens: int = 0,
+                      extra: dict[str, str] | None = None) -> web.StreamResponse:
         """Write SSE frames one by one, honouring the delay/break controls.
 
         A client that goes away shows up as ConnectionError on write (or as
@@ -330,6 +402,8 @@ class MockUpstream:
         """
         headers = self._headers(request, anthropic)
         headers["cache-control"] = "no-cache"
+        if extra:
+            headers.update(extra)
         resp = web.StreamResponse(headers=headers)
         resp.content_type = "text/event-stream"
         resp.charset = "utf-8"
@@ -338,6 +412,15 @@ class MockUpstream:
         error_after = _int_header(request, "x-mock-stream-error-after", -1)
         if 0 <= error_after < len(frames):
             frames = frames[:error_after] + [_stream_error(anthropic)]
+        pace = self._pace(request)
+        waits = [0.0] * len(frames)  # model pace: seconds to wait before frame i
+        if deltas and (pace.ttft_ms or pace.tokens_per_s):
+            per_delta = pace.generation_s(output_tokens) / len(deltas)
+            for i in deltas:
+                if i < len(waits):
+                    waits[i] = per_delta
+            if deltas.start < len(waits):
+                waits[deltas.start] = pace.ttft_ms / 1000
         self.streams_started += 1
         try:
             await resp.prepare(request)
@@ -347,8 +430,9 @@ class MockUpstream:
                     if request.transport is not None:
                         request.transport.abort()  # RST, no terminating chunk
                     return resp
-                if gap and i:
-                    await asyncio.sleep(gap)
+                wait = waits[i] + (gap if i else 0.0)
+                if wait > 0:
+                    await asyncio.sleep(wait)
                 await resp.write(frame)
         except ConnectionError:
             self.streams_cancelled += 1
@@ -385,12 +469,16 @@ class MockUpstream:
             "cache_creation_input_tokens": 0,
             "cache_read_input_tokens": 0,
         }
+        receipt = {"x-mock-tool-results-sha256": tool_result_digests(req, True)}
         if not req.get("stream"):
+            wait = self._pace(request).total_s(output_tokens)
+            if wait > 0:
+                await asyncio.sleep(wait)
             return self._json(request, True, {
                 "id": msg_id, "type": "message", "role": "assistant", "model": model,
                 "content": [block], "stop_reason": stop, "stop_sequence": None,
                 "usage": {**usage, "output_tokens": output_tokens},
-            })
+            }, extra=receipt)
 
         if reply.text is not None:
             start_block: dict[str, Any] = {"type": "text", "text": ""}
@@ -414,7 +502,7 @@ class MockUpstream:
                               "usage": {"output_tokens": output_tokens}}),
             _anthropic_event({"type": "message_stop"}),
         ]
-        return await self._stream(request, True, frames)
+        return await self._stream(request, True, frames, range(3, 3 + len(deltas)), output_tokens, receipt)
 
     async def count_tokens(self, request: web.Request) -> web.Response:
         body, err = await self._begin(request, True)
@@ -452,7 +540,11 @@ class MockUpstream:
             "prompt_tokens_details": {"cached_tokens": 0},
             "completion_tokens_details": {"reasoning_tokens": 0},
         }
+        receipt = {"x-mock-tool-results-sha256": tool_result_digests(req, False)}
         if not req.get("stream"):
+            wait = self._pace(request).total_s(completion_tokens)
+            if wait > 0:
+                await asyncio.sleep(wait)
             message: dict[str, Any] = {"role": "assistant", "content": reply.text, "refusal": None}
             if reply.text is None:
                 message["tool_calls"] = [{"id": call_id, "type": "function",
@@ -461,7 +553,7 @@ class MockUpstream:
                 "id": cmpl_id, "object": "chat.completion", "created": created, "model": model,
                 "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
                 "usage": usage, "system_fingerprint": "fp_mock",
-            })
+            }, extra=receipt)
 
         include_usage = bool((req.get("stream_options") or {}).get("include_usage"))
 
@@ -484,6 +576,7 @@ class MockUpstream:
                 "function": {"name": reply.tool_name, "arguments": ""}}]})]
             frames += [chunk({"tool_calls": [{"index": 0, "function": {"arguments": p}}]})
                        for p in split_pieces(arguments, events)]
+        deltas = range(1, len(frames))
         frames.append(chunk({}, finish))
         if include_usage:
             frames.append(_openai_event({
@@ -491,7 +584,7 @@ class MockUpstream:
                 "model": model, "system_fingerprint": "fp_mock", "choices": [], "usage": usage,
             }))
         frames.append(_OPENAI_DONE)
-        return await self._stream(request, False, frames)
+        return await self._stream(request, False, frames, deltas, completion_tokens, receipt)
 
     # -- models and catch-all ------------------------------------------------
 
@@ -571,9 +664,9 @@ class MockUpstream:
 MOCK_KEY = web.AppKey("mock_upstream", MockUpstream)
 
 
-def make_app(record_limit: int = RECORD_LIMIT) -> web.Application:
+def make_app(record_limit: int = RECORD_LIMIT, pace: Pace | None = None) -> web.Application:
     """Build the mock app; the MockUpstream instance is at ``app[MOCK_KEY]``."""
-    mock = MockUpstream(record_limit)
+    mock = MockUpstream(record_limit, pace)
     app = web.Application(client_max_size=256 * 1024 * 1024)  # big agent contexts are the point
     app[MOCK_KEY] = mock
     r = app.router
@@ -589,9 +682,9 @@ def make_app(record_limit: int = RECORD_LIMIT) -> web.Application:
     return app
 
 
-async def serve(host: str, port: int, banner: str = "mock upstream") -> None:
+async def serve(host: str, port: int, banner: str = "mock upstream", pace: Pace | None = None) -> None:
     """Serve ``make_app()`` until SIGINT/SIGTERM; prints the bound URL once ready."""
-    await serve_app(make_app(), host, port, banner)
+    await serve_app(make_app(pace=pace), host, port, banner)
 
 
 async def serve_app(app: web.Application, host: str, port: int, banner: str) -> None:
@@ -630,8 +723,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--no-uvloop", action="store_true")
+    parser.add_argument("--ttft-ms", type=float, default=0.0,
+                        help="model pace: ms before the first content token (default 0: at once)")
+    parser.add_argument("--tokens-per-s", type=float, default=0.0,
+                        help="model pace: output tokens per second (default 0: no generation time)")
     args = parser.parse_args(argv)
-    run(lambda: serve(args.host, args.port), not args.no_uvloop)
+    pace = Pace(max(0.0, args.ttft_ms), max(0.0, args.tokens_per_s))
+    run(lambda: serve(args.host, args.port, pace=pace), not args.no_uvloop)
 
 
 if __name__ == "__main__":
