@@ -50,6 +50,11 @@ except ImportError:  # pragma: no cover
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from testkit.ports import free_port  # noqa: E402 - testkit is found from the checkout
+
 # Headroom variants: the name, then the flags it runs with. Limits are set too high to
 # refuse anything, so the guards do all their work (charge, settle) without skewing results.
 _NO_REFUSALS = "--rpm 1000000000 --tpm 1000000000000"
@@ -143,12 +148,20 @@ class Processes:
                 proc.stdout.close()
 
 
-def free_port() -> int:
-    import socket
+def start_references(procs: Processes, targets: list[str], mock: str) -> tuple[dict[str, str], str | None]:
+    """The bases of ``direct`` (the mock) and ``bare`` (the aiohttp hop) when asked for, and a
+    private Redis's URL when ``headroom-redis`` is (None otherwise)."""
+    bases = {"direct": mock}
+    if "bare" in targets:
+        bases["bare"] = procs.spawn_announcing(
+            "bare", [sys.executable, str(HERE / "bare_passthrough.py"), "--port", "0", "--upstream", mock])
+    redis_url = None
+    if "headroom-redis" in targets:
+        from headroom.workers.redis_server import PrivateRedis
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        procs.redis = PrivateRedis()
+        redis_url = procs.redis.start()
+    return bases, redis_url
 
 
 async def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
@@ -370,16 +383,7 @@ def report(results: dict[str, Any], derived: dict[str, Any], args: argparse.Name
 async def run(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
     py = sys.executable
     mock = procs.spawn_announcing("mock", [py, "-m", "testkit.mock_upstream", "--port", "0"])
-    bases = {"direct": mock}
-    if "bare" in args.targets:
-        bases["bare"] = procs.spawn_announcing(
-            "bare", [py, str(HERE / "bare_passthrough.py"), "--port", "0", "--upstream", mock])
-    redis_url = None
-    if "headroom-redis" in args.targets:
-        from headroom.workers.redis_server import PrivateRedis
-
-        procs.redis = PrivateRedis()
-        redis_url = procs.redis.start()
+    bases, redis_url = start_references(procs, args.targets, mock)
     pgids: dict[str, int] = {}
     for name in args.targets:
         if name in VARIANTS:

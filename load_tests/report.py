@@ -49,6 +49,8 @@ import aiohttp  # noqa: E402
 import bench  # noqa: E402
 import original_headroom  # noqa: E402
 
+from testkit.ports import free_port  # noqa: E402
+
 DOCS = ROOT / "docs"
 LABELS = {
     "direct": "mock upstream, called directly",
@@ -99,7 +101,7 @@ def headroom_argv(port: int, mock: str, flags: str) -> list[str]:
 
 def start_target(procs: bench.Processes, name: str, mock: str, args: argparse.Namespace,
                  redis_url: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
-    port = bench.free_port()
+    port = free_port()
     if name == "original":
         env, home = original_headroom.environment()
         proc = spawn(procs, name, original_headroom.command(args.original_venv, port, mock), env=env, cwd=home)
@@ -172,7 +174,7 @@ async def startup(args: argparse.Namespace, mock: str) -> dict[str, Any]:
                 if kind == "original":
                     proc, base = start_target(procs, kind, mock, args)
                 else:
-                    port = bench.free_port()
+                    port = free_port()
                     proc = spawn(procs, kind, headroom_argv(port, mock, flags))
                     base = f"http://127.0.0.1:{port}"
                 launched = time.perf_counter() - t0
@@ -231,17 +233,8 @@ async def loaded(url: str, conns: int, seconds: float, max_requests: int) -> dic
 
 
 async def load(args: argparse.Namespace, procs: bench.Processes, mock: str) -> dict[str, Any]:
-    bases = {"direct": mock}
+    bases, redis_url = bench.start_references(procs, args.targets, mock)
     pgids: dict[str, int] = {}
-    if "bare" in args.targets:
-        bases["bare"] = procs.spawn_announcing(
-            "bare", [sys.executable, str(HERE / "bare_passthrough.py"), "--port", "0", "--upstream", mock])
-    redis_url = None
-    if "headroom-redis" in args.targets:
-        from headroom.workers.redis_server import PrivateRedis
-
-        procs.redis = PrivateRedis()
-        redis_url = procs.redis.start()
     skipped: dict[str, str] = {}
     for name in args.targets:
         if name in ("direct", "bare"):

@@ -251,7 +251,7 @@ async def _compress_blocks(blocks: list[Block], body: dict, store: Store, caller
             by_model, reason = await compress_prose(model, opts.prose, candidates, terms)
             receipt.model_fallback = reason
             for key, result in by_model.items():
-                block, bid, _deterministic = decided[key]
+                block, bid, _ = decided[key]
                 if reason is not None:
                     decided[key] = (block, bid, None)  # as sent, and memoised so: later turns match
                 elif result is not None:

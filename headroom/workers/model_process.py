@@ -13,22 +13,11 @@ name contains "Server" as an HTTP worker.
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from pathlib import Path
 
 from headroom.config import ProxyConfig
-from headroom.workers.supervisor import ChildSpec, SupervisedChild
-
-
-def _accepts(path: str) -> bool:
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(0.2)
-            sock.connect(path)
-            return True
-    except OSError:
-        return False
+from headroom.workers.supervisor import ChildSpec, SupervisedChild, accepts_unix
 
 
 def model_server_spec(config: ProxyConfig, directory: Path, device: str) -> tuple[ChildSpec, str]:
@@ -42,7 +31,7 @@ def model_server_spec(config: ProxyConfig, directory: Path, device: str) -> tupl
         # than cores made forward passes ~6x slower on a loaded 2-core machine).
         argv += ["--threads", str(max(1, (os.cpu_count() or 1) - config.workers))]
     # Its log lines go to the proxy's own stderr, beside the workers'.
-    spec = ChildSpec("model server", argv, ready=lambda: _accepts(path), start_timeout=30.0, backoff=(0.5, 30.0))
+    spec = ChildSpec("model server", argv, ready=lambda: accepts_unix(path), start_timeout=30.0, backoff=(0.5, 30.0))
     return spec, f"unix://{path}"
 
 

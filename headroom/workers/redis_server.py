@@ -17,6 +17,7 @@ and never outliving the proxy. Tests and benchmarks start theirs with :func:`red
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import socket
@@ -24,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from headroom.workers.supervisor import ChildFailed, ChildSpec, SupervisedChild
+from headroom.workers.supervisor import ChildFailed, ChildSpec, SupervisedChild, accepts_unix
 
 INSTALL_HINT = (
     "Running more than one worker needs a Redis server for the state the workers share "
@@ -84,16 +85,6 @@ def redis_spec(directory: Path, *, port: int = 0, unix_socket: str | None = None
     return ChildSpec("redis-server", args, ready=lambda: ping(address), log_path=directory / "redis.log")
 
 
-def _listening(path: Path) -> bool:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.2)
-        try:
-            sock.connect(str(path))
-            return True
-        except OSError:
-            return False
-
-
 def sweep_stale_directories(min_age: float = 60.0) -> int:
     """Remove the directories of private servers whose proxy was killed too hard to clean
     up (SIGKILL): ours, older than ``min_age`` seconds, and with no server listening.
@@ -105,7 +96,7 @@ def sweep_stale_directories(min_age: float = 60.0) -> int:
             info = directory.lstat()
             if not directory.is_dir() or info.st_uid != os.getuid() or now - info.st_mtime < min_age:
                 continue
-            if _listening(directory / "redis.sock"):
+            if accepts_unix(directory / "redis.sock"):
                 continue
         except OSError:
             continue
@@ -155,8 +146,7 @@ class PrivateRedis:
         self.socket_path = str(self.directory / "redis.sock")
         spec = redis_spec(self.directory, unix_socket=self.socket_path, binary=self.binary,
                           maxmemory=self.maxmemory, extra_args=self.extra_args)
-        self.child = SupervisedChild(ChildSpec(spec.name, spec.argv, spec.ready, spec.log_path,
-                                               start_timeout=timeout))
+        self.child = SupervisedChild(dataclasses.replace(spec, start_timeout=timeout))
         try:
             self.child.start()
         except ChildFailed:

@@ -23,12 +23,13 @@ import ctypes
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger("headroom.workers")
@@ -57,7 +58,17 @@ class ChildSpec:
     backoff: tuple[float, float] = (0.2, 10.0)  # first and longest wait between restarts
     stable_after: float = 30.0  # a child that ran this long before dying restarts after the first wait again
     stop_signal: int = signal.SIGTERM
-    extra: dict = field(default_factory=dict)  # free for the owner's bookkeeping
+
+
+def accepts_unix(path: str | Path, timeout: float = 0.2) -> bool:
+    """Whether something listens on this Unix socket (a cheap readiness check)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(str(path))
+            return True
+        except OSError:
+            return False
 
 
 def _child_setup(parent_pid: int) -> Callable[[], None]:
