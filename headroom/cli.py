@@ -26,6 +26,7 @@ from headroom.config import (
     ProxyConfig,
     build_config,
     build_model_server_config,
+    describe,
 )
 
 
@@ -70,6 +71,8 @@ def make_parser() -> argparse.ArgumentParser:
     )
     for option in OPTIONS:
         add_option(proxy, option, ProxyConfig())
+    proxy.add_argument("--print-config", action="store_true",
+                       help="print the effective configuration (secrets masked) and exit; non-zero when invalid")
     server = commands.add_parser(
         "model-server",
         help="run the LLMLingua model server on its own",
@@ -78,6 +81,8 @@ def make_parser() -> argparse.ArgumentParser:
     )
     for option in MODEL_SERVER_OPTIONS:
         add_option(server, option, ModelServerConfig())
+    server.add_argument("--print-config", action="store_true",
+                        help="print the effective configuration (secrets masked) and exit; non-zero when invalid")
     lingua = commands.add_parser("llmlingua", help="LLMLingua model tools")
     tools = lingua.add_subparsers(dest="tool", required=True)
     export = tools.add_parser("export", help="export a model to ONNX for the CPU backend",
@@ -130,6 +135,32 @@ def run_export(model: str, out: str, int8: bool) -> int:
     return 0
 
 
+def check_urls(config: ProxyConfig) -> None:
+    """Parse the URLs the proxy will connect to, as the workers will (ConfigError if one cannot be)."""
+    try:
+        if config.redis_url:
+            from headroom.state.resp import Endpoint
+
+            Endpoint.from_url(config.redis_url)
+    except ValueError as exc:
+        raise ConfigError(f"--redis-url: {exc}") from None
+    try:
+        if config.model_server_url:
+            from headroom.workers.model_client import ModelClient
+
+            ModelClient(config.model_server_url)
+    except ValueError as exc:
+        raise ConfigError(f"--model-server-url: {exc}") from None
+
+
+def print_config(title: str, config: Any, options: tuple[Option, ...], flags: dict[str, Any]) -> int:
+    from headroom.state.redis_store import redact_url
+
+    print(f"# {title}: effective configuration (defaults < environment < flags)")
+    print(describe(config, options, flags, redact=redact_url))
+    return 0
+
+
 def _given(args: argparse.Namespace, options: tuple[Option, ...]) -> dict[str, Any]:
     return {option.field: getattr(args, option.field) for option in options}
 
@@ -139,11 +170,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "proxy":
+            flags = _given(args, OPTIONS)
+            config = build_config(flags)
+            check_urls(config)
+            if args.print_config:
+                return print_config("headroom proxy", config, OPTIONS, flags)
             from headroom.serve import run_proxy
 
-            return run_proxy(build_config(_given(args, OPTIONS)))
+            return run_proxy(config)
         if args.command == "model-server":
-            return run_model_server(build_model_server_config(_given(args, MODEL_SERVER_OPTIONS)))
+            flags = _given(args, MODEL_SERVER_OPTIONS)
+            server_config = build_model_server_config(flags)
+            if args.print_config:
+                return print_config("headroom model-server", server_config, MODEL_SERVER_OPTIONS, flags)
+            return run_model_server(server_config)
     except ConfigError as exc:
         parser.exit(2, f"headroom: error: {exc}\n")
     return run_export(args.model, args.out, args.int8)

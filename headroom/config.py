@@ -76,6 +76,8 @@ class Option:
     #: ``"store_false"`` for ``--no-x`` switches, ``"store_true"`` for ``--x`` switches.
     switch: str | None = None
     choices: tuple[str, ...] | None = None
+    #: masked wherever the configuration is shown (``--print-config``)
+    secret: bool = False
 
 
 def parse_bool(text: str) -> bool:
@@ -138,7 +140,7 @@ OPTIONS: tuple[Option, ...] = (
            "also write the request's messages into the log file (off: no content is ever logged)", parse_bool,
            "store_true"),
     Option("admin_token", "--admin-token", "HEADROOM_ADMIN_TOKEN",
-           "token required for /stats, /metrics, /v1/retrieve and the OpenAPI description"),
+           "token required for /stats, /metrics, /v1/retrieve and the OpenAPI description", secret=True),
     Option("budget", "--budget", "HEADROOM_BUDGET", "spend limit in USD per budget period", _positive(float)),
     Option("budget_period", "--budget-period", "HEADROOM_BUDGET_PERIOD", "budget period, in UTC",
            choices=("hourly", "daily", "monthly")),
@@ -152,7 +154,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("redis_timeout", "--redis-timeout", "HEADROOM_REDIS_TIMEOUT",
            "seconds a Redis call may take before the request goes on without it", _positive(float)),
     Option("state_secret", "--state-secret", "HEADROOM_STATE_SECRET",
-           "secret for hashing API keys into state keys; same on every instance (default: kept in Redis)"),
+           "secret for hashing API keys into state keys; same on every instance (default: kept in Redis)",
+           secret=True),
     Option("fail_closed", "--fail-closed", "HEADROOM_FAIL_CLOSED",
            "reject requests with 503 while shared state is unreachable (default: forward them unguarded)",
            parse_bool, "store_true"),
@@ -174,7 +177,7 @@ OPTIONS: tuple[Option, ...] = (
            "use a running model server (unix:///path or tcp://host:port, see headroom model-server) "
            "instead of starting one"),
     Option("model_server_token", "--model-server-token", "HEADROOM_MODEL_SERVER_TOKEN",
-           "shared token for a model server on TCP"),
+           "shared token for a model server on TCP", secret=True),
     Option("anthropic_api_url", "--anthropic-api-url", "ANTHROPIC_TARGET_API_URL", "Anthropic upstream base URL"),
     Option("openai_api_url", "--openai-api-url", "OPENAI_TARGET_API_URL", "OpenAI upstream base URL"),
     Option("request_timeout", "--request-timeout", "HEADROOM_REQUEST_TIMEOUT",
@@ -251,7 +254,7 @@ MODEL_SERVER_OPTIONS: tuple[Option, ...] = (
     Option("host", "--host", "HEADROOM_MODEL_SERVER_HOST", "TCP address to bind (with --token beyond loopback)"),
     Option("port", "--port", "HEADROOM_MODEL_SERVER_PORT", "TCP port", _not_negative_int),
     Option("token", "--token", "HEADROOM_MODEL_SERVER_TOKEN",
-           "shared token every TCP client must present (proxies: --model-server-token)"),
+           "shared token every TCP client must present (proxies: --model-server-token)", secret=True),
     _PROXY_OPTION["llmlingua_model"],
     _PROXY_OPTION["llmlingua_device"],
     _PROXY_OPTION["llmlingua_backend"],
@@ -272,3 +275,34 @@ def build_model_server_config(flags: Mapping[str, Any] | None = None,
     values = from_env(os.environ if environ is None else environ, MODEL_SERVER_OPTIONS)
     values.update({k: v for k, v in (flags or {}).items() if v is not None})
     return ModelServerConfig(**values)
+
+
+def describe(config: Any, options: tuple[Option, ...], flags: Mapping[str, Any],
+             environ: Mapping[str, str] | None = None, *, redact: Callable[[str], str] = str) -> str:
+    """The effective configuration, one setting per line with where its value came from
+    (``flag``, ``env`` or ``default``); secrets masked, URLs passed through ``redact``.
+
+    For ``--print-config``: operators check what a deployment will really run with, and
+    tests run it over every command line in the compose file and the manifests.
+    """
+    environ = os.environ if environ is None else environ
+    width = max(len(option.field) for option in options)
+    lines = []
+    for option in options:
+        value = getattr(config, option.field)
+        if flags.get(option.field) is not None:
+            source = "flag"
+        elif environ.get(option.env):
+            source = f"env {option.env}"
+        else:
+            source = "default"
+        if value is None:
+            shown = "-"
+        elif option.secret:
+            shown = "*** (set)"
+        elif isinstance(value, str) and "://" in value:
+            shown = redact(value)
+        else:
+            shown = str(value).lower() if isinstance(value, bool) else str(value)
+        lines.append(f"{option.field.ljust(width)}  {shown}  ({source})")
+    return "\n".join(lines)

@@ -57,6 +57,43 @@ def test_bad_flag_is_a_usage_error():
     assert result.returncode == 2 and "--port" in result.stderr
 
 
+def _print_config(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("HEADROOM_")}
+    return subprocess.run([sys.executable, "-m", "headroom", *args, "--print-config"], capture_output=True,
+                          text=True, env={**clean, **(env or {})}, timeout=60)
+
+
+def test_print_config_shows_effective_values_and_their_sources_with_secrets_masked():
+    result = _print_config("proxy", "--workers", "3", "--redis-url", "redis://:hunter2@redis:6379/0",
+                           env={"HEADROOM_ADMIN_TOKEN": "admin-sekrit", "HEADROOM_RPM": "42"})
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line for line in result.stdout.splitlines() if not line.startswith("#")}
+    assert set(rows) == {option.field for option in OPTIONS}
+    assert rows["workers"].split()[1:] == ["3", "(flag)"]
+    assert rows["rpm"].split()[1:] == ["42", "(env", "HEADROOM_RPM)"]
+    assert rows["tpm"].endswith("(default)")
+    assert "hunter2" not in result.stdout and "admin-sekrit" not in result.stdout
+    assert "redis://:***@redis:6379/0" in rows["redis_url"] and "***" in rows["admin_token"]
+
+
+@pytest.mark.parametrize("args, env, named", [
+    (("proxy",), {"HEADROOM_WORKERS": "0"}, "HEADROOM_WORKERS"),
+    (("proxy", "--redis-url", "memcached://x"), {}, "--redis-url"),
+    (("proxy", "--model-server-url", "http://x:1"), {}, "--model-server-url"),
+    (("proxy", "--budget-period", "weekly"), {}, "--budget-period"),
+    (("model-server", "--port", "-1"), {}, "--port"),
+])
+def test_print_config_fails_on_an_invalid_configuration(args, env, named):
+    result = _print_config(*args, env=env)
+    assert result.returncode == 2 and named in result.stderr and result.stdout == ""
+
+
+def test_model_server_print_config_masks_its_token():
+    result = _print_config("model-server", "--host", "0.0.0.0", "--token", "tok-sekrit")
+    assert result.returncode == 0 and "tok-sekrit" not in result.stdout
+    assert re.search(r"^host\s+0\.0\.0\.0\s+\(flag\)$", result.stdout, re.M)
+
+
 def test_startup_banner(start_proxy):
     proxy = start_proxy()
     assert f"listening on {proxy.url}" in proxy.output()

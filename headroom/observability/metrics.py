@@ -67,7 +67,7 @@ def prepare_multiprocess_dir(path: str | None = None) -> str:
         for stale in glob.glob(os.path.join(path, "*.db")):
             os.remove(stale)
     os.environ[ENV_VAR] = path
-    _sync_value_class()
+    sync_value_class()
     return path
 
 
@@ -76,7 +76,7 @@ def multiprocess_dir() -> str | None:
     return os.environ.get(ENV_VAR) or None
 
 
-def _sync_value_class() -> None:
+def sync_value_class() -> None:
     """Make prometheus-client's storage agree with ``PROMETHEUS_MULTIPROC_DIR`` right now.
 
     prometheus-client chooses file-backed or in-memory values once, when its ``values``
@@ -108,7 +108,7 @@ class Metrics:
     """
 
     def __init__(self) -> None:
-        _sync_value_class()
+        sync_value_class()
         pc = _prometheus()
         self.registry = pc.CollectorRegistry(auto_describe=True)
 

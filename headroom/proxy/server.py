@@ -3,7 +3,7 @@
 ``create_app(config)`` builds one app; every worker process builds its own from the same
 config and opens its own :class:`~headroom.proxy.context.ProxyContext` (store connection,
 upstream pool). ``headroom.proxy.server:app`` is an app configured from the environment,
-for ASGI servers (``uvicorn headroom.proxy.server:app``).
+for ASGI servers (gunicorn with uvicorn workers, uvicorn): see :mod:`headroom.proxy.asgi`.
 """
 
 from __future__ import annotations
@@ -83,7 +83,9 @@ def create_app(config: ProxyConfig | None = None) -> Sanic:
 def __getattr__(name: str):
     # Built on first access, not at import: the CLI builds its own app from its flags.
     if name == "app":
+        from headroom.proxy.asgi import create_asgi_app
+
         global app
-        app = create_app()
+        app = create_asgi_app()
         return app
     raise AttributeError(name)

@@ -20,7 +20,7 @@ def metrics_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str
     monkeypatch.setattr(metrics, "_metrics", None)
     yield metrics.prepare_multiprocess_dir(str(tmp_path / "metrics"))
     monkeypatch.undo()
-    metrics._sync_value_class()
+    metrics.sync_value_class()
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ def single_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(metrics, "_metrics", None)
     yield
     monkeypatch.undo()
-    metrics._sync_value_class()
+    metrics.sync_value_class()
 
 
 @pytest.fixture

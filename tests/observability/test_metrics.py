@@ -110,7 +110,7 @@ def test_prepare_without_a_path_makes_a_private_directory(monkeypatch):
     finally:
         os.rmdir(path)
         monkeypatch.undo()
-        metrics._sync_value_class()
+        metrics.sync_value_class()
 
 
 def _python(code: str, **env: str) -> subprocess.CompletedProcess:

@@ -78,7 +78,7 @@ def scraped(prometheus_binary, tmp_path_factory) -> Iterator[tuple[Prometheus, s
             for server in (static, live):
                 server.shutdown()
                 server.server_close()
-    metrics._sync_value_class()
+    metrics.sync_value_class()
 
 
 def test_prometheus_ingests_a_static_value(scraped):

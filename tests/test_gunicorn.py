@@ -1,0 +1,116 @@
+"""The spec's production line, exactly:
+
+    gunicorn headroom.proxy.server:app --workers 4 --bind 0.0.0.0:8787 \\
+        --worker-class uvicorn.workers.UvicornWorker
+
+(bound to 127.0.0.1 and a free port here), configured by ``HEADROOM_*`` variables, sharing
+state through Redis, driven by both SDKs; and the refusal to run several workers without it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import anthropic
+import httpx
+import openai
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from testkit.ports import free_port
+from testkit.services import Proxy, stop, wait_until_ready
+
+pytest.importorskip("gunicorn")
+GUNICORN = [sys.executable, "-m", "gunicorn"]
+
+
+def _gunicorn(port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("HEADROOM_", "PROMETHEUS_"))}
+    with open(log, "w") as out:
+        return subprocess.Popen(
+            [*GUNICORN, "headroom.proxy.server:app", "--workers", "4", "--bind", f"127.0.0.1:{port}",
+             "--worker-class", "uvicorn.workers.UvicornWorker"],
+            stdout=out, stderr=subprocess.STDOUT, env={**clean, **env}, cwd=log.parent,
+        )
+
+
+@pytest.fixture
+def gunicorn_proxy(mock, redis_server, tmp_path):
+    port = free_port()
+    log = tmp_path / "gunicorn.log"
+    env = {"ANTHROPIC_TARGET_API_URL": mock.url, "OPENAI_TARGET_API_URL": mock.url,
+           "HEADROOM_REDIS_URL": redis_server.url.replace("/0", "/5"), "HEADROOM_RPM": "30"}
+    proc = _gunicorn(port, env, log)
+    try:
+        wait_until_ready(f"http://127.0.0.1:{port}/health", proc, log, timeout=60)
+        yield Proxy(f"http://127.0.0.1:{port}", proc, log)
+    finally:
+        stop(proc)
+
+
+def _requests_total(url: str) -> float:
+    body = httpx.get(f"{url}/metrics", timeout=10).text
+    return sum(sample.value for family in text_string_to_metric_families(body) if family.name == "headroom_requests"
+               for sample in family.samples if sample.name == "headroom_requests_total")
+
+
+def test_the_spec_gunicorn_line_serves_both_sdks_with_shared_state_and_metrics(gunicorn_proxy, fresh_mock):
+    url = gunicorn_proxy.url
+    claude = anthropic.Anthropic(base_url=url, api_key="sk-ant-gunicorn", max_retries=0)
+    with claude.messages.stream(model="claude-opus-4-5", max_tokens=16,
+                                messages=[{"role": "user", "content": "via gunicorn"}]) as stream:
+        assert "".join(stream.text_stream).startswith("mock reply: via gunicorn")
+    gpt = openai.OpenAI(base_url=f"{url}/v1", api_key="sk-gunicorn", max_retries=0)
+    answer = gpt.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hello gunicorn"}])
+    assert answer.choices[0].message.content.startswith("mock reply: hello gunicorn")
+    assert answer.usage.prompt_tokens > 0
+
+    # Every request on a new connection: gunicorn's workers share them out. The limit (30 per
+    # minute per key) holds across all four only because they share one Redis.
+    statuses = []
+    for i in range(34):
+        with httpx.Client(timeout=10) as fresh:
+            reply = fresh.post(f"{url}/v1/chat/completions", headers={"authorization": "Bearer sk-limited"},
+                               json={"model": "gpt-4o", "messages": [{"role": "user", "content": f"n{i}"}]})
+        statuses.append(reply.status_code)
+    assert statuses.count(200) == 30 and statuses[30:] == [429] * 4
+    assert reply.json()["error"]["type"] == "rate_limit_error"  # OpenAI's own shape
+
+    # /metrics answered by any one worker counts the requests of all of them.
+    assert _requests_total(url) == 2 + 34
+    workers = {line.split("pid: ")[1].rstrip(")") for line in gunicorn_proxy.output().splitlines()
+               if "Booting worker with pid" in line}
+    assert len(workers) == 4
+
+
+def test_several_gunicorn_workers_without_redis_refuse_to_start(mock, tmp_path):
+    log = tmp_path / "gunicorn.log"
+    proc = _gunicorn(free_port(), {"ANTHROPIC_TARGET_API_URL": mock.url}, log)
+    try:
+        assert proc.wait(timeout=60) != 0
+    finally:
+        stop(proc)
+    assert "4 gunicorn workers need shared state: set HEADROOM_REDIS_URL" in log.read_text()
+
+
+def test_the_proxy_extra_installs_what_the_production_line_needs(tmp_path):
+    """``pip install 'headroom-ai[proxy]'`` in a fresh virtual environment gives gunicorn,
+    uvicorn's worker class and the app (installed from this checkout)."""
+    root = Path(__file__).resolve().parents[1]
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = str(venv / "bin" / "python")
+    install = subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                              f"{root}[proxy]"], capture_output=True, text=True, timeout=600)
+    assert install.returncode == 0, install.stderr[-3000:]
+    check = subprocess.run(
+        [python, "-c", "import gunicorn, uvicorn.workers, httptools, uvloop; "
+                       "from headroom.proxy.asgi import create_asgi_app; print('ok')"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )
+    assert check.stdout.strip() == "ok", check.stderr[-3000:]
+    assert shutil.which("headroom", path=str(venv / "bin")) and shutil.which("gunicorn", path=str(venv / "bin"))
