@@ -33,6 +33,7 @@ def test_environment_overrides_defaults_and_flags_override_environment():
     assert config.openai_api_url == "http://o.example"  # a trailing /v1 is accepted and normalised
     args = vars(make_parser().parse_args(["proxy", "--port", "9100"]))
     args.pop("command")
+    assert args.pop("print_config") is False
     assert build_config(args, environ=env).port == 9100
     assert build_config(args, environ=env).workers == 3
 
