@@ -370,6 +370,24 @@ def verdicts(data: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+HEADLINE_START, HEADLINE_END = "<!-- bench-headline:start -->", "<!-- bench-headline:end -->"
+
+
+def headline(data: dict[str, Any]) -> str:
+    """The README's benchmark paragraph, every figure taken from this run's verdicts."""
+    m = data.get("machine", {})
+    lines = [f"In the run behind [docs/benchmarks.md](docs/benchmarks.md) ({m.get('date', '?')[:10]}, "
+             f"{m.get('cpus', '?')} CPUs, shared with the load generator):", ""]
+    lines += [f"- {v['status']}: {v['target']} — {v['detail']}" for v in data.get("verdicts", [])]
+    return "\n".join(lines)
+
+
+def replace_headline(readme: str, data: dict[str, Any]) -> str:
+    """``readme`` with the text between the headline markers replaced by :func:`headline`."""
+    start, end = readme.index(HEADLINE_START) + len(HEADLINE_START), readme.index(HEADLINE_END)
+    return readme[:start] + "\n" + headline(data) + "\n" + readme[end:]
+
+
 def charts(data: dict[str, Any], out: Path) -> dict[str, str]:
     import matplotlib
 
@@ -642,7 +660,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--bench-json", type=Path, help="take the proxy numbers from `bench.py --json` instead")
     p.add_argument("--llmlingua-json", type=Path, default=DOCS / "llmlingua.json")
     p.add_argument("--from-json", type=Path, help="re-render a run saved with --save-json; measure nothing")
-    p.add_argument("--save-json", type=Path, help="write every measured number here")
+    p.add_argument("--save-json", type=Path, help="write every measured number here (default: benchmarks.json "
+                                                  "in --out)")
+    p.add_argument("--readme", type=Path, help="rewrite this README's headline block from the run (default: the "
+                                               "repository's README.md when --out is docs/)")
     p.add_argument("--skip-startup", action="store_true")
     p.add_argument("--skip-corpus", action="store_true")
     p.add_argument("--out", type=Path, default=DOCS, help="folder for benchmarks.md and the charts")
@@ -659,6 +680,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown:
         p.error(f"unknown targets: {sorted(unknown)}")
     args.variants = dict(bench.VARIANTS)
+    args.save_json = args.save_json or args.out / "benchmarks.json"
+    if args.readme is None and args.out.resolve() == DOCS.resolve():
+        args.readme = ROOT / "README.md"
     return args
 
 
@@ -698,9 +722,11 @@ def main(argv: list[str] | None = None) -> int:
             shown = shown.relative_to(ROOT)
         data["llmlingua_skipped"] = f"`{shown}` is absent"
     data["verdicts"] = verdicts(data)
-    if args.save_json:
-        args.save_json.write_text(json.dumps(data, indent=2, default=str))
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.save_json.resolve() != (args.from_json.resolve() if args.from_json else None):
+        args.save_json.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    if args.readme:
+        args.readme.write_text(replace_headline(args.readme.read_text(), data))
     made = charts(data, args.out)
     (args.out / "benchmarks.md").write_text(markdown(data, made))
     for v in data["verdicts"]:

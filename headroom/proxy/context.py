@@ -20,7 +20,6 @@ from headroom.proxy.stats import StatsBuffer
 from headroom.proxy.upstream import Upstream
 from headroom.state.identity import new_secret, secret_from_text
 from headroom.state.memory_store import MemoryStore
-from headroom.state.redis_store import RedisStore
 from headroom.state.store import Store, StoreUnavailable
 from headroom.transforms import PipelineOptions
 from headroom.transforms.prose_model import ProseSettings
@@ -50,6 +49,8 @@ def context_of(target: Request | Sanic) -> ProxyContext:
 
 def make_store(config: ProxyConfig) -> Store:
     if config.redis_url:
+        from headroom.state.redis_store import RedisStore  # only then: Redis's client takes 0.2 s to import
+
         return RedisStore(config.redis_url, cache_ttl=config.cache_ttl, cache_max_entries=config.cache_max_entries,
                           socket_timeout=config.redis_timeout, connect_timeout=config.redis_timeout)
     return MemoryStore(cache_ttl=config.cache_ttl, cache_max_entries=config.cache_max_entries)
@@ -73,7 +74,7 @@ async def open_context(config: ProxyConfig) -> ProxyContext:
         log.warning("LLMLingua is on but no model server is configured: prose goes uncompressed. Run "
                     "`headroom model-server` and set HEADROOM_MODEL_SERVER_URL")
     store = make_store(config)
-    if isinstance(store, RedisStore):
+    if config.redis_url:
         try:
             await store.connect()
         except StoreUnavailable:

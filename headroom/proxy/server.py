@@ -20,7 +20,6 @@ from headroom.proxy.context import close_context, context_of, open_context
 from headroom.proxy.errors import handle_exception
 from headroom.proxy.openapi import add_openapi
 from headroom.transforms import tokens
-from headroom.workers.watchdog import Watchdog
 
 # Sanic's own timeout on a handler must never cut a long answer short: upstream silence is
 # bounded by --request-timeout instead, which resets with every chunk of a stream.
@@ -40,7 +39,6 @@ def create_app(config: ProxyConfig | None = None) -> Sanic:
     add_openapi(app, routes.bp)
     app.error_handler.add(Exception, handle_exception)
     background: list[asyncio.Task] = []  # this worker's stats flusher
-    watchdog: list[Watchdog] = []  # main process only
 
     @app.before_server_start
     async def open_resources(app: Sanic) -> None:
@@ -53,17 +51,6 @@ def create_app(config: ProxyConfig | None = None) -> Sanic:
         if config.optimize:
             # In the background: /health answers at once, and the first request rarely waits.
             tokens.warm_up()  # loads in a thread of its own
-
-    @app.main_process_ready
-    async def watch_workers(app: Sanic) -> None:
-        """Main process only: replace workers that crash."""
-        watchdog.append(Watchdog(app))
-        watchdog[0].start()
-
-    @app.main_process_stop
-    async def stop_watching(app: Sanic) -> None:
-        for dog in watchdog:
-            dog.stop()
 
     @app.before_server_stop
     async def drain_bookkeeping(app: Sanic) -> None:
