@@ -31,6 +31,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -74,6 +75,41 @@ def start_mock(out: Path, ttft_ms: float, tokens_per_s: float) -> tuple[str, sub
         stop(proc)
         raise
     return url, proc
+
+
+def wait_for_model(url: str, timeout_s: float = 120) -> None:
+    """Until ``/health`` says the model is ready: the run measures compression, not loading."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        state = httpx.get(f"{url}/health", timeout=5).json().get("llmlingua")
+        if state == "ready":
+            return
+        if state == "failed":
+            raise RuntimeError("the LLMLingua model failed to load (see proxy.log)")
+        time.sleep(0.25)
+    raise RuntimeError(f"the LLMLingua model was not ready within {timeout_s:.0f} s")
+
+
+def warm_up_model(url: str) -> None:
+    """Prose tool results through the proxy before the run: a model's first forward passes
+    are slow (allocations, kernel selection), and the run should measure the steady state."""
+    from testkit.corpus.cases import all_cases
+
+    prose = next(case for case in all_cases() if case.name == "docs_page_prose")
+    for variant in (prose.content, "\n".join(reversed(prose.content.splitlines()))):  # two: no memo hit
+        body = {"model": "claude-sonnet-4-5", "max_tokens": 16, "messages": [
+            {"role": "user", "content": prose.question},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "warm", "name": prose.tool,
+                                               "input": prose.tool_input}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "warm", "content": variant}]}]}
+        httpx.post(f"{url}/v1/messages", json=body, headers={"x-api-key": "sk-warm-up"}, timeout=60)
+
+
+def model_compressions(url: str) -> float:
+    """``headroom_llmlingua_compressions_total`` from ``/metrics``, summed over the workers."""
+    body = httpx.get(f"{url}/metrics", headers={"x-headroom-admin-token": ADMIN_TOKEN}, timeout=5).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines()
+               if line.startswith("headroom_llmlingua_compressions_total"))
 
 
 def read_stats(path: Path) -> list[dict]:
@@ -124,6 +160,9 @@ def problems(summary: dict, locust_rc: int, min_per_class: int) -> list[str]:
         if n < min_per_class:
             found.append(f"user class {CLASSES[prefix]} made {n} requests (< {min_per_class})")
     counters = summary["counters"]
+    stats = summary.get("proxy_stats") or {}
+    if "llmlingua_compressions" in stats and not stats["llmlingua_compressions"]:
+        found.append(f"LLMLingua compressed nothing (fallbacks: {stats.get('llmlingua_fallbacks')})")
     if summary["per_class"].get("burst") and not (counters.get("burst_429_rpm") or counters.get("burst_429_budget")):
         found.append("the bursts never met a limit (no 429)")
     return found
@@ -138,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("load_out"), help="folder for CSVs, logs, summary")
     parser.add_argument("--ttft-ms", type=float, default=300, help="mock model: time to first token (default 300)")
     parser.add_argument("--tokens-per-s", type=float, default=80, help="mock model: output tokens/s (default 80)")
+    parser.add_argument("--llmlingua", metavar="MODEL",
+                        help="also compress prose with LLMLingua-2 (this model: hub name or folder), in the "
+                             "proxy's own model server; the run then fails unless the model compressed something")
     parser.add_argument("--min-per-class", type=int, default=1,
                         help="fail unless every user class made at least this many requests (default 1)")
     args = parser.parse_args(argv)
@@ -162,7 +204,12 @@ def main(argv: list[str] | None = None) -> int:
                             "--redis-url", redis.url, "--rpm", str(RPM), "--budget", str(BUDGET_USD),
                             "--budget-period", "hourly", "--budget-scope", "key",
                             "--log-file", str(out / "requests.jsonl"), "--admin-token", ADMIN_TOKEN,
+                            *(("--llmlingua", "--llmlingua-model", args.llmlingua) if args.llmlingua else ()),
                             timeout=60)
+        if args.llmlingua:
+            wait_for_model(proxy.url)
+            warm_up_model(proxy.url)
+            compressions_before = model_compressions(proxy.url)
         print(f"mock {mock_url} (ttft {args.ttft_ms} ms, {args.tokens_per_s} tokens/s), redis {redis.url}, "
               f"proxy {proxy.url} ({args.workers} workers)", flush=True)
         counters_file = out / "counters.json"
@@ -186,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
             proxy_stats = httpx.get(f"{proxy.url}/stats", headers={"x-headroom-admin-token": ADMIN_TOKEN},
                                     timeout=5).json()
             (out / "proxy_stats.json").write_text(json.dumps(proxy_stats, indent=1))
+            if args.llmlingua:
+                proxy_stats["llmlingua_compressions"] = model_compressions(proxy.url) - compressions_before
         except (httpx.HTTPError, ValueError) as exc:
             print(f"could not read the proxy's /stats: {exc}", file=sys.stderr)
     finally:

@@ -62,6 +62,24 @@ def test_short_locust_run_has_no_failures(tmp_path):
     assert (out / "locust_stats.csv").exists()
 
 
+def test_short_locust_run_with_llmlingua_has_no_failures(tmp_path, lingua_model):
+    """The same scenarios with LLMLingua on (the proxy's own model server, a tiny model): prose
+    tool results go through the model under load, and nothing fails or breaks prefix stability."""
+    _require_tools()
+    out = tmp_path / "load"
+    run_s = 15
+    cmd = [sys.executable, str(ROOT / "load_tests" / "run.py"), "--workers", "2", "--users", "4",
+           "--spawn-rate", "4", "--run-time", f"{run_s}s", "--out", str(out), "--min-per-class", "2",
+           "--llmlingua", str(lingua_model)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=run_s + 240)
+    report = f"runner exited {proc.returncode}\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
+    summary = json.loads((out / "summary.json").read_text())
+    assert proc.returncode == 0, report
+    assert summary["failures"] == 0, report
+    assert summary["proxy_stats"]["llmlingua_compressions"] > 0, report
+    assert summary["counters"].get("prefix_checks", 0) > 0, report
+
+
 def test_mock_model_pace_and_tool_result_receipt(mock):
     """The mock's model pace (control headers here; ``--ttft-ms``/``--tokens-per-s`` set the
     defaults) and the per-answer digest of the tool results it received."""
