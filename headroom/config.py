@@ -149,8 +149,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("pricing_file", "--pricing-file", "HEADROOM_PRICING_FILE",
            "JSON file of model prices merged over the built-in table"),
     Option("redis_url", "--redis-url", "HEADROOM_REDIS_URL",
-           "shared state in this Redis (redis://, rediss://, unix://); default: in memory for one worker, "
-           "a private redis-server for several"),
+           "shared state in this Redis (redis://, rediss://, unix://, or through Sentinel: "
+           "redis+sentinel://[[user]:password@]host:26379[,host:26379…]/master-name[/db][?sentinel_password=…], "
+           "rediss+sentinel:// with TLS); default: in memory for one worker, a private redis-server for several"),
     Option("redis_timeout", "--redis-timeout", "HEADROOM_REDIS_TIMEOUT",
            "seconds a Redis call may take before the request goes on without it", _positive(float)),
     Option("state_secret", "--state-secret", "HEADROOM_STATE_SECRET",

@@ -2,8 +2,9 @@
 every worker and every instance pointed at the same Redis.
 
 * One pipelined connection per worker (:mod:`headroom.state.resp`: hiredis packs and
-  parses, every concurrent request shares the socket); ``redis://``, ``rediss://`` (TLS)
-  and ``unix://`` URLs. redis-py supplies the exception classes.
+  parses, every concurrent request shares the socket); ``redis://``, ``rediss://`` (TLS),
+  ``unix://`` and ``redis+sentinel://`` (:mod:`headroom.state.sentinel`) URLs. redis-py
+  supplies the exception classes.
 * Guards, settle and the cache are Lua scripts (:mod:`headroom.state.scripts`), called by
   ``EVALSHA`` with locally computed SHA1s: one round trip each. ``NOSCRIPT`` (Redis
   restarted or ``SCRIPT FLUSH``) → ``SCRIPT LOAD`` and call again, once.
@@ -14,6 +15,9 @@ every worker and every instance pointed at the same Redis.
   without touching the network (``health.skipped_ops``); after that a single call probes
   Redis while the others keep failing fast; the first success marks it healthy again
   (logged at info). No restart and no new store object are needed.
+* Failover: a ``READONLY`` reply (the primary was demoted) is an outage like any other, and
+  the client drops that connection, so the probe reconnects: through the sentinels to the
+  new primary, or to whatever address the host name resolves to now.
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, OutOfMemoryError, ReadOnlyError, RedisError
@@ -50,7 +53,7 @@ from headroom.state.keys import (
     budget_prefix,
     cache_key,
 )
-from headroom.state.resp import RespClient
+from headroom.state.resp import RespClient, redact_url  # redact_url: re-exported (cli, serve)
 from headroom.state.scripts import SCRIPTS, SHAS
 from headroom.state.store import (
     LIMIT_NAMES,
@@ -76,16 +79,6 @@ _SEEN_ERRORS_MAX = 32
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def redact_url(url: str) -> str:
-    """The URL without its password, for logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit((parts.scheme, user + netloc, parts.path, parts.query, parts.fragment))
 
 
 class RedisStore:

@@ -16,7 +16,7 @@ import time
 import pytest
 from redis import exceptions as rx
 
-from headroom.state.resp import Endpoint, RespClient
+from headroom.state.resp import Endpoint, RespClient, redact_url
 
 
 def test_endpoint_from_url():
@@ -33,6 +33,58 @@ def test_endpoint_from_url():
     assert Endpoint.from_url("rediss://cache").tls_context().check_hostname
     with pytest.raises(ValueError, match="unsupported Redis URL scheme"):
         Endpoint.from_url("http://h:6379")
+    with pytest.raises(ValueError, match=r"invalid Redis URL redis://:\*\*\*@h/x: the database must be a number"):
+        Endpoint.from_url("redis://:secret@h/x")
+    with pytest.raises(ValueError, match="needs the socket's path"):
+        Endpoint.from_url("unix://")
+
+
+def test_sentinel_urls():
+    endpoint = Endpoint.from_url("redis+sentinel://:pw@s1:26380,s2,[::1]:26381/primary/2?sentinel_password=sp")
+    assert endpoint.sentinels == (("s1", 26380), ("s2", 26379), ("::1", 26381))
+    assert (endpoint.service, endpoint.db, endpoint.password, endpoint.username) == ("primary", 2, "pw", None)
+    assert (endpoint.sentinel_password, endpoint.sentinel_username, endpoint.tls) == ("sp", None, False)
+    assert endpoint.sentinel("s1", 26380) == Endpoint(host="s1", port=26380, password="sp")
+    assert endpoint.at("10.0.0.5", 6379) == Endpoint(host="10.0.0.5", port=6379, password="pw", db=2)
+    tls = Endpoint.from_url("rediss+sentinel://u:p%40w@s1/m?db=3&sentinel_username=su&sentinel_password=x"
+                            "&ssl_cert_reqs=none")
+    assert (tls.tls, tls.tls_verify, tls.username, tls.password, tls.db) == (True, False, "u", "p@w", 3)
+    assert tls.sentinel("s1", 1) == Endpoint(host="s1", port=1, username="su", password="x", tls=True,
+                                             tls_verify=False)
+    assert Endpoint.from_url("REDIS+SENTINEL://s1/m").sentinels == (("s1", 26379),)
+    for url, why in [
+        ("redis+sentinel://s1:26379", "the path must be the master name"),
+        ("redis+sentinel://s1/m/1/2", "the path must be the master name"),
+        ("redis+sentinel:///m", "no sentinel given"),
+        ("redis+sentinel://s1,/m", "an address without a host"),
+        ("redis+sentinel://s1:0/m", "bad port"),
+        ("redis+sentinel://s1:x/m", "bad port"),
+        ("redis+sentinel://[::1/m", "malformed address|Invalid IPv6"),
+        ("redis+sentinel://s1/m/x", "the database must be a number"),
+        ("redis+sentinel://s1/m/1?db=2", "the database is given twice"),
+        ("redis+sentinel://s1/m?sentinel_pasword=x", "unknown parameter 'sentinel_pasword'"),
+    ]:
+        with pytest.raises(ValueError, match=why):
+            Endpoint.from_url(url)
+    with pytest.raises(ValueError) as refused:  # the message never shows a password
+        Endpoint.from_url("redis+sentinel://:hunter2@s1:x/m?sentinel_password=hunter3")
+    assert "hunter" not in str(refused.value) and ":***@" in str(refused.value)
+
+
+def test_redact_url_masks_every_password():
+    from headroom.state.redis_store import redact_url as reexported
+
+    assert reexported is redact_url
+    assert redact_url("redis+sentinel://:pw@s1:26379,s2:26379/m/0?sentinel_password=sp&db=1") \
+        == "redis+sentinel://:***@s1:26379,s2:26379/m/0?sentinel_password=***&db=1"
+    assert redact_url("rediss+sentinel://u:pw@s1/m?sentinel_username=su") \
+        == "rediss+sentinel://u:***@s1/m?sentinel_username=su"
+    assert redact_url("redis+sentinel://s1/m?sentinel_password=sp") == "redis+sentinel://s1/m?sentinel_password=***"
+    assert redact_url("unix:///run/r.sock?db=3&password=z") == "unix:///run/r.sock?db=3&password=***"
+    assert redact_url("redis://u:pw@h/0") == "redis://u:***@h/0"
+    assert redact_url("redis://u@h/0") == "redis://u@h/0"
+    assert redact_url("redis://h:6379/0") == "redis://h:6379/0"
+    assert redact_url("redis://:pw@[::1/0") == "redis://***"  # unparseable: nothing shown
 
 
 def test_handshake_commands():
@@ -200,3 +252,99 @@ async def test_the_store_works_over_tls(tls_redis):
         assert (first.requests_remaining, second.requests_remaining) == (9, 8)
     finally:
         await store.close()
+
+
+@pytest.mark.usefixtures("redis_server")
+async def test_a_readonly_reply_retires_the_connection(own_redis):
+    """A primary demoted under us (failover) answers writes with READONLY: the commands in
+    flight still get their replies, then the connection closes and the next call opens a
+    new one (to wherever the address points now)."""
+    from testkit.ports import free_port
+
+    client, admin = RespClient(own_redis.url), RespClient(own_redis.url)
+    try:
+        await client.execute("SET", "hr:test:ro", "before")
+        await admin.execute("REPLICAOF", "127.0.0.1", free_port())  # demoted (its primary need not exist)
+        with pytest.raises(rx.ReadOnlyError):
+            await client.execute_many([("GET", "hr:test:ro"), ("SET", "hr:test:ro", "x"), ("GET", "hr:test:ro")])
+        assert client._connection.closed and client.connects == 1
+        assert await client.execute("GET", "hr:test:ro") == b"before"  # a new connection; replicas serve reads
+        assert client.connects == 2
+        await admin.execute("REPLICAOF", "NO", "ONE")
+        await client.execute("SET", "hr:test:ro", "after")
+        assert await client.execute("GET", "hr:test:ro") == b"after" and client.connects == 2
+        await client.execute("DEL", "hr:test:ro")
+    finally:
+        await admin.execute("REPLICAOF", "NO", "ONE")
+        await client.close()
+        await admin.close()
+
+
+@pytest.fixture
+def twin_redis(own_redis, tmp_path):
+    """A second redis-server on the same port as ``own_redis`` but at 127.0.0.2."""
+    from testkit.services import REDIS_BIN
+
+    proc = subprocess.Popen([REDIS_BIN, "--port", str(own_redis.port), "--bind", "127.0.0.2", "--save", "",
+                             "--appendonly", "no", "--dir", str(tmp_path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.2", own_redis.port), timeout=0.2):
+                    break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "redis-server on 127.0.0.2 did not start"
+                time.sleep(0.02)
+        yield own_redis
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.usefixtures("redis_server")
+async def test_a_managed_endpoint_is_resolved_again_on_every_reconnect(twin_redis, monkeypatch):
+    """A DNS name that moves to the new primary (managed Redis): the old primary, demoted,
+    answers READONLY; the reconnect resolves the name again and lands on the new one.
+    The resolver is the event loop's; here it answers 127.0.0.1, then 127.0.0.2."""
+    from headroom.state.redis_store import RedisStore
+    from headroom.state.store import StoreUnavailable
+
+    own_redis, port = twin_redis, twin_redis.port  # the old primary: 127.0.0.1:port; the new one: 127.0.0.2:port
+    loop = asyncio.get_running_loop()
+    real_getaddrinfo, lookups, points_to = loop.getaddrinfo, [], ["127.0.0.1"]
+
+    async def getaddrinfo(host, *args, **kwargs):
+        if host == "redis.headroom.test":
+            lookups.append(points_to[0])
+            host = points_to[0]
+        return await real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
+    store = RedisStore(f"redis://redis.headroom.test:{port}/0", retry_interval=0.05)
+    old_admin, new_admin = RespClient(own_redis.url), RespClient(f"redis://127.0.0.2:{port}/0")
+    try:
+        await store.set("hr:test:_all:dns", b"old")
+        assert lookups == ["127.0.0.1"]
+        # The failover: the new node takes over, the old one follows it, the name moves.
+        await old_admin.execute("REPLICAOF", "127.0.0.2", port)
+        points_to[0] = "127.0.0.2"
+        with pytest.raises(StoreUnavailable, match="READONLY"):
+            await store.set("hr:test:_all:dns", b"new")
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                await store.set("hr:test:_all:dns", b"new")
+                break
+            except StoreUnavailable:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.02)
+        assert lookups == ["127.0.0.1", "127.0.0.2"]
+        assert await new_admin.execute("GET", "hr:test:_all:dns") == b"new"
+        assert store.healthy and store.health.outages == 1
+    finally:
+        await store.close()
+        await old_admin.execute("REPLICAOF", "NO", "ONE")
+        await old_admin.close()
+        await new_admin.close()
