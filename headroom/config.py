@@ -53,6 +53,7 @@ class ProxyConfig:
     openai_api_url: str = OPENAI_API_URL
     request_timeout: float = 600.0
     connect_timeout: float = 10.0
+    shutdown_grace: float = 20.0
     max_body_mb: float = 32.0
 
     @property
@@ -185,6 +186,9 @@ OPTIONS: tuple[Option, ...] = (
            "seconds an upstream may stay silent (before headers, or between stream chunks)", _positive(float)),
     Option("connect_timeout", "--connect-timeout", "HEADROOM_CONNECT_TIMEOUT",
            "seconds to open an upstream connection", _positive(float)),
+    Option("shutdown_grace", "--shutdown-grace", "HEADROOM_SHUTDOWN_GRACE",
+           "on SIGTERM, seconds in-flight requests and streams get to finish before they are cut "
+           "(keep it under your orchestrator's own grace period: Kubernetes gives 30 s)", _positive(float)),
     Option("max_body_mb", "--max-body-mb", "HEADROOM_MAX_BODY_MB", "largest request body accepted, in MiB",
            _positive(float)),
 )

@@ -166,17 +166,15 @@ def main_process_app() -> Sanic:
 
     app = Sanic("headroom", configure_logging=True)
     app.config.AUTO_EXTEND = False  # sanic-ext is the workers' business
-    watchdog: list[Watchdog] = []
+    app.ctx.watchdog = watchdog = Watchdog(app)
 
     @app.main_process_ready
     async def watch_workers(app: Sanic) -> None:
-        watchdog.append(Watchdog(app))
-        watchdog[0].start()
+        watchdog.start()
 
     @app.main_process_stop
     async def stop_watching(app: Sanic) -> None:
-        for dog in watchdog:
-            dog.stop()
+        watchdog.stop()
 
     return app
 
@@ -194,4 +192,6 @@ def serve(config: ProxyConfig) -> None:
         host=config.host, port=config.port, workers=config.workers, access_log=False, motd=False, verbosity=0
     )
     Sanic.serve(primary=app, app_loader=loader)
+    if not app.ctx.watchdog.wait_for_workers(config.shutdown_grace + 5):
+        print("headroom: WARNING: a worker was still running after --shutdown-grace", file=sys.stderr)
 

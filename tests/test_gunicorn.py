@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import anthropic
@@ -72,12 +73,14 @@ def test_the_spec_gunicorn_line_serves_both_sdks_with_shared_state_and_metrics(g
     # Every request on a new connection: gunicorn's workers share them out. The limit (30 per
     # minute per key) holds across all four only because they share one Redis.
     statuses = []
+    began = time.monotonic()
     for i in range(34):
         with httpx.Client(timeout=10) as fresh:
             reply = fresh.post(f"{url}/v1/chat/completions", headers={"authorization": "Bearer sk-limited"},
                                json={"model": "gpt-4o", "messages": [{"role": "user", "content": f"n{i}"}]})
         statuses.append(reply.status_code)
-    assert statuses.count(200) == 30 and statuses[30:] == [429] * 4
+    refilled = (time.monotonic() - began) / 2  # the bucket refills at 30 per minute meanwhile
+    assert 30 <= statuses.count(200) <= 30 + refilled and statuses.count(429) == 34 - statuses.count(200) > 0
     assert reply.json()["error"]["type"] == "rate_limit_error"  # OpenAI's own shape
 
     # /metrics answered by any one worker counts the requests of all of them.

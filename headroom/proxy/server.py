@@ -20,6 +20,7 @@ from headroom.proxy.context import close_context, context_of, open_context
 from headroom.proxy.errors import handle_exception
 from headroom.proxy.openapi import add_openapi
 from headroom.transforms import tokens
+from headroom.workers.watchdog import honour_a_stop_sent_while_starting
 
 # Sanic's own timeout on a handler must never cut a long answer short: upstream silence is
 # bounded by --request-timeout instead, which resets with every chunk of a stream.
@@ -31,6 +32,7 @@ def create_app(config: ProxyConfig | None = None) -> Sanic:
     app = Sanic("headroom", configure_logging=True)
     app.config.REQUEST_MAX_SIZE = config.max_body_bytes
     app.config.RESPONSE_TIMEOUT = _HANDLER_TIMEOUT_S
+    app.config.GRACEFUL_SHUTDOWN_TIMEOUT = config.shutdown_grace
     app.config.NOISY_EXCEPTIONS = False
     app.config.AUTO_EXTEND = False  # sanic-ext only where asked for (OpenAPI), never on the hot path
     app.blueprint(admin.bp)
@@ -47,22 +49,22 @@ def create_app(config: ProxyConfig | None = None) -> Sanic:
 
     @app.after_server_start
     async def start_background_work(app: Sanic) -> None:
+        background.append(asyncio.get_running_loop().create_task(honour_a_stop_sent_while_starting(app)))
         background.append(asyncio.get_running_loop().create_task(flush_stats_forever(context_of(app))))
         if config.optimize:
             # In the background: /health answers at once, and the first request rarely waits.
             tokens.warm_up()  # loads in a thread of its own
 
-    @app.before_server_stop
-    async def drain_bookkeeping(app: Sanic) -> None:
+    @app.after_server_stop
+    async def close_resources(app: Sanic) -> None:
+        """After the last in-flight request and stream has finished (or --shutdown-grace ran
+        out): settle what is queued, flush this worker's statistics, then close."""
         context = context_of(app)
         await context.writes.drain()
         for task in background:
             task.cancel()
         await flush_stats(context)
-
-    @app.after_server_stop
-    async def close_resources(app: Sanic) -> None:
-        await close_context(context_of(app))
+        await close_context(context)
 
     return app
 

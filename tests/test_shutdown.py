@@ -1,0 +1,160 @@
+"""Graceful shutdown of the real ``headroom proxy`` (SIGTERM, as Docker and Kubernetes send it):
+stop accepting, let in-flight streams finish within ``--shutdown-grace``, flush the books,
+stop the private Redis, exit 0 — and never hang, even when stopped just as it starts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from testkit import ROOT
+from testkit.ports import free_port
+from testkit.services import proxy_command, wait_until_ready
+from testkit.waiting import wait_for
+
+
+def _processes(field: int, value: int) -> list[int]:
+    """Live (not zombie) processes whose /proc stat ``field`` (after the name) is ``value``."""
+    alive = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[field]) == value and fields[0] != "Z":
+            alive.append(int(entry))
+    return alive
+
+
+def _group_alive(pgid: int) -> list[int]:
+    return _processes(2, pgid)
+
+
+def _children(pid: int) -> list[int]:
+    return _processes(1, pid)
+
+
+class Launched:
+    def __init__(self, upstream: str, log: Path, *flags: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        with open(log, "w") as out:
+            self.proc = subprocess.Popen(proxy_command(self.port, upstream, *flags), stdout=out,
+                                         stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+
+    def terminate(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+
+    def cleanup(self) -> None:
+        if _group_alive(self.proc.pid):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_stop_just_after_start_exits_promptly_and_leaves_nothing_running(mock, tmp_path, workers):
+    # SIGTERM within milliseconds of the first 200 on /health once made the main process spin
+    # forever (a Sanic worker still starting ignores the signal; its manager then waits for it).
+    for attempt in range(4):
+        proxy = Launched(mock.url, tmp_path / f"proxy-{attempt}.log", "--workers", workers)
+        try:
+            wait_until_ready(f"{proxy.url}/health", proxy.proc, proxy.log, timeout=60)
+            time.sleep(attempt * 0.03)
+            proxy.terminate()
+            assert proxy.proc.wait(timeout=20) == 0, proxy.log.read_text()[-2000:]
+            wait_for(lambda p=proxy: not _group_alive(p.proc.pid), timeout=10, what="every child to exit")
+        finally:
+            proxy.cleanup()
+
+
+def _slow_stream(url: str, result: dict, started: threading.Event, tokens_per_s: int = 15) -> None:
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 512, "stream": True,
+            "messages": [{"role": "user", "content": "a long answer please"}]}
+    headers = {"x-api-key": "sk-ant-shutdown", "anthropic-version": "2023-06-01", "x-mock-events": "60",
+               "x-mock-ttft-ms": "200", "x-mock-tokens-per-s": str(tokens_per_s)}
+    events = []
+    try:
+        with httpx.stream("POST", f"{url}/v1/messages", json=body, headers=headers, timeout=60) as response:
+            result["status"] = response.status_code
+            for line in response.iter_lines():
+                if line.startswith("event: "):
+                    events.append(line[len("event: "):])
+                    started.set()
+    except httpx.HTTPError as exc:
+        result["error"] = repr(exc)
+    finally:
+        result["events"] = events
+        started.set()
+
+
+def _refused(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return False
+    except OSError:
+        return True
+
+
+def test_sigterm_lets_a_long_stream_finish_flushes_the_books_and_stops_the_private_redis(mock, tmp_path):
+    log_file = tmp_path / "requests.jsonl"
+    proxy = Launched(mock.url, tmp_path / "proxy.log", "--workers", "2", "--log-file", str(log_file),
+                     "--shutdown-grace", "30")
+    try:
+        wait_until_ready(f"{proxy.url}/health", proxy.proc, proxy.log, timeout=60)
+        redis_pids = [pid for pid in _children(proxy.proc.pid)
+                      if b"redis-server" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert len(redis_pids) == 1  # the private Redis the two workers share
+
+        result: dict = {}
+        started = threading.Event()
+        client = threading.Thread(target=_slow_stream, args=(proxy.url, result, started))
+        client.start()
+        assert started.wait(20) and "events" not in result  # the stream is under way
+        began = time.monotonic()
+        proxy.terminate()
+        wait_for(lambda: _refused(proxy.port), timeout=5, what="new connections to be refused")
+        client.join(60)
+        took = time.monotonic() - began
+        assert result.get("status") == 200 and "error" not in result, result
+        assert result["events"][-1] == "message_stop", result["events"][-5:]  # complete, not cut
+        assert took > 1.0  # it really was in flight when the signal came
+        assert proxy.proc.wait(timeout=30) == 0, proxy.log.read_text()[-3000:]
+        wait_for(lambda: not _group_alive(proxy.proc.pid), timeout=10, what="every child to exit")
+        assert not Path(f"/proc/{redis_pids[0]}").exists() or b"redis" not in Path(
+            f"/proc/{redis_pids[0]}/cmdline").read_bytes()
+        lines = [json.loads(line) for line in log_file.read_text().splitlines()]
+        assert [(line["path"], line["status"], line["stream"]) for line in lines] == [("/v1/messages", 200, True)]
+        assert lines[0]["output_tokens"] > 0
+    finally:
+        proxy.cleanup()
+
+
+def test_a_stream_longer_than_the_grace_is_cut_and_the_proxy_still_exits_cleanly(mock, tmp_path):
+    proxy = Launched(mock.url, tmp_path / "proxy.log", "--shutdown-grace", "1")
+    try:
+        wait_until_ready(f"{proxy.url}/health", proxy.proc, proxy.log, timeout=60)
+        result: dict = {}
+        started = threading.Event()
+        client = threading.Thread(target=_slow_stream, args=(proxy.url, result, started, 3))
+        client.start()
+        assert started.wait(20)
+        began = time.monotonic()
+        proxy.terminate()
+        assert proxy.proc.wait(timeout=20) == 0, proxy.log.read_text()[-3000:]
+        assert time.monotonic() - began < 8  # the grace (1 s) and Sanic's own bookkeeping, not the stream
+        client.join(30)
+        assert result["events"] and result["events"][-1] != "message_stop"
+    finally:
+        proxy.cleanup()
