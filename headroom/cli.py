@@ -115,6 +115,12 @@ def run_model_server(config: ModelServerConfig) -> int:
         port=None if config.socket else config.port, token=config.token, threads=config.threads,
         max_batch_tokens=config.max_batch_tokens, max_queue_windows=config.max_queue_windows,
     )
+    if config.metrics_port:
+        from prometheus_client import start_http_server
+
+        from headroom.observability.metrics import get_metrics
+
+        start_http_server(config.metrics_port, addr=config.host, registry=get_metrics().registry)
     where = config.socket or f"{config.host}:{config.port}"
     print(f"headroom model server listening on {where} (model {config.llmlingua_model}, loading)",
           file=sys.stderr, flush=True)

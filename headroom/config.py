@@ -54,11 +54,18 @@ class ProxyConfig:
     request_timeout: float = 600.0
     connect_timeout: float = 10.0
     shutdown_grace: float = 20.0
+    client_timeout: float = 60.0
+    keep_alive_timeout: float = 75.0
     max_body_mb: float = 32.0
+    max_inflight_mb: float = 128.0
 
     @property
     def max_body_bytes(self) -> int:
         return int(self.max_body_mb * 1024 * 1024)
+
+    @property
+    def max_inflight_bytes(self) -> int:
+        return int(self.max_inflight_mb * 1024 * 1024)
 
     @property
     def loopback_only(self) -> bool:
@@ -186,11 +193,20 @@ OPTIONS: tuple[Option, ...] = (
            "seconds an upstream may stay silent (before headers, or between stream chunks)", _positive(float)),
     Option("connect_timeout", "--connect-timeout", "HEADROOM_CONNECT_TIMEOUT",
            "seconds to open an upstream connection", _positive(float)),
+    Option("client_timeout", "--client-timeout", "HEADROOM_CLIENT_TIMEOUT",
+           "seconds a client may take to send a whole request (a trickled body, or a connection that "
+           "never sends one, is closed after it)", _positive(float)),
+    Option("keep_alive_timeout", "--keep-alive-timeout", "HEADROOM_KEEP_ALIVE_TIMEOUT",
+           "seconds an idle keep-alive connection stays open (keep it above your load balancer's idle "
+           "timeout)", _positive(float)),
     Option("shutdown_grace", "--shutdown-grace", "HEADROOM_SHUTDOWN_GRACE",
            "on SIGTERM, seconds in-flight requests and streams get to finish before they are cut "
            "(keep it under your orchestrator's own grace period: Kubernetes gives 30 s)", _positive(float)),
     Option("max_body_mb", "--max-body-mb", "HEADROOM_MAX_BODY_MB", "largest request body accepted, in MiB",
            _positive(float)),
+    Option("max_inflight_mb", "--max-inflight-mb", "HEADROOM_MAX_INFLIGHT_MB",
+           "request bytes one worker holds at once; beyond them requests get a 429 with retry-after "
+           "(one request alone is always accepted)", _positive(float)),
 )
 
 
@@ -249,6 +265,7 @@ class ModelServerConfig:
     max_batch_tokens: int | None = None  # 1024 on a CPU, 8192 on a GPU
     max_queue_windows: int = 256
     threads: int | None = None
+    metrics_port: int | None = None
 
 
 _PROXY_OPTION = {option.field: option for option in OPTIONS}
@@ -271,6 +288,10 @@ MODEL_SERVER_OPTIONS: tuple[Option, ...] = (
            "(and goes on uncompressed)", _positive(int)),
     Option("threads", "--threads", "HEADROOM_MODEL_SERVER_THREADS",
            "threads for the model (default: the backend's choice)", _positive(int)),
+    Option("metrics_port", "--metrics-port", "HEADROOM_MODEL_SERVER_METRICS_PORT",
+           "serve Prometheus metrics (queue, batch sizes, forward-pass time) on this port, same address as "
+           "--host; no token: keep it on a private network (a proxy's own model server reports through the "
+           "proxy's /metrics instead)", _positive(int)),
 )
 
 

@@ -188,8 +188,11 @@ def serve(config: ProxyConfig) -> None:
     print(banner(config), file=sys.stderr, flush=True)
     loader = AppLoader(factory=partial(worker_app, config))
     app = main_process_app()
+    from headroom.proxy.protocol import DeadlineHttpProtocol
+
     app.prepare(
-        host=config.host, port=config.port, workers=config.workers, access_log=False, motd=False, verbosity=0
+        host=config.host, port=config.port, workers=config.workers, access_log=False, motd=False, verbosity=0,
+        protocol=DeadlineHttpProtocol,
     )
     Sanic.serve(primary=app, app_loader=loader)
     if not app.ctx.watchdog.wait_for_workers(config.shutdown_grace + 5):

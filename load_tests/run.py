@@ -77,6 +77,69 @@ def start_mock(out: Path, ttft_ms: float, tokens_per_s: float) -> tuple[str, sub
     return url, proc
 
 
+def process_rss(root: int) -> dict[str, float]:
+    """RSS in MB of ``root`` and each of its descendants, named by role (main, worker-PID, ...)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parents[int(entry)] = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    family, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and pid not in family:
+                family.add(pid)
+                frontier.append(pid)
+    sizes = {}
+    for pid in sorted(family):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        match = re.search(r"VmRSS:\s+(\d+) kB", status)
+        if not match or b"resource_tracker" in cmdline:
+            continue
+        role = ("main" if pid == root else "model-server" if b"model-server" in cmdline
+                else "redis" if b"redis-server" in cmdline else "worker" if b"spawn_main" in cmdline else "other")
+        sizes[f"{role}-{pid}" if role != "main" else role] = int(match.group(1)) / 1024
+    return sizes
+
+
+class RssSampler:
+    """A thread writing ``seconds,process,rss_mb`` rows every ``every`` seconds (soak runs)."""
+
+    def __init__(self, root: int, path: Path, every: float) -> None:
+        import threading
+
+        self._root, self._path, self._every = root, path, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        began = time.monotonic()
+        with open(self._path, "w", newline="") as f:
+            rows = csv.writer(f)
+            rows.writerow(["seconds", "process", "rss_mb"])
+            while True:
+                now = round(time.monotonic() - began, 1)
+                for name, mb in process_rss(self._root).items():
+                    rows.writerow([now, name, f"{mb:.1f}"])
+                f.flush()
+                if self._stop.wait(self._every):
+                    return
+
+
 def wait_for_model(url: str, timeout_s: float = 120) -> None:
     """Until ``/health`` says the model is ready: the run measures compression, not loading."""
     deadline = time.monotonic() + timeout_s
@@ -180,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--llmlingua", metavar="MODEL",
                         help="also compress prose with LLMLingua-2 (this model: hub name or folder), in the "
                              "proxy's own model server; the run then fails unless the model compressed something")
+    parser.add_argument("--rss-every", type=float, default=0, metavar="S",
+                        help="sample the RSS of the proxy's processes every S seconds into rss.csv (soak runs)")
     parser.add_argument("--min-per-class", type=int, default=1,
                         help="fail unless every user class made at least this many requests (default 1)")
     args = parser.parse_args(argv)
@@ -221,14 +286,20 @@ def main(argv: list[str] | None = None) -> int:
                "-u", str(args.users), "-r", str(args.spawn_rate), "--run-time", f"{int(run_s)}s",
                "--stop-timeout", "15", "--csv", str(out / "locust"), "--only-summary",
                "--loglevel", "WARNING", *CLASSES.values()]
+        sampler = RssSampler(proxy.proc.pid, out / "rss.csv", args.rss_every) if args.rss_every else None
         with open(out / "locust.log", "w") as log:
             locust = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+            if sampler:
+                sampler.start()
             try:
                 locust_rc = locust.wait(timeout=run_s + 90)
             except subprocess.TimeoutExpired:
                 print("locust did not stop in time; killed", file=sys.stderr)
                 stop(locust)
                 locust_rc = -9
+            finally:
+                if sampler:
+                    sampler.stop()
         try:
             proxy_stats = httpx.get(f"{proxy.url}/stats", headers={"x-headroom-admin-token": ADMIN_TOKEN},
                                     timeout=5).json()

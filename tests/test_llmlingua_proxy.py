@@ -191,23 +191,29 @@ def test_killing_the_model_server_fails_open_and_it_comes_back(start_proxy, fres
 
 @pytest.fixture
 def standalone_server(lingua_model, tmp_path):
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     log = tmp_path / "model-server.log"
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "headroom", "model-server", "--host", "127.0.0.1",
-                                 "--port", str(port), "--token", "s3cret", "--llmlingua-model", str(lingua_model)],
+                                 "--port", str(port), "--token", "s3cret", "--llmlingua-model", str(lingua_model),
+                                 "--metrics-port", str(metrics_port)],
                                 stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    proc.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
     yield f"tcp://127.0.0.1:{port}", proc, log
     stop(proc)
 
 
 def test_proxies_share_a_standalone_model_server_over_tcp_with_its_token(start_proxy, fresh_mock,
                                                                          standalone_server):
-    url, _proc, log = standalone_server
+    url, proc, log = standalone_server
     proxy = start_proxy("--llmlingua", "--model-server-url", url, "--model-server-token", "s3cret", "--no-cache")
     assert f"LLMLingua: ENABLED (model server {url}, rate=0.3)" in proxy.output()
     wait_ready(proxy)
     assert "llmlingua" in post(proxy, conversation(prose("tcp"))).headers["x-headroom-transforms"]
+    # The standalone server reports its own batches on --metrics-port (Prometheus scrapes it).
+    scraped = httpx.get(proc.metrics_url, timeout=5).text
+    assert any(line.startswith("headroom_model_server_batch_windows_count") and float(line.split()[-1]) >= 1
+               for line in scraped.splitlines()), scraped[:2000]
     intruder = start_proxy("--llmlingua", "--model-server-url", url, "--model-server-token", "wrong", "--no-cache")
     page = prose("intruder")
     response = post(intruder, conversation(page))  # refused by the model server: served uncompressed

@@ -111,3 +111,17 @@ def test_mock_model_pace_and_tool_result_receipt(mock):
     plain = httpx.post(f"{mock.url}/v1/messages", json={**body, "messages": body["messages"][:1]},
                        headers={"x-api-key": "k"}, timeout=10)
     assert plain.headers["x-mock-tool-results-sha256"] == ""
+
+
+def test_soak_growth_is_measured_after_warm_up_on_the_rss_floor():
+    sys.path.insert(0, str(ROOT / "load_tests"))
+    import soak
+
+    rows = [{"seconds": str(t), "process": "worker-1", "rss_mb": str(mb)}
+            for t, mb in [(0, 40), (10, 90), (20, 100), (30, 101), (40, 100), (50, 104), (60, 105), (70, 160),
+                          (80, 106)]]
+    rows += [{"seconds": str(t), "process": "main", "rss_mb": "20"} for t in (0, 40, 80)]
+    grown = soak.growth(rows, warmup_s=20)
+    assert grown["worker-1"]["after_warmup_mb"] == 100  # start-up (40, 90) is not counted
+    assert grown["worker-1"]["end_mb"] == 106 and round(grown["worker-1"]["growth_pct"]) == 6  # one spike is not
+    assert grown["main"]["growth_pct"] == 0

@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from headroom.proxy.forward import last_event_end
+from headroom.proxy.sse import last_event_end
 from headroom.proxy.usage import StreamUsage, ask_for_stream_usage, usage_from_body
 
 BODY = {"model": "m", "max_tokens": 8, "messages": [{"role": "user", "content": "count my tokens please"}]}

@@ -19,6 +19,7 @@ from headroom.proxy.bookkeeping import flush_stats
 from headroom.proxy.context import context_of
 from headroom.proxy.errors import ProxyError
 from headroom.proxy.request_id import request_id_for
+from headroom.proxy.security_headers import OWN, PRIVATE
 from headroom.state.store import StatsSnapshot, StoreUnavailable
 
 bp = Blueprint("admin")
@@ -40,19 +41,23 @@ def require_admin(request: Request, *, header_only: bool = False) -> None:
         scheme, _, value = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer":
             given = value.strip()
-    if given is None or not hmac.compare_digest(given.encode(), token.encode()):
+    # surrogateescape: header bytes Sanic could not decode compare as sent (never a 500)
+    if given is None or not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), token.encode()):
         where = f"the {ADMIN_HEADER} header" if header_only else f"the {ADMIN_HEADER} header or Authorization: Bearer"
         raise ProxyError(401, f"This Headroom endpoint requires the admin token ({where})", "admin_token_required")
 
 
-def _own_headers(request: Request) -> dict[str, str]:
-    return {"x-request-id": request_id_for(request), "x-headroom-overhead-ms": "0.000"}
+def _own_headers(request: Request, private: bool = True) -> dict[str, str]:
+    """Headers of a response Headroom builds itself: its ids and the security headers
+    (``cache-control: no-store`` too unless the content is public: ``/``, ``/health``)."""
+    return {**(PRIVATE if private else OWN), "x-request-id": request_id_for(request),
+            "x-headroom-overhead-ms": "0.000"}
 
 
 @bp.route("/", methods=["GET", "HEAD"], name="root")
 async def root(request: Request):
     """Claude Code probes the base URL before it starts; answer like a live API would."""
-    return json({"status": "ok", "service": "headroom"}, headers=_own_headers(request))
+    return json({"status": "ok", "service": "headroom"}, headers=_own_headers(request, private=False))
 
 
 async def _snapshot(request: Request) -> StatsSnapshot | None:
@@ -86,7 +91,7 @@ async def health(request: Request):
     model = await _model_status(request)
     if model is not None:
         body["llmlingua"] = model["state"]
-    return json(body, headers=_own_headers(request))
+    return json(body, headers=_own_headers(request, private=False))
 
 
 @bp.get("/stats")

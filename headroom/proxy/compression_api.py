@@ -14,12 +14,14 @@ from sanic import Blueprint, Request
 from sanic.response import json
 
 from headroom.proxy.admin import require_admin
-from headroom.proxy.body import api_key_of, json_object, request_body
+from headroom.proxy.body import json_object, request_body
 from headroom.proxy.context import context_of
 from headroom.proxy.errors import ProxyError
 from headroom.proxy.exchange import receipt_headers
 from headroom.proxy.providers import ANTHROPIC, OPENAI, provider_for_path
 from headroom.proxy.request_id import request_id_for
+from headroom.proxy.routes import caller_credential
+from headroom.proxy.security_headers import PRIVATE
 from headroom.state.identity import caller_hash
 from headroom.state.store import StoreUnavailable
 from headroom.transforms import retrieve, run_pipeline
@@ -28,7 +30,7 @@ bp = Blueprint("compression_api")
 
 
 def _caller(request: Request) -> str:
-    return caller_hash(context_of(request).secret, api_key_of(request))
+    return caller_hash(context_of(request).secret, caller_credential(request))
 
 
 async def _original(request: Request, key: str):
@@ -39,7 +41,7 @@ async def _original(request: Request, key: str):
         raise ProxyError(503, "Stored originals are unreachable right now (shared state is down)") from None
     if original is None:
         raise ProxyError(404, f"No stored original {key!r} for this API key (unknown, expired, or another caller's)")
-    return json({"key": key, "content": original}, headers={"x-request-id": request_id_for(request)})
+    return json({"key": key, "content": original}, headers={**PRIVATE, "x-request-id": request_id_for(request)})
 
 
 @bp.get("/v1/retrieve/<key:str>")
@@ -90,6 +92,6 @@ async def compress(request: Request):
                 "estimated": receipt.estimated,
             },
         },
-        headers={"x-request-id": request_id_for(request), **receipt_headers(receipt)},
+        headers={**PRIVATE, "x-request-id": request_id_for(request), **receipt_headers(receipt)},
         ensure_ascii=False,
     )

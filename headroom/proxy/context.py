@@ -16,6 +16,7 @@ from headroom.config import ProxyConfig
 from headroom.observability.request_log import RequestLog
 from headroom.pricing import Pricing, load_pricing
 from headroom.proxy.bookkeeping import WriteBehind
+from headroom.proxy.inflight import InFlightBytes
 from headroom.proxy.stats import StatsBuffer
 from headroom.proxy.upstream import Upstream
 from headroom.state.identity import new_secret, secret_from_text
@@ -40,6 +41,7 @@ class ProxyContext:
     writes: WriteBehind  # settlements and cache puts waiting for one batched store call
     request_log: RequestLog | None
     model: ModelClient | None  # the LLMLingua model server (--llmlingua)
+    inflight: InFlightBytes  # request bytes this worker holds (--max-inflight-mb)
 
 
 def context_of(target: Request | Sanic) -> ProxyContext:
@@ -96,6 +98,7 @@ async def open_context(config: ProxyConfig) -> ProxyContext:
         request_log=RequestLog(config.log_file, config.log_messages) if config.log_file else None,
         model=(ModelClient(config.model_server_url, config.model_server_token)
                if config.llmlingua and config.model_server_url else None),
+        inflight=InFlightBytes(config.max_inflight_bytes),
     )
 
 

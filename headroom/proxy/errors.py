@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from sanic import Request
 from sanic.exceptions import SanicException
@@ -10,8 +11,16 @@ from sanic.response import HTTPResponse
 
 from headroom.proxy.providers import Provider, provider_for_path
 from headroom.proxy.request_id import request_id_for
+from headroom.proxy.security_headers import PRIVATE
 
 log = logging.getLogger("headroom.proxy")
+
+# Sanic answers a request whose head it could not parse (too large, malformed) through a
+# stand-in request with method "NONE", no path and no headers; the bytes it did receive
+# still say which provider's client sent it.
+_UNPARSED = "NONE"
+_ANTHROPIC_HEADER = re.compile(rb"\r\n(?:x-api-key|anthropic-version)[ \t]*:", re.IGNORECASE)
+_PEEK_BYTES = 16_384  # Sanic's ceiling on a request head
 
 
 class ProxyError(Exception):
@@ -31,11 +40,39 @@ def error_response(
 
     No upstream call was made, so there was no upstream latency to add to: overhead 0.
     """
-    headers = {"x-headroom-error": "1", "x-headroom-overhead-ms": "0.000"}
+    headers = {**PRIVATE, "x-headroom-error": "1", "x-headroom-overhead-ms": "0.000"}
     if request_id:
         headers["x-request-id"] = request_id
     return HTTPResponse(provider.error_body(status, message, code), status=status,
                         content_type="application/json", headers=headers)
+
+
+def _received_head(request: Request) -> bytes:
+    """What Sanic had received of a request it could not parse (empty if unknown)."""
+    buffer = getattr(getattr(request, "stream", None), "recv_buffer", None)
+    return bytes(buffer[:_PEEK_BYTES]) if buffer else b""
+
+
+def _provider_of(request: Request) -> Provider:
+    if request.method != _UNPARSED:
+        return provider_for_path(request.path, request.headers)
+    head = _received_head(request)
+    target = head.split(b"\r\n", 1)[0].split(b" ")
+    path = target[1].split(b"?", 1)[0].decode("ascii", "replace") if len(target) > 1 else ""
+    headers = ("x-api-key",) if _ANTHROPIC_HEADER.search(head) else ()
+    return provider_for_path(path, headers)
+
+
+def _unparsed_head_error(request: Request, status: int, exc: Exception) -> tuple[int, str, str | None]:
+    """A request head Sanic refused: too large (Sanic says 413; it is a 414 when the request
+    line alone is over the limit, else 431), or malformed (400)."""
+    if status == 400:
+        return status, f"Malformed HTTP request head: {exc}", None
+    limit = request.app.config.REQUEST_MAX_HEADER_SIZE
+    if b"\r\n" not in _received_head(request)[:limit]:
+        return 414, f"Request URL too long: the request line may take at most {limit} bytes", "uri_too_long"
+    message = f"Request headers too large: the request line and headers may take at most {limit} bytes"
+    return 431, message, "request_header_fields_too_large"
 
 
 def _message_for(exc: Exception, request: Request, status: int) -> str:
@@ -51,12 +88,15 @@ def _message_for(exc: Exception, request: Request, status: int) -> str:
 
 async def handle_exception(request: Request, exc: Exception) -> HTTPResponse:
     """Sanic's error handler: every error, even a routing one, comes back in native shape."""
-    provider = provider_for_path(request.path, request.headers)
+    provider = _provider_of(request)
     request_id = request_id_for(request)
     if isinstance(exc, ProxyError):
         return error_response(provider, exc.status, exc.message, exc.code, request_id)
     if isinstance(exc, SanicException):
         status = exc.status_code or 500
+        if request.method == _UNPARSED and status in (400, 413):
+            status, message, code = _unparsed_head_error(request, status, exc)
+            return error_response(provider, status, message, code, request_id)
         return error_response(provider, status, _message_for(exc, request, status), None, request_id)
     log.exception("unexpected error while proxying %s %s", request.method, request.path)
     return error_response(provider, 500, "Headroom proxy internal error", None, request_id)

@@ -21,6 +21,7 @@ from headroom.proxy.exchange import Exchange
 from headroom.proxy.headers import request_headers, response_headers
 from headroom.proxy.providers import Provider
 from headroom.proxy.response_cache import MAX_ENTRY_BYTES, CachedAnswer
+from headroom.proxy.sse import EventBuffer
 from headroom.proxy.upstream import UpstreamRequest
 from headroom.proxy.usage import StreamUsage, usage_from_body
 
@@ -76,13 +77,6 @@ async def forward(
         resp.release()
 
 
-def last_event_end(buffer: bytes) -> int:
-    """Offset just past the last complete SSE event in ``buffer`` (0 if there is none)."""
-    lf = buffer.rfind(b"\n\n")
-    crlf = buffer.rfind(b"\r\n\r\n")
-    return max(lf + 2 if lf >= 0 else 0, crlf + 4 if crlf >= 0 else 0)
-
-
 async def relay_stream(
     request: Request, resp: aiohttp.ClientResponse, headers: Header, provider: Provider, exchange: Exchange
 ) -> None:
@@ -95,25 +89,31 @@ async def relay_stream(
     meter = StreamUsage(provider.name, strip_usage_chunk=exchange.strip_usage_chunk)
     kept: list[bytes] | None = [] if exchange.cache_key and resp.status == 200 else None
     kept_bytes = 0
-    pending = b""
+    framing = EventBuffer()
     broken = False
+
+    async def pass_on(complete: bytes) -> None:
+        nonlocal kept, kept_bytes
+        if not exchange.first_byte_at:
+            exchange.first_byte_at = perf_counter()
+        events = meter.feed(complete)
+        if events:
+            await response.send(events)
+            exchange.bytes_out += len(events)
+            if kept is not None:
+                kept.append(events)
+                kept_bytes += len(events)
+                if kept_bytes > MAX_ENTRY_BYTES:
+                    kept = None
+
     try:
         async for chunk in resp.content.iter_any():
-            pending += chunk
-            cut = last_event_end(pending)
-            if cut:
-                if not exchange.first_byte_at:
-                    exchange.first_byte_at = perf_counter()
-                events = meter.feed(pending[:cut])
-                pending = pending[cut:]
-                if events:
-                    await response.send(events)
-                    exchange.bytes_out += len(events)
-                    if kept is not None:
-                        kept.append(events)
-                        kept_bytes += len(events)
-                        if kept_bytes > MAX_ENTRY_BYTES:
-                            kept = None
+            complete = framing.push(chunk)
+            if complete:
+                await pass_on(complete)
+        complete, pending = framing.close()  # the end of the stream settles a final CR
+        if complete:
+            await pass_on(complete)
         if pending:  # the upstream ended without a final blank line: pass it on as is
             await response.send(pending)
             exchange.bytes_out += len(pending)

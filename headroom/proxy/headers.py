@@ -28,7 +28,8 @@ HOP_BY_HOP = frozenset(
 # rewritten) must never carry the old length or encoding.
 _RECOMPUTED = frozenset({"content-length", "content-encoding"})
 
-_DROP_FROM_REQUEST = HOP_BY_HOP | _RECOMPUTED | {"host", "accept-encoding", "expect"}
+# Headroom's own admin token is addressed to the proxy: it never travels on to the upstream.
+_DROP_FROM_REQUEST = HOP_BY_HOP | _RECOMPUTED | {"host", "accept-encoding", "expect", "x-headroom-admin-token"}
 _DROP_FROM_RESPONSE = HOP_BY_HOP | _RECOMPUTED
 
 

@@ -16,10 +16,15 @@ from sanic_ext.extensions.openapi.extension import OpenAPIExtension
 
 from headroom import __version__
 from headroom.proxy.admin import require_admin
+from headroom.proxy.security_headers import PRIVATE
 
 
 async def _admin_only(request: Request) -> None:
     require_admin(request)
+
+
+async def _private(request: Request, response) -> None:
+    response.headers.update(PRIVATE)
 
 
 class ProtectedOpenAPI(OpenAPIExtension):
@@ -30,6 +35,7 @@ class ProtectedOpenAPI(OpenAPIExtension):
     def startup(self, bootstrap: Extend) -> None:
         self.bp = blueprint_factory(self.app.config)
         self.bp.middleware(_admin_only, "request")
+        self.bp.middleware(_private, "response")
         self.app.blueprint(self.bp)
         bootstrap._openapi = SpecificationBuilder()
 

@@ -46,7 +46,8 @@ def policy(enabled: bool, cache_control: str) -> CachePolicy:
 def request_key(path: str, body: dict) -> str:
     canonical = {k: v for k, v in body.items() if k not in _IGNORED_FIELDS}
     encoded = ujson.dumps(canonical, sort_keys=True, ensure_ascii=False, escape_forward_slashes=False)
-    return hashlib.sha256(path.encode() + b"\0" + encoded.encode()).hexdigest()
+    # surrogatepass: a lone surrogate (legal in JSON as an escape) has no UTF-8 form
+    return hashlib.sha256(path.encode() + b"\0" + encoded.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass(frozen=True)

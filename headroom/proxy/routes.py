@@ -11,12 +11,15 @@ request travels in its :class:`~headroom.proxy.exchange.Exchange`.
 from __future__ import annotations
 
 import asyncio
+import re
+from urllib.parse import unquote
 
 from sanic import Blueprint, Request
+from sanic.exceptions import BadURL
 from sanic.response import HTTPResponse
 
 from headroom.proxy import response_cache
-from headroom.proxy.body import api_key_of, dumps, json_object, request_body
+from headroom.proxy.body import dumps, json_object, request_body
 from headroom.proxy.bookkeeping import schedule
 from headroom.proxy.compression import compress_request
 from headroom.proxy.context import context_of
@@ -27,7 +30,7 @@ from headroom.proxy.guards import Refused, enforce, guard_request, store_down
 from headroom.proxy.providers import ANTHROPIC, OPENAI, Provider, provider_for_path
 from headroom.proxy.request_id import request_id_for
 from headroom.proxy.usage import ask_for_stream_usage
-from headroom.state.identity import caller_hash
+from headroom.state.identity import MalformedCredential, caller_hash, credential_of
 from headroom.state.store import StoreUnavailable
 
 bp = Blueprint("proxy")
@@ -38,11 +41,16 @@ _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 async def proxy_request(request: Request, provider: Provider, path: str, *, llm_call: bool) -> HTTPResponse | None:
     exchange = Exchange(request_id_for(request), provider, path, len(request.body or b""))
     response: HTTPResponse | None = None
+    held = 0
     try:
+        held = context_of(request).inflight.hold(exchange.bytes_in)
         body = request_body(request)
+        credential = caller_credential(request)
         if llm_call:
-            response = await llm_request(request, provider, path, body, exchange)
+            response = await llm_request(request, provider, path, body, credential, exchange)
         else:
+            if leaves_its_prefix(path):
+                raise ProxyError(400, "Request path contains a '.' or '..' segment (possibly percent-encoded)")
             response = await forward(request, provider, path, body, exchange)
     except ProxyError as exc:
         exchange.fail(exc.status, f"http_{exc.status}")
@@ -55,12 +63,22 @@ async def proxy_request(request: Request, provider: Provider, path: str, *, llm_
         exchange.fail(499, "client_disconnected")  # the client closed the connection
         raise
     finally:
+        context_of(request).inflight.release(held)
         schedule(context_of(request), exchange)
     return response
 
 
+def caller_credential(request: Request) -> bytes:
+    """The caller's credential (:func:`~headroom.state.identity.credential_of`); a native 400
+    when it could not be forwarded as received."""
+    try:
+        return credential_of(request.headers)
+    except MalformedCredential as exc:
+        raise ProxyError(400, f"{exc}: send the API key as it is") from None
+
+
 async def llm_request(
-    request: Request, provider: Provider, path: str, body: bytes, exchange: Exchange
+    request: Request, provider: Provider, path: str, body: bytes, credential: bytes, exchange: Exchange
 ) -> HTTPResponse | None:
     context = context_of(request)
     config, store = context.config, context.store
@@ -69,13 +87,19 @@ async def llm_request(
     exchange.stream = parsed.get("stream") is True
     if config.log_messages:
         exchange.messages = parsed.get("messages")
-    exchange.caller = caller_hash(context.secret, api_key_of(request))
+    exchange.caller = caller_hash(context.secret, credential)
 
     policy = response_cache.policy(config.cache, request.headers.get("cache-control", ""))
-    if policy.store:
-        exchange.cache_key = response_cache.request_key(path, parsed)
+    if policy.store and not credential:
+        # Anonymous: Headroom cannot tell such callers apart (they may authenticate upstream
+        # by other means), so none of them is ever served another's answer.
+        exchange.cache = "bypass"
+    elif policy.store:
+        # The query is part of the request (``?beta=true`` changes the answer).
+        query = request.query_string
+        exchange.cache_key = response_cache.request_key(f"{path}?{query}" if query else path, parsed)
         exchange.cache = policy.label
-    lookup = (exchange.caller, exchange.cache_key) if policy.lookup else None
+    lookup = (exchange.caller, exchange.cache_key) if policy.lookup and exchange.cache_key else None
     guard = guard_request(config, context.pricing, exchange.caller, parsed, len(body))
     if lookup or guard:
         try:
@@ -121,3 +145,43 @@ async def passthrough(request: Request, rest: str):
     """Every other API path (count_tokens, models, files, batches …) goes through untouched."""
     provider = provider_for_path(request.path, request.headers)
     return await proxy_request(request, provider, f"/v1/{rest}", llm_call=False)
+
+
+# A "." or ".." segment, with "/" or "\\" as separators (URL parsers treat both alike).
+_DOT_SEGMENT = re.compile(r"(?:^|[/\\])\.\.?(?:[/\\]|$)")
+_MAX_DECODES = 3
+
+
+def leaves_its_prefix(path: str) -> bool:
+    """Whether a pass-through path could climb out of ``/v1/`` on the upstream: a dot
+    segment, as sent or once decoded (``%2e%2e``, ``..%2f``, ``%252e%252e`` …). The HTTP
+    client normalises dot segments before sending (``/v1/../admin`` would go out as
+    ``/admin``), and upstreams and gateways decode the path too, so every reading that
+    contains one is refused; real API paths never do. The host itself is never in question:
+    the upstream URL is always the configured base followed by ``/v1/``."""
+    for _ in range(_MAX_DECODES + 1):
+        if _DOT_SEGMENT.search(path):
+            return True
+        decoded = unquote(path)
+        if decoded == path:
+            return False
+        path = decoded
+    return True  # encoded more times than any client would: refuse rather than guess
+
+
+class ProxyRequest(Request):
+    """Sanic's request, except that the stand-in request Sanic builds to answer a request
+    whose head it could not parse survives a request target it cannot parse either.
+
+    A request line like ``GET host:port/path`` (authority form) or ``CONNECT host:443``
+    makes Sanic's stand-in raise again while it prepares the error answer: the connection
+    was dropped without a word and a traceback logged for every such request. With a
+    neutral target for the stand-in only, the client gets a native 400 instead."""
+
+    def __init__(self, url_bytes: bytes, *args, **kwargs) -> None:
+        try:
+            super().__init__(url_bytes, *args, **kwargs)
+        except BadURL:
+            if kwargs.get("method") != "NONE":  # a real request: Sanic answers it with a 400
+                raise
+            super().__init__(b"*", *args, **kwargs)

@@ -29,10 +29,14 @@ _HANDLER_TIMEOUT_S = 24 * 3600
 
 def create_app(config: ProxyConfig | None = None) -> Sanic:
     config = config or build_config()
-    app = Sanic("headroom", configure_logging=True)
+    app = Sanic("headroom", configure_logging=True, request_class=routes.ProxyRequest)
     app.config.REQUEST_MAX_SIZE = config.max_body_bytes
     app.config.RESPONSE_TIMEOUT = _HANDLER_TIMEOUT_S
     app.config.GRACEFUL_SHUTDOWN_TIMEOUT = config.shutdown_grace
+    # Slow clients cannot hold a worker: the whole request within --client-timeout (also the
+    # limit for a connection that never sends one), idle keep-alive connections closed.
+    app.config.REQUEST_TIMEOUT = config.client_timeout
+    app.config.KEEP_ALIVE_TIMEOUT = config.keep_alive_timeout
     app.config.NOISY_EXCEPTIONS = False
     app.config.AUTO_EXTEND = False  # sanic-ext only where asked for (OpenAPI), never on the hot path
     app.blueprint(admin.bp)

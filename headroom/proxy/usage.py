@@ -14,9 +14,27 @@ import re
 import ujson
 
 from headroom.pricing import Usage
+from headroom.proxy.sse import split_events
 
 # A usage *object* (not "usage": null, which OpenAI sends on every chunk when asked).
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
+_LINE_END = re.compile(rb"\r\n|\r|\n")  # SSE lines end in CRLF, LF or CR
+#: A reported figure above this is no token count (and would overflow the cost arithmetic).
+MAX_REPORTED_TOKENS = 2**53
+
+
+def normalised(provider: str, reported: dict) -> Usage | None:
+    """The upstream's usage object as a :class:`Usage`; ``None`` when its figures are not
+    counts (strings, lists, negative or absurd numbers): an odd answer is relayed, never failed."""
+    try:
+        usage = Usage.from_anthropic(reported) if provider == "anthropic" else Usage.from_openai(reported)
+    except (TypeError, ValueError, OverflowError, AttributeError):
+        return None
+    figures = (usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens,
+               usage.cache_write_1h_tokens)
+    if not all(0 <= n <= MAX_REPORTED_TOKENS for n in figures):
+        return None
+    return usage
 
 
 def usage_from_body(provider: str, payload: bytes) -> Usage | None:
@@ -29,7 +47,7 @@ def usage_from_body(provider: str, payload: bytes) -> Usage | None:
     reported = body.get("usage") if isinstance(body, dict) else None
     if not isinstance(reported, dict):
         return None
-    return Usage.from_anthropic(reported) if provider == "anthropic" else Usage.from_openai(reported)
+    return normalised(provider, reported)
 
 
 def ask_for_stream_usage(body: dict) -> bool:
@@ -47,7 +65,8 @@ class StreamUsage:
     Anthropic spreads usage over ``message_start`` (input, cache) and ``message_delta``
     (output): the latest figure for each field wins. OpenAI reports it once, in a final
     chunk with no choices; with ``strip_usage_chunk`` that chunk is removed from the
-    events passed on (the client did not ask for it).
+    events passed on (the client did not ask for it). Events are framed as the SSE spec
+    says (:mod:`headroom.proxy.sse`), so LF, CRLF and CR streams read alike.
     """
 
     def __init__(self, provider: str, strip_usage_chunk: bool = False) -> None:
@@ -60,43 +79,55 @@ class StreamUsage:
     def usage(self) -> Usage | None:
         if not self.seen:
             return None
-        if self.provider == "anthropic":
-            return Usage.from_anthropic(self.reported)
-        return Usage.from_openai(self.reported)
+        return normalised(self.provider, self.reported)
 
     def feed(self, events: bytes) -> bytes:
-        """Take in complete events; return the events to pass on to the client."""
+        """Take in complete events (as :class:`~headroom.proxy.sse.EventBuffer` hands them
+        out); return the events to pass on to the client, each byte for byte."""
         if not _USAGE_OBJECT.search(events):
             return events
         kept = []
-        for event in events.split(b"\n\n"):
-            usage_only = bool(event) and _USAGE_OBJECT.search(event) is not None and self._read(event)
-            if usage_only and self.strip_usage_chunk and event.count(b"data:") == 1:
+        for event in split_events(events):
+            usage_only = _USAGE_OBJECT.search(event) is not None and self._read(event)
+            if usage_only and self.strip_usage_chunk:
                 continue
             kept.append(event)
-        return b"\n\n".join(kept)
+        return b"".join(kept)
 
     def _read(self, event: bytes) -> bool:
         """Record the usage in one event; True if it was OpenAI's usage-only chunk."""
-        for line in event.split(b"\n"):
-            if not line.startswith(b"data:"):
-                continue
-            try:
-                body = ujson.loads(line[5:].strip())
-            except ValueError:
-                return False
-            if not isinstance(body, dict):
-                return False
-            if self.provider == "anthropic":
-                reported = body.get("usage")
-                if reported is None and isinstance(body.get("message"), dict):
-                    reported = body["message"].get("usage")  # message_start nests it
-                if isinstance(reported, dict):
-                    self.seen = True
-                    self.reported.update({k: v for k, v in reported.items() if v is not None})
-                return False
-            if isinstance(body.get("usage"), dict):
+        data = _event_data(event)
+        if data is None:
+            return False
+        try:
+            body = ujson.loads(data)
+        except ValueError:
+            return False
+        if not isinstance(body, dict):
+            return False
+        if self.provider == "anthropic":
+            reported = body.get("usage")
+            if reported is None and isinstance(body.get("message"), dict):
+                reported = body["message"].get("usage")  # message_start nests it
+            if isinstance(reported, dict):
                 self.seen = True
-                self.reported = body["usage"]
-                return not body.get("choices")
+                self.reported.update({k: v for k, v in reported.items() if v is not None})
+            return False
+        if isinstance(body.get("usage"), dict):
+            self.seen = True
+            self.reported = body["usage"]
+            return not body.get("choices")
         return False
+
+
+def _event_data(event: bytes) -> bytes | None:
+    """An event's data as the SSE spec defines it: its ``data`` lines (one leading space
+    dropped) joined by LF; ``None`` when it has none."""
+    parts = []
+    for line in _LINE_END.split(event):
+        if line.startswith(b"data:"):
+            value = line[5:]
+            parts.append(value[1:] if value.startswith(b" ") else value)
+        elif line == b"data":
+            parts.append(b"")
+    return b"\n".join(parts) if parts else None

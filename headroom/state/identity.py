@@ -1,9 +1,38 @@
-"""Caller identity: a keyed hash of the API key, never the key itself.
+"""Caller identity: a keyed hash of the caller's credential, never the credential itself.
 
-Every piece of per-caller state (cache partition, buckets, budgets, logs) is keyed by
-``caller_hash(secret, api_key)``. The secret is per deployment and must be the same in
-every worker and instance sharing a store, or they would not recognise the same caller:
-take it from configuration, or from :meth:`headroom.state.store.Store.shared_secret`.
+Every piece of per-caller state (cache partition, buckets, budgets, CCR originals, the
+compression memo, log lines) is keyed by ``caller_hash(secret, credential_of(headers))``.
+The secret is per deployment and must be the same in every worker and instance sharing a
+store, or they would not recognise the same caller: take it from configuration, or from
+:meth:`headroom.state.store.Store.shared_secret`.
+
+**What the credential is** (:func:`credential_of`). A caller is whoever the upstream
+authenticates, so the credential is the exact bytes the upstream authenticates:
+
+- the values of ``x-api-key`` (Anthropic API keys), ``Authorization`` (OpenAI keys;
+  Anthropic OAuth tokens as ``Authorization: Bearer``) and ``api-key`` (Azure OpenAI), as
+  received and forwarded;
+- less the spaces and tabs around a field value, which HTTP says are not part of it
+  (RFC 9110 §5.5): every HTTP parser, the upstream's included, drops them, so
+  ``x-api-key: K`` and ``x-api-key:  K\\t`` reach the upstream as the same key ``K`` and are
+  the same caller here. Nothing else is trimmed or rewritten;
+- ``Authorization: Bearer T`` counts as the token ``T`` (the scheme name is
+  case-insensitive, RFC 9110 §11.1), so the key ``K`` is one caller whether it comes as
+  ``x-api-key: K`` or ``Authorization: Bearer K``. Any other scheme counts as its whole value;
+- **no case-folding and no Unicode normalisation**: keys that differ in case, in inner
+  whitespace, or in any byte are different callers. UTF-8 beyond ASCII is hashed as
+  received. Bytes that are not UTF-8 are refused (:class:`MalformedCredential`, a 400):
+  the upstream HTTP client cannot send them as received (aiohttp silently drops them, so
+  ``sk-\\xff-K`` would reach the upstream as ``sk--K``), and a credential Headroom hashed
+  differently from what the upstream authenticates would split one caller into many;
+- a request carrying several different credentials (``x-api-key`` *and* a different
+  ``Bearer`` token, or one header twice) is hashed over all of them, tagged and
+  length-prefixed: whichever of them the upstream honours, only a caller holding every one
+  of them shares that identity. Identical values count once.
+
+A request with none of these headers is *anonymous* (empty credential): Headroom cannot
+tell such callers apart (they may authenticate upstream by other means), so the routes
+never serve them from, or store them in, the response cache.
 """
 
 from __future__ import annotations
@@ -15,12 +44,61 @@ import secrets
 #: Hex characters kept: 32 = 128 bits, ample against collisions between callers.
 HASH_HEX_CHARS = 32
 
+#: The request headers that carry a credential the upstream authenticates, in hashing order.
+CREDENTIAL_HEADERS = ("x-api-key", "authorization", "api-key")
 
-def caller_hash(secret: bytes, api_key: str) -> str:
-    """HMAC-SHA256 of the API key under the deployment secret, as 32 hex characters."""
+_OWS = " \t"  # optional whitespace around an HTTP field value (RFC 9110 §5.6.3)
+
+
+class MalformedCredential(ValueError):
+    """A credential header holds bytes that are not UTF-8: it cannot be forwarded as received."""
+
+
+def credential_of(headers) -> bytes:
+    """The caller's credential, as the exact bytes the upstream authenticates (see above).
+
+    ``headers`` is a multidict of the request's headers (Sanic's ``Header``): repeated
+    fields are all taken into account. ``b""`` for an anonymous request. Raises
+    :class:`MalformedCredential` when a credential header is not valid UTF-8.
+    """
+    found: list[tuple[str, bytes]] = []
+    for name in CREDENTIAL_HEADERS:
+        for value in headers.getall(name, ()):
+            value = value.strip(_OWS)
+            if name == "authorization":
+                scheme, _, token = value.partition(" ")
+                if scheme.lower() == "bearer":
+                    value = token.lstrip(" ")  # "Bearer" 1*SP token (RFC 6750 §2.1)
+            try:
+                raw = value.encode()  # Sanic decoded the header with surrogateescape
+            except UnicodeEncodeError:
+                raise MalformedCredential(f"The {name} header is not valid UTF-8") from None
+            if raw and all(raw != seen for _, seen in found):
+                found.append((name, raw))
+    if not found:
+        return b""
+    if len(found) == 1:
+        return found[0][1]
+    # Several different credentials: an injective encoding of all of them. It starts with a
+    # NUL, which no single header value can contain, so it never equals a lone credential.
+    parts = [b"\0"]
+    for name, raw in found:
+        tagged = name.encode() + b"=" + raw
+        parts.append(len(tagged).to_bytes(4, "big") + tagged)
+    return b"".join(parts)
+
+
+def caller_hash(secret: bytes, credential: bytes | str) -> str:
+    """HMAC-SHA256 of the credential under the deployment secret, as 32 hex characters.
+
+    ``credential`` is :func:`credential_of`'s bytes; a ``str`` is taken as a header value
+    (UTF-8, with ``surrogateescape`` for bytes Sanic could not decode).
+    """
     if not secret:
         raise ValueError("caller_hash needs a non-empty secret")
-    return hmac.new(secret, api_key.encode(), hashlib.sha256).hexdigest()[:HASH_HEX_CHARS]
+    if isinstance(credential, str):
+        credential = credential.encode("utf-8", "surrogateescape")
+    return hmac.new(secret, credential, hashlib.sha256).hexdigest()[:HASH_HEX_CHARS]
 
 
 def new_secret() -> bytes:

@@ -152,6 +152,6 @@ def compress(text: str, ctx: Context) -> Compressed | None:
             out.extend(lines[last:])
             transforms.append("log:lossy")
             return Compressed("\n".join(out), tuple(transforms), omitted)
-    if len(body) > len(text) * (1 - MIN_SAVING):
+    if len(body) > len(text) * (1 - MIN_SAVING) or body == text:  # (== : an empty block)
         return None
     return Compressed(body, tuple(transforms))

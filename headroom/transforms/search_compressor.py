@@ -176,6 +176,6 @@ def compress(text: str, ctx: Context) -> Compressed | None:
     if omitted:
         out = ccr.marker(omitted, total, unit, ctx.ccr_key) + "\n" + out
         transforms.append("search:lossy")
-    elif len(out) > len(text) * (1 - MIN_SAVING):
+    elif len(out) > len(text) * (1 - MIN_SAVING) or out == text:  # (== : an empty block)
         return None
     return Compressed(out, tuple(transforms), omitted)

@@ -43,7 +43,7 @@ def compress(text: str, ctx: Context) -> Compressed | None:
     rows = lines[start:]
     if len(text) <= lim.lossy_min_chars or len(rows) <= lim.max_items:
         out = "\n".join(lines)
-        if len(out) > len(text) * 0.95:
+        if len(out) > len(text) * 0.95 or out == text:  # (== : an empty block)
             return None
         return Compressed(out, ("table:trim",))
     header = _cells(lines[0])

@@ -13,13 +13,15 @@ from headroom.transforms.base import Compressed, Context
 
 _INNER_SPACES = re.compile(r"(?<=\S)[ \t\u00a0]{2,}(?=\S)")
 _BLANK_RUNS = re.compile(r"\n{3,}")
-_INVISIBLE = re.compile(r"[\u200b\u200c\u200d\ufeff]")
+# Zero-width *spaces* only. The zero-width joiner and non-joiner (U+200D, U+200C) are not
+# spacing: they build emoji sequences and are spelling in Persian, Hindi and other scripts.
+_INVISIBLE = re.compile(r"[\u200b\ufeff]")
 _CODE_FENCE = "```"
 MIN_SAVING = 0.05
 
 
 def normalise(text: str) -> str:
-    if "\u200b" in text or "\ufeff" in text or "\u200c" in text or "\u200d" in text:
+    if "\u200b" in text or "\ufeff" in text:
         text = _INVISIBLE.sub("", text)
     out: list[str] = []
     in_fence = False
@@ -36,6 +38,6 @@ def normalise(text: str) -> str:
 
 def compress(text: str, ctx: Context) -> Compressed | None:
     out = normalise(text)
-    if len(out) > len(text) * (1 - MIN_SAVING):
+    if len(out) > len(text) * (1 - MIN_SAVING) or out == text:  # (== : an empty block)
         return None
     return Compressed(out, ("text:whitespace",))

@@ -84,7 +84,10 @@ class Watchdog:
             stopped = self._stop.is_set()
             self._workers = list(manager.transient_processes)
             if manager._shutting_down:
-                self._finish_stop(manager)
+                try:
+                    self._finish_stop(manager)
+                except (EOFError, BrokenPipeError, ConnectionError, OSError):
+                    pass  # Sanic's state manager has already shut down: nothing is left to see through
                 return
             if stopped:
                 return

@@ -1,0 +1,132 @@
+"""Helpers for the hardening tests: raw HTTP over a socket, native error checks, and proof
+that the proxy's worker survived (same process, still answering)."""
+
+from __future__ import annotations
+
+import json
+import socket
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httpx
+import psutil
+import pytest
+
+ANTHROPIC_HEADERS = {"x-api-key": "sk-ant-hardening", "anthropic-version": "2023-06-01",
+                     "content-type": "application/json"}
+OPENAI_HEADERS = {"authorization": "Bearer sk-hardening", "content-type": "application/json"}
+GOOD = {"model": "claude-sonnet-4-5", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+#: One client for every test: making an httpx client (TLS context and all) costs more than a request.
+HTTP = httpx.Client(timeout=30)
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def send_raw(url: str, data: bytes, timeout: float = 10.0) -> Reply:
+    """Send ``data`` as is on a fresh connection; read one response (by content-length or EOF)."""
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as sock:
+        sock.sendall(data)
+        received = b""
+        while b"\r\n\r\n" not in received:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+        head, _, body = received.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ")[1]) if lines and lines[0].startswith("HTTP/") else 0
+        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+        length = int(headers.get("content-length", -1))
+        while length < 0 or len(body) < length:
+            try:
+                chunk = sock.recv(65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            body += chunk
+    return Reply(status, headers, body)
+
+
+def raw_request(method: str, path: str, headers: list[tuple[bytes | str, bytes | str]], body: bytes = b"") -> bytes:
+    """A request head written byte for byte as given (``host`` and ``content-length`` added)."""
+    def b(x):
+        return x if isinstance(x, bytes) else x.encode()
+
+    out = [f"{method} {path} HTTP/1.1".encode(), b"host: proxy"]
+    out += [b(name) + b": " + b(value) for name, value in headers]
+    if body or method == "POST":
+        out.append(b"content-length: " + str(len(body)).encode())
+    return b"\r\n".join(out) + b"\r\n\r\n" + body
+
+
+def assert_anthropic_error(status: int, body: bytes, expected_status: int, kind: str = "invalid_request_error"):
+    assert status == expected_status, body
+    parsed = json.loads(body)
+    assert parsed["type"] == "error", parsed
+    assert parsed["error"]["type"] == kind, parsed
+    assert parsed["error"]["message"]
+    return parsed["error"]["message"]
+
+
+def assert_openai_error(status: int, body: bytes, expected_status: int):
+    assert status == expected_status, body
+    error = json.loads(body)["error"]
+    assert set(error) == {"message", "type", "param", "code"}, error
+    assert error["message"] and error["type"] == "invalid_request_error"
+    return error["message"]
+
+
+class Upstream:
+    """The mock upstream's recording, read through the shared client."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def reset(self) -> None:
+        HTTP.post(f"{self.url}/_mock/reset").raise_for_status()
+
+    def requests(self) -> list[dict]:
+        return HTTP.get(f"{self.url}/_mock/requests").json()
+
+    def last(self) -> dict:
+        return self.requests()[-1]
+
+    def last_body(self) -> bytes:
+        """The exact bytes the upstream received."""
+        return self.last()["body"].encode("latin-1")
+
+
+@pytest.fixture
+def upstream(mock) -> Upstream:
+    """The mock upstream, its recording cleared."""
+    handle = Upstream(mock.url)
+    handle.reset()
+    return handle
+
+
+def worker_pids(proxy) -> set[int]:
+    """The proxy's processes below the CLI's own (Sanic's workers)."""
+    return {p.pid for p in psutil.Process(proxy.proc.pid).children(recursive=True)}
+
+
+@pytest.fixture
+def still_alive(proxy, mock):
+    """After the test, the same worker processes answer a good request (no crash, no restart)."""
+    before = worker_pids(proxy)
+    assert before
+    yield proxy
+    for headers, path in ((ANTHROPIC_HEADERS, "/v1/messages"), (OPENAI_HEADERS, "/v1/chat/completions")):
+        response = HTTP.post(f"{proxy.url}{path}", json=GOOD, headers=headers)
+        assert response.status_code == 200, response.text
+    assert worker_pids(proxy) == before
+    assert proxy.proc.poll() is None
