@@ -56,3 +56,10 @@ def test_a_short_run_writes_the_report_charts_data_and_readme_headline(tmp_path)
                            capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert again.returncode == 0, again.stderr[-2000:]
     assert (tmp_path / "again" / "benchmarks.md").read_text() == markdown
+
+
+def test_the_readme_headline_is_the_committed_runs():
+    data = json.loads((ROOT / "docs" / "benchmarks.json").read_text())
+    assert report.headline(data) in (ROOT / "README.md").read_text(), (
+        "README.md's benchmark headline is not docs/benchmarks.json's: run `python load_tests/report.py` "
+        "(or `--from-json docs/benchmarks.json`)")
