@@ -29,11 +29,11 @@ pytest.importorskip("gunicorn")
 GUNICORN = [sys.executable, "-m", "gunicorn"]
 
 
-def _gunicorn(port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
+def _gunicorn(port: int, env: dict[str, str], log: Path, workers: str = "4") -> subprocess.Popen:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("HEADROOM_", "PROMETHEUS_"))}
     with open(log, "w") as out:
         return subprocess.Popen(
-            [*GUNICORN, "headroom.proxy.server:app", "--workers", "4", "--bind", f"127.0.0.1:{port}",
+            [*GUNICORN, "headroom.proxy.server:app", "--workers", workers, "--bind", f"127.0.0.1:{port}",
              "--worker-class", "uvicorn.workers.UvicornWorker"],
             stdout=out, stderr=subprocess.STDOUT, env={**clean, **env}, cwd=log.parent,
         )
@@ -117,3 +117,37 @@ def test_the_proxy_extra_installs_what_the_production_line_needs(tmp_path):
     )
     assert check.stdout.strip() == "ok", check.stderr[-3000:]
     assert shutil.which("headroom", path=str(venv / "bin")) and shutil.which("gunicorn", path=str(venv / "bin"))
+
+
+def test_gunicorn_workers_compress_prose_through_a_standalone_model_server(mock, fresh_mock, redis_server, tmp_path,
+                                                                          lingua_model):
+    """LLMLingua under gunicorn: the workers use a running ``headroom model-server``, named by
+    HEADROOM_MODEL_SERVER_URL (they never start one themselves)."""
+    from tests.test_llmlingua_proxy import ANTHROPIC, conversation, prose, sent_page
+
+    model_port, port = free_port(), free_port()
+    server_log = tmp_path / "model-server.log"
+    with open(server_log, "w") as out:
+        server = subprocess.Popen([sys.executable, "-m", "headroom", "model-server", "--host", "127.0.0.1", "--port",
+                                   str(model_port), "--token", "tok", "--llmlingua-model", str(lingua_model)],
+                                  stdout=out, stderr=subprocess.STDOUT)
+    log = tmp_path / "gunicorn.log"
+    env = {"ANTHROPIC_TARGET_API_URL": mock.url, "OPENAI_TARGET_API_URL": mock.url, "HEADROOM_CACHE": "false",
+           "HEADROOM_REDIS_URL": redis_server.url.replace("/0", "/6"), "HEADROOM_LLMLINGUA": "true",
+           "HEADROOM_MODEL_SERVER_URL": f"tcp://127.0.0.1:{model_port}", "HEADROOM_MODEL_SERVER_TOKEN": "tok"}
+    proc = _gunicorn(port, env, log, workers="2")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(f"{url}/health", proc, log, timeout=60)
+        deadline = time.monotonic() + 90
+        while httpx.get(f"{url}/health", timeout=5).json().get("llmlingua") != "ready":
+            assert time.monotonic() < deadline, server_log.read_text()[-2000:]
+            time.sleep(0.2)
+        page = prose("gunicorn")
+        answer = httpx.post(f"{url}/v1/messages", json=conversation(page), headers=ANTHROPIC, timeout=30)
+        assert answer.status_code == 200 and "llmlingua" in answer.headers["x-headroom-transforms"]
+        sent = sent_page(fresh_mock)
+        assert len(sent) < len(page) and "Zanzibargunicorn" in sent  # compressed, the fact kept
+    finally:
+        stop(proc)
+        stop(server)
