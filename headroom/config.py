@@ -55,6 +55,7 @@ class ProxyConfig:
     connect_timeout: float = 10.0
     shutdown_grace: float = 20.0
     client_timeout: float = 60.0
+    max_connections: int = 4096
     keep_alive_timeout: float = 75.0
     max_body_mb: float = 32.0
     max_inflight_mb: float = 128.0
@@ -196,6 +197,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("client_timeout", "--client-timeout", "HEADROOM_CLIENT_TIMEOUT",
            "seconds a client may take to send a whole request (a trickled body, or a connection that "
            "never sends one, is closed after it)", _positive(float)),
+    Option("max_connections", "--max-connections", "HEADROOM_MAX_CONNECTIONS",
+           "open client connections per worker; beyond them a new one gets a 503 with retry-after and is "
+           "closed (keep it under the file-descriptor limit)", _positive(int)),
     Option("keep_alive_timeout", "--keep-alive-timeout", "HEADROOM_KEEP_ALIVE_TIMEOUT",
            "seconds an idle keep-alive connection stays open (keep it above your load balancer's idle "
            "timeout)", _positive(float)),

@@ -30,7 +30,8 @@ class RequestOutcome:
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
-    cost_usd: float = 0.0
+    cost_usd: float = 0.0  # what the upstream's usage costs ("usd_spent")
+    usd_saved: float = 0.0  # what compression saved, priced cache-aware (headroom.savings); 0 without usage
     # Timings in milliseconds.
     latency_ms: float = 0.0
     overhead_ms: float = 0.0

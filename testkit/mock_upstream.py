@@ -36,6 +36,14 @@ the upstream through it)
     x-mock-set-cookie: C         answer with "set-cookie: C"
     x-mock-ttft-ms: N            model pace for this request (overrides --ttft-ms)
     x-mock-tokens-per-s: R       model pace for this request (overrides --tokens-per-s)
+    x-mock-usage: JSON           a JSON object merged over the answer's ``usage`` (top-level
+                                 keys replace), e.g. ``{"input_tokens": 10,
+                                 "cache_read_input_tokens": 900}`` or, for OpenAI,
+                                 ``{"prompt_tokens": 1000, "prompt_tokens_details":
+                                 {"cached_tokens": 800}}``. By default usage is computed
+                                 (input ~ body bytes / 4) and reports no cache reads or writes.
+                                 Anthropic streams carry it in ``message_start`` (output tokens
+                                 in ``message_delta``).
 
 Model pace (``--ttft-ms N --tokens-per-s R``, both 0 by default: answer at once)
     Imitates a real model.  A stream sends its headers and ``message_start`` (OpenAI: the
@@ -204,6 +212,18 @@ def split_pieces(s: str, n: int) -> list[str]:
     """Split s into at most n non-empty, contiguous pieces."""
     n = max(1, min(n, len(s)))
     return [s[i * len(s) // n : (i + 1) * len(s) // n] for i in range(n)]
+
+
+def _usage_header(request: web.Request) -> dict[str, Any]:
+    """The ``x-mock-usage`` JSON object (``{}`` when absent or not a JSON object)."""
+    raw = request.headers.get("x-mock-usage")
+    if not raw:
+        return {}
+    try:
+        value = _loads(raw)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _int_header(request: web.Request, name: str, default: int = 0) -> int:
@@ -469,6 +489,10 @@ class MockUpstream:
             "cache_creation_input_tokens": 0,
             "cache_read_input_tokens": 0,
         }
+        override = _usage_header(request)
+        if "output_tokens" in override:
+            output_tokens = int(override["output_tokens"])
+        usage.update({k: v for k, v in override.items() if k != "output_tokens"})
         receipt = {"x-mock-tool-results-sha256": tool_result_digests(req, True)}
         if not req.get("stream"):
             wait = self._pace(request).total_s(output_tokens)
@@ -540,6 +564,7 @@ class MockUpstream:
             "prompt_tokens_details": {"cached_tokens": 0},
             "completion_tokens_details": {"reasoning_tokens": 0},
         }
+        usage.update(_usage_header(request))
         receipt = {"x-mock-tool-results-sha256": tool_result_digests(req, False)}
         if not req.get("stream"):
             wait = self._pace(request).total_s(completion_tokens)

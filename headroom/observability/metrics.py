@@ -132,6 +132,10 @@ class Metrics:
             "headroom_prompt_cache_write_tokens", "Provider prompt-cache write tokens, as reported", by_model
         )
         self.cost = counter("headroom_cost_usd", "Cost in USD of the upstream usage", by_model)
+        self.usd_spent = counter("headroom_usd_spent", "USD spent: the cost of the upstream usage", by_model)
+        self.usd_saved = counter(
+            "headroom_usd_saved", "USD saved by compression, priced at the cache-aware rate (an estimate)", by_model
+        )
         self.cache_hits = counter("headroom_cache_hits", "Requests answered from Headroom's response cache")
         self.cache_misses = counter("headroom_cache_misses", "Cacheable requests not found in the response cache")
         self.rate_limited = counter("headroom_rate_limited", "Requests rejected by a rate limit or budget", ("reason",))
@@ -179,6 +183,7 @@ class Metrics:
                 for metric in (
                     self.tokens_before, self.tokens_after, self.tokens_saved, self.tokens_input,
                     self.tokens_output, self.cache_read, self.cache_write, self.cost,
+                    self.usd_spent, self.usd_saved,
                 )
             )
         return children
@@ -201,7 +206,7 @@ class Metrics:
             request = self._request_children[key] = self.requests.labels(provider, model, str(outcome.status))
         request.inc()
 
-        before, after, saved, inp, out, c_read, c_write, cost = self._for_model(provider, model)
+        before, after, saved, inp, out, c_read, c_write, cost, usd_spent, usd_saved = self._for_model(provider, model)
         if outcome.tokens_before:
             before.inc(outcome.tokens_before)
         if outcome.tokens_after:
@@ -218,6 +223,9 @@ class Metrics:
             c_write.inc(outcome.cache_write_tokens)
         if 0 < outcome.cost_usd < _INF:  # a NaN or inf would poison the sum for good
             cost.inc(outcome.cost_usd)
+            usd_spent.inc(outcome.cost_usd)
+        if 0 < outcome.usd_saved < _INF:
+            usd_saved.inc(outcome.usd_saved)
 
         latency, overhead, ttfb = self._for_provider(provider)
         latency.observe(outcome.latency_ms)

@@ -33,7 +33,7 @@ FIELDS = (
     "timestamp", "request_id", "provider", "model", "path", "stream", "status",
     "tokens_before", "tokens_after", "tokens_saved",
     "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-    "cost_usd", "latency_ms", "overhead_ms", "ttfb_ms",
+    "cost_usd", "usd_spent", "usd_saved", "latency_ms", "overhead_ms", "ttfb_ms",
     "cache", "transforms", "limited", "error", "api_key_hash",
 )
 
@@ -67,6 +67,8 @@ def record_of(outcome: RequestOutcome, log_messages: bool = False) -> dict[str, 
         "cache_read_tokens": outcome.cache_read_tokens,
         "cache_write_tokens": outcome.cache_write_tokens,
         "cost_usd": _num(outcome.cost_usd, 8),
+        "usd_spent": _num(outcome.cost_usd, 8),  # the same figure, named to pair with usd_saved
+        "usd_saved": _num(outcome.usd_saved, 8),  # cache-aware estimate (headroom.savings)
         "latency_ms": _num(outcome.latency_ms),
         "overhead_ms": _num(outcome.overhead_ms),
         "ttfb_ms": _num(outcome.ttfb_ms),

@@ -56,6 +56,9 @@ class WriteBehind:
     moment later.
     """
 
+    #: Writes waiting at most: beyond them the batch goes at once, without waiting for company.
+    MAX_PENDING = 1024
+
     def __init__(self, store: Store, delay: float = 0.01) -> None:
         self.store = store
         self.delay = delay
@@ -68,7 +71,11 @@ class WriteBehind:
             self.settles.append(settle)
         if put:
             self.puts.append(put)
-        if self._task is None and (self.settles or self.puts):
+        if len(self.settles) + len(self.puts) >= self.MAX_PENDING:
+            # The batch leaves the queue now, whatever the store does: memory stays bounded.
+            settles, puts, self.settles, self.puts = self.settles, self.puts, [], []
+            asyncio.get_running_loop().create_task(self._write(settles, puts))
+        elif self._task is None and (self.settles or self.puts):
             self._task = asyncio.get_running_loop().create_task(self._flush_after_delay())
 
     async def _flush_after_delay(self) -> None:
@@ -78,6 +85,9 @@ class WriteBehind:
 
     async def flush(self) -> None:
         settles, puts, self.settles, self.puts = self.settles, self.puts, [], []
+        await self._write(settles, puts)
+
+    async def _write(self, settles: list[Settlement], puts: list[CachePut]) -> None:
         if not (settles or puts):
             return
         try:

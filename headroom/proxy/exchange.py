@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from time import perf_counter, time
 
+from headroom import savings
 from headroom.outcome import RequestOutcome
 from headroom.pricing import Pricing, Usage, cost_usd
 from headroom.proxy.providers import Provider
@@ -79,8 +80,18 @@ class Exchange:
             return 0.0
         return ((self.upstream_finished or perf_counter()) - self.upstream_started) * 1000.0
 
-    def headroom_headers(self) -> dict[str, str]:
-        """Headroom's own response headers: request id, time added so far, cache, receipt."""
+    def usd_saved(self, pricing: Pricing) -> float | None:
+        """Dollars compression saved (:mod:`headroom.savings`); None while the usage is unknown."""
+        if self.usage is None:
+            return None
+        if self.receipt is None or not self.receipt.block_savings:
+            return 0.0
+        price = pricing.lookup(self.model or "").price
+        return savings.usd_saved(self.receipt.block_savings, self.usage, price)
+
+    def headroom_headers(self, pricing: Pricing | None = None) -> dict[str, str]:
+        """Headroom's own response headers: request id, time added so far, cache, receipt
+        (and, given the pricing once the usage is known, the dollars saved)."""
         now = perf_counter()
         waited = ((self.upstream_finished or self.upstream_answered or now) - self.upstream_started
                   if self.upstream_started else 0.0)
@@ -92,6 +103,9 @@ class Exchange:
             headers["x-headroom-cache"] = self.cache
         if self.compression_ran:
             headers.update(receipt_headers(self.receipt))
+            saved = self.usd_saved(pricing) if pricing is not None else None
+            if saved is not None:
+                headers["x-headroom-usd-saved"] = f"{saved:.6f}"
         return headers
 
 
@@ -108,6 +122,7 @@ def outcome_of(exchange: Exchange, pricing: Pricing) -> RequestOutcome:
     error = exchange.error
     if error is None and exchange.status >= 400:
         error = f"upstream_{exchange.status // 100}xx"  # relayed from the upstream as it was
+    usd_saved = exchange.usd_saved(pricing) or 0.0
     usage = usage or Usage()
     return RequestOutcome(
         request_id=exchange.request_id,
@@ -126,6 +141,7 @@ def outcome_of(exchange: Exchange, pricing: Pricing) -> RequestOutcome:
         cache_read_tokens=usage.cache_read_tokens,
         cache_write_tokens=usage.cache_write_tokens + usage.cache_write_1h_tokens,
         cost_usd=cost_usd(pricing, exchange.model or "", usage) if exchange.usage is not None else 0.0,
+        usd_saved=usd_saved,
         latency_ms=latency_ms,
         overhead_ms=max(0.0, latency_ms - exchange.upstream_ms),
         ttfb_ms=(exchange.first_byte_at - exchange.started) * 1000.0 if exchange.first_byte_at else None,

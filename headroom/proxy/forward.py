@@ -67,7 +67,7 @@ async def forward(
             exchange.usage = usage_from_body(provider.name, payload)
             if exchange.cache_key and resp.status == 200 and len(payload) <= MAX_ENTRY_BYTES:
                 exchange.answer = CachedAnswer(resp.headers.get("content-type", "application/json"), payload)
-        headers.update(exchange.headroom_headers())
+        headers.update(exchange.headroom_headers(context_of(request).pricing))
         return HTTPResponse(payload, status=resp.status, headers=headers)
     except asyncio.CancelledError:
         # The client went away: drop the upstream connection instead of reusing it.

@@ -37,6 +37,7 @@ def create_app(config: ProxyConfig | None = None) -> Sanic:
     # limit for a connection that never sends one), idle keep-alive connections closed.
     app.config.REQUEST_TIMEOUT = config.client_timeout
     app.config.KEEP_ALIVE_TIMEOUT = config.keep_alive_timeout
+    app.config.HEADROOM_MAX_CONNECTIONS = config.max_connections  # read by headroom.proxy.protocol
     app.config.NOISY_EXCEPTIONS = False
     app.config.AUTO_EXTEND = False  # sanic-ext only where asked for (OpenAPI), never on the hot path
     app.blueprint(admin.bp)

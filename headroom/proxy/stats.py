@@ -51,9 +51,18 @@ def delta_of(outcome: RequestOutcome) -> StatsDelta:
         f"model:{model}:cache_read_tokens": outcome.cache_read_tokens,
         f"model:{model}:cache_write_tokens": outcome.cache_write_tokens,
     }
-    if outcome.cost_usd:
-        counters["cost_usd"] = outcome.cost_usd
-        counters[f"model:{model}:cost_usd"] = outcome.cost_usd
+    if outcome.cost_usd or outcome.usd_saved:
+        provider, caller = outcome.provider, outcome.caller or "none"
+        for figure, amount in (("spent", outcome.cost_usd), ("saved", outcome.usd_saved)):
+            if amount:
+                counters[f"usd_{figure}"] = amount
+                counters[f"usd_provider:{provider}:{figure}"] = amount
+                counters[f"usd_caller:{caller}:{figure}"] = amount
+        if outcome.cost_usd:
+            counters["cost_usd"] = outcome.cost_usd
+            counters[f"model:{model}:cost_usd"] = outcome.cost_usd
+        if outcome.usd_saved:
+            counters[f"model:{model}:usd_saved"] = outcome.usd_saved
     if outcome.error:
         counters[f"error:{outcome.error}"] = 1
         counters[f"model:{model}:errors"] = 1
@@ -113,6 +122,7 @@ def recent_entry(outcome: RequestOutcome) -> dict:
         "cache": outcome.cache,
         "tokens_saved": outcome.tokens_saved,
         "cost_usd": round(outcome.cost_usd, 6),
+        "usd_saved": round(outcome.usd_saved, 6),
         "latency_ms": round(outcome.latency_ms, 3),
         "overhead_ms": round(outcome.overhead_ms, 3),
         "error": outcome.error,
@@ -149,6 +159,27 @@ def health_of(counters: dict[str, float]) -> dict:
     }
 
 
+def _usd_by(counters: dict[str, float], prefix: str) -> dict[str, dict[str, float]]:
+    """``{prefix}{key}:spent|saved`` counters as ``{key: {"spent": …, "saved": …}}``."""
+    table: dict[str, dict[str, float]] = {}
+    for name, value in counters.items():
+        if name.startswith(prefix):
+            key, _, figure = name[len(prefix):].rpartition(":")
+            table.setdefault(key, {"spent": 0.0, "saved": 0.0})[figure] = round(value, 6)
+    return table
+
+
+def usd_of(counters: dict[str, float]) -> dict:
+    """Dollars spent (the upstream's usage) and saved (cache-aware estimate), in total and
+    by provider and caller hash (by model: ``models[m].cost_usd`` / ``usd_saved``)."""
+    return {
+        "spent": round(counters.get("usd_spent", 0.0), 6),
+        "saved": round(counters.get("usd_saved", 0.0), 6),
+        "by_provider": _usd_by(counters, "usd_provider:"),
+        "by_caller": _usd_by(counters, "usd_caller:"),
+    }
+
+
 def detailed(snapshot: StatsSnapshot) -> dict:
     counters = snapshot.counters
     models: dict[str, dict] = {}
@@ -162,6 +193,7 @@ def detailed(snapshot: StatsSnapshot) -> dict:
         "tokens_before": int(counters.get("tokens_before", 0)),
         "tokens_after": int(counters.get("tokens_after", 0)),
         "cost_usd": round(counters.get("cost_usd", 0.0), 6),
+        "usd": usd_of(counters),
         "requests_by_provider": _prefixed(counters, "provider:"),
         "requests_by_status": _prefixed(counters, "status:"),
         "errors": errors,

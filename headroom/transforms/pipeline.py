@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
+from headroom.savings import BlockSaving, cache_ttls
 from headroom.state.store import Store, StoreUnavailable
 from headroom.transforms import accounting, ccr, memo, tokens
 from headroom.transforms.base import Compressed, Context, Limits
@@ -101,6 +102,8 @@ class Receipt:
     memo_hits: int = 0  # of which already seen on an earlier turn
     model_compressed: int = 0  # new blocks the model server compressed
     model_fallback: str | None = None  # why the model server did not ("timeout", "down", …)
+    # Per tool output considered: tokens saved, memo hit, covering cache breakpoint (for dollars).
+    block_savings: list[BlockSaving] = field(default_factory=list)
 
     @property
     def tokens_saved(self) -> int:
@@ -180,8 +183,9 @@ async def _run(body: dict, provider: Provider, store: Store, caller: str, opts: 
     receipt = Receipt()
     blocks = find_blocks(body, provider, opts.min_block_chars)
     entries: dict[tuple, MemoEntry] = {}
+    hits: set[tuple] = set()
     if blocks:
-        await _compress_blocks(blocks, body, store, caller, opts, entries, receipt, model)
+        hits = await _compress_blocks(blocks, body, store, caller, opts, entries, receipt, model)
     new_texts = {path: e.output for path, e in entries.items() if e.output is not None}
     for block in blocks:
         entry = entries.get(block.path)
@@ -190,6 +194,8 @@ async def _run(body: dict, provider: Provider, store: Store, caller: str, opts: 
             if entry.output is not None:
                 tokens.remember(entry.output, entry.tokens_after)
     new_body = replace_blocks(body, provider, new_texts) if new_texts else body
+    if blocks:
+        _note_savings(blocks, body, provider, entries, hits, receipt)
     fixed = accounting.fixed_tokens(body)
     messages = body.get("messages") if isinstance(body.get("messages"), list) else []
     before = accounting.message_tokens(messages)
@@ -203,13 +209,25 @@ async def _run(body: dict, provider: Provider, store: Store, caller: str, opts: 
     return (new_body if changed else None), receipt
 
 
+def _note_savings(blocks: list[Block], body: dict, provider: Provider, entries: dict, hits: set,
+                  receipt: Receipt) -> None:
+    """Each block's figures for :mod:`headroom.savings` (Anthropic: and its cache breakpoint)."""
+    ttls = cache_ttls(body["messages"], [b.path for b in blocks]) if provider == "anthropic" else {}
+    for block in blocks:
+        entry = entries.get(block.path)
+        saved = entry.tokens_before - entry.tokens_after if entry is not None and entry.output is not None else 0
+        receipt.block_savings.append(BlockSaving(saved, block.path in hits, ttls.get(block.path)))
+
+
 async def _compress_blocks(blocks: list[Block], body: dict, store: Store, caller: str,
-                           opts: PipelineOptions, entries: dict, receipt: Receipt, model: ProseModel | None) -> None:
-    """Fill ``entries`` (path → memo entry) from the memo or by compressing; store new ones."""
+                           opts: PipelineOptions, entries: dict, receipt: Receipt, model: ProseModel | None) -> set:
+    """Fill ``entries`` (path → memo entry) from the memo or by compressing; store new ones.
+    Returns the paths found in the memo."""
     ids = [block_id(caller, b.text, b.tool_name, b.tool_input) for b in blocks]
     cached = await store.get_many([i.memo_key for i in ids])
     receipt.blocks = len(blocks)
     misses: list[tuple[Block, object]] = []
+    hits: set[tuple] = set()
     fresh: dict[str, MemoEntry] = {}  # identical blocks within one request compress once
     for block, bid, raw in zip(blocks, ids, cached):
         entry = MemoEntry.from_bytes(raw) if raw is not None else None
@@ -218,6 +236,7 @@ async def _compress_blocks(blocks: list[Block], body: dict, store: Store, caller
             continue
         receipt.memo_hits += 1
         entries[block.path] = entry
+        hits.add(block.path)
     terms: Terms | None = None
     ccr_items: dict[str, bytes] = {}
     # Exact BPE counts of big new blocks run on another core while this one compresses:
@@ -282,6 +301,7 @@ async def _compress_blocks(blocks: list[Block], body: dict, store: Store, caller
             if entry.ccr_key and entry.ccr_key not in receipt.ccr_keys:
                 receipt.ccr_keys.append(entry.ccr_key)
     await _store(store, {k: e.to_bytes() for k, e in fresh.items()}, ccr_items, opts)
+    return hits
 
 
 def _transform(block: Block, bid: BlockId, terms: Terms,
