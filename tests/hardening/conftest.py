@@ -12,6 +12,8 @@ import httpx
 import psutil
 import pytest
 
+from testkit.services import Mock
+
 ANTHROPIC_HEADERS = {"x-api-key": "sk-ant-hardening", "anthropic-version": "2023-06-01",
                      "content-type": "application/json"}
 OPENAI_HEADERS = {"authorization": "Bearer sk-hardening", "content-type": "application/json"}
@@ -86,32 +88,11 @@ def assert_openai_error(status: int, body: bytes, expected_status: int):
     return error["message"]
 
 
-class Upstream:
-    """The mock upstream's recording, read through the shared client."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def reset(self) -> None:
-        HTTP.post(f"{self.url}/_mock/reset").raise_for_status()
-
-    def requests(self) -> list[dict]:
-        return HTTP.get(f"{self.url}/_mock/requests").json()
-
-    def last(self) -> dict:
-        return self.requests()[-1]
-
-    def last_body(self) -> bytes:
-        """The exact bytes the upstream received."""
-        return self.last()["body"].encode("latin-1")
-
-
 @pytest.fixture
-def upstream(mock) -> Upstream:
+def upstream(mock) -> Mock:
     """The mock upstream, its recording cleared."""
-    handle = Upstream(mock.url)
-    handle.reset()
-    return handle
+    mock.reset()
+    return mock
 
 
 def worker_pids(proxy) -> set[int]:

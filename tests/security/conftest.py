@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from testkit.ports import free_port
-from testkit.services import REDIS_BIN, RedisProc
+from testkit.services import REDIS_BIN, Mock, RedisProc
 
 #: One client for every test: making an httpx client costs more than a request.
 HTTP = httpx.Client(timeout=30)
@@ -68,24 +68,9 @@ def retrieval_keys(text: str) -> list[str]:
 #    httpx client per call, some 30 ms each) ---------------------------------------------------
 
 
-class Upstream:
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.authority = url.removeprefix("http://")
-
-    def reset(self) -> None:
-        HTTP.post(f"{self.url}/_mock/reset").raise_for_status()
-
-    def requests(self) -> list[dict]:
-        return HTTP.get(f"{self.url}/_mock/requests").json()
-
-    def last(self) -> dict:
-        return self.requests()[-1]
-
-
 @pytest.fixture(scope="module")
-def upstream(mock) -> Upstream:
-    return Upstream(mock.url)
+def upstream(mock) -> Mock:
+    return mock
 
 
 # -- raw HTTP -------------------------------------------------------------------------------
