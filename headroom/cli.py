@@ -3,7 +3,9 @@
 - ``headroom proxy`` starts the proxy (:mod:`headroom.serve`);
 - ``headroom model-server`` runs the LLMLingua model server on its own, on a Unix socket or
   on TCP with a shared token (for ASGI deployments, or one GPU host serving many proxies);
-- ``headroom llmlingua export`` writes an ONNX model for the CPU backend.
+- ``headroom llmlingua export`` writes an ONNX model for the CPU backend;
+- ``headroom report`` summarises request logs (``--log-file``): spent, saved, cache reads
+  (:mod:`headroom.report`, imported only when that command runs).
 
 Flags are generated from :data:`headroom.config.OPTIONS` (and ``MODEL_SERVER_OPTIONS``), so
 flags, environment variables and the README table cannot drift apart.
@@ -92,7 +94,46 @@ def make_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="folder to write (use <model folder>-onnx to be found by auto)")
     export.add_argument("--int8", action="store_true", help="also write a dynamically quantised int8 model, "
                                                             "and make it the default")
+    add_report_parser(commands)
     return parser
+
+
+def _report_type(name: str):
+    def parse(text: str):
+        from headroom import report
+
+        try:
+            return getattr(report, name)(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = name.removeprefix("parse_")
+    return parse
+
+
+def add_report_parser(commands: Any) -> None:
+    report = commands.add_parser(
+        "report",
+        help="summarise request logs: tokens, dollars spent and saved, prompt-cache reads",
+        description="Summarise request logs written with --log-file (plain or gzip; - for stdin): per day (UTC), "
+                    "model and caller (the api_key_hash the log carries), the requests, errors, tokens before and "
+                    "after compression, dollars spent and saved, and the prompt-cache read share, "
+                    "cache_read_tokens / (input_tokens + cache_read_tokens + cache_write_tokens) (the log's "
+                    "input_tokens is uncached input for both providers). Malformed lines are counted and skipped.",
+    )
+    report.add_argument("logs", nargs="+", metavar="LOGFILE", help="request log(s): plain, .gz, or - for stdin")
+    report.add_argument("--by", type=_report_type("parse_by"), default=("day", "model", "caller"),
+                        help="group by these, comma-separated, in order (default: day,model,caller)")
+    report.add_argument("--since", type=_report_type("parse_day"), metavar="DATE",
+                        help="only requests on or after this day (YYYY-MM-DD, UTC)")
+    report.add_argument("--until", type=_report_type("parse_day"), metavar="DATE",
+                        help="only requests on or before this day (YYYY-MM-DD, UTC)")
+    report.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    report.add_argument("--jobs", type=int, metavar="N",
+                        help="processes reading big logs in parallel (default: the CPUs available; 1: none)")
+    report.add_argument("--png", metavar="FILE",
+                        help="also draw dollars spent/saved and tokens before/after per day "
+                             "(needs matplotlib: pip install 'headroom-ai[report]')")
 
 
 def run_model_server(config: ModelServerConfig) -> int:
@@ -174,6 +215,11 @@ def _given(args: argparse.Namespace, options: tuple[Option, ...]) -> dict[str, A
 def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
+    if args.command == "report":
+        from headroom.report import run as run_report
+
+        return run_report(args.logs, args.by, args.since, args.until, as_json=args.json, png=args.png,
+                          jobs=args.jobs)
     try:
         if args.command == "proxy":
             flags = _given(args, OPTIONS)

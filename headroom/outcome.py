@@ -41,6 +41,7 @@ class RequestOutcome:
     limited: str | None = None  # "rpm" | "tpm" | "budget" when rejected
     error: str | None = None  # kind of failure, e.g. "upstream_unreachable"
     model_fallback: str | None = None  # why LLMLingua did not compress this request's prose
+    prefix_changes: int = 0  # blocks sent on an earlier turn that went out with other bytes (a bug)
     bytes_in: int = 0
     bytes_out: int = 0
     messages: list | None = None  # only with --log-messages

@@ -6,11 +6,13 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 
-# System services some tests drive for real: Prometheus (scrapes /metrics) and redis-server.
-# Installed when this runs as root with apt; otherwise the tests that need them are skipped.
+# System services some tests drive for real: Prometheus (scrapes /metrics), redis-server, and
+# Chromium (loads /dashboard headless). Installed when this runs as root with apt; otherwise
+# the tests that need them are skipped.
 need=()
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v redis-server >/dev/null || need+=(redis-server)
+command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi

@@ -143,6 +143,11 @@ class Metrics:
         self.compression_failures = counter(
             "headroom_compression_failed", "Requests forwarded uncompressed because compression failed"
         )
+        self.prefix_changes = counter(
+            "headroom_prefix_changes", "Tool outputs sent on an earlier turn that Headroom re-sent with different "
+            "bytes (a prompt-cache break it caused; should stay 0)", ("provider",))
+        for provider in PROVIDERS:
+            self.prefix_changes.labels(provider)
         self.store_outages = counter("headroom_store_unavailable", "Operations that found the shared store unavailable")
         # LLMLingua: what the workers saw, and (written by the model server process) its queue and batches.
         self.model_compressions = counter("headroom_llmlingua_compressions", "Tool outputs compressed by LLMLingua")
@@ -226,6 +231,8 @@ class Metrics:
             usd_spent.inc(outcome.cost_usd)
         if 0 < outcome.usd_saved < _INF:
             usd_saved.inc(outcome.usd_saved)
+        if outcome.prefix_changes:
+            self.prefix_changes.labels(provider).inc(outcome.prefix_changes)
 
         latency, overhead, ttfb = self._for_provider(provider)
         latency.observe(outcome.latency_ms)

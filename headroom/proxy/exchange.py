@@ -8,6 +8,7 @@ frozen :class:`~headroom.outcome.RequestOutcome` that stats, metrics and the log
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from time import perf_counter, time
 
@@ -18,6 +19,8 @@ from headroom.proxy.providers import Provider
 from headroom.proxy.response_cache import CachedAnswer
 from headroom.state.store import GuardResult
 from headroom.transforms import Receipt
+
+log = logging.getLogger("headroom.proxy")
 
 
 def receipt_headers(receipt: Receipt | None) -> dict[str, str]:
@@ -123,6 +126,11 @@ def outcome_of(exchange: Exchange, pricing: Pricing) -> RequestOutcome:
     if error is None and exchange.status >= 400:
         error = f"upstream_{exchange.status // 100}xx"  # relayed from the upstream as it was
     usd_saved = exchange.usd_saved(pricing) or 0.0
+    changed = receipt.prefix_changes if receipt is not None else []
+    if changed:
+        log.warning("headroom prefix change: request %s re-sent %d earlier tool output(s) with different bytes "
+                    "(provider %s, caller %s, originals %s); the provider's prompt cache breaks there",
+                    exchange.request_id, len(changed), exchange.provider.name, exchange.caller, ",".join(changed))
     usage = usage or Usage()
     return RequestOutcome(
         request_id=exchange.request_id,
@@ -149,6 +157,7 @@ def outcome_of(exchange: Exchange, pricing: Pricing) -> RequestOutcome:
         limited=exchange.limited,
         error=error,
         model_fallback=receipt.model_fallback if receipt is not None else None,
+        prefix_changes=len(changed),
         bytes_in=exchange.bytes_in,
         bytes_out=exchange.bytes_out,
         messages=exchange.messages,

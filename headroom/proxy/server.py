@@ -14,7 +14,7 @@ from sanic import Sanic
 
 from headroom.config import ProxyConfig, build_config
 from headroom.observability import metrics
-from headroom.proxy import admin, compression_api, routes
+from headroom.proxy import admin, compression_api, dashboard, routes
 from headroom.proxy.bookkeeping import flush_stats, flush_stats_forever
 from headroom.proxy.context import close_context, context_of, open_context
 from headroom.proxy.errors import handle_exception
@@ -41,6 +41,7 @@ def create_app(config: ProxyConfig | None = None) -> Sanic:
     app.config.NOISY_EXCEPTIONS = False
     app.config.AUTO_EXTEND = False  # sanic-ext only where asked for (OpenAPI), never on the hot path
     app.blueprint(admin.bp)
+    app.blueprint(dashboard.bp)
     app.blueprint(compression_api.bp)
     app.blueprint(routes.bp)
     add_openapi(app, routes.bp)

@@ -51,6 +51,14 @@ def delta_of(outcome: RequestOutcome) -> StatsDelta:
         f"model:{model}:cache_read_tokens": outcome.cache_read_tokens,
         f"model:{model}:cache_write_tokens": outcome.cache_write_tokens,
     }
+    # Prompt-cache read share: reads over every input token (uncached + read + written).
+    all_input = outcome.input_tokens + outcome.cache_read_tokens + outcome.cache_write_tokens
+    if all_input:
+        counters[f"prompt_cache:{outcome.provider}:input_tokens"] = all_input
+        counters[f"prompt_cache:{outcome.provider}:read_tokens"] = outcome.cache_read_tokens
+    if outcome.prefix_changes:
+        counters["prefix_changes"] = outcome.prefix_changes
+        counters[f"prefix_changes:{outcome.provider}"] = outcome.prefix_changes
     if outcome.cost_usd or outcome.usd_saved:
         provider, caller = outcome.provider, outcome.caller or "none"
         for figure, amount in (("spent", outcome.cost_usd), ("saved", outcome.usd_saved)):
@@ -180,6 +188,18 @@ def usd_of(counters: dict[str, float]) -> dict:
     }
 
 
+def prompt_cache_of(counters: dict[str, float]) -> dict[str, dict]:
+    """Per provider: input tokens read from the provider's prompt cache, all input tokens
+    (uncached, read and written, as the upstream reported them) and the read share."""
+    table: dict[str, dict] = {}
+    for name, value in _prefixed(counters, "prompt_cache:").items():
+        provider, _, figure = name.rpartition(":")
+        table.setdefault(provider, {"read_tokens": 0, "input_tokens": 0})[figure] = int(value)
+    for row in table.values():
+        row["read_share"] = round(row["read_tokens"] / row["input_tokens"], 4) if row["input_tokens"] else 0.0
+    return table
+
+
 def detailed(snapshot: StatsSnapshot) -> dict:
     counters = snapshot.counters
     models: dict[str, dict] = {}
@@ -208,5 +228,9 @@ def detailed(snapshot: StatsSnapshot) -> dict:
         "models": models,
         "transforms": _prefixed(counters, "transform:"),
         "llmlingua_fallbacks": _prefixed(counters, "llmlingua_fallback:"),
+        "prompt_cache": prompt_cache_of(counters),
+        # Earlier tool outputs re-sent with other bytes (a cache break Headroom caused): should stay 0.
+        "prefix_changes": int(counters.get("prefix_changes", 0)),
+        "prefix_changes_by_provider": _prefixed(counters, "prefix_changes:"),
         "recent_requests": [ujson.loads(entry) for entry in snapshot.recent],
     }

@@ -13,6 +13,12 @@ def make_key(kind: str, caller: str, ident: str) -> str:
     return f"hr:{kind}:{caller}:{ident}"
 
 
+#: Per-block entries of the compression pipeline, ``hr:{kind}:{callerhash}:{tool class}.{digest}``
+#: (same ident for both), with the memo's TTL.
+MEMO_KIND = "memo"  # what was sent for a tool output the first time (transforms.memo)
+SENT_KIND = "sent"  # digest of those bytes and the terms used (transforms.prefix_guard)
+
+
 def bucket_key(caller: str) -> str:
     """One caller's request and token buckets (one entry for both)."""
     return make_key("rl", caller, "b")

@@ -13,7 +13,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from headroom.state.keys import make_key
+from headroom.state.keys import MEMO_KIND, SENT_KIND, make_key
 from headroom.state.lru import LRU, text_keyed
 from headroom.transforms import ccr
 from headroom.transforms.detect import tool_hint
@@ -25,6 +25,7 @@ _VERSION = 1
 class BlockId:
     memo_key: str  # store key of the memo entry
     ccr_key: str  # visible retrieval key, should the block lose content
+    sent_key: str = ""  # store key of the prefix guard's record (what was sent, see prefix_guard)
 
 
 _digests: LRU[str, str] = text_keyed(16_000_000)
@@ -47,8 +48,9 @@ def block_id(caller: str, text: str, tool_name: str | None, tool_input: dict | N
     """One SHA-256 of the text gives both keys; the tool's class is part of the memo key
     because the same bytes from ``Read`` (kept exact) and ``Bash`` are treated differently."""
     digest_hex = digest(text)
-    hint = tool_hint(tool_name, tool_input) or "any"
-    return BlockId(make_key("memo", caller, f"{hint}.{digest_hex[:32]}"), digest_hex[: ccr.KEY_CHARS])
+    ident = f"{tool_hint(tool_name, tool_input) or 'any'}.{digest_hex[:32]}"
+    return BlockId(make_key(MEMO_KIND, caller, ident), digest_hex[: ccr.KEY_CHARS],
+                   make_key(SENT_KIND, caller, ident))
 
 
 @dataclass(frozen=True)

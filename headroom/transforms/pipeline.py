@@ -3,11 +3,13 @@
 Steps, each with one store round trip at most:
 
 1. find tool outputs big enough to bother (``min_block_chars``);
-2. look all of them up in the memo (one ``get_many``): a block seen before is re-sent exactly
-   as it was the first time, whatever the question is now;
+2. look all of them up in the memo (one ``get_many``, which also fetches the prefix guard's
+   records): a block seen before is re-sent exactly as it was the first time, whatever the
+   question is now;
 3. compress the new ones (detect → compressor) with the terms of the newest user question;
-4. store new memo entries and, where content was dropped, the originals for retrieval
-   (one ``set_many``);
+4. check every block sent against what was sent for it before (:mod:`prefix_guard`); store
+   new memo entries and guard records and, where content was dropped, the originals for
+   retrieval (one ``set_many``);
 5. only if the request would not fit the model's window, drop the oldest whole turns.
 
 The input body is never mutated; untouched parts of the new body are shared with it.
@@ -26,7 +28,7 @@ from typing import Literal
 
 from headroom.savings import BlockSaving, cache_ttls
 from headroom.state.store import Store, StoreUnavailable
-from headroom.transforms import accounting, ccr, memo, tokens
+from headroom.transforms import accounting, ccr, memo, prefix_guard, tokens
 from headroom.transforms.base import Compressed, Context, Limits
 from headroom.transforms.blocks import (
     Block,
@@ -104,6 +106,8 @@ class Receipt:
     model_fallback: str | None = None  # why the model server did not ("timeout", "down", …)
     # Per tool output considered: tokens saved, memo hit, covering cache breakpoint (for dollars).
     block_savings: list[BlockSaving] = field(default_factory=list)
+    # Blocks sent before with other bytes (prefix_guard): short ids of their originals. A bug.
+    prefix_changes: list[str] = field(default_factory=list)
 
     @property
     def tokens_saved(self) -> int:
@@ -224,15 +228,24 @@ async def _compress_blocks(blocks: list[Block], body: dict, store: Store, caller
     """Fill ``entries`` (path → memo entry) from the memo or by compressing; store new ones.
     Returns the paths found in the memo."""
     ids = [block_id(caller, b.text, b.tool_name, b.tool_input) for b in blocks]
-    cached = await store.get_many([i.memo_key for i in ids])
+    guard = prefix_guard.PrefixGuard(ids)
+    found = await store.get_many([i.memo_key for i in ids] + guard.keys())  # one round trip for both
+    guard.load(found[len(ids):])
+    cached = found[:len(ids)]
     receipt.blocks = len(blocks)
     misses: list[tuple[Block, object]] = []
     hits: set[tuple] = set()
     fresh: dict[str, MemoEntry] = {}  # identical blocks within one request compress once
-    for block, bid, raw in zip(blocks, ids, cached):
+    used: dict[str, Terms] = {}  # memo key → the terms it was compressed with just now
+    for index, (block, bid, raw) in enumerate(zip(blocks, ids, cached)):
         entry = MemoEntry.from_bytes(raw) if raw is not None else None
         if entry is None:
             misses.append((block, bid))
+            # Sent before but the memo entry is gone: compress it with the terms it was first
+            # compressed with, so that the same bytes come back (prefix_guard).
+            earlier = guard.terms_for(index)
+            if earlier is not None:
+                used[bid.memo_key] = earlier
             continue
         receipt.memo_hits += 1
         entries[block.path] = entry
@@ -258,7 +271,8 @@ async def _compress_blocks(blocks: list[Block], body: dict, store: Store, caller
                 continue
             if terms is None:
                 terms = extract_terms(question_text(body))
-            kind, result, failed = _transform(block, bid, terms, opts)
+            block_terms = used.setdefault(bid.memo_key, terms)
+            kind, result, failed = _transform(block, bid, block_terms, opts)
             receipt.errors += failed
             decided[bid.memo_key] = (block, bid, result)
             if model is not None and kind is Kind.TEXT and not failed and len(block.text) >= opts.prose.min_chars:
@@ -300,7 +314,9 @@ async def _compress_blocks(blocks: list[Block], body: dict, store: Store, caller
             receipt.add_transforms(entry.transforms)
             if entry.ccr_key and entry.ccr_key not in receipt.ccr_keys:
                 receipt.ccr_keys.append(entry.ccr_key)
-    await _store(store, {k: e.to_bytes() for k, e in fresh.items()}, ccr_items, opts)
+    changed, records = guard.check([b.path for b in blocks], entries, used)
+    receipt.prefix_changes.extend(changed)
+    await _store(store, {**{k: e.to_bytes() for k, e in fresh.items()}, **records}, ccr_items, opts)
     return hits
 
 
