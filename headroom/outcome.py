@@ -44,7 +44,7 @@ class RequestOutcome:
     prefix_changes: int = 0  # blocks sent on an earlier turn that went out with other bytes (a bug)
     bytes_in: int = 0
     bytes_out: int = 0
-    messages: list | None = None  # only with --log-messages
+    messages: list | str | None = None  # only with --log-messages (a Responses ``input`` may be a string)
 
     @property
     def tokens_saved(self) -> int:

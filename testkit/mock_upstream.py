@@ -16,6 +16,8 @@ Endpoints
     POST /v1/messages               Anthropic Messages (stream or not)
     POST /v1/messages/count_tokens  {"input_tokens": n}
     POST /v1/chat/completions       OpenAI Chat Completions (stream or not)
+    POST /v1/responses              OpenAI Responses (stream or not; function calls, usage)
+    GET  /v1/responses/{id}         a minimal stored response (status completed)
     GET  /v1/models[/{id}]          Anthropic shape if the request carries
                                     x-api-key/anthropic-version, else OpenAI
     *    /v1/...                    200 {"method", "path", "query"} echo
@@ -40,7 +42,9 @@ the upstream through it)
                                  keys replace), e.g. ``{"input_tokens": 10,
                                  "cache_read_input_tokens": 900}`` or, for OpenAI,
                                  ``{"prompt_tokens": 1000, "prompt_tokens_details":
-                                 {"cached_tokens": 800}}``. By default usage is computed
+                                 {"cached_tokens": 800}}`` (Responses: ``input_tokens``,
+                                 ``input_tokens_details``, ``output_tokens`` …, in the body and in
+                                 ``response.completed``). By default usage is computed
                                  (input ~ body bytes / 4) and reports no cache reads or writes.
                                  Anthropic streams carry it in ``message_start`` (output tokens
                                  in ``message_delta``).
@@ -56,7 +60,8 @@ Prefix-stability receipt
     Every Messages / Chat Completions answer (errors excepted) carries
     ``x-mock-tool-results-sha256``: a comma-separated list, in message order, of the
     first 16 hex digits of the SHA-256 of each tool result's content as the mock received
-    it (Anthropic ``tool_result`` blocks, OpenAI ``role: tool`` messages; string content is
+    it (Anthropic ``tool_result`` blocks, OpenAI ``role: tool`` messages, Responses
+    ``function_call_output``/``custom_tool_call_output`` items' ``output``; string content is
     hashed as UTF-8, list content as its compact JSON).  A load test compares turn N's
     list with the same positions on turn N+1 without reading the shared recording.
 
@@ -208,6 +213,36 @@ def openai_reply(req: dict[str, Any], events: int) -> Reply:
     return _text_reply(f"mock reply: {_last_user_text(messages)[:40]}", events)
 
 
+def _responses_messages(req: dict[str, Any]) -> list[Any]:
+    """A Responses body's ``input`` as chat-like messages: enough to decide the answer."""
+    value = req.get("input")
+    if isinstance(value, str):
+        return [{"role": "user", "content": value}]
+    out: list[Any] = []
+    for item in value if isinstance(value, list) else ():
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") in ("function_call_output", "custom_tool_call_output"):
+            output = item.get("output")
+            out.append({"role": "tool", "content": output if isinstance(output, str) else _text_of(output)})
+        elif item.get("role") is not None:
+            out.append({"role": item["role"], "content": item.get("content")})
+    return out
+
+
+def responses_reply(req: dict[str, Any], events: int) -> Reply:
+    """Decide the Responses answer: tool-output echo, function call (when ``tools`` are given
+    and the last input item is a user message), or text."""
+    messages = _responses_messages(req)
+    last = messages[-1] if messages else {}
+    if last.get("role") == "tool":
+        return _text_reply(f"mock reply: tool result: {_text_of(last.get('content'))[:TOOL_RESULT_CHARS]}", events)
+    tools = [t for t in req.get("tools") or () if isinstance(t, dict) and t.get("type", "function") == "function"]
+    if tools and last.get("role") == "user" and req.get("tool_choice") != "none":
+        return Reply(tool_name=tools[0].get("name", "tool"), tool_input=_tool_input(tools[0].get("parameters")))
+    return _text_reply(f"mock reply: {_last_user_text(messages)[:40]}", events)
+
+
 def split_pieces(s: str, n: int) -> list[str]:
     """Split s into at most n non-empty, contiguous pieces."""
     n = max(1, min(n, len(s)))
@@ -267,9 +302,13 @@ def _content_digest(content: Any) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-def tool_result_digests(req: dict[str, Any], anthropic: bool) -> str:
+def tool_result_digests(req: dict[str, Any], anthropic: bool, responses_api: bool = False) -> str:
     """The ``x-mock-tool-results-sha256`` value: one digest per tool result, in message order."""
     out: list[str] = []
+    if responses_api:
+        items = req.get("input") if isinstance(req.get("input"), list) else ()
+        return ",".join(_content_digest(item.get("output", "")) for item in items if isinstance(item, dict)
+                        and item.get("type") in ("function_call_output", "custom_tool_call_output"))
     for msg in req.get("messages") or ():
         if not isinstance(msg, dict):
             continue
@@ -299,8 +338,12 @@ def _openai_event(obj: dict[str, Any]) -> bytes:
 _OPENAI_DONE = b"data: [DONE]\n\n"
 
 
-def _stream_error(anthropic: bool) -> bytes:
+def _stream_error(anthropic: bool, responses_api: bool = False, sequence_number: int = 0) -> bytes:
     """The error event a provider sends when it fails after the 200 went out."""
+    if responses_api:
+        return b"event: error\ndata: " + _dumps({"type": "error", "code": "server_error",
+                                                 "message": "mock mid-stream error", "param": None,
+                                                 "sequence_number": sequence_number}) + b"\n\n"
     if anthropic:
         return _anthropic_event({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
     return _openai_event({"error": {"message": "mock mid-stream error", "type": "server_error",
@@ -411,7 +454,7 @@ class MockUpstream:
 
     async def _stream(self, request: web.Request, anthropic: bool, frames: list[bytes],
                       deltas: range = range(0), output_tokens: int = 0,
-                      extra: dict[str, str] | None = None) -> web.StreamResponse:
+                      extra: dict[str, str] | None = None, responses_api: bool = False) -> web.StreamResponse:
         """Write SSE frames one by one, honouring the delay/break controls.
 
         A client that goes away shows up as ConnectionError on write (or as
@@ -431,7 +474,7 @@ class MockUpstream:
         break_after = _int_header(request, "x-mock-break-after", -1)
         error_after = _int_header(request, "x-mock-stream-error-after", -1)
         if 0 <= error_after < len(frames):
-            frames = frames[:error_after] + [_stream_error(anthropic)]
+            frames = frames[:error_after] + [_stream_error(anthropic, responses_api, error_after)]
         pace = self._pace(request)
         waits = [0.0] * len(frames)  # model pace: seconds to wait before frame i
         if deltas and (pace.ttft_ms or pace.tokens_per_s):
@@ -611,6 +654,99 @@ class MockUpstream:
         frames.append(_OPENAI_DONE)
         return await self._stream(request, False, frames, deltas, completion_tokens, receipt)
 
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        body, err = await self._begin(request, False)
+        if err is not None:
+            return err
+        req = self._parse(request, False, body)
+        if isinstance(req, web.Response):
+            return req
+        events = max(1, _int_header(request, "x-mock-events", DEFAULT_EVENTS))
+        reply = responses_reply(req, events)
+        n = next(self._ids)
+        resp_id, item_id = f"resp_mock{n:016d}", f"msg_mock{n:016d}"
+        input_tokens = max(1, len(body) // 4)
+        if reply.text is not None:
+            output_tokens = max(1, len(reply.text) // 4)
+            item: dict[str, Any] = {"id": item_id, "type": "message", "status": "completed", "role": "assistant",
+                                    "content": [{"type": "output_text", "text": reply.text, "annotations": []}]}
+        else:
+            output_tokens = 16
+            item = {"id": f"fc_mock{n:016d}", "type": "function_call", "status": "completed",
+                    "call_id": f"call_mock{n:016d}", "name": reply.tool_name,
+                    "arguments": _dumps(reply.tool_input).decode()}
+        usage: dict[str, Any] = {
+            "input_tokens": input_tokens, "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": output_tokens, "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": input_tokens + output_tokens,
+        }
+        usage.update(_usage_header(request))
+        receipt = {"x-mock-tool-results-sha256": tool_result_digests(req, False, responses_api=True)}
+
+        def response_obj(status: str, output: list[Any], usage_obj: Any) -> dict[str, Any]:
+            return {
+                "id": resp_id, "object": "response", "created_at": int(time.time()), "status": status,
+                "error": None, "incomplete_details": None, "instructions": req.get("instructions"),
+                "max_output_tokens": req.get("max_output_tokens"), "model": req.get("model", "gpt-mock"),
+                "output": output, "parallel_tool_calls": True,
+                "previous_response_id": req.get("previous_response_id"), "reasoning": {"effort": None},
+                "store": req.get("store", True), "temperature": 1.0, "text": {"format": {"type": "text"}},
+                "tool_choice": req.get("tool_choice", "auto"), "tools": req.get("tools") or [], "top_p": 1.0,
+                "truncation": "disabled", "usage": usage_obj, "user": None, "metadata": {},
+            }
+
+        if not req.get("stream"):
+            wait = self._pace(request).total_s(output_tokens)
+            if wait > 0:
+                await asyncio.sleep(wait)
+            return self._json(request, False, response_obj("completed", [item], usage), extra=receipt)
+
+        seq = itertools.count()
+
+        def event(obj: dict[str, Any]) -> bytes:
+            obj["sequence_number"] = next(seq)
+            return b"event: " + obj["type"].encode() + b"\ndata: " + _dumps(obj) + b"\n\n"
+
+        frames = [event({"type": "response.created", "response": response_obj("in_progress", [], None)}),
+                  event({"type": "response.in_progress", "response": response_obj("in_progress", [], None)})]
+        if reply.text is not None:
+            part = {"type": "output_text", "text": "", "annotations": []}
+            frames.append(event({"type": "response.output_item.added", "output_index": 0,
+                                 "item": {**item, "status": "in_progress", "content": []}}))
+            frames.append(event({"type": "response.content_part.added", "item_id": item_id, "output_index": 0,
+                                 "content_index": 0, "part": part}))
+            first = len(frames)
+            frames += [event({"type": "response.output_text.delta", "item_id": item_id, "output_index": 0,
+                              "content_index": 0, "delta": p, "logprobs": []})
+                       for p in split_pieces(reply.text, events)]
+            deltas = range(first, len(frames))
+            frames.append(event({"type": "response.output_text.done", "item_id": item_id, "output_index": 0,
+                                 "content_index": 0, "text": reply.text, "logprobs": []}))
+            frames.append(event({"type": "response.content_part.done", "item_id": item_id, "output_index": 0,
+                                 "content_index": 0, "part": {**part, "text": reply.text}}))
+        else:
+            frames.append(event({"type": "response.output_item.added", "output_index": 0,
+                                 "item": {**item, "status": "in_progress", "arguments": ""}}))
+            first = len(frames)
+            frames += [event({"type": "response.function_call_arguments.delta", "item_id": item["id"],
+                              "output_index": 0, "delta": p})
+                       for p in split_pieces(item["arguments"], events)]
+            deltas = range(first, len(frames))
+            frames.append(event({"type": "response.function_call_arguments.done", "item_id": item["id"],
+                                 "output_index": 0, "arguments": item["arguments"]}))
+        frames.append(event({"type": "response.output_item.done", "output_index": 0, "item": item}))
+        frames.append(event({"type": "response.completed", "response": response_obj("completed", [item], usage)}))
+        return await self._stream(request, False, frames, deltas, output_tokens, receipt, responses_api=True)
+
+    async def get_response(self, request: web.Request) -> web.Response:
+        _, err = await self._begin(request, False)
+        if err is not None:
+            return err
+        return self._json(request, False, {
+            "id": request.match_info["response_id"], "object": "response", "created_at": int(time.time()),
+            "status": "completed", "error": None, "model": "gpt-mock", "output": [], "usage": None,
+        })
+
     # -- models and catch-all ------------------------------------------------
 
     @staticmethod
@@ -698,6 +834,8 @@ def make_app(record_limit: int = RECORD_LIMIT, pace: Pace | None = None) -> web.
     r.add_post("/v1/messages", mock.messages)
     r.add_post("/v1/messages/count_tokens", mock.count_tokens)
     r.add_post("/v1/chat/completions", mock.chat_completions)
+    r.add_post("/v1/responses", mock.responses)
+    r.add_get("/v1/responses/{response_id}", mock.get_response)
     r.add_get("/v1/models", mock.list_models)
     r.add_get("/v1/models/{model_id}", mock.get_model)
     r.add_route("*", "/v1/{tail:.*}", mock.echo)

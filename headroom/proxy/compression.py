@@ -22,10 +22,10 @@ async def compress_request(context: ProxyContext, provider: Provider, body: dict
     """The compressed body, or ``None`` to forward the client's original bytes."""
     exchange.compression_ran = True
     options = context.pipeline_options
-    if not context.config.optimize or not needs_work(body, provider.name, options):
+    wire = exchange.wire or provider.name  # the body's format: Responses bodies differ from Chat Completions
+    if not context.config.optimize or not needs_work(body, wire, options):
         return None
-    new_body, receipt = await run_pipeline(body, provider.name, context.store, exchange.caller, options,
-                                           context.model)
+    new_body, receipt = await run_pipeline(body, wire, context.store, exchange.caller, options, context.model)
     exchange.receipt = receipt
     if receipt.errors:
         metrics.compression_failed()

@@ -18,7 +18,7 @@ from headroom.proxy.body import json_object, request_body
 from headroom.proxy.context import context_of
 from headroom.proxy.errors import ProxyError
 from headroom.proxy.exchange import receipt_headers
-from headroom.proxy.providers import ANTHROPIC, OPENAI, provider_for_path
+from headroom.proxy.providers import ANTHROPIC, OPENAI, RESPONSES_FORMAT, provider_for_path
 from headroom.proxy.request_id import request_id_for
 from headroom.proxy.routes import caller_credential
 from headroom.proxy.security_headers import PRIVATE
@@ -59,28 +59,30 @@ async def retrieve_by_body(request: Request):
 
 @bp.post("/v1/compress")
 async def compress(request: Request):
-    """Body: an Anthropic Messages or OpenAI chat request (``messages`` required).
+    """Body: an Anthropic Messages or OpenAI chat request (``messages`` required), or with
+    ``"provider": "responses"`` an OpenAI Responses request (``input`` required, and given back).
 
     The provider format is ``"provider"`` in the body if given, else guessed from the headers
     like every other route (``x-api-key``/``anthropic-version`` mean Anthropic).
     """
     require_admin(request, header_only=True)
     body = json_object(request_body(request))
-    if not isinstance(body.get("messages"), list):
-        raise ProxyError(400, '"messages" must be a list')
     named = body.pop("provider", None)
-    if named not in (None, "anthropic", "openai"):
-        raise ProxyError(400, '"provider" must be "anthropic" or "openai"')
+    if named not in (None, "anthropic", "openai", RESPONSES_FORMAT):
+        raise ProxyError(400, '"provider" must be "anthropic", "openai" or "responses"')
+    field = "input" if named == RESPONSES_FORMAT else "messages"
+    if not isinstance(body.get(field), list):
+        raise ProxyError(400, f'"{field}" must be a list')
     named_provider = {"anthropic": ANTHROPIC, "openai": OPENAI}.get(named)
     provider = named_provider or provider_for_path("/v1/compress", request.headers)
+    wire = named if named == RESPONSES_FORMAT else provider.name
     context = context_of(request)
-    new_body, receipt = await run_pipeline(body, provider.name, context.store, _caller(request),
-                                           context.pipeline_options)
+    new_body, receipt = await run_pipeline(body, wire, context.store, _caller(request), context.pipeline_options)
     result = new_body if new_body is not None else body
     return json(
         {
-            "provider": provider.name,
-            "messages": result["messages"],
+            "provider": wire,
+            field: result[field],
             "receipt": {
                 "tokens_before": receipt.tokens_before,
                 "tokens_after": receipt.tokens_after,

@@ -51,7 +51,8 @@ class Exchange:
     model: str | None = None
     stream: bool = False
     caller: str | None = None  # keyed hash of the API key, never the key
-    messages: list | None = None  # only with --log-messages
+    wire: str = ""  # the body's format: "anthropic", "openai" (Chat Completions) or "responses"
+    messages: list | str | None = None  # only with --log-messages (a Responses ``input`` may be a string)
     strip_usage_chunk: bool = False  # Headroom asked for OpenAI's usage chunk, the client did not
     # -- response cache and guards (routes.llm_request; ``limited`` by routes on a refusal) --
     cache: str | None = None  # "hit" | "miss" | "bypass"; None: the cache did not run

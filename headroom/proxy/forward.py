@@ -8,6 +8,7 @@ client that goes away cancels the upstream request and closes its connection.
 from __future__ import annotations
 
 import asyncio
+import re
 from time import perf_counter
 
 import aiohttp
@@ -91,13 +92,15 @@ async def relay_stream(
     kept_bytes = 0
     framing = EventBuffer()
     broken = False
+    last_sent = b""  # the latest events passed on (a Responses error event continues their numbering)
 
     async def pass_on(complete: bytes) -> None:
-        nonlocal kept, kept_bytes
+        nonlocal kept, kept_bytes, last_sent
         if not exchange.first_byte_at:
             exchange.first_byte_at = perf_counter()
         events = meter.feed(complete)
         if events:
+            last_sent = events
             await response.send(events)
             exchange.bytes_out += len(events)
             if kept is not None:
@@ -122,7 +125,10 @@ async def relay_stream(
         broken = True
         reason = "timed out" if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)) else "broke off"
         exchange.error = exchange.error or ("stream_timeout" if reason == "timed out" else "stream_broken")
-        await response.send(provider.stream_error_event(f"The upstream stream {reason} before it was complete"))
+        numbers = _SEQUENCE_NUMBER.findall(last_sent)
+        await response.send(provider.stream_error_event(
+            f"The upstream stream {reason} before it was complete", exchange.wire,
+            max(map(int, numbers)) + 1 if numbers else 0))
     exchange.upstream_finished = perf_counter()
     exchange.usage = meter.usage
     if kept is not None and not broken and not _carries_error(b"".join(kept[-1:])):
@@ -130,9 +136,15 @@ async def relay_stream(
     await response.eof()
 
 
+_SEQUENCE_NUMBER = re.compile(rb'"sequence_number"\s*:\s*(\d{1,15})')
+# An error object (``"error": null``, as in every Responses API response object, is none),
+# or a Responses stream that ended failed or incomplete.
+_ERROR_END = re.compile(rb'event: error|"error"\s*:\s*\{|"type"\s*:\s*"response\.(?:failed|incomplete)"')
+
+
 def _carries_error(last_events: bytes) -> bool:
     """An upstream may end a 200 stream with its own error event: such a stream is not cached."""
-    return b"event: error" in last_events or b'"error"' in last_events
+    return _ERROR_END.search(last_events) is not None
 
 
 async def replay(request: Request, answer: CachedAnswer, exchange: Exchange) -> HTTPResponse | None:

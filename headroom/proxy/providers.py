@@ -12,6 +12,7 @@ from typing import Literal
 import ujson
 
 from headroom.config import ProxyConfig
+from headroom.transforms.responses import FORMAT as RESPONSES_FORMAT
 
 ProviderName = Literal["anthropic", "openai"]
 
@@ -71,8 +72,19 @@ class Provider:
         error = {"message": message, "type": kind, "param": None, "code": code or default_code}
         return _dumps({"error": error})
 
-    def stream_error_event(self, message: str) -> bytes:
-        """The final SSE event that tells a streaming client the upstream broke mid-way."""
+    def stream_error_event(self, message: str, wire: str = "", sequence_number: int = 0) -> bytes:
+        """The final SSE event that tells a streaming client the upstream broke mid-way.
+
+        Responses API streams (``wire`` ``"responses"``) end with that API's ``error`` event
+        (``type``, ``code``, ``message``, ``param``, ``sequence_number``: the SDK's
+        ``ResponseErrorEvent``), which also nests the error as ``error`` so that the
+        ``openai`` SDK raises ``APIError`` on it instead of yielding it quietly."""
+        if wire == RESPONSES_FORMAT:
+            code = "stream_interrupted"
+            payload = _dumps({"type": "error", "code": code, "message": message, "param": None,
+                              "sequence_number": sequence_number,
+                              "error": {"type": "api_error", "code": code, "message": message, "param": None}})
+            return b"event: error\ndata: " + payload + b"\n\n"
         if self.name == "anthropic":
             payload = _dumps({"type": "error", "error": {"type": "api_error", "message": message}})
             return b"event: error\ndata: " + payload + b"\n\n"
@@ -83,6 +95,16 @@ class Provider:
 ANTHROPIC = Provider("anthropic")
 OPENAI = Provider("openai")
 
+#: Request body formats the LLM routes accept, by upstream path; a provider's own name
+#: stands for its main format. Also the pipeline's ``provider`` argument.
+_WIRE_FORMATS = {"/v1/responses": RESPONSES_FORMAT}
+
+
+def wire_format(provider: Provider, path: str) -> str:
+    """The body format of an LLM request to ``path``: ``"anthropic"``, ``"openai"`` (Chat
+    Completions) or ``"responses"``."""
+    return _WIRE_FORMATS.get(path, provider.name)
+
 
 def provider_for_path(path: str, headers) -> Provider:
     """Pick the upstream for a request: by route first, then by the headers the client sent.
@@ -92,7 +114,7 @@ def provider_for_path(path: str, headers) -> Provider:
     """
     if path.startswith("/v1/messages"):
         return ANTHROPIC
-    if path.endswith("/chat/completions"):
+    if path.endswith("/chat/completions") or path.startswith(("/v1/responses", "/responses")):
         return OPENAI
     if "x-api-key" in headers or "anthropic-version" in headers:
         return ANTHROPIC

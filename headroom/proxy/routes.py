@@ -27,7 +27,7 @@ from headroom.proxy.errors import ProxyError, error_response
 from headroom.proxy.exchange import Exchange
 from headroom.proxy.forward import forward, replay
 from headroom.proxy.guards import Refused, enforce, guard_request, store_down
-from headroom.proxy.providers import ANTHROPIC, OPENAI, Provider, provider_for_path
+from headroom.proxy.providers import ANTHROPIC, OPENAI, RESPONSES_FORMAT, Provider, provider_for_path, wire_format
 from headroom.proxy.request_id import request_id_for
 from headroom.proxy.usage import ask_for_stream_usage
 from headroom.state.identity import MalformedCredential, caller_hash, credential_of
@@ -85,8 +85,9 @@ async def llm_request(
     parsed = json_object(body)
     exchange.model = parsed.get("model") if isinstance(parsed.get("model"), str) else None
     exchange.stream = parsed.get("stream") is True
+    exchange.wire = wire_format(provider, path)
     if config.log_messages:
-        exchange.messages = parsed.get("messages")
+        exchange.messages = parsed.get("input" if exchange.wire == RESPONSES_FORMAT else "messages")
     exchange.caller = caller_hash(context.secret, credential)
 
     policy = response_cache.policy(config.cache, request.headers.get("cache-control", ""))
@@ -118,7 +119,7 @@ async def llm_request(
     compressed = await compress_request(context, provider, parsed, exchange)
     if compressed is not None:
         parsed, body = compressed, dumps(compressed)
-    if provider is OPENAI and ask_for_stream_usage(parsed):
+    if exchange.wire == "openai" and ask_for_stream_usage(parsed):  # Responses streams always report it
         body = dumps(parsed)
         exchange.strip_usage_chunk = True
     return await forward(request, provider, path, body, exchange)
@@ -138,6 +139,18 @@ async def openai_chat(request: Request):
 async def openai_chat_unversioned(request: Request):
     """Some OpenAI-compatible clients are configured with a base URL that lacks ``/v1``."""
     return await proxy_request(request, OPENAI, "/v1/chat/completions", llm_call=True)
+
+
+@bp.post("/v1/responses")
+async def openai_responses(request: Request):
+    return await proxy_request(request, OPENAI, "/v1/responses", llm_call=True)
+
+
+@bp.post("/responses", name="openai_responses_unversioned")
+async def openai_responses_unversioned(request: Request):
+    """The Responses API for clients configured without ``/v1`` (``/v1/responses/{id}`` …
+    pass through below)."""
+    return await proxy_request(request, OPENAI, "/v1/responses", llm_call=True)
 
 
 @bp.route("/v1/<rest:path>", methods=_ALL_METHODS, name="passthrough")

@@ -44,7 +44,7 @@ def usage_from_body(provider: str, payload: bytes) -> Usage | None:
         body = ujson.loads(payload)
     except ValueError:
         return None
-    reported = body.get("usage") if isinstance(body, dict) else None
+    reported = body.get("usage") if isinstance(body, dict) else None  # Responses bodies: at the top too
     if not isinstance(reported, dict):
         return None
     return normalised(provider, reported)
@@ -64,7 +64,8 @@ class StreamUsage:
 
     Anthropic spreads usage over ``message_start`` (input, cache) and ``message_delta``
     (output): the latest figure for each field wins. OpenAI reports it once, in a final
-    chunk with no choices; with ``strip_usage_chunk`` that chunk is removed from the
+    chunk with no choices (the Responses API: in the response of ``response.completed``,
+    ``.incomplete`` or ``.failed``); with ``strip_usage_chunk`` that chunk is removed from the
     events passed on (the client did not ask for it). Events are framed as the SSE spec
     says (:mod:`headroom.proxy.sse`), so LF, CRLF and CR streams read alike.
     """
@@ -117,6 +118,10 @@ class StreamUsage:
             self.seen = True
             self.reported = body["usage"]
             return not body.get("choices")
+        response = body.get("response")  # Responses API: response.completed / .incomplete / .failed
+        if isinstance(response, dict) and isinstance(response.get("usage"), dict):
+            self.seen = True
+            self.reported = response["usage"]
         return False
 
 

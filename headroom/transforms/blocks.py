@@ -3,7 +3,8 @@ copy-on-write rewrite that leaves everything else (and the input dict) untouched
 
 Only tool output is ever a candidate: Anthropic ``tool_result`` blocks (string content or its
 text parts; not ``is_error`` results, which are short and needed verbatim) and OpenAI
-``tool``/``function`` messages. User and assistant text is never
+``tool``/``function`` messages; Responses API (``provider`` ``"responses"``)
+``function_call_output`` items (:mod:`headroom.transforms.responses`). User and assistant text is never
 rewritten: the newest user text is sent as is, and rewriting it on a later turn would change
 bytes the provider has already cached. The system prompt and tool definitions are never
 touched either.
@@ -15,6 +16,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from headroom.transforms import responses
 from headroom.transforms.terms import strip_reminders
 
 # Location of a text inside a body: (message index, content index, part index), where the
@@ -84,7 +86,10 @@ def max_output_tokens(body: dict) -> int | None:
     return None
 
 
-def _messages(body: dict) -> list:
+def _messages(body: dict, provider: str = "") -> list:
+    """The conversation: ``messages``, or a Responses body's ``input`` items."""
+    if provider == responses.FORMAT:
+        return responses.items(body)
     messages = body.get("messages")
     return messages if isinstance(messages, list) else []
 
@@ -156,7 +161,17 @@ def content_chars(messages: list) -> int:
 
 def find_blocks(body: dict, provider: str, min_chars: int = 0) -> list[Block]:
     """Every tool-output text in the request, with the name of the tool that produced it."""
-    messages = _messages(body)
+    messages = _messages(body, provider)
+    if provider == responses.FORMAT:
+        found = list(responses.iter_outputs(messages, min_chars))
+        calls = responses.calls(messages) if found else {}
+        blocks = []
+        for path, text, ref in found:
+            name, raw = calls.get(ref, (None, None))
+            tool_input = _arguments(raw) if isinstance(raw, str) and raw[:1] == "{" else (
+                {"input": raw} if isinstance(raw, str) else None)
+            blocks.append(Block(path, text, name, tool_input))
+        return blocks
     if provider == "anthropic":
         found = list(iter_anthropic(messages, min_chars))
         calls = _anthropic_calls(messages) if found else {}
@@ -189,8 +204,16 @@ def _user_text(content) -> str:
     return "\n".join(parts)
 
 
-def question_text(body: dict) -> str:
+def question_text(body: dict, provider: str = "") -> str:
     """Text of the newest user message that has any (tool results and reminders aside)."""
+    if provider == responses.FORMAT:
+        if isinstance(body.get("input"), str):
+            return strip_reminders(body["input"]).strip()
+        for content in responses.user_contents(responses.items(body)):
+            text = strip_reminders(_user_text(content)).strip()
+            if text:
+                return text
+        return ""
     for msg in reversed(_messages(body)):
         if isinstance(msg, dict) and msg.get("role") == "user":
             text = strip_reminders(_user_text(msg.get("content"))).strip()
@@ -201,6 +224,8 @@ def question_text(body: dict) -> str:
 
 def replace_blocks(body: dict, provider: str, new_texts: dict[Path, str]) -> dict:
     """A new body with the given texts replaced; shares every untouched object with ``body``."""
+    if provider == responses.FORMAT:
+        return responses.replace_outputs(body, new_texts)
     messages = list(_messages(body))
     by_message: dict[int, list[tuple[Path, str]]] = {}
     for path, text in new_texts.items():

@@ -65,11 +65,26 @@ def tool_hint(tool_name: str | None, tool_input: dict | None = None) -> str:
     if name in SEARCH_TOOLS:
         return "search"
     if name in SHELL_TOOLS:
-        command = tool_input.get("command") if isinstance(tool_input, dict) else None
-        if isinstance(command, str) and _FILE_VIEW.match(command):
+        command = _command_text(tool_input.get("command") if isinstance(tool_input, dict) else None)
+        if command is not None and _FILE_VIEW.match(command):
             return "file"
         return "shell"
     return ""
+
+
+_SHELL_WRAPPERS = frozenset(("bash", "sh", "zsh", "/bin/bash", "/bin/sh", "/bin/zsh", "/usr/bin/bash"))
+
+
+def _command_text(command) -> str | None:
+    """A shell call's command line: a string, or an argv list as the Codex CLI sends it
+    (``["bash", "-lc", "cat x.py"]`` is the script ``cat x.py``; other argv lists are joined)."""
+    if isinstance(command, str):
+        return command
+    if isinstance(command, list) and command and all(isinstance(part, str) for part in command):
+        if len(command) == 3 and command[0] in _SHELL_WRAPPERS and command[1] in ("-c", "-lc", "-l", "-ic"):
+            return command[2]
+        return " ".join(command)
+    return None
 
 
 _SAMPLE_LINES = 80  # first and last 40 lines, each cut at 300 characters

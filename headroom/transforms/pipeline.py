@@ -28,7 +28,7 @@ from typing import Literal
 
 from headroom.savings import BlockSaving, cache_ttls
 from headroom.state.store import Store, StoreUnavailable
-from headroom.transforms import accounting, ccr, memo, prefix_guard, tokens
+from headroom.transforms import accounting, ccr, memo, prefix_guard, responses, tokens
 from headroom.transforms.base import Compressed, Context, Limits
 from headroom.transforms.blocks import (
     Block,
@@ -48,7 +48,8 @@ from headroom.transforms.terms import Terms, extract_terms
 
 log = logging.getLogger("headroom.pipeline")
 
-Provider = Literal["anthropic", "openai"]
+#: The wire format of a body: Anthropic Messages, OpenAI Chat Completions, OpenAI Responses.
+Provider = Literal["anthropic", "openai", "responses"]
 OFFLOAD_CHARS = 32_000  # blocks this big are tokenised (and zlib'd for CCR) off the event loop
 
 
@@ -135,7 +136,15 @@ def needs_work(body: dict, provider: str, options: PipelineOptions | None = None
 
 
 def _needs_work(body: dict, provider: str, opts: PipelineOptions) -> bool:
-    messages = body.get("messages") if type(body) is dict else None
+    if type(body) is not dict:
+        return False
+    if provider == responses.FORMAT:
+        # Tool outputs only: the window is the upstream's to police (with previous_response_id
+        # most of the conversation is not even in the request).
+        for _found in responses.iter_outputs(responses.items(body), opts.min_block_chars):
+            return True
+        return False
+    messages = body.get("messages")
     if type(messages) is not list:
         return False
     tool_outputs = iter_anthropic if provider == "anthropic" else iter_openai
@@ -182,14 +191,14 @@ async def run_pipeline(
 
 async def _run(body: dict, provider: Provider, store: Store, caller: str, opts: PipelineOptions,
                model: ProseModel | None):
-    if not isinstance(body, dict) or provider not in ("anthropic", "openai"):
+    if not isinstance(body, dict) or provider not in ("anthropic", "openai", responses.FORMAT):
         raise ValueError(f"unsupported body or provider {provider!r}")
     receipt = Receipt()
     blocks = find_blocks(body, provider, opts.min_block_chars)
     entries: dict[tuple, MemoEntry] = {}
     hits: set[tuple] = set()
     if blocks:
-        hits = await _compress_blocks(blocks, body, store, caller, opts, entries, receipt, model)
+        hits = await _compress_blocks(blocks, body, provider, store, caller, opts, entries, receipt, model)
     new_texts = {path: e.output for path, e in entries.items() if e.output is not None}
     for block in blocks:
         entry = entries.get(block.path)
@@ -200,13 +209,18 @@ async def _run(body: dict, provider: Provider, store: Store, caller: str, opts: 
     new_body = replace_blocks(body, provider, new_texts) if new_texts else body
     if blocks:
         _note_savings(blocks, body, provider, entries, hits, receipt)
-    fixed = accounting.fixed_tokens(body)
-    messages = body.get("messages") if isinstance(body.get("messages"), list) else []
-    before = accounting.message_tokens(messages)
-    after = accounting.message_tokens(new_body["messages"]) if new_texts else before
+    if provider == responses.FORMAT:
+        fixed = accounting.value_tokens(responses.fixed_text(body))
+        before = accounting.message_tokens(responses.items(body))
+        after = accounting.message_tokens(responses.items(new_body)) if new_texts else before
+    else:
+        fixed = accounting.fixed_tokens(body)
+        messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+        before = accounting.message_tokens(messages)
+        after = accounting.message_tokens(new_body["messages"]) if new_texts else before
     receipt.tokens_before = fixed + sum(before)
     receipt.tokens_after = fixed + sum(after)
-    if opts.fit_context:
+    if opts.fit_context and provider != responses.FORMAT:
         new_body = _fit(new_body, provider, after, receipt, opts)
     receipt.estimated = receipt.estimated or tokens.is_estimate()
     changed = new_body is not body
@@ -223,7 +237,7 @@ def _note_savings(blocks: list[Block], body: dict, provider: Provider, entries: 
         receipt.block_savings.append(BlockSaving(saved, block.path in hits, ttls.get(block.path)))
 
 
-async def _compress_blocks(blocks: list[Block], body: dict, store: Store, caller: str,
+async def _compress_blocks(blocks: list[Block], body: dict, provider: Provider, store: Store, caller: str,
                            opts: PipelineOptions, entries: dict, receipt: Receipt, model: ProseModel | None) -> set:
     """Fill ``entries`` (path → memo entry) from the memo or by compressing; store new ones.
     Returns the paths found in the memo."""
@@ -270,7 +284,7 @@ async def _compress_blocks(blocks: list[Block], body: dict, store: Store, caller
             if bid.memo_key in decided:
                 continue
             if terms is None:
-                terms = extract_terms(question_text(body))
+                terms = extract_terms(question_text(body, provider))
             block_terms = used.setdefault(bid.memo_key, terms)
             kind, result, failed = _transform(block, bid, block_terms, opts)
             receipt.errors += failed

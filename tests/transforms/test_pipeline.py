@@ -164,6 +164,25 @@ async def test_later_turns_resend_earlier_blocks_byte_for_byte(store):
     assert result_text(fresh, 2) != sent and "ord_00222" in result_text(fresh, 2)
 
 
+async def test_a_block_whose_memo_entry_is_gone_is_recompressed_to_the_same_bytes(store):
+    """The sent record outlives a lost memo entry: the block is compressed again with the terms
+    of the turn that first sent it, not this turn's, so the prefix does not change."""
+    first, _ = await run_pipeline(anthropic([("Bash", "t1", orders())], "Why did ord_00150 fail?"),
+                                  "anthropic", store, "c", OPTS)
+    sent = result_text(first, 2)
+    memo_keys = [key for key in list(store._data) if key.startswith("hr:memo:")]
+    assert memo_keys and any(key.startswith("hr:sent:") for key in store._data)
+    for key in memo_keys:
+        await store.delete(key)  # evicted or expired
+
+    later_body = anthropic([("Bash", "t1", orders())], "What is the amount of ord_00222?")
+    later, receipt = await run_pipeline(later_body, "anthropic", store, "c", OPTS)
+    assert result_text(later, 2) == sent and receipt.prefix_changes == []
+    # Without the record, this turn's question would have picked other rows:
+    fresh, _ = await run_pipeline(later_body, "anthropic", MemoryStore(), "c", OPTS)
+    assert result_text(fresh, 2) != sent
+
+
 async def test_one_round_trip_each_way_per_request(store):
     body = anthropic([("Bash", "t1", orders()), ("Bash", "t2", builds())], "q")
     await run_pipeline(body, "anthropic", store, "c", OPTS)
