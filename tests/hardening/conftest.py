@@ -4,14 +4,13 @@ that the proxy's worker survived (same process, still answering)."""
 from __future__ import annotations
 
 import json
-import socket
-from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import httpx
 import psutil
 import pytest
 
+from testkit import raw_http
+from testkit.raw_http import Reply, send_raw  # noqa: F401 - the tests import them from here
 from testkit.services import Mock
 
 ANTHROPIC_HEADERS = {"x-api-key": "sk-ant-hardening", "anthropic-version": "2023-06-01",
@@ -22,53 +21,10 @@ GOOD = {"model": "claude-sonnet-4-5", "max_tokens": 8, "messages": [{"role": "us
 HTTP = httpx.Client(timeout=30)
 
 
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self):
-        return json.loads(self.body)
-
-
-def send_raw(url: str, data: bytes, timeout: float = 10.0) -> Reply:
-    """Send ``data`` as is on a fresh connection; read one response (by content-length or EOF)."""
-    parts = urlsplit(url)
-    with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as sock:
-        sock.sendall(data)
-        received = b""
-        while b"\r\n\r\n" not in received:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            received += chunk
-        head, _, body = received.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ")[1]) if lines and lines[0].startswith("HTTP/") else 0
-        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-        length = int(headers.get("content-length", -1))
-        while length < 0 or len(body) < length:
-            try:
-                chunk = sock.recv(65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            body += chunk
-    return Reply(status, headers, body)
-
-
 def raw_request(method: str, path: str, headers: list[tuple[bytes | str, bytes | str]], body: bytes = b"") -> bytes:
-    """A request head written byte for byte as given (``host`` and ``content-length`` added)."""
-    def b(x):
-        return x if isinstance(x, bytes) else x.encode()
-
-    out = [f"{method} {path} HTTP/1.1".encode(), b"host: proxy"]
-    out += [b(name) + b": " + b(value) for name, value in headers]
-    if body or method == "POST":
-        out.append(b"content-length: " + str(len(body)).encode())
-    return b"\r\n".join(out) + b"\r\n\r\n" + body
+    """A request head written byte for byte as given (``host`` and ``content-length`` added,
+    nothing else: these tests count header fields)."""
+    return raw_http.raw_request(method, path, headers, body, close=False)
 
 
 def assert_anthropic_error(status: int, body: bytes, expected_status: int, kind: str = "invalid_request_error"):
