@@ -21,7 +21,7 @@ import httpx
 
 from headroom.workers.redis_server import redis_spec
 from headroom.workers.supervisor import SupervisedChild
-from testkit import ROOT
+from testkit import ROOT, processes
 from testkit.ports import free_port
 
 REDIS_BIN = shutil.which("redis-server")
@@ -29,11 +29,7 @@ REDIS_BIN = shutil.which("redis-server")
 
 def process_gone(pid: int) -> bool:
     """Whether a process has exited (gone, or a zombie nobody has reaped yet)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
+    return not processes.alive(pid)
 
 
 def wait_until_ready(url: str, proc: subprocess.Popen, log: Path, timeout: float = 20.0) -> None:

@@ -8,13 +8,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
 from headroom.cli import make_parser
 from headroom.config import OPTIONS, ConfigError, ProxyConfig, build_config
+from testkit import processes
 
 
 def test_defaults():
@@ -134,30 +134,17 @@ def test_readme_option_tables_are_current(command, marker):
     assert table == generated, f"README table is stale: run python scripts/options_table.py {' '.join(command)}"
 
 
-def _live_worker_pids(proxy) -> set[int]:
-    """Workers announce themselves as "Worker ready [pid]"; keep those still running."""
-    pids = {int(pid) for pid in re.findall(r"Worker ready \[(\d+)\]", proxy.output())}
-    return {pid for pid in pids if Path(f"/proc/{pid}").exists() and b"Z" != _state(pid)}
-
-
-def _state(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
-    except OSError:
-        return b"Z"
-
-
 def test_a_crashed_worker_is_replaced(start_proxy, fresh_mock):
     proxy = start_proxy("--workers", "2")
     deadline = time.monotonic() + 15
-    while len(before := _live_worker_pids(proxy)) < 2 and time.monotonic() < deadline:
+    while len(before := processes.live_workers(proxy.output())) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert len(before) == 2
     victim = min(before)
     os.kill(victim, signal.SIGKILL)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        after = _live_worker_pids(proxy)
+        after = processes.live_workers(proxy.output())
         if len(after) == 2 and victim not in after:
             break
         time.sleep(0.1)

@@ -18,6 +18,7 @@ import httpx
 import pytest
 import redis
 
+from testkit import processes
 from testkit.corpus.cases import all_cases, anthropic_body
 from testkit.waiting import wait_for
 
@@ -70,11 +71,6 @@ def _upstream_messages(mock) -> list[str]:
     return [json.dumps(m, ensure_ascii=False) for m in sent["messages"]]
 
 
-def _workers(proxy) -> set[int]:
-    pids = {int(p) for p in re.findall(r"Worker ready \[(\d+)\]", proxy.output())}
-    return {p for p in pids if os.path.exists(f"/proc/{p}") and "Z" not in open(f"/proc/{p}/stat").read().split()[2]}
-
-
 def _prefix_metric(proxy) -> float:
     text = httpx.get(f"{proxy.url}/metrics", timeout=10).text
     return sum(float(v) for v in re.findall(r"^headroom_prefix_changes_total\{[^}]*\} (\S+)$", text, re.M))
@@ -101,7 +97,7 @@ def _memo_keys(rdb) -> set[bytes]:
 
 
 def test_a_long_session_keeps_every_earlier_block_byte_for_byte(guarded, rdb, fresh_mock):
-    wait_for(lambda: len(_workers(guarded)) == 2, timeout=20, what="two workers")
+    wait_for(lambda: len(processes.live_workers(guarded.output())) == 2, timeout=20, what="two workers")
     start = _stats(guarded)  # the stats live in Redis, shared with other tests of the session
     saved = 0
     previous: list[str] = []
@@ -111,10 +107,10 @@ def test_a_long_session_keeps_every_earlier_block_byte_for_byte(guarded, rdb, fr
             assert keys
             rdb.delete(*keys)
         if i == 8:  # a worker dies mid-session; the watchdog replaces it
-            victim = sorted(_workers(guarded))[0]
+            victim = sorted(processes.live_workers(guarded.output()))[0]
             os.kill(victim, signal.SIGKILL)
-            wait_for(lambda v=victim: len(_workers(guarded)) == 2 and v not in _workers(guarded), timeout=30,
-                     what="a replacement worker")
+            wait_for(lambda v=victim: (workers := processes.live_workers(guarded.output())) and len(workers) == 2
+                     and v not in workers, timeout=30, what="a replacement worker")
         response = _send(guarded, turn, "sk-ant-prefix-long")
         saved += int(response.headers["x-headroom-tokens-saved"])
         sent = _upstream_messages(fresh_mock)

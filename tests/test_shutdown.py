@@ -16,33 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from testkit import ROOT
+from testkit import ROOT, processes
 from testkit.ports import free_port
 from testkit.services import proxy_command, wait_until_ready
 from testkit.waiting import wait_for
-
-
-def _processes(field: int, value: int) -> list[int]:
-    """Live (not zombie) processes whose /proc stat ``field`` (after the name) is ``value``."""
-    alive = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[field]) == value and fields[0] != "Z":
-            alive.append(int(entry))
-    return alive
-
-
-def _group_alive(pgid: int) -> list[int]:
-    return _processes(2, pgid)
-
-
-def _children(pid: int) -> list[int]:
-    return _processes(1, pid)
 
 
 class Launched:
@@ -58,7 +35,7 @@ class Launched:
         self.proc.send_signal(signal.SIGTERM)
 
     def cleanup(self) -> None:
-        if _group_alive(self.proc.pid):
+        if processes.find(group=self.proc.pid):
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=10)
 
@@ -74,7 +51,7 @@ def test_a_stop_just_after_start_exits_promptly_and_leaves_nothing_running(mock,
             time.sleep(attempt * 0.03)
             proxy.terminate()
             assert proxy.proc.wait(timeout=20) == 0, proxy.log.read_text()[-2000:]
-            wait_for(lambda p=proxy: not _group_alive(p.proc.pid), timeout=10, what="every child to exit")
+            wait_for(lambda p=proxy: not processes.find(group=p.proc.pid), timeout=10, what="every child to exit")
         finally:
             proxy.cleanup()
 
@@ -113,8 +90,7 @@ def test_sigterm_lets_a_long_stream_finish_flushes_the_books_and_stops_the_priva
                      "--shutdown-grace", "30")
     try:
         wait_until_ready(f"{proxy.url}/health", proxy.proc, proxy.log, timeout=60)
-        redis_pids = [pid for pid in _children(proxy.proc.pid)
-                      if b"redis-server" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        redis_pids = processes.find(parent=proxy.proc.pid, cmdline=b"redis-server")
         assert len(redis_pids) == 1  # the private Redis the two workers share
 
         result: dict = {}
@@ -131,7 +107,7 @@ def test_sigterm_lets_a_long_stream_finish_flushes_the_books_and_stops_the_priva
         assert result["events"][-1] == "message_stop", result["events"][-5:]  # complete, not cut
         assert took > 1.0  # it really was in flight when the signal came
         assert proxy.proc.wait(timeout=30) == 0, proxy.log.read_text()[-3000:]
-        wait_for(lambda: not _group_alive(proxy.proc.pid), timeout=10, what="every child to exit")
+        wait_for(lambda: not processes.find(group=proxy.proc.pid), timeout=10, what="every child to exit")
         assert not Path(f"/proc/{redis_pids[0]}").exists() or b"redis" not in Path(
             f"/proc/{redis_pids[0]}/cmdline").read_bytes()
         lines = [json.loads(line) for line in log_file.read_text().splitlines()]

@@ -9,15 +9,14 @@ was serving at that moment.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 
+from testkit import processes
 from testkit.waiting import wait_for
 
 BODY = {"model": "claude-sonnet-4-5", "max_tokens": 8, "messages": [{"role": "user", "content": "load"}]}
@@ -73,20 +72,6 @@ class Load:
         return [r for r in self.results if r[1] != 200]
 
 
-def _children(pid: int, name: bytes) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if int(stat[1]) == pid and name in cmdline and stat[0] != "Z":
-                found.append(int(entry))
-    return found
-
-
 def test_redis_killed_and_restarted_under_load_fails_nothing_and_limits_resume(start_proxy, own_redis, fresh_mock):
     proxy = start_proxy("--workers", "2", "--redis-url", own_redis.url, "--rpm", "100000", "--redis-timeout", "0.5")
     with Load(proxy.url) as load:
@@ -130,9 +115,8 @@ def test_the_model_server_killed_under_load_fails_nothing_and_comes_back(start_p
 
 
 def _workers(proxy) -> set[int]:
-    """HTTP workers announce themselves as "Worker ready [pid]"; those still running."""
-    pids = {int(pid) for pid in re.findall(r"Worker ready \[(\d+)\]", proxy.output())}
-    return {pid for pid in pids if pid in _children(proxy.proc.pid, b"spawn_main")}
+    """The proxy's HTTP workers: announced, running, and its children."""
+    return processes.live_workers(proxy.output()) & set(processes.find(parent=proxy.proc.pid))
 
 
 def test_a_worker_killed_under_load_is_replaced_and_loses_only_what_it_was_serving(start_proxy, fresh_mock):
