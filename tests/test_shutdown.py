@@ -90,6 +90,9 @@ def test_sigterm_lets_a_long_stream_finish_flushes_the_books_and_stops_the_priva
                      "--shutdown-grace", "30")
     try:
         wait_until_ready(f"{proxy.url}/health", proxy.proc, proxy.log, timeout=60)
+        # Both workers serving before the stream starts: a stop that reaches a worker still
+        # starting is another case (test_a_stop_just_after_start...), not this one.
+        wait_for(lambda: len(processes.live_workers(proxy.log.read_text())) == 2, timeout=30, what="both workers")
         redis_pids = processes.find(parent=proxy.proc.pid, cmdline=b"redis-server")
         assert len(redis_pids) == 1  # the private Redis the two workers share
 
