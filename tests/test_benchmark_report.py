@@ -45,7 +45,9 @@ def test_a_short_run_writes_the_report_charts_data_and_readme_headline(tmp_path)
     assert "old figures" not in text and text.endswith(f"{report.HEADLINE_END}\nrest\n")
     assert report.headline(data) in text
     measured = [v for v in data["verdicts"] if "original" not in v["target"] and "every feature" not in v["target"]]
-    assert len(measured) == 4 and all(v["status"] in ("PASS", "FAIL") and v["value"] > 0 for v in measured)
+    # every one measured (an added latency may come out below zero in a short noisy run)
+    assert len(measured) == 4
+    assert all(v["status"] in ("PASS", "FAIL") and isinstance(v["value"], float) for v in measured)
     assert [v["status"] for v in data["verdicts"] if "original" in v["target"]] == ["n/a", "n/a"]
     assert len(data["verdicts"]) == 7
 
