@@ -72,16 +72,17 @@ def test_the_spec_gunicorn_line_serves_both_sdks_with_shared_state_and_metrics(g
 
     # Every request on a new connection: gunicorn's workers share them out. The limit (30 per
     # minute per key) holds across all four only because they share one Redis.
-    statuses = []
+    replies = []
     began = time.monotonic()
     for i in range(34):
         with httpx.Client(timeout=10) as fresh:
-            reply = fresh.post(f"{url}/v1/chat/completions", headers={"authorization": "Bearer sk-limited"},
-                               json={"model": "gpt-4o", "messages": [{"role": "user", "content": f"n{i}"}]})
-        statuses.append(reply.status_code)
+            replies.append(fresh.post(f"{url}/v1/chat/completions", headers={"authorization": "Bearer sk-limited"},
+                                      json={"model": "gpt-4o", "messages": [{"role": "user", "content": f"n{i}"}]}))
+    statuses = [reply.status_code for reply in replies]
     refilled = (time.monotonic() - began) / 2  # the bucket refills at 30 per minute meanwhile
     assert 30 <= statuses.count(200) <= 30 + refilled and statuses.count(429) == 34 - statuses.count(200) > 0
-    assert reply.json()["error"]["type"] == "rate_limit_error"  # OpenAI's own shape
+    # OpenAI's own shape on every refusal (the last reply may be a 200: a token refilled meanwhile)
+    assert {r.json()["error"]["type"] for r in replies if r.status_code == 429} == {"rate_limit_error"}
 
     # /metrics answered by any one worker counts the requests of all of them.
     assert _requests_total(url) == 2 + 34
