@@ -38,6 +38,15 @@ if [ -d .tiktoken ]; then
     export TIKTOKEN_CACHE_DIR="$PWD/.tiktoken"
 fi
 
+# The real Codex CLI from npm (its package ships the native binary), for tests/test_codex_cli.py.
+# Pinned: its flags and config keys move between releases. A failed install does not stop the
+# run: those tests then skip, or fail where HEADROOM_REQUIRE_CODEX=1 (CI).
+CODEX_VERSION=0.171.0
+if command -v npm >/dev/null && ! npm/node_modules/.bin/codex --version 2>/dev/null | grep -q "$CODEX_VERSION"; then
+    npm install --prefix npm --no-audit --no-fund --loglevel=error "@openai/codex@$CODEX_VERSION" >/dev/null \
+        || echo "warning: could not install @openai/codex@$CODEX_VERSION from npm; the Codex CLI tests will not run" >&2
+fi
+
 # Lint first: a finding fails the run before any test starts.
 ruff check .
 

@@ -38,6 +38,9 @@ the upstream through it)
     x-mock-set-cookie: C         answer with "set-cookie: C"
     x-mock-ttft-ms: N            model pace for this request (overrides --ttft-ms)
     x-mock-tokens-per-s: R       model pace for this request (overrides --tokens-per-s)
+    x-mock-tool-arguments: JSON  the arguments of the tool call the mock makes (a JSON object;
+                                 by default the schema's required strings, each "x"), e.g.
+                                 ``{"cmd": "cat app.log"}`` for Codex's ``exec_command``
     x-mock-usage: JSON           a JSON object merged over the answer's ``usage`` (top-level
                                  keys replace), e.g. ``{"input_tokens": 10,
                                  "cache_read_input_tokens": 900}`` or, for OpenAI,
@@ -259,6 +262,18 @@ def _usage_header(request: web.Request) -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def _steered(reply: Reply, request: web.Request) -> Reply:
+    """The reply with the tool call's arguments from ``x-mock-tool-arguments`` when given."""
+    raw = request.headers.get("x-mock-tool-arguments")
+    if reply.tool_name is None or not raw:
+        return reply
+    try:
+        value = _loads(raw)
+    except ValueError:
+        return reply
+    return reply._replace(tool_input=value) if isinstance(value, dict) else reply
 
 
 def _int_header(request: web.Request, name: str, default: int = 0) -> int:
@@ -516,7 +531,7 @@ class MockUpstream:
         if isinstance(req, web.Response):
             return req
         events = max(1, _int_header(request, "x-mock-events", DEFAULT_EVENTS))
-        reply = anthropic_reply(req, events)
+        reply = _steered(anthropic_reply(req, events), request)
         model = req.get("model", "claude-mock")
         msg_id = f"msg_mock{next(self._ids):016d}"
         input_tokens = max(1, len(body) // 4)
@@ -587,7 +602,7 @@ class MockUpstream:
         if isinstance(req, web.Response):
             return req
         events = max(1, _int_header(request, "x-mock-events", DEFAULT_EVENTS))
-        reply = openai_reply(req, events)
+        reply = _steered(openai_reply(req, events), request)
         model = req.get("model", "gpt-mock")
         n = next(self._ids)
         cmpl_id = f"chatcmpl-mock{n:016d}"
@@ -662,7 +677,7 @@ class MockUpstream:
         if isinstance(req, web.Response):
             return req
         events = max(1, _int_header(request, "x-mock-events", DEFAULT_EVENTS))
-        reply = responses_reply(req, events)
+        reply = _steered(responses_reply(req, events), request)
         n = next(self._ids)
         resp_id, item_id = f"resp_mock{n:016d}", f"msg_mock{n:016d}"
         input_tokens = max(1, len(body) // 4)

@@ -217,3 +217,23 @@ def test_stream_error_after_is_raised_by_sdks(mock_url: str) -> None:
     with pytest.raises(openai.APIError, match="mid-stream"):
         list(oai.chat.completions.create(model="m", stream=True, extra_headers=headers,
                                          messages=[{"role": "user", "content": "x"}]))
+
+
+def test_tool_arguments_header_steers_the_call_in_every_format(http: httpx.Client) -> None:
+    steer = {"x-mock-tool-arguments": json.dumps({"city": "Oslo", "days": 3})}
+    anthropic = http.post("/v1/messages", headers={**ANTHROPIC_HEADERS, **steer}, json={
+        "model": "m", "max_tokens": 5, "tools": [{"name": "t", "input_schema": WEATHER_SCHEMA}],
+        "messages": [{"role": "user", "content": "weather?"}]}).json()
+    assert anthropic["content"][-1]["input"] == {"city": "Oslo", "days": 3}
+    chat = http.post("/v1/chat/completions", headers=steer, json={
+        "model": "m", "messages": [{"role": "user", "content": "weather?"}],
+        "tools": [{"type": "function", "function": {"name": "t", "parameters": WEATHER_SCHEMA}}]}).json()
+    assert json.loads(chat["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]) == {
+        "city": "Oslo", "days": 3}
+    responses = http.post("/v1/responses", headers=steer, json={
+        "model": "m", "input": "weather?", "tools": [{"type": "function", "name": "t", "parameters": WEATHER_SCHEMA}]})
+    assert json.loads(responses.json()["output"][0]["arguments"]) == {"city": "Oslo", "days": 3}
+    # Without the header: the schema's required strings, each "x".
+    plain = http.post("/v1/responses", json={
+        "model": "m", "input": "weather?", "tools": [{"type": "function", "name": "t", "parameters": WEATHER_SCHEMA}]})
+    assert json.loads(plain.json()["output"][0]["arguments"]) == {"city": "x"}

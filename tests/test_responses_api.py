@@ -255,6 +255,23 @@ def test_headroom_errors_use_openai_shape(proxy):
     wrong_method = httpx.get(f"{proxy.url}/responses", headers={"x-api-key": "looks-anthropic"})
     assert wrong_method.status_code == 405 and "error" in wrong_method.json()
     assert wrong_method.json()["error"]["code"] == "method_not_allowed"
+    assert wrong_method.headers["allow"] == "POST"
+
+
+def test_a_websocket_upgrade_is_refused_with_426_so_clients_use_http(proxy, fresh_mock):
+    """Codex falls back to HTTP at once on a 426 (tests/test_codex_cli.py drives the real one)."""
+    upgrade = {"connection": "Upgrade", "upgrade": "websocket", "sec-websocket-version": "13",
+               "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==", "authorization": f"Bearer {API_KEY}"}
+    for path in ("/v1/responses", "/responses"):
+        refused = httpx.get(f"{proxy.url}{path}", headers=upgrade)
+        assert refused.status_code == 426
+        assert refused.json()["error"] == {
+            "message": refused.json()["error"]["message"], "type": "invalid_request_error", "param": None,
+            "code": "websocket_not_supported"}
+        assert "POST /v1/responses" in refused.json()["error"]["message"]
+    assert fresh_mock.requests() == []  # never relayed
+    # Other Responses paths still pass through, GET included.
+    assert httpx.get(f"{proxy.url}/v1/responses/resp_1", headers=upgrade).json()["id"] == "resp_1"
 
 
 def test_upstream_stream_error_event_is_relayed_and_not_cached(start_proxy, fresh_mock):

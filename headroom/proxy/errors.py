@@ -97,6 +97,8 @@ async def handle_exception(request: Request, exc: Exception) -> HTTPResponse:
         if request.method == _UNPARSED and status in (400, 413):
             status, message, code = _unparsed_head_error(request, status, exc)
             return error_response(provider, status, message, code, request_id)
-        return error_response(provider, status, _message_for(exc, request, status), None, request_id)
+        response = error_response(provider, status, _message_for(exc, request, status), None, request_id)
+        response.headers.update(getattr(exc, "headers", None) or {})  # a 405's Allow, for one
+        return response
     log.exception("unexpected error while proxying %s %s", request.method, request.path)
     return error_response(provider, 500, "Headroom proxy internal error", None, request_id)

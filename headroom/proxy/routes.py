@@ -15,7 +15,7 @@ import re
 from urllib.parse import unquote
 
 from sanic import Blueprint, Request
-from sanic.exceptions import BadURL
+from sanic.exceptions import BadURL, MethodNotAllowed
 from sanic.response import HTTPResponse
 
 from headroom.proxy import response_cache
@@ -151,6 +151,23 @@ async def openai_responses_unversioned(request: Request):
     """The Responses API for clients configured without ``/v1`` (``/v1/responses/{id}`` …
     pass through below)."""
     return await proxy_request(request, OPENAI, "/v1/responses", llm_call=True)
+
+
+@bp.get("/v1/responses", name="openai_responses_websocket")
+@bp.get("/responses", name="openai_responses_websocket_unversioned")
+async def openai_responses_websocket(request: Request):
+    """Refuse the Responses API over a WebSocket with a 426, so that clients use HTTP.
+
+    Codex with OpenAI's built-in provider first asks for ``GET /v1/responses`` with
+    ``Upgrade: websocket``. On a 426 it switches to HTTP at once (measured with Codex CLI
+    0.171: one attempt); on a 405 it retries five times, about 6 s, before it does; a 400
+    fails its turn. Over HTTP every request gets what this proxy is for: compression, the
+    cache, limits, budget and usage. A relayed socket would carry each turn as frames that
+    this pipeline would have to parse anew, for no saving the HTTP path does not give."""
+    if "websocket" not in request.headers.get("upgrade", "").lower():
+        raise MethodNotAllowed(f"Method GET not allowed on {request.path}", method="GET", allowed_methods=["POST"])
+    raise ProxyError(426, "Headroom serves the Responses API over HTTP: use POST /v1/responses "
+                          "(WebSocket transport is not supported)", "websocket_not_supported")
 
 
 @bp.route("/v1/<rest:path>", methods=_ALL_METHODS, name="passthrough")
