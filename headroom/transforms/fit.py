@@ -57,10 +57,30 @@ def input_budget(body: dict, provider: str, margin: float) -> int:
     return max(0, int(budget * margin))
 
 
+# Responses API items (:mod:`headroom.transforms.responses`): calls carry a ``call_id``,
+# answered by the output item with the same ``call_id``.
+_CALL_ITEMS = ("function_call", "custom_tool_call")
+_OUTPUT_ITEMS = ("function_call_output", "custom_tool_call_output")
+
+
+def _side(item: dict) -> str | None:
+    """Who said it: the role, or for a Responses item without one, ``"tool"`` for a tool's
+    output and ``"assistant"`` for what the model produced (reasoning, calls …)."""
+    role = item.get("role")
+    if role is not None or item.get("type") is None:
+        return role
+    return "tool" if item["type"] in _OUTPUT_ITEMS else "assistant"
+
+
 def _ids(message: dict) -> tuple[set[str], set[str]]:
-    """(tool call ids issued, tool call ids answered) by one message, for both providers."""
+    """(tool call ids issued, tool call ids answered) by one message or Responses item."""
     issued: set[str] = set()
     answered: set[str] = set()
+    kind = message.get("type")
+    if kind in _CALL_ITEMS and message.get("call_id"):
+        issued.add(message["call_id"])
+    elif kind in _OUTPUT_ITEMS and message.get("call_id"):
+        answered.add(message["call_id"])
     for call in message.get("tool_calls") or ():
         if isinstance(call, dict) and call.get("id"):
             issued.add(call["id"])
@@ -80,21 +100,33 @@ def _ids(message: dict) -> tuple[set[str], set[str]]:
 
 
 def units(messages: list) -> list[list[int]]:
-    """Droppable units (lists of message indices), oldest first."""
+    """Droppable units (lists of message or Responses item indices), oldest first.
+
+    One model response in the Responses API is several items in a row (``reasoning``, a
+    ``message``, ``function_call`` …): they start one unit together, because the API refuses
+    a call whose reasoning item is missing."""
     out: list[list[int]] = []
     current: list[int] = []
     seen_assistant = False
+    previous: dict | None = None  # the last item that was not system or developer
     for i, msg in enumerate(messages):
-        role = msg.get("role") if isinstance(msg, dict) else None
-        if role in ("system", "developer"):
+        if not isinstance(msg, dict):
+            if seen_assistant:
+                current.append(i)
+            continue
+        side = _side(msg)
+        if side in ("system", "developer"):
             continue  # never dropped; a unit may span it
-        if role == "assistant":
+        same_response = (previous is not None and _side(previous) == "assistant"
+                         and (msg.get("role") is None or previous.get("role") is None))
+        if side == "assistant" and not same_response:
             if current:
                 out.append(current)
             current = [i]
             seen_assistant = True
         elif seen_assistant:
             current.append(i)
+        previous = msg
     if current:
         out.append(current)
     return _merge_open_calls(messages, out)

@@ -139,11 +139,13 @@ def _needs_work(body: dict, provider: str, opts: PipelineOptions) -> bool:
     if type(body) is not dict:
         return False
     if provider == responses.FORMAT:
-        # Tool outputs only: the window is the upstream's to police (with previous_response_id
-        # most of the conversation is not even in the request).
-        for _found in responses.iter_outputs(responses.items(body), opts.min_block_chars):
+        input_items = responses.items(body)
+        for _found in responses.iter_outputs(input_items, opts.min_block_chars):
             return True
-        return False
+        if not opts.fit_context or not responses.fittable(body):
+            return False
+        total = responses.text_chars(input_items) + responses.text_chars(responses.fixed_text(body))
+        return total / 2 > input_budget(body, "openai", opts.fit_margin)
     messages = body.get("messages")
     if type(messages) is not list:
         return False
@@ -220,7 +222,7 @@ async def _run(body: dict, provider: Provider, store: Store, caller: str, opts: 
         after = accounting.message_tokens(new_body["messages"]) if new_texts else before
     receipt.tokens_before = fixed + sum(before)
     receipt.tokens_after = fixed + sum(after)
-    if opts.fit_context and provider != responses.FORMAT:
+    if opts.fit_context:
         new_body = _fit(new_body, provider, after, receipt, opts)
     receipt.estimated = receipt.estimated or tokens.is_estimate()
     changed = new_body is not body
@@ -389,11 +391,22 @@ async def _store(store: Store, memo_items: dict[str, bytes], ccr_items: dict[str
 
 def _fit(body: dict, provider: Provider, message_tokens: list[int], receipt: Receipt,
          opts: PipelineOptions) -> dict:
-    budget = input_budget(body, provider, opts.fit_margin)
-    if receipt.tokens_after <= budget or not isinstance(body.get("messages"), list):
+    """Drop the oldest whole turns when the request would not fit the model's window.
+
+    Responses bodies: their ``input`` items, unless the upstream holds the conversation
+    (``previous_response_id``): then the request carries only the newest items, which are
+    never the ones to drop."""
+    if provider == responses.FORMAT:
+        field, table_provider = "input", "openai"
+        if not responses.fittable(body):
+            return body
+    else:
+        field, table_provider = "messages", provider
+    budget = input_budget(body, table_provider, opts.fit_margin)
+    if receipt.tokens_after <= budget or not isinstance(body.get(field), list):
         return body
     step = max(1, int(budget * opts.fit_step_share))
-    messages = body["messages"]
+    messages = body[field]
     result = fit(messages, message_tokens, receipt.tokens_after, budget, opts.fit_keep_last_turns, step)
     if result is None:
         return body
@@ -401,7 +414,7 @@ def _fit(body: dict, provider: Provider, message_tokens: list[int], receipt: Rec
     receipt.tokens_after -= result.dropped_tokens
     receipt.add_transforms([f"fit:drop_turns={result.dropped_units}"])
     out = dict(body)
-    out["messages"] = [messages[i] for i in result.keep]
+    out[field] = [messages[i] for i in result.keep]
     return out
 
 

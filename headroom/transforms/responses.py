@@ -9,7 +9,8 @@ tool definitions are never touched; every other field (``prompt_cache_key``, ``s
 ``include``, item ids, ``previous_response_id`` …) passes unchanged.
 
 With ``previous_response_id`` the upstream keeps the earlier turns: ``input`` holds only
-the new items, so only those are visible here (and compressed).
+the new items, so only those are visible here (and compressed), and context fitting leaves
+the request alone (:func:`fittable`).
 
 Paths are ``(item index, part index or None, None)``, the shape of
 :data:`headroom.transforms.blocks.Path`.
@@ -84,6 +85,25 @@ def replace_outputs(body: dict, new_texts: dict[tuple, str]) -> dict:
     out = dict(body)
     out["input"] = new_items
     return out
+
+
+def fittable(body: dict) -> bool:
+    """Whether context fitting may drop old items: the whole conversation is in ``input``
+    (with ``previous_response_id`` the upstream holds the earlier turns)."""
+    return not body.get("previous_response_id") and type(body.get("input")) is list
+
+
+def text_chars(value) -> int:
+    """Characters of every string in ``value`` (items, instructions, tools): a cheap upper
+    bound for the context-window check, which runs on every request."""
+    t = type(value)
+    if t is str:
+        return len(value)
+    if t is dict:
+        return sum(text_chars(v) for v in value.values())
+    if t is list:
+        return sum(text_chars(v) for v in value)
+    return 0
 
 
 def fixed_text(body: dict) -> list:

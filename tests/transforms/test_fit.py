@@ -7,6 +7,7 @@ import itertools
 from headroom.state.memory_store import MemoryStore
 from headroom.transforms import PipelineOptions, run_pipeline
 from headroom.transforms.fit import input_budget, model_limits, units
+from headroom.transforms.pipeline import needs_work
 
 
 def test_models_table_lookup():
@@ -135,3 +136,55 @@ async def test_openai_system_messages_are_never_dropped():
     calls = {c["id"] for m in kept if m.get("tool_calls") for c in m["tool_calls"]}
     results = {m["tool_call_id"] for m in kept if m["role"] == "tool"}
     assert calls == results
+
+
+def _codex_body(turns: int, **extra) -> dict:
+    """A long Codex-like Responses conversation: developer prompt, task, then per turn a
+    reasoning item, a function call and its output."""
+    items = [{"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "rules " * 200}]},
+             {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Fix the build."}]}]
+    for t in range(turns):
+        items += [
+            {"type": "reasoning", "id": f"rs_{t}", "summary": [], "encrypted_content": f"enc{t}"},
+            {"type": "function_call", "id": f"fc_{t}", "call_id": f"call_{t}", "name": "exec_command",
+             "arguments": f'{{"cmd": "make step{t}"}}'},
+            {"type": "function_call_output", "call_id": f"call_{t}", "output": f"step {t}: " + "lorem ipsum " * 300},
+        ]
+    items.append({"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Done?"}]})
+    items.append({"role": "user", "content": "Yes, now commit."})
+    return {"model": "gpt-4o", "max_output_tokens": 118_000, "input": items, "prompt_cache_key": "k", **extra}
+
+
+def test_units_of_responses_items_keep_each_response_whole():
+    body = _codex_body(turns=3)
+    groups = units(body["input"])
+    # reasoning + its call + the call's output; the last unit runs to the end
+    assert groups == [[2, 3, 4], [5, 6, 7], [8, 9, 10], [11, 12]]
+
+
+async def test_responses_bodies_fit_by_dropping_oldest_whole_turns():
+    body = _codex_body(turns=40)  # 128k window, 118k for output: about 9k tokens of input
+    opts = PipelineOptions(min_block_chars=10**9)  # isolate fitting from compression
+    new, receipt = await run_pipeline(body, "responses", MemoryStore(), "c", opts)
+    assert new is not None and receipt.dropped_turns > 0
+    assert f"fit:drop_turns={receipt.dropped_turns}" in receipt.transforms
+    assert receipt.tokens_after <= input_budget(body, "openai", opts.fit_margin) < receipt.tokens_before
+    kept = new["input"]
+    assert kept[:2] == body["input"][:2]  # the developer prompt and the task
+    assert kept[-5:] == body["input"][-5:]  # the newest turns
+    assert len(body["input"]) - len(kept) == 3 * receipt.dropped_turns
+    calls = [i["call_id"] for i in kept if i.get("type") == "function_call"]
+    outputs = [i["call_id"] for i in kept if i.get("type") == "function_call_output"]
+    reasoning = [i["id"] for i in kept if i.get("type") == "reasoning"]
+    assert calls == outputs == [f"call_{t}" for t in range(40 - len(calls), 40)]  # the oldest went
+    assert reasoning == [c.replace("call_", "rs_") for c in calls]  # each call keeps its reasoning
+    assert {k: v for k, v in new.items() if k != "input"} == {k: v for k, v in body.items() if k != "input"}
+
+
+async def test_responses_bodies_that_continue_a_stored_response_are_not_fitted():
+    body = _codex_body(turns=40, previous_response_id="resp_123")
+    new, receipt = await run_pipeline(body, "responses", MemoryStore(), "c", PipelineOptions(min_block_chars=10**9))
+    assert new is None and receipt.dropped_turns == 0
+    assert not needs_work(body, "responses", PipelineOptions(min_block_chars=10**9))
+    assert needs_work(_codex_body(turns=40), "responses", PipelineOptions(min_block_chars=10**9))
+    assert not needs_work(_codex_body(turns=2), "responses", PipelineOptions(min_block_chars=10**9))
