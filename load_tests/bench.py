@@ -53,7 +53,8 @@ ROOT = HERE.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from testkit.ports import free_port  # noqa: E402 - testkit is found from the checkout
+from testkit import processes  # noqa: E402 - testkit is found from the checkout
+from testkit.ports import free_port  # noqa: E402
 
 # Headroom variants: the name, then the flags it runs with. Limits are set too high to
 # refuse anything, so the guards do all their work (charge, settle) without skewing results.
@@ -234,16 +235,7 @@ def summarize(samples: dict[str, Any], stream: bool = False) -> dict[str, Any]:
 
 def cpu_seconds(pgid: int) -> float:
     """User + system CPU of every live process in a process group (a server and its workers)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    used = 0.0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        with suppress(OSError):
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid:  # field 5 of stat: the process group
-                used += (int(fields[11]) + int(fields[12])) / tick
-    return used
+    return sum(processes.cpu_seconds(pid) for pid in processes.find(group=pgid))
 
 
 async def throughput(url: str, connections: int, seconds: float, max_requests: int) -> dict[str, Any]:
@@ -413,6 +405,11 @@ async def run(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
     hits = await upstream_hits(mock) - before
     print(f"upstream received {hits} requests (every one a cache miss by design)", file=sys.stderr)
     return results
+
+
+def int_list(text: str) -> list[int]:
+    """A comma-separated list of integers (an argparse ``type``)."""
+    return [int(x) for x in text.split(",") if x.strip()]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -62,6 +62,8 @@ if (ROOT / ".tiktoken").is_dir():
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+from bench import int_list  # noqa: E402 - this folder, as for every script run from it
+
 from headroom.workers.model_client import ModelClient, ModelUnavailable  # noqa: E402
 from testkit.ports import free_port  # noqa: E402
 from testkit.services import proxy_command, start_mock, stop, wait_until_ready  # noqa: E402
@@ -591,10 +593,6 @@ def report(result: dict[str, Any]) -> str:
 
 
 # -- main ---------------------------------------------------------------------------------
-
-
-def int_list(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x.strip()]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -49,6 +49,7 @@ import aiohttp  # noqa: E402
 import bench  # noqa: E402
 import original_headroom  # noqa: E402
 
+from testkit import processes  # noqa: E402
 from testkit.ports import free_port  # noqa: E402
 
 DOCS = ROOT / "docs"
@@ -114,20 +115,16 @@ def start_target(procs: bench.Processes, name: str, mock: str, args: argparse.Na
 def group_processes(pgid: int) -> list[dict[str, Any]]:
     """Every live process of a process group: pid, RSS (MB) and its role."""
     out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        with suppress(OSError, IndexError, ValueError):
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) != pgid:
+    for pid in processes.find(group=pgid):
+        with suppress(OSError):
+            rss = processes.rss_mb(pid)
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if rss is None:
                 continue
-            rss_kb = next(int(line.split()[1]) for line in Path(f"/proc/{entry}/status").read_text().splitlines()
-                          if line.startswith("VmRSS:"))
-            environ = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
             worker = any(e.startswith(b"SANIC_WORKER_NAME=Sanic-Server") for e in environ)
-            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            role = "worker" if worker else ("main" if int(entry) == pgid else "helper")
-            out.append({"pid": int(entry), "rss_mb": rss_kb / 1024, "role": role, "cmd": cmd[:160]})
+            role = "worker" if worker else ("main" if pid == pgid else "helper")
+            out.append({"pid": pid, "rss_mb": rss, "role": role, "cmd": cmd[:160]})
     return out
 
 
@@ -634,15 +631,11 @@ def markdown(data: dict[str, Any], made: dict[str, str]) -> str:
 # --------------------------------------------------------------------------
 
 
-def int_list(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x.strip()]
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="short phases (about 2 minutes in all)")
-    p.add_argument("--concurrency", type=int_list, help="connection counts (default 1,8,32,64; quick 1,16,64)")
+    p.add_argument("--concurrency", type=bench.int_list, help="connection counts (default 1,8,32,64; quick 1,16,64)")
     p.add_argument("--seconds", type=float, help="seconds per target and concurrency (default 4; quick 1.5)")
     p.add_argument("--requests", type=int, help="latency samples per target at 1 connection (default 2000)")
     p.add_argument("--rounds", type=int, default=4, help="interleaved rounds of the 1-connection latency")

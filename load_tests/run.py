@@ -41,6 +41,7 @@ if str(ROOT) not in sys.path:
 
 import httpx  # noqa: E402
 
+from testkit import processes  # noqa: E402
 from testkit.ports import free_port  # noqa: E402
 from testkit.services import REDIS_BIN, RedisProc, start_proxy, stop, wait_until_ready  # noqa: E402
 
@@ -79,33 +80,18 @@ def start_mock(out: Path, ttft_ms: float, tokens_per_s: float) -> tuple[str, sub
 
 def process_rss(root: int) -> dict[str, float]:
     """RSS in MB of ``root`` and each of its descendants, named by role (main, worker-PID, ...)."""
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                parents[int(entry)] = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-    family, frontier = {root}, [root]
-    while frontier:
-        parent = frontier.pop()
-        for pid, ppid in parents.items():
-            if ppid == parent and pid not in family:
-                family.add(pid)
-                frontier.append(pid)
     sizes = {}
-    for pid in sorted(family):
+    for pid in processes.descendants(root):
         try:
-            status = Path(f"/proc/{pid}/status").read_text()
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        match = re.search(r"VmRSS:\s+(\d+) kB", status)
-        if not match or b"resource_tracker" in cmdline:
+        rss = processes.rss_mb(pid)
+        if rss is None or b"resource_tracker" in cmdline:
             continue
         role = ("main" if pid == root else "model-server" if b"model-server" in cmdline
                 else "redis" if b"redis-server" in cmdline else "worker" if b"spawn_main" in cmdline else "other")
-        sizes[f"{role}-{pid}" if role != "main" else role] = int(match.group(1)) / 1024
+        sizes[f"{role}-{pid}" if role != "main" else role] = rss
     return sizes
 
 

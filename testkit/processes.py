@@ -1,5 +1,6 @@
-"""What the tests see of real processes, read from /proc: alive or not, children, process
-groups, and the HTTP workers a proxy announced."""
+"""What the tests and load tests see of real processes, read from /proc: alive or not,
+children, descendants, process groups, memory and CPU, and the HTTP workers a proxy
+announced."""
 
 from __future__ import annotations
 
@@ -42,6 +43,38 @@ def find(*, parent: int | None = None, group: int | None = None, cmdline: bytes 
                 continue
         found.append(int(entry))
     return found
+
+
+def descendants(root: int) -> list[int]:
+    """``root`` and every live process below it, in pid order."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (fields := stat(int(entry))) is not None and fields[0] != "Z":
+            parents[int(entry)] = int(fields[1])
+    family, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and pid not in family:
+                family.add(pid)
+                frontier.append(pid)
+    return sorted(family)
+
+
+def rss_mb(pid: int) -> float | None:
+    """Resident memory in MiB (``VmRSS``), or None if the process is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+    return int(match.group(1)) / 1024 if match else None
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds the process has used (0 if it is gone)."""
+    fields = stat(pid)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") if fields else 0.0
 
 
 def live_workers(output: str) -> set[int]:
