@@ -188,6 +188,7 @@ def serve(config: ProxyConfig) -> None:
     print(banner(config), file=sys.stderr, flush=True)
     loader = AppLoader(factory=partial(worker_app, config))
     app = main_process_app()
+    app.config.GRACEFUL_SHUTDOWN_TIMEOUT = config.shutdown_grace  # the watchdog bounds a stop by it
     from headroom.proxy.protocol import DeadlineHttpProtocol
 
     app.prepare(

@@ -4,6 +4,7 @@ stop the private Redis, exit 0 — and never hang, even when stopped just as it 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -91,7 +92,7 @@ def test_sigterm_lets_a_long_stream_finish_flushes_the_books_and_stops_the_priva
     try:
         wait_until_ready(f"{proxy.url}/health", proxy.proc, proxy.log, timeout=60)
         # Both workers serving before the stream starts: a stop that reaches a worker still
-        # starting is another case (test_a_stop_just_after_start...), not this one.
+        # starting is another case (test_a_stop_while_the_second_worker_starts...), not this one.
         wait_for(lambda: len(processes.live_workers(proxy.log.read_text())) == 2, timeout=30, what="both workers")
         redis_pids = processes.find(parent=proxy.proc.pid, cmdline=b"redis-server")
         assert len(redis_pids) == 1  # the private Redis the two workers share
@@ -136,4 +137,125 @@ def test_a_stream_longer_than_the_grace_is_cut_and_the_proxy_still_exits_cleanly
         client.join(30)
         assert result["events"] and result["events"][-1] != "message_stop"
     finally:
+        proxy.cleanup()
+
+
+def _stream_in_flight(url: str, result: dict, answered: threading.Event, events: int, gap_ms: int) -> None:
+    """One Anthropic stream of ``events`` text deltas, ``gap_ms`` apart (the mock's pace);
+    ``answered`` is set once the status line is in: the stream is then in a worker's hands."""
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 512, "stream": True,
+            "messages": [{"role": "user", "content": "a long answer please"}]}
+    headers = {"x-api-key": "sk-ant-shutdown", "anthropic-version": "2023-06-01", "x-mock-events": str(events),
+               "x-mock-ttft-ms": "0", "x-mock-stream-delay-ms": str(gap_ms)}
+    seen: list[str] = []
+    try:
+        with httpx.stream("POST", f"{url}/v1/messages", json=body, headers=headers, timeout=60) as response:
+            result["status"] = response.status_code
+            answered.set()
+            for line in response.iter_lines():
+                if line.startswith("event: "):
+                    seen.append(line[len("event: "):])
+    except httpx.HTTPError as exc:
+        result["error"] = repr(exc)
+    finally:
+        result["events"] = seen
+        answered.set()
+
+
+def _worker_pid(main_pid: int, name: str) -> int | None:
+    """The pid of the HTTP worker Sanic calls ``name`` (it is in the worker's environment from
+    its first instruction on, before any import), or None while it does not exist yet."""
+    for pid in processes.find(parent=main_pid):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"SANIC_WORKER_NAME={name}".encode() in environ:
+            return pid
+    return None
+
+
+def _launch_with_the_second_worker_held(mock, tmp_path: Path, grace: int) -> tuple[Launched, int]:
+    """``headroom proxy --workers 2`` whose second worker is frozen (SIGSTOP) in the middle
+    of its start — its app built, its start-up hooks (opening Redis, importing its client)
+    under way — while the first serves: a slow start, made certain instead of left to the
+    scheduler. Returns the proxy, its first worker serving, and the held worker's pid."""
+    for attempt in range(3):
+        proxy = Launched(mock.url, tmp_path / f"proxy-{attempt}.log", "--workers", "2",
+                         "--shutdown-grace", str(grace))
+        try:
+            held = wait_for(lambda p=proxy: p.proc.poll() is None and _worker_pid(p.proc.pid, "Sanic-Server-1-0"),
+                            timeout=30, interval=0.005, what="the second worker to exist")
+            wait_for(lambda p=proxy, h=held: p.proc.poll() is not None or f"Starting worker [{h}]" in p.log.read_text(),
+                     timeout=60, interval=0.002, what="the second worker to start its app")
+            os.kill(held, signal.SIGSTOP)
+            if f"Worker ready [{held}]" not in proxy.log.read_text():
+                wait_until_ready(f"{proxy.url}/health", proxy.proc, proxy.log, timeout=60)
+                assert held not in processes.live_workers(proxy.log.read_text())  # still starting
+                return proxy, held
+            os.kill(held, signal.SIGCONT)  # too quick to catch mid-start: once more
+        except BaseException:
+            proxy.cleanup()
+            raise
+        proxy.proc.terminate()
+        proxy.cleanup()
+    pytest.fail("the second worker was never caught in the middle of its start")
+
+
+def test_a_stop_while_the_second_worker_starts_lets_the_first_workers_stream_finish(mock, tmp_path):
+    # Once seen within ~0.1 s of the first worker serving, the second still starting: the
+    # stop's SIGINT hit the starting worker in an import (KeyboardInterrupt), and the serving
+    # worker, stopped twice, died in its drain; Sanic's manager took that for a failed start
+    # and SIGKILLed the lot — the stream cut, the proxy killed instead of exiting 0.
+    grace = 20
+    proxy, held = _launch_with_the_second_worker_held(mock, tmp_path, grace)
+    serving = held  # until known
+    try:
+        result: dict = {}
+        answered = threading.Event()
+        client = threading.Thread(target=_stream_in_flight, args=(proxy.url, result, answered, 40, 50))
+        client.start()
+        assert answered.wait(20) and result.get("status") == 200, result
+        [serving] = processes.live_workers(proxy.log.read_text())
+        # As on a busy host, the serving worker gets no CPU for a moment as the stop comes:
+        # its stop signal and its TERMINATED mark are both in when it runs again.
+        os.kill(serving, signal.SIGSTOP)
+        began = time.monotonic()
+        proxy.terminate()
+        wait_for(lambda: "Received signal SIGTERM" in proxy.log.read_text(), timeout=5, what="the stop")
+        time.sleep(0.3)
+        os.kill(serving, signal.SIGCONT)
+        os.kill(held, signal.SIGCONT)  # and the held worker goes on with its start
+        client.join(grace + 10)
+        assert not client.is_alive(), proxy.log.read_text()[-3000:]
+        assert "error" not in result, (result, proxy.log.read_text()[-3000:])
+        assert result["events"][-1] == "message_stop", result["events"][-5:]  # complete, not cut
+        assert result["events"].count("content_block_delta") == 40, result["events"]
+        assert time.monotonic() - began > 1.0  # it really was in flight when the signal came
+        assert proxy.proc.wait(timeout=grace + 10) == 0, proxy.log.read_text()[-3000:]
+        assert time.monotonic() - began < grace
+        output = proxy.log.read_text()
+        assert "Traceback" not in output and "KeyboardInterrupt" not in output, output[-3000:]
+        wait_for(lambda: not processes.find(group=proxy.proc.pid), timeout=10, what="every child to exit")
+    finally:
+        for pid in (held, serving):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        proxy.cleanup()
+
+
+def test_a_worker_stuck_starting_does_not_hold_the_stop_past_the_grace(mock, tmp_path):
+    # The held worker never goes on: it cannot stop itself, and must not keep the proxy up.
+    grace = 2
+    proxy, held = _launch_with_the_second_worker_held(mock, tmp_path, grace)
+    try:
+        began = time.monotonic()
+        proxy.terminate()
+        assert proxy.proc.wait(timeout=grace + 20) == 0, proxy.log.read_text()[-3000:]
+        assert time.monotonic() - began < grace + 5, proxy.log.read_text()[-3000:]
+        wait_for(lambda: not processes.alive(held), timeout=5, what="the stuck worker to be gone")
+        wait_for(lambda: not processes.find(group=proxy.proc.pid), timeout=10, what="every child to exit")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(held, signal.SIGCONT)
         proxy.cleanup()

@@ -6,11 +6,18 @@ watchdog runs as a thread in the main process, notices a dead worker within a se
 asks the manager to restart it through the manager's own message channel — the same path
 Sanic uses for its own restarts.
 
+It also sees a stop (SIGTERM, SIGINT) through: :meth:`Watchdog._stop_workers` and
+:meth:`Watchdog._finish_stop` in the main process, :func:`honour_a_stop_sent_while_starting`
+in each worker.
+
 This is the one place Headroom reads Sanic's internals: ``app.manager`` and its
 ``_shutting_down``, ``transient_processes``, ``monitor_publisher``, ``worker_state`` and
-``_all_workers_ack``, each worker process's ``state``/``set_state``, and in a worker
-``app.m.state``. Checked against Sanic 24.12 and 25.12; tests kill a worker and expect it
-back, and stop the proxy just as it starts, so a Sanic upgrade that changes them fails loudly.
+``shutdown_signal``, each worker process's ``state``/``set_state``/``terminate``, the
+``serving`` flag a worker sets in its shared state once its signal handlers are in place, and
+in a worker ``app.m.state`` and ``app.state.is_running``. Checked against Sanic 24.12 and
+25.12; tests kill a worker and expect it back, stop the proxy just as it starts, and stop it
+while one worker serves a stream and another still starts, so a Sanic upgrade that changes
+them fails loudly.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ class Watchdog:
         self._signals: list[int] = []  # stop signals queued by the main thread's handler
         self._wake = threading.Event()
         self._handle_signal = None
+        self._signalled: set[int] = set()  # workers sent their one stop signal
 
     def start(self) -> None:
         """Call in the main process's main thread once Sanic's manager exists."""
@@ -58,9 +66,8 @@ class Watchdog:
         a signal handler it can interrupt the main thread in the middle of a call on that same
         connection and garble both (seen: SIGTERM during a worker-state sync, traceback, exit
         code 1 instead of 0). The handler now only queues the signal; this thread, with a
-        connection of its own, runs Sanic's handler.
+        connection of its own, runs :meth:`_stop_workers`, and through it Sanic's handler.
         """
-        manager = self._app.manager
 
         def queue(signum: int, frame: object) -> None:
             self._signals.append(signum)
@@ -68,7 +75,37 @@ class Watchdog:
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, queue)
-        self._handle_signal = manager.shutdown_signal
+        self._handle_signal = self._stop_workers
+
+    def _stop_workers(self, signum: int, frame: object = None) -> None:
+        """Sanic's stop, except that a worker still starting is not signalled: it is marked.
+
+        Sanic's manager marks every live worker TERMINATED and sends it SIGINT. A worker is a
+        fresh interpreter (multiprocessing's "spawn"): until Sanic installs its handlers, just
+        before it serves, SIGINT raises KeyboardInterrupt wherever it lands — in an import, in
+        a start-up hook — and the worker dies with a traceback and exit code 1 (seen with
+        SIGTERM within ~0.1 s of the first worker serving, the second still starting).
+
+        So a worker not yet serving (its ``serving`` flag, set once its handlers are in place)
+        is only marked TERMINATED — the mark Sanic itself writes before signalling. It stops
+        itself when it sees the mark (:func:`honour_a_stop_sent_while_starting`), or is
+        signalled by :meth:`_finish_stop` once it serves, and :meth:`_finish_stop` kills it if
+        it is still not serving when the grace is over. Serving workers are signalled now, by
+        Sanic, and drain their streams for up to the grace. A second signal is Sanic's "kill
+        everything", unchanged.
+        """
+        manager = self._app.manager
+        if not manager._shutting_down:
+            for process in list(manager.transient_processes):
+                state = manager.worker_state.get(process.name, {})
+                if not state.get("server") or not process.is_alive():
+                    continue
+                if state.get("serving"):
+                    self._signalled.add(process.pid)  # Sanic's shutdown signals it
+                else:
+                    # Marked TERMINATED here as well, so Sanic's shutdown leaves it unsignalled.
+                    process.set_state(ProcessState.TERMINATED, force=True)
+        manager.shutdown_signal(signum, frame)
 
     def stop(self) -> None:
         self._stop.set()
@@ -85,7 +122,7 @@ class Watchdog:
             self._workers = list(manager.transient_processes)
             if manager._shutting_down:
                 try:
-                    self._finish_stop(manager)
+                    self._finish_stop(manager, float(self._app.config.GRACEFUL_SHUTDOWN_TIMEOUT))
                 except (EOFError, BrokenPipeError, ConnectionError, OSError):
                     pass  # Sanic's state manager has already shut down: nothing is left to see through
                 return
@@ -106,36 +143,46 @@ class Watchdog:
             time.sleep(0.05)
         return True
 
-    def _finish_stop(self, manager, limit_s: float = 60.0) -> None:
-        """See every worker through a stop that came while some were still starting.
+    def _finish_stop(self, manager, grace_s: float, margin_s: float = 5.0) -> None:
+        """See every worker through a stop, whatever stage each was at, within the grace.
 
-        Sanic's workers ignore SIGINT and SIGTERM until their handlers are installed, so a
-        stop sent while one starts can be lost, and two things then go wrong in Sanic's
-        manager (seen with SIGTERM within ~100 ms of the first 200 on /health):
-
-        * it waits for every worker's "ready" before reading its messages, and the stop marks
-          the workers TERMINATED, so the wait never ends and re-queues the stop message
-          forever: the main process spins. A worker that has exited is therefore marked
-          acknowledged; the wait ends and the queued stop ends the run the normal way.
-        * a worker that acknowledged after the mark (it was still starting) overwrote it and
-          never saw the signal: it is signalled again, once, as soon as it serves. (A worker
-          that saw the mark stops itself: :func:`honour_a_stop_sent_while_starting`.)
+        * A worker that was still starting (marked, not signalled: :meth:`_stop_workers`) is
+          signalled once it serves — its handlers are in place then. It may have seen the
+          mark and be stopping already (:func:`honour_a_stop_sent_while_starting`); its
+          handler then ignores the signal. Its own "ready" may also have overwritten the mark.
+        * Sanic's manager waits for every worker's "ready" before it reads its messages, and
+          the stop marks the workers TERMINATED, so that wait would never end and re-queue
+          the stop message forever: the main process would spin. A worker that has exited is
+          therefore marked acknowledged; the wait ends and the queued stop ends the run the
+          normal way.
+        * Bounded: a worker still not serving ``grace_s`` after the stop (stuck starting: it
+          has nothing in flight) is killed; one still running ``margin_s`` after that (it had
+          the grace to finish its streams, then its books to close) is killed too. The
+          proxy never hangs on a worker that cannot stop.
         """
-        signalled: set[int] = set()
-        deadline = time.monotonic() + limit_s
-        while time.monotonic() < deadline:
+        started = time.monotonic()
+        killed: set[int] = set()
+        while True:
             alive = 0
+            over = time.monotonic() - started
             for process in list(manager.transient_processes):
                 state = manager.worker_state.get(process.name, {})
                 if not state.get("server"):
                     continue
                 if process.is_alive():
                     alive += 1
-                    late = state.get("state") == ProcessState.ACKED.name and state.get("serving")
-                    if late and process.pid not in signalled:
-                        signalled.add(process.pid)
+                    pid = process.pid
+                    if state.get("serving") and pid not in self._signalled:
+                        self._signalled.add(pid)
                         with contextlib.suppress(ProcessLookupError):
-                            os.kill(process.pid, signal.SIGINT)
+                            os.kill(pid, signal.SIGINT)
+                    never_served = pid not in self._signalled
+                    if (over > grace_s + margin_s or (over > grace_s and never_served)) and pid not in killed:
+                        killed.add(pid)
+                        log.warning("worker %s (pid %s) did not stop within the grace (%gs): killing it",
+                                    process.name, pid, grace_s)
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGKILL)
                 elif state.get("state") != ProcessState.ACKED.name:
                     manager.worker_state[process.name] = {**state, "state": ProcessState.ACKED.name}
             if not alive:
@@ -152,42 +199,58 @@ class Watchdog:
 
 
 async def honour_a_stop_sent_while_starting(app: Sanic, window_s: float = 3.0, poll_s: float = 0.1) -> None:
-    """In a worker, for its first seconds of serving: make sure a stop is neither lost nor doubled.
+    """In a worker: stop exactly once, whether the stop came as a signal or as a mark.
 
-    Sanic's workers ignore SIGINT and SIGTERM until their handlers are installed (they inherit
-    the main process's "ignore"), and a stop whose handler runs while the start-up hooks run
-    is swallowed by uvloop before ``run_forever`` begins; either way the worker would serve on
-    after the main process has given up on it. The main process marks a worker TERMINATED
-    before it signals it. So, for ``window_s``: this worker's stop signals only take note, and
-    this task, running inside the serving loop, stops the worker once — on a signal or on the
-    mark. A second stop in the middle of the graceful shutdown would cut in-flight streams.
-    After the window, signals stop the worker directly again, as Sanic's own handler does.
+    A worker still starting when the proxy is stopped is not signalled (a signal then would
+    interrupt its imports: :meth:`Watchdog._stop_workers`): the main process marks it
+    TERMINATED instead. So, for ``window_s`` after start-up, this task, running inside the
+    serving loop, looks for the mark, and this worker's stop signals only take note (a stop
+    whose handler ran while the start-up hooks run would be swallowed by uvloop before
+    ``run_forever`` begins); the task then stops the worker — once the loop serves.
+
+    Once, always. Sanic marks a serving worker TERMINATED and then signals it, so the task
+    can read the mark while the signal waits in uvloop's queue; the signal is dispatched just
+    after, to the handler the task has just put in place. With a handler that stopped the
+    worker again, that second ``app.stop`` stopped the loop under Sanic's drain ("Event loop
+    stopped before Future completed"): the worker died with its streams in flight and reported
+    a failed start, on which Sanic's manager — still waiting for another worker's "ready" —
+    SIGKILLed the whole process group (seen: SIGTERM just after the first of two workers
+    serves). The mark and a signal can also both come when :meth:`Watchdog._finish_stop`
+    signals a worker that serves after being marked, and a terminal's Ctrl-C reaches every
+    worker besides the main process's own SIGINT. So after the window, this worker's signals
+    go to a handler that stops it once and ignores the rest, instead of Sanic's own.
     """
     if os.environ.get("SANIC_WORKER_PROCESS") != "true":
         return  # under an ASGI server, whose signal handling is its own
     loop = asyncio.get_running_loop()
     asked = False
+    stopped = False
 
     def note() -> None:
         nonlocal asked
         asked = True
 
-    def stop_now() -> None:
-        app.stop(terminate=False)
+    def stop_once() -> None:
+        nonlocal stopped
+        if not stopped:
+            stopped = True
+            app.stop(terminate=False)
 
     try:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, note)
         deadline = loop.time() + window_s
-        while not asked and loop.time() < deadline:
+        while loop.time() < deadline:
             await asyncio.sleep(poll_s)
             try:
                 asked = asked or app.m.state.get("state") == ProcessState.TERMINATED.name
             except (AttributeError, KeyError, EOFError, BrokenPipeError, ConnectionError):
                 pass  # not one of Sanic's managed workers: the signals are all there is
+            if asked and app.state.is_running:
+                break  # serving: a stop now ends run_forever, it is not swallowed
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop_now)
+            loop.add_signal_handler(sig, stop_once)
     if asked:
         log.info("worker %s: stop requested during start-up; stopping", os.getpid())
-        stop_now()
+        stop_once()
