@@ -80,10 +80,10 @@ def codex(tmp_path):
     env = {"PATH": os.environ["PATH"], "HOME": str(home), "CODEX_HOME": str(codex_home),
            "OPENAI_API_KEY": "sk-codex-test", "CODEX_API_KEY": "sk-codex-test", "LANG": "C.UTF-8"}
 
-    def run(prompt: str, *overrides: str, config_toml: str = "") -> CodexRun:
+    def run(prompt: str, *overrides: str, config_toml: str = "", resume: bool = False) -> CodexRun:
         (codex_home / "config.toml").write_text(config_toml)
-        argv = [binary, "exec", "--json", "--skip-git-repo-check", "-m", MODEL,
-                "-c", "check_for_update_on_startup=false"]
+        argv = [binary, "exec", *(["resume", "--last"] if resume else []), "--json", "--skip-git-repo-check",
+                "-m", MODEL, "-c", "check_for_update_on_startup=false"]
         for override in overrides:
             argv += ["-c", override]
         proc = subprocess.run([*argv, prompt], cwd=work, env=env, stdin=subprocess.DEVNULL,
@@ -149,6 +149,15 @@ def test_codex_runs_a_function_call_round_trip_through_the_proxy_compressed(star
     stats = _stats_once(proxy, 2)
     assert stats["total_requests"] == 2 and stats["requests_by_provider"]["openai"] == 2
     assert stats["tokens_saved"] > 3_000
+
+    # The next turn of the same session: Codex re-sends its history with the command's full
+    # output, and the proxy sends the upstream the very bytes it sent before (prompt cache).
+    fresh_mock.reset()
+    again = codex("And which one was paid last?", "tool_output_token_limit=50000", resume=True,
+                  config_toml=_provider_config(proxy, {"cmd": "python3 orders.py"}))
+    assert again.returncode == 0, again.stderr[-2000:]
+    third = json.loads(fresh_mock.requests()[0]["body"])
+    assert third["input"][: len(second["input"])] == second["input"]
 
 
 def test_codex_with_openais_built_in_provider_goes_over_http_at_once(start_proxy, fresh_mock, codex):
