@@ -137,6 +137,31 @@ def test_prose_is_compressed_memoised_and_retrievable(start_proxy, fresh_mock, l
     assert metric(proxy, "headroom_model_server_batch_windows_count") >= 1  # written by the model server
 
 
+def test_a_codex_command_header_is_never_reworded(start_proxy, fresh_mock, lingua_model):
+    """Codex wraps a command's output in a header (exit code, wall time): the model compresses
+    only the output after it; the header goes upstream byte for byte."""
+    proxy = start_proxy("--llmlingua", "--llmlingua-model", str(lingua_model), "--no-cache")
+    wait_ready(proxy)
+    header = ("Chunk ID: 4f1c2a\nWall time: 0.0312 seconds\nProcess exited with code 0\n"
+              "Original token count: 1500\nOutput:\n")
+    # A few long paragraphs: a shell's output of 20 lines or more would be read as a log.
+    lines = prose("Codex").split("\n")
+    page = "\n\n".join(" ".join(lines[i:i + 10]) for i in range(0, len(lines), 10))
+    body = {"model": "gpt-4.1", "input": [
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Read the page."}]},
+        {"type": "function_call", "call_id": "call_1", "name": "exec_command",
+         "arguments": json.dumps({"cmd": "curl -s https://intra.example/procurement | html2text"})},
+        {"type": "function_call_output", "call_id": "call_1", "output": header + page},
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": QUESTION}]}]}
+    answer = httpx.post(f"{proxy.url}/v1/responses", json=body, timeout=30,
+                        headers={"authorization": "Bearer sk-lingua-codex"})
+    assert answer.status_code == 200, answer.text
+    assert "llmlingua" in answer.headers["x-headroom-transforms"]
+    sent = json.loads(fresh_mock.last()["body"].encode("latin-1"))["input"][2]["output"]
+    assert sent.startswith(header) and len(sent) < 0.8 * len(header + page)
+    assert "ZanzibarCodex" in sent and "words omitted; retrieve with key" in sent
+
+
 def test_code_json_and_short_prose_never_reach_the_model(start_proxy, fresh_mock, lingua_model):
     proxy = start_proxy("--llmlingua", "--llmlingua-model", str(lingua_model), "--no-cache")
     wait_ready(proxy)

@@ -2,17 +2,22 @@
 
 The tool name decides first when it is unambiguous: a file read (``Read``, ``read_file``…)
 is returned exactly, because an agent that edits the file needs every byte; a search tool
-(``Grep``, ``Glob``…) produces search results. Otherwise the text decides: JSON if it parses,
-then grep-style lines, source code, aligned tables, logs and command output, plain text.
-Only a sample of lines is inspected so detection stays cheap on large blocks.
+(``Grep``, ``Glob``…) produces search results. A shell command that prints one file is a file
+read too, unless the file is a log (by path, or for a path that says nothing, by content: see
+:mod:`commands`). Otherwise the text decides: JSON if it parses, then grep-style lines, source
+code, aligned tables, stack traces, logs and command output, plain text. A client's header
+around a command's output (Codex: ``Chunk ID: …`` … ``Output:``) is looked through, and
+reported in ``envelope`` so that it is sent on unchanged. Only a sample of lines is inspected
+so detection stays cheap on large blocks.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
+from headroom.transforms import aligned, commands, envelope
 from headroom.transforms.json_format import RAW_DECODER, loads
 
 
@@ -31,6 +36,7 @@ class Detection:
     value: object = None  # the parsed document for JSON
     prefix: str = ""  # JSON only: short text around the document ("HTTP/1.1 200 OK", "exit 0")
     suffix: str = ""
+    envelope: str = ""  # a client's header before the output (kept as is; the rest is judged)
 
 
 FILE_TOOLS = frozenset(
@@ -44,19 +50,17 @@ SEARCH_TOOLS = frozenset(
 )
 SHELL_TOOLS = frozenset(
     "bash shell run_command execute_command terminal exec run_terminal_cmd "
-    "run_shell_command powershell command".split()
-)
-
-
-# A shell command that only prints one file (``cat x.json``, ``sed -n 1,80p app.py``) is a file
-# read too: the agent may edit that file from what it saw, so it must see the exact bytes.
-_FILE_VIEW = re.compile(
-    r"^\s*(?:cd\s+\S+\s*&&\s*)?(?:cat|head|tail|nl|bat|less|more|sed\s+-n|git\s+show)\b[^|;&<>`$]*$"
+    "run_shell_command powershell command exec_command shell_command local_shell".split()
 )
 
 
 def tool_hint(tool_name: str | None, tool_input: dict | None = None) -> str:
-    """"file", "search", "shell" or "" for a tool call (MCP prefixes ignored)."""
+    """"file", "search", "shell", "log", "view" or "" for a tool call (MCP prefixes ignored).
+
+    A shell command that only prints one file is "file" (kept exact), "log" (a log by its
+    path, or a log-streaming command) or "view" (a file its path says nothing about: the
+    content decides); see :func:`commands.classify`.
+    """
     if not tool_name:
         return ""
     name = tool_name.rsplit("__", 1)[-1].lower()
@@ -65,26 +69,9 @@ def tool_hint(tool_name: str | None, tool_input: dict | None = None) -> str:
     if name in SEARCH_TOOLS:
         return "search"
     if name in SHELL_TOOLS:
-        command = _command_text(tool_input.get("command") if isinstance(tool_input, dict) else None)
-        if command is not None and _FILE_VIEW.match(command):
-            return "file"
-        return "shell"
+        command = commands.command_text(tool_input)
+        return "shell" if command is None else commands.classify(command)
     return ""
-
-
-_SHELL_WRAPPERS = frozenset(("bash", "sh", "zsh", "/bin/bash", "/bin/sh", "/bin/zsh", "/usr/bin/bash"))
-
-
-def _command_text(command) -> str | None:
-    """A shell call's command line: a string, or an argv list as the Codex CLI sends it
-    (``["bash", "-lc", "cat x.py"]`` is the script ``cat x.py``; other argv lists are joined)."""
-    if isinstance(command, str):
-        return command
-    if isinstance(command, list) and command and all(isinstance(part, str) for part in command):
-        if len(command) == 3 and command[0] in _SHELL_WRAPPERS and command[1] in ("-c", "-lc", "-l", "-ic"):
-            return command[2]
-        return " ".join(command)
-    return None
 
 
 _SAMPLE_LINES = 80  # first and last 40 lines, each cut at 300 characters
@@ -108,6 +95,19 @@ _LOG_MARK = re.compile(
     r"|^\s*(?:\[\d|#\d+ |\d+(?:\.\d+)?%|npm (?:ERR|WARN)|error(?:\[\w+\])?:|warning:)"
 )
 _TABLE_SPLIT = re.compile(r"\S(?: ?\S)*")
+# A line that opens with a timestamp or a level: what a log file is made of (dpkg, syslog,
+# nginx, glog, Python logging, JSON lines).
+_LOG_START = re.compile(
+    r"^\[?(?:\d{4}[-/]\d\d[-/]\d\d[T ]\d\d:\d\d|[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d\d:\d\d:\d\d"
+    r"|\d{10}(?:\.\d+)?\b|[IWEF]\d{4} \d\d:\d\d|(?:TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|CRITICAL|FATAL)\b)"
+    r"|^\S+ \S+ \S+ \[\d\d/[A-Z][a-z]{2}/\d{4}:|^\{\s*\"(?:ts|time|timestamp|@timestamp|level|severity)\""
+)
+# Stack-trace lines: Python, Java/Kotlin/JS frames, Go, "... 12 more", and the lines that open a trace.
+_FRAME = re.compile(
+    r"^\s+(?:File \"[^\"]+\", line \d+|at \S|\.\.\. \d+ (?:more|common frames omitted)|\S+\.go:\d+"
+    r"|\[Previous line repeated)"
+    r"|^(?:Traceback \(most recent call last\)|Caused by: |Exception in thread |panic: |goroutine \d+ \[)"
+)
 
 
 def _sample(lines: list[str]) -> list[str]:
@@ -123,18 +123,34 @@ def _share(lines: list[str], pattern: re.Pattern) -> float:
     return sum(1 for line in lines if pattern.search(line)) / len(lines)
 
 
+def _share_at_start(lines: list[str], pattern: re.Pattern) -> float:
+    """Like :func:`_share` for a pattern that only matches at the start of a line (cheaper)."""
+    if not lines:
+        return 0.0
+    return sum(1 for line in lines if pattern.match(line)) / len(lines)
+
+
 def _looks_like_table(lines: list[str]) -> bool:
-    """Aligned columns: a header and rows splitting into the same number (≥ 3) of cells."""
+    """Aligned columns: a markdown table, a header and rows splitting into the same number
+    (≥ 3) of cells, or a command's whitespace-aligned table (see :mod:`aligned`)."""
     if len(lines) < 5:
         return False
     if sum(1 for line in lines if line.startswith("|") and line.rstrip().endswith("|")) >= 0.8 * len(lines):
         return True
     header = lines[0]
     cols = len(_TABLE_SPLIT.findall(header))
-    if cols < 3 or not any(c.isupper() for c in header):
+    if cols >= 3 and any(c.isupper() for c in header):
+        same = sum(1 for line in lines[1:] if len(_TABLE_SPLIT.findall(line)) == cols)
+        if same >= 0.8 * (len(lines) - 1):
+            return True
+    return aligned.find(lines) is not None
+
+
+def _looks_like_log_file(lines: list[str]) -> bool:
+    """Most lines open with a timestamp or a level, and hardly any look like code."""
+    if _share_at_start(lines, _LOG_START) < 0.6:
         return False
-    same = sum(1 for line in lines[1:] if len(_TABLE_SPLIT.findall(line)) == cols)
-    return same >= 0.8 * (len(lines) - 1)
+    return sum(1 for line in lines if _CODE_LINE.match(line)) < 0.1 * len(lines)
 
 
 _RAW = RAW_DECODER
@@ -162,12 +178,23 @@ def detect(text: str, tool_name: str | None = None, tool_input: dict | None = No
     hint = tool_hint(tool_name, tool_input)
     if hint == "file":
         return Detection(Kind.CODE)
+    head, body = envelope.split(text)
+    found = _detect_output(body, hint)
+    return replace(found, envelope=head) if head else found
+
+
+def _detect_output(text: str, hint: str) -> Detection:
+    if hint == "view":  # one file of unknown type: a log if it reads like one, else exact
+        lines = [line for line in _sample(text.split("\n")) if line.strip()]
+        return Detection(Kind.LOG if lines and _looks_like_log_file(lines) else Kind.CODE)
     stripped = text.strip()
     if stripped[:1] in ("{", "[") and stripped[-1:] in ("}", "]"):
         try:
             return Detection(Kind.JSON, loads(stripped))
         except ValueError:
             pass
+    if hint == "log":
+        return Detection(Kind.LOG)
     embedded = _embedded_json(text)
     if embedded is not None:
         return embedded
@@ -185,6 +212,8 @@ def detect(text: str, tool_name: str | None = None, tool_input: dict | None = No
         return Detection(Kind.TEXT)
     if _looks_like_table(lines) and _share(lines, _TIMESTAMP) < 0.3:
         return Detection(Kind.TABLE)
+    if _share_at_start(lines, _FRAME) >= 0.25:
+        return Detection(Kind.LOG)  # a stack trace (its code lines must not make it "code")
     log_share = _share(lines, _LOG_MARK)
     code_share = sum(
         1 for line in lines if _CODE_LINE.match(line) or _CODE_END.search(line)

@@ -1,8 +1,9 @@
 """Logs, build and test output: keep what explains the outcome, collapse the rest.
 
 Always (lossless for a reader): ANSI colour codes and carriage-return progress redraws are
-resolved to what a terminal would show, trailing spaces go, and runs of identical lines
-become one line with a count (``… ×12``).
+resolved to what a terminal would show, trailing spaces go, runs of identical lines become
+one line with a count (``… ×12``), and repeated stack frames are folded (:mod:`frames`:
+recursion cycles to one pass and a count, a trace logged again to its first and last frame).
 
 Lossy, only for output still longer than ``lossy_min_chars``: keep the head and tail (the
 command and its summary), every error/warning line with a little context, whole stack traces
@@ -16,14 +17,16 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from headroom.transforms import ccr
+from headroom.transforms import ccr, frames
 from headroom.transforms.base import Compressed, Context
 from headroom.transforms.scan import Joined
 from headroom.transforms.select import ERROR_WORDS, gaps, term_hits
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 _TRACE_START = re.compile(r"^\s*(?:Traceback \(most recent call last\)|panic:|goroutine \d+ \[)")
-_TRACE_LINE = re.compile(r"^\s+(?:at |File \"|\.\.\. \d+ more|Caused by|/\S+\.go:\d+|\^+$)")
+_TRACE_LINE = re.compile(
+    r"^\s+(?:at |File \"|\.\.\. \d+ more|Caused by|/\S+\.go:\d+|\^+$|\[\u2026 |\[Previous line repeated)"
+)
 _SECTION = re.compile(r"^=+ ?(FAILURES|ERRORS|short test summary info) ?=+$")
 _ANY_SECTION = re.compile(r"^=+ .* =+$")
 _MAX_SECTION = 400
@@ -130,8 +133,9 @@ def _gap_note(lines: list[str]) -> str:
 
 def compress(text: str, ctx: Context) -> Compressed | None:
     cleaned = clean(text)
-    lines = dedupe(cleaned.split("\n"))
-    transforms = ["log:collapse"]
+    deduped = dedupe(cleaned.split("\n"))
+    lines = frames.fold(deduped)
+    transforms = ["log:collapse"] if len(lines) == len(deduped) else ["log:collapse", "log:frames"]
     body = "\n".join(lines)
     lim = ctx.limits
     n = len(lines)

@@ -28,7 +28,7 @@ from typing import Literal
 
 from headroom.savings import BlockSaving, cache_ttls
 from headroom.state.store import Store, StoreUnavailable
-from headroom.transforms import accounting, ccr, memo, prefix_guard, responses, tokens
+from headroom.transforms import accounting, ccr, envelope, memo, prefix_guard, responses, tokens
 from headroom.transforms.base import Compressed, Context, Limits
 from headroom.transforms.blocks import (
     Block,
@@ -292,8 +292,8 @@ async def _compress_blocks(blocks: list[Block], body: dict, provider: Provider, 
             receipt.errors += failed
             decided[bid.memo_key] = (block, bid, result)
             if model is not None and kind is Kind.TEXT and not failed and len(block.text) >= opts.prose.min_chars:
-                text = result.text if result is not None else block.text
-                candidates.append(Candidate(bid.memo_key, text, bid.ccr_key))
+                head, prose = envelope.split(result.text if result is not None else block.text)
+                candidates.append(Candidate(bid.memo_key, prose, bid.ccr_key, head))
         # 2. long prose goes to the model server, all of this request's in one call
         if candidates:
             assert model is not None and terms is not None

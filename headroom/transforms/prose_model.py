@@ -54,8 +54,9 @@ class ProseSettings:
 @dataclass(frozen=True)
 class Candidate:
     key: str  # the block's memo key
-    text: str  # the block after whitespace normalisation
+    text: str  # the block after whitespace normalisation, without ``head``
     ccr_key: str
+    head: str = ""  # a client's header in front of a command's output (envelope): never reworded
 
 
 @dataclass(frozen=True)
@@ -117,5 +118,8 @@ async def compress_prose(model: ProseModel, settings: ProseSettings, candidates:
     results: dict[str, Compressed | None] = {}
     for candidate, block in zip(candidates, parts):
         lines = [s.text if s.exact or not s.text.strip() else next(answers) for s in block]
-        results[candidate.key] = with_marker(candidate.text, "\n".join(lines), candidate.ccr_key)
+        result = with_marker(candidate.text, "\n".join(lines), candidate.ccr_key)
+        if result is not None and candidate.head:
+            result = Compressed(candidate.head + result.text, result.transforms, result.omitted)
+        results[candidate.key] = result
     return results, None

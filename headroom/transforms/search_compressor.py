@@ -1,13 +1,19 @@
-"""Search results (grep/ripgrep lines, file lists): group by file, drop duplicates.
+"""Search results (grep/ripgrep lines, file lists): group by file, fold repeats.
 
 ``src/a.py:12:foo`` repeated for every match spends tokens on the same path again and again;
 grouped, each path is written once and each match as `` 12: foo`` (indentation of the matched
 line is dropped; context lines keep their ``-`` separator). Identical matches are dropped.
-File lists (``Glob``, ``find``, ``grep -l``) are grouped by directory.
+Deep trees repeat long directories too: files sharing a directory at least three levels deep
+are listed under it once (``src/headroom/proxy/`` then ``routes.py``, ``app.py``). The same
+matched line found in many files (an import, a config key) is written once with its count
+and its ``file:line`` locations; the same line matched several times in one file becomes one
+entry with all its line numbers (`` 10,50,90: raise``). File lists (``Glob``, ``find``,
+``grep -l``) are grouped by directory. All of this is lossless.
 
 Lossy, only above ``lossy_min_chars``: each file keeps its first few matches plus every match
 with a selective question term; files beyond ``max_items`` keep only those with question
-matches besides the first and last ones. Notes say what was left out; a CCR marker on the
+matches besides the first and last ones; a line common to many files keeps its first few
+locations and those with a question term. Notes say what was left out; a CCR marker on the
 first line gives the key to the full results.
 """
 
@@ -18,7 +24,7 @@ import re
 from headroom.transforms import ccr
 from headroom.transforms.base import Compressed, Context
 from headroom.transforms.scan import Joined
-from headroom.transforms.select import keep_indices
+from headroom.transforms.select import keep_indices, term_hits
 
 _MATCH = re.compile(r"^(?P<path>[^\s:][^:\n]*?):(?P<line>\d+)(?P<sep>[:-])(?P<text>.*)$")
 _CONTEXT = re.compile(r"^(?P<path>[^\s:][^\n]*?)-(?P<line>\d+)-(?P<text>.*)$")
@@ -26,8 +32,11 @@ _NO_LINE = re.compile(r"^(?P<path>[^\s:]+\.\w{1,10}):(?P<text>.*)$")
 _HEADING_ENTRY = re.compile(r"^(?P<line>\d+)(?P<sep>[:-])(?P<text>.*)$")
 _PATH = re.compile(r"^\.{0,2}/?[\w@.+\-]+(?:/[\w@.+\- ]+)*(?:\.\w{1,10}|/)?$")
 MIN_SAVING = 0.05
+COMMON_FILES = 3  # a matched line found in this many files is written once, with its locations
+FACTOR_DEPTH = 3  # directories at least this deep are written once above their files
 
-Entry = tuple[str, str, str]  # (line number or "", separator, text)
+Entry = tuple[str, str, str]  # (line number(s) or "", separator, text); "10,50" after folding
+Location = tuple[str, str]  # (path, line number)
 
 
 def _parse(lines: list[str]) -> tuple[list[str], dict[str, list[Entry]]] | None:
@@ -118,39 +127,175 @@ def _term_rows(texts: list[str], ctx: Context) -> list[int]:
     return sorted(Joined(texts).texts_with(ctx.terms.scan_words))
 
 
-def _render(other: list[str], files: dict[str, list[Entry]], ctx: Context, lossy: bool) -> tuple[list[str], int, int]:
+def _weight(entry: Entry) -> int:
+    """How many matches an entry stands for (a folded one lists several line numbers)."""
+    return entry[0].count(",") + 1
+
+
+def _common_lines(files: dict[str, list[Entry]]) -> tuple[dict[str, list[Location]], dict[str, list[Entry]]]:
+    """Pull matched lines found in ``COMMON_FILES``+ files out of their files.
+
+    Returns (text → its locations in file order, the files with what is left; a file whose
+    matches were all common lines is dropped: it is listed under those lines).
+    """
+    seen_in: dict[str, set[str]] = {}
+    for path, entries in files.items():
+        for number, sep, text in entries:
+            if number and sep == ":" and text.strip():
+                seen_in.setdefault(text.strip(), set()).add(path)
+    common = {t for t, paths in seen_in.items() if len(paths) >= COMMON_FILES}
+    if not common:
+        return {}, files
+    found: dict[str, list[Location]] = {}
+    rest: dict[str, list[Entry]] = {}
+    for path, entries in files.items():
+        kept = []
+        for entry in entries:
+            number, sep, text = entry
+            key = text.strip()
+            if number and sep == ":" and key in common:
+                found.setdefault(key, []).append((path, number))
+            else:
+                kept.append(entry)
+        if kept or not entries:
+            rest[path] = kept
+    return found, rest
+
+
+def _fold_same(entries: list[Entry]) -> list[Entry]:
+    """One file's identical matched lines → one entry listing every line number. Files
+    with context lines (``-``) keep their order: there the lines are read in sequence."""
+    if len(entries) < 2 or any(sep != ":" or not number for number, sep, _ in entries):
+        return entries
+    numbers: dict[str, list[str]] = {}
+    for number, _, text in entries:
+        numbers.setdefault(text.strip(), []).append(number)
+    if len(numbers) == len(entries):
+        return entries
+    return [(",".join(nums), ":", text) for text, nums in numbers.items()]
+
+
+def _directory(path: str) -> str:
+    """The directory to list ``path`` under, or "" to write the path in full."""
+    head, _, name = path.rpartition("/")
+    return head + "/" if name and head.strip("./").count("/") >= FACTOR_DEPTH - 1 else ""
+
+
+def _render_common(common: dict[str, list[Location]], ctx: Context, lossy: bool) -> tuple[list[str], int, int]:
+    """``[same line in N files, ×M] text``, then its locations: ``dir/: a.py:3,90; b.py:7``."""
+    out: list[str] = []
+    omitted = total = 0
+    for text, locations in common.items():
+        total += len(locations)
+        shown = locations
+        if lossy and len(locations) > ctx.limits.max_matches_per_file:
+            hits = term_hits([path for path, _ in locations], ctx.terms, ctx.limits)
+            shown = [locations[i] for i in keep_indices(len(locations), ctx.limits.max_matches_per_file, 0, hits)]
+        by_file: dict[str, list[str]] = {}
+        for path, number in shown:
+            by_file.setdefault(path, []).append(number)
+        files = len({path for path, _ in locations})
+        out.append(f"[same line in {files} files, \u00d7{len(locations)}] {text}")
+        dirs: dict[str, list[str]] = {}
+        for path, numbers in by_file.items():
+            head, _, name = path.rpartition("/")
+            dirs.setdefault(head + "/" if head else "", []).append(f"{name}:{','.join(numbers)}")
+        out.extend(f" {d}: {'; '.join(names)}" if d else f" {'; '.join(names)}" for d, names in dirs.items())
+        if len(shown) < len(locations):
+            out[-1] += f" \u2026 {len(locations) - len(shown)} more locations omitted"
+            omitted += len(locations) - len(shown)
+    return out, omitted, total
+
+
+def _render(other: list[str], common: dict[str, list[Location]], files: dict[str, list[Entry]],
+            ctx: Context, lossy: bool) -> tuple[list[str], int, int]:
     """(lines, omitted matches, total matches)."""
     lim = ctx.limits
-    out = list(other)
-    omitted = total = 0
+    out, omitted, total = _render_common(common, ctx, lossy)
+    out = list(other) + out
     paths = list(files)
+    hits = _entry_hits(paths, files, ctx) if lossy else {}
     if lossy and len(paths) > lim.max_items:
-        path_hits = set(_term_rows(paths, ctx))
-        for i, p in enumerate(paths):
-            if _term_rows([e[2] for e in files[p]], ctx):
-                path_hits.add(i)
-        keep = keep_indices(len(paths), lim.head_items, lim.tail_items, sorted(path_hits))
-        dropped = [p for i, p in enumerate(paths) if i not in set(keep)]
-        omitted += sum(max(1, len(files[p])) for p in dropped)
-        total += sum(max(1, len(files[p])) for p in dropped)
+        keep = keep_indices(len(paths), lim.head_items, lim.tail_items, sorted(hits))
+        position = {i: k for k, i in enumerate(keep)}
+        dropped = [p for i, p in enumerate(paths) if i not in position]
+        dropped_matches = sum(max(1, sum(map(_weight, files[p]))) for p in dropped)
+        omitted += dropped_matches
+        total += dropped_matches
         paths = [paths[i] for i in keep]
+        hits = {position[i]: found for i, found in hits.items() if i in position}
         if dropped:
             out.append(f"\u2026 {len(dropped)} files omitted")
+    groups: dict[str, list[str]] = {}  # directory ("" for none) → its paths, in first-seen order
     for path in paths:
-        entries = files[path]
-        total += max(1, len(entries))
-        if not entries:
-            out.append(path)
-            continue
-        shown = entries
-        if lossy and len(entries) > lim.max_matches_per_file:
-            hits = _term_rows([e[2] for e in entries], ctx)
-            keep = keep_indices(len(entries), lim.max_matches_per_file, 0, hits)
-            shown = [entries[i] for i in keep]
-        out.append(path if len(shown) == len(entries) else f"{path} ({len(entries)} matches, {len(shown)} shown)")
-        out.extend(_entry_line(e) for e in shown)
-        omitted += len(entries) - len(shown)
+        groups.setdefault(_directory(path), []).append(path)
+    factored = False
+    index = {path: i for i, path in enumerate(paths)}
+    for directory, members in _runs(paths, groups):
+        if directory and len(members) > 1:
+            out.append(directory)
+            factored = True
+        for path in members:
+            name = path[len(directory):] if directory and len(members) > 1 else path
+            if factored and not (directory and len(members) > 1) and "/" not in name:
+                name = "./" + name  # not a file of the directory written above it
+            lines, n_omitted, n_total = _render_file(name, files[path], hits.get(index[path], set()), ctx, lossy)
+            out.extend(lines)
+            omitted += n_omitted
+            total += n_total
     return out, omitted, total
+
+
+def _runs(paths: list[str], groups: dict[str, list[str]]) -> list[tuple[str, list[str]]]:
+    """Each factored directory's files together, at the place its first file was; files
+    written in full stay where they were."""
+    out: list[tuple[str, list[str]]] = []
+    done: set[str] = set()
+    for path in paths:
+        directory = _directory(path)
+        members = groups[directory]
+        if directory and len(members) > 1:
+            if directory not in done:
+                done.add(directory)
+                out.append((directory, members))
+        else:
+            out.append(("", [path]))
+    return out
+
+
+def _entry_hits(paths: list[str], files: dict[str, list[Entry]], ctx: Context) -> dict[int, set[int]]:
+    """File index → indices of its entries with a selective question term (every entry when
+    the term is in the path). Selective means rare among *all* matches: "log" in a search for
+    logging calls names every line and so none in particular."""
+    if not ctx.terms:
+        return {}
+    texts: list[str] = []
+    owners: list[tuple[int, int]] = []
+    for i, path in enumerate(paths):
+        for j, entry in enumerate(files[path]):
+            texts.append(entry[2])
+            owners.append((i, j))
+    found: dict[int, set[int]] = {}
+    for k in term_hits(texts, ctx.terms, ctx.limits):
+        i, j = owners[k]
+        found.setdefault(i, set()).add(j)
+    for i in term_hits(paths, ctx.terms, ctx.limits):
+        found.setdefault(i, set()).update(range(len(files[paths[i]])))
+    return found
+
+
+def _render_file(name: str, entries: list[Entry], hits: set[int], ctx: Context,
+                 lossy: bool) -> tuple[list[str], int, int]:
+    lim = ctx.limits
+    total = max(1, sum(map(_weight, entries)))
+    if not entries:
+        return [name], 0, total
+    shown = entries
+    if lossy and len(entries) > lim.max_matches_per_file:
+        shown = [entries[i] for i in keep_indices(len(entries), lim.max_matches_per_file, 0, sorted(hits))]
+    count = sum(map(_weight, shown))
+    head = name if len(shown) == len(entries) else f"{name} ({total} matches, {count} shown)"
+    return [head] + [_entry_line(e) for e in shown], total - count, total
 
 
 def compress(text: str, ctx: Context) -> Compressed | None:
@@ -169,7 +314,9 @@ def compress(text: str, ctx: Context) -> Compressed | None:
         total = len(files)
         unit, name = "paths", "search:paths"
     else:
-        body, omitted, total = _render(other, files, ctx, lossy)
+        common, files = _common_lines(files)
+        files = {path: _fold_same(entries) for path, entries in files.items()}
+        body, omitted, total = _render(other, common, files, ctx, lossy)
         unit, name = "matches", "search:group"
     out = "\n".join(body)
     transforms = [name]

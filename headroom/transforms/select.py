@@ -65,8 +65,9 @@ def column_anomalies(name: str, values: list, numbers: list | None = None) -> li
 
     Rare categories: in a low-cardinality column, a value held by at most 3% of rows; in a
     high-cardinality one, a rare *shape* (null, empty, missing among present values).
-    Outliers: robust z-score (median/MAD) above 6. ``numbers`` gives each row's numeric value
-    (or None) when it differs from ``values`` (numbers kept as text).
+    Outliers: robust z-score (median/MAD) above 6 (where the MAD is 0, see :func:`_spikes`).
+    ``numbers`` gives each row's numeric value (or None) when it differs from ``values``
+    (numbers kept as text).
     """
     n = len(values)
     if n < 10:
@@ -93,7 +94,20 @@ def column_anomalies(name: str, values: list, numbers: list | None = None) -> li
         if mad > 0:
             limit = 6 * 1.4826 * mad
             out.extend((2, i) for i, x in enumerate(nums) if x is not None and abs(x - mid) > limit)
+        else:
+            out.extend((2, i) for i in _spikes(nums, present_nums, mid, rare_cap))
     return out
+
+
+def _spikes(nums: list, present: list, mid: float, rare_cap: int) -> list[int]:
+    """Outliers in a column where most values are equal (``%CPU`` of idle processes: 0.0):
+    the MAD is 0 there, so the mean deviation stands in, and only a rare few may stand out."""
+    spread = sum(abs(x - mid) for x in present) / len(present)
+    if spread == 0:
+        return []
+    limit = 6 * 1.2533 * spread
+    hits = [i for i, x in enumerate(nums) if x is not None and abs(x - mid) > limit]
+    return hits if len(hits) <= rare_cap else []
 
 
 def _rare_shapes(values: list, rare_cap: int) -> list[int]:

@@ -4,7 +4,9 @@ is one specific value in the data.
 Everything is generated deterministically (fixed seeds, no clock), so the repo stays small and
 every run sees the same bytes. The shapes follow what coding agents really get back: GitHub
 and internal REST APIs, Prometheus-style stats, ``kubectl -o json``, pytest/tsc/npm output,
-application logs, ripgrep results, Glob listings, file reads and fetched documentation.
+application logs, ripgrep results, Glob listings, file reads and fetched documentation; and,
+in :mod:`testkit.corpus.shell_cases`, what a shell returns: logs read with ``tail``, command
+tables, stack traces with repeated frames, greps over a deep tree.
 
 Each :class:`Case` says which strings must survive (``answers``), optionally which must stay
 on one line together (``same_line``: the value and what identifies its item), and whether the
@@ -555,8 +557,11 @@ def feature_flags() -> Case:
 
 
 def all_cases() -> list[Case]:
+    from testkit.corpus.shell_cases import shell_cases  # (it builds on this module's helpers)
+
     return [github_issues(), orders_api(), endpoint_stats(), k8s_pods(), pytest_run(), tsc_build(), app_log(),
-            npm_install(), grep_results(), glob_listing(), source_read(), docs_page(), kubectl_table(), feature_flags()]
+            npm_install(), grep_results(), glob_listing(), source_read(), docs_page(), kubectl_table(), feature_flags(),
+            *shell_cases()]
 
 
 # --- request bodies as the clients send them -------------------------------------------------

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from headroom.state.memory_store import MemoryStore
-from headroom.transforms import ccr
+from headroom.transforms import ccr, envelope
+from headroom.transforms.detect import tool_hint
 from headroom.transforms.tokens import count_tokens
 from testkit.corpus.cases import all_cases
 from testkit.corpus.report import run_case
@@ -58,6 +59,22 @@ def test_file_reads_are_sent_exactly(corpus_outcomes):
         if outcome.case.unchanged:
             assert outcome.output == outcome.case.content
             assert outcome.receipt.transforms == []
+
+
+def test_logs_read_through_a_shell_are_compressed(corpus_outcomes):
+    """``tail /var/log/…`` is a file view, but of a log: it is compressed, not kept exact."""
+    views = [o for o in corpus_outcomes.values() if tool_hint(o.case.tool, o.case.tool_input) == "log"]
+    assert len(views) >= 3  # Claude Code's Bash, Codex's argv shell and exec_command
+    for outcome in views:
+        assert outcome.block_after < outcome.block_before / 2, outcome.case.name
+
+
+def test_client_headers_reach_the_upstream_unchanged(corpus_outcomes):
+    wrapped = [o for o in corpus_outcomes.values() if envelope.split(o.case.content)[0]]
+    assert wrapped
+    for outcome in wrapped:
+        header = envelope.split(outcome.case.content)[0]
+        assert outcome.output.startswith(header) and outcome.output != outcome.case.content
 
 
 def test_lossy_cases_can_be_retrieved(corpus_outcomes):
