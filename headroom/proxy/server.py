@@ -14,11 +14,10 @@ from sanic import Sanic
 
 from headroom.config import ProxyConfig, build_config
 from headroom.observability import metrics
-from headroom.proxy import admin, compression_api, dashboard, routes
+from headroom.proxy import admin, compression_api, dashboard, openapi, routes
 from headroom.proxy.bookkeeping import flush_stats, flush_stats_forever
 from headroom.proxy.context import close_context, context_of, open_context
 from headroom.proxy.errors import handle_exception
-from headroom.proxy.openapi import add_openapi
 from headroom.transforms import tokens
 from headroom.workers.watchdog import honour_a_stop_sent_while_starting
 
@@ -39,12 +38,12 @@ def create_app(config: ProxyConfig | None = None) -> Sanic:
     app.config.KEEP_ALIVE_TIMEOUT = config.keep_alive_timeout
     app.config.HEADROOM_MAX_CONNECTIONS = config.max_connections  # read by headroom.proxy.protocol
     app.config.NOISY_EXCEPTIONS = False
-    app.config.AUTO_EXTEND = False  # sanic-ext only where asked for (OpenAPI), never on the hot path
+    app.config.AUTO_EXTEND = False  # sanic-ext builds the OpenAPI file; a worker never loads it
     app.blueprint(admin.bp)
     app.blueprint(dashboard.bp)
     app.blueprint(compression_api.bp)
     app.blueprint(routes.bp)
-    add_openapi(app, routes.bp)
+    app.blueprint(openapi.bp)  # a file built by sanic-ext: see headroom.proxy.openapi
     app.error_handler.add(Exception, handle_exception)
     background: list[asyncio.Task] = []  # this worker's stats flusher
 
