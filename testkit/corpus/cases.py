@@ -508,6 +508,12 @@ def docs_page() -> Case:
 
 # --- 13. kubectl get pods (aligned text table) -----------------------------------------------
 
+def aligned_table(header: list[str], rows: list[list[str]], gap: int = 3) -> str:
+    """Columns padded to their widest cell, as kubectl and docker print them."""
+    widths = [max(len(r[i]) for r in [header, *rows]) + gap for i in range(len(header))]
+    return "\n".join("".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows])
+
+
 def kubectl_table() -> Case:
     rng = random.Random(1313)
     apps = ["storefront-web", "storefront-api", "payments-worker", "inventory-sync", "search-indexer", "mailer",
@@ -522,11 +528,9 @@ def kubectl_table() -> Case:
     crash[0] = "recommendations-5f7d8c9b6-x2kqp"
     crash[1], crash[2], crash[3] = "0/1", "CrashLoopBackOff", "47 (3m12s ago)"
     header = ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE"]
-    widths = [max(len(r[i]) for r in rows + [header]) + 3 for i in range(len(header))]
-    fmt = lambda r: "".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
     return Case(
         name="kubectl_pods_table", tool="Bash", tool_input={"command": "kubectl get pods -n prod -o wide"},
-        content="\n".join([fmt(header)] + [fmt(r) for r in rows]),
+        content=aligned_table(header, rows),
         question="Which pod is failing, and how many times has it restarted?",
         answers=("recommendations-5f7d8c9b6-x2kqp", "47 (3m12s ago)"), same_line=("recommendations-5f7d8c9b6-x2kqp", "CrashLoopBackOff"), deep=True,
     )

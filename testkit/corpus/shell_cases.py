@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 
-from testkit.corpus.cases import Case, _hex
+from testkit.corpus.cases import Case, _hex, aligned_table
 
 CODEX_HEADER = "Chunk ID: 3f9a1c\nWall time: 0.0412 seconds\nProcess exited with code 0\nOriginal token count: {tokens}\nOutput:\n"
 
@@ -115,11 +115,9 @@ def kubectl_all_namespaces() -> Case:
     other = next(i for i, r in enumerate(rows) if r[0] == "staging" and r[1].startswith("checkout"))
     rows[other][2:5] = ["0/1", "CrashLoopBackOff", "212 (2m40s ago)"]
     header = ["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE"]
-    widths = [max(len(r[i]) for r in rows + [header]) + 3 for i in range(len(header))]
-    fmt = lambda r: "".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
     return Case(
         name="kubectl_pods_all_ns", tool="Bash", tool_input={"command": "kubectl get pods -A"},
-        content="\n".join([fmt(header)] + [fmt(r) for r in rows]),
+        content=aligned_table(header, rows),
         question="Why isn't the payments-api pod in prod starting?",
         answers=("payments-api-6d9f7b8c4-7xk2m", "ImagePullBackOff", "CrashLoopBackOff"),
         same_line=("payments-api-6d9f7b8c4-7xk2m", "ImagePullBackOff"), deep=True,
