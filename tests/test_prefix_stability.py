@@ -1,7 +1,8 @@
 """Prefix stability through the real proxy: a block sent on an earlier turn never changes.
 
-A 15-turn Claude Code session (JSON, log and grep tool outputs from the corpus, a new question
-every turn) goes through ``headroom proxy --workers 2`` on Redis, while the memo is wiped
+A 15-turn agent session (JSON, log, grep and table tool outputs from the corpus, a new
+question every turn), in each wire format (Anthropic Messages, OpenAI Chat Completions, the
+Responses API as Codex sends it), goes through ``headroom proxy --workers 2`` on Redis, while the memo is wiped
 twice (forcing recompression) and a worker is SIGKILLed. The upstream must receive every
 earlier message byte for byte and ``headroom_prefix_changes_total`` must stay 0. Then a
 tampered memo entry proves the counter counts (once) and the warning names the request.
@@ -31,44 +32,76 @@ def _cases():
     return [by_name[name] for name in KINDS if name in by_name]
 
 
-def _turns(n: int) -> list[dict]:
-    """n growing request bodies; turn i adds one tool call, its output and a new question."""
+def _turns(n: int, wire: str = "anthropic") -> list[dict]:
+    """n growing request bodies; turn i adds one tool call, its output and a new question,
+    in the wire format's own shape: Anthropic Messages, OpenAI Chat Completions, or the
+    Responses API as Codex sends it."""
     cases = _cases()
     assert len(cases) == len(KINDS)
-    body = anthropic_body(cases[0])
-    body["messages"] = body["messages"][:1]
+    if wire == "anthropic":
+        body = anthropic_body(cases[0])
+        body["messages"] = body["messages"][:1]
+    elif wire == "openai":
+        body = {"model": "gpt-4o", "messages": [{"role": "user", "content": cases[0].question}]}
+    else:
+        body = {"model": "gpt-5-codex", "store": False, "prompt_cache_key": "session-1",
+                "input": [{"type": "message", "role": "user",
+                           "content": [{"type": "input_text", "text": cases[0].question}]}]}
     turns = []
     for i in range(n):
         case = cases[i % len(cases)]
-        for message in body["messages"]:  # the cache breakpoint moves to the newest tool output
-            for part in message["content"] if isinstance(message["content"], list) else []:
-                part.pop("cache_control", None)
-        body["messages"] += [
-            {"role": "assistant", "content": [{"type": "tool_use", "id": f"toolu_{i:02d}", "name": case.tool,
-                                               "input": case.tool_input}]},
-            {"role": "user", "content": [
-                {"type": "tool_result", "tool_use_id": f"toolu_{i:02d}", "content": case.content,
-                 "cache_control": {"type": "ephemeral"}},
-                {"type": "text", "text": f"{case.question} (step {i})"}]},
-        ]
+        call_id, question = f"call_{i:02d}", f"{case.question} (step {i})"
+        if wire == "anthropic":
+            for message in body["messages"]:  # the cache breakpoint moves to the newest tool output
+                for part in message["content"] if isinstance(message["content"], list) else []:
+                    part.pop("cache_control", None)
+            body["messages"] += [
+                {"role": "assistant", "content": [{"type": "tool_use", "id": call_id, "name": case.tool,
+                                                   "input": case.tool_input}]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": call_id, "content": case.content,
+                     "cache_control": {"type": "ephemeral"}},
+                    {"type": "text", "text": question}]},
+            ]
+        elif wire == "openai":
+            body["messages"] += [
+                {"role": "assistant", "content": None, "tool_calls": [{
+                    "id": call_id, "type": "function",
+                    "function": {"name": case.tool, "arguments": json.dumps(case.tool_input)}}]},
+                {"role": "tool", "tool_call_id": call_id, "content": case.content},
+                {"role": "user", "content": question},
+            ]
+        else:
+            body["input"] += [
+                {"type": "function_call", "call_id": call_id, "name": case.tool,
+                 "arguments": json.dumps(case.tool_input)},
+                {"type": "function_call_output", "call_id": call_id, "output": case.content},
+                {"type": "message", "role": "user", "content": [{"type": "input_text", "text": question}]},
+            ]
         turns.append(json.loads(json.dumps({**body, "stream": False})))
     return turns
 
 
-def _send(proxy, body: dict, key: str) -> httpx.Response:
-    response = httpx.post(f"{proxy.url}/v1/messages", json=body, timeout=30,
-                          headers={"x-api-key": key, "anthropic-version": "2023-06-01"})
+_PATHS = {"anthropic": "/v1/messages", "openai": "/v1/chat/completions", "responses": "/v1/responses"}
+
+
+def _send(proxy, body: dict, key: str, wire: str = "anthropic") -> httpx.Response:
+    headers = ({"x-api-key": key, "anthropic-version": "2023-06-01"} if wire == "anthropic"
+               else {"authorization": f"Bearer {key}"})
+    response = httpx.post(f"{proxy.url}{_PATHS[wire]}", json=body, timeout=30, headers=headers)
     assert response.status_code == 200, response.text
     return response
 
 
-def _upstream_messages(mock) -> list[str]:
-    """Each message the upstream got, as sent, less the breakpoint the client itself moves."""
+def _upstream_messages(mock, wire: str = "anthropic") -> list[str]:
+    """Each message (Responses: input item) the upstream got, as sent, less the breakpoint the
+    client itself moves."""
     sent = json.loads(mock.last()["body"].encode("latin-1"))
-    for message in sent["messages"]:
-        for part in message["content"] if isinstance(message["content"], list) else []:
+    items = sent["input"] if wire == "responses" else sent["messages"]
+    for message in items:
+        for part in message.get("content") if isinstance(message.get("content"), list) else []:
             part.pop("cache_control", None)
-    return [json.dumps(m, ensure_ascii=False) for m in sent["messages"]]
+    return [json.dumps(m, ensure_ascii=False) for m in items]
 
 
 def _prefix_metric(proxy) -> float:
@@ -96,12 +129,13 @@ def _memo_keys(rdb) -> set[bytes]:
     return set(rdb.scan_iter(match="hr:memo:*", count=1000))
 
 
-def test_a_long_session_keeps_every_earlier_block_byte_for_byte(guarded, rdb, fresh_mock):
+@pytest.mark.parametrize("wire", ["anthropic", "openai", "responses"])
+def test_a_long_session_keeps_every_earlier_block_byte_for_byte(guarded, rdb, fresh_mock, wire):
     wait_for(lambda: len(processes.live_workers(guarded.output())) == 2, timeout=20, what="two workers")
     start = _stats(guarded)  # the stats live in Redis, shared with other tests of the session
     saved = 0
     previous: list[str] = []
-    for i, turn in enumerate(_turns(15)):
+    for i, turn in enumerate(_turns(15, wire)):
         if i in (5, 11):  # the memo is gone (evicted, flushed): every old block is compressed again
             keys = _memo_keys(rdb)
             assert keys
@@ -111,9 +145,9 @@ def test_a_long_session_keeps_every_earlier_block_byte_for_byte(guarded, rdb, fr
             os.kill(victim, signal.SIGKILL)
             wait_for(lambda v=victim: (workers := processes.live_workers(guarded.output())) and len(workers) == 2
                      and v not in workers, timeout=30, what="a replacement worker")
-        response = _send(guarded, turn, "sk-ant-prefix-long")
+        response = _send(guarded, turn, f"sk-prefix-long-{wire}", wire)
         saved += int(response.headers["x-headroom-tokens-saved"])
-        sent = _upstream_messages(fresh_mock)
+        sent = _upstream_messages(fresh_mock, wire)
         assert sent[:len(previous)] == previous, f"turn {i}: an earlier message changed"
         previous = sent
     assert saved > 0  # it did compress
