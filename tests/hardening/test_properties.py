@@ -128,8 +128,27 @@ def _json_text(value, indent) -> str:
 
 json_text = st.tuples(any_json, st.sampled_from([None, 1, 2]), st.sampled_from(["", "HTTP/1.1 200 OK\n\n"]),
                       st.sampled_from(["", "\nexit code 1"])).map(lambda t: t[2] + _json_text(t[0], t[1]) + t[3])
-any_text = st.one_of(free_text, _lines(log_line), _lines(grep_line), table_text, json_text,
-                     _lines(phrase, 40))
+_frame = st.sampled_from(['  File "app.py", line 12, in walk', "    return walk(node.child)",
+                          '  File "lib/x.py", line 3, in <lambda>', "    at com.shop.Quote.price(Quote.java:88)",
+                          "    at java.base/java.lang.Thread.run(Thread.java:840)", "\t... 27 more",
+                          "Caused by: java.io.IOException: reset", "RecursionError: maximum recursion depth"])
+# Stack traces whose frames repeat (recursion, the same trace logged again), with odd lines mixed in.
+trace_text = st.tuples(st.lists(_frame, min_size=1, max_size=6), st.integers(1, 40),
+                       st.lists(log_line, max_size=4)).map(
+    lambda t: "\n".join(["Traceback (most recent call last):", *(t[0] * t[1]), *t[2]]))
+# Whitespace-aligned command output (ps, df, docker ps), columns of uneven widths.
+_ps_row = st.tuples(st.sampled_from(["root", "www-data", "app"]), st.integers(1, 99999),
+                    st.sampled_from(["0.0", "0.1", "187.3", "—"]), st.sampled_from(["S", "Ssl", "R+", "Z"]),
+                    phrase).map(lambda t: f"{t[0]:<9}{t[1]:>6} {t[2]:>5} {t[3]:<5} {t[4]}")
+ps_text = _lines(_ps_row, 40).map(lambda rows: "USER       PID  %CPU STAT  COMMAND\n" + rows)
+_base_text = st.one_of(free_text, _lines(log_line), _lines(grep_line), table_text, json_text,
+                       _lines(phrase, 40), trace_text, ps_text)
+# Codex's header in front of a command's output, or half of one.
+_envelopes = st.sampled_from([
+    "", "Chunk ID: 4f1c2a\nWall time: 0.0312 seconds\nProcess exited with code 1\nOriginal token count: 99\nOutput:\n",
+    "Exit code: 0\nWall time: 1 seconds\nOutput:\n", "Chunk ID: x\nOutput:", "Output:\n",
+    "Process running with session ID 7\nOutput:\n"])
+any_text = st.one_of(_base_text, st.tuples(_envelopes, _base_text).map("".join))
 
 limits = st.builds(Limits, lossy_min_chars=st.integers(0, 400), max_items=st.integers(0, 12),
                    head_items=st.integers(0, 4), tail_items=st.integers(0, 4), max_anomalies=st.integers(0, 5),
@@ -139,8 +158,18 @@ contexts = st.builds(Context, terms=st.one_of(phrase, free_text).map(extract_ter
                      ccr_key=st.just("0123456789abcdef"), limits=limits)
 tool_names = st.one_of(st.none(), st.sampled_from(sorted(FILE_TOOLS | SEARCH_TOOLS | SHELL_TOOLS)),
                        st.sampled_from(["mcp__srv__grep", "WebFetch", "Bash", "unknown_tool", ""]))
-tool_inputs = st.one_of(st.none(), st.fixed_dictionaries({"command": st.sampled_from(
-    ["cat a.json", "ls -la", "pytest -q", "sed -n 1,80p app.py", "grep -rn x ."])}))
+_commands = st.sampled_from(
+    ["cat a.json", "ls -la", "pytest -q", "sed -n 1,80p app.py", "grep -rn x .", "tail -400 /var/log/dpkg.log",
+     "tail -n 50 notes.txt", "cat logs/app.log.1", "journalctl -u api --no-pager", "kubectl -n prod logs api-0",
+     "cat /var/log/nginx/*.log", "head -c 100 'a b.log'", "git show HEAD:src/app.py", "cd srv && tail out",
+     "cat", "tail -f", "ps aux", "sed -n '/ERROR/p' server.log", ""])
+tool_inputs = st.one_of(
+    st.none(),
+    st.fixed_dictionaries({"command": _commands}),
+    st.fixed_dictionaries({"cmd": _commands}),  # Codex exec_command
+    _commands.map(lambda c: {"command": ["bash", "-lc", c]}),  # Codex shell, as argv
+    st.fixed_dictionaries({"command": st.lists(st.text(odd_chars, max_size=8), max_size=4)}),
+)
 
 COMPRESSORS = {
     "log": log_compressor.compress,

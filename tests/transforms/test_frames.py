@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import re
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from headroom.transforms import frames, log_compressor
 from headroom.transforms.base import Context, Limits
 from headroom.transforms.detect import Kind, detect
@@ -115,3 +118,21 @@ def test_cycles_of_other_lines_and_their_limits():
     assert frames.fold_cycles(list("ababx")) == list("ababx")  # twice is not worth a note
     long_period = [f"line {i}" for i in range(frames.MAX_PERIOD + 1)] * 3
     assert frames.fold_cycles(long_period) == long_period
+
+
+_FRAMES = ['  File "app.py", line 12, in walk', "    return walk(node.child)", "    at com.x.Q.price(Q.java:88)",
+           "    at java.lang.Thread.run(Thread.java:840)", "ERROR quote failed", "Caused by: IOException",
+           "", "x", "\tat a.B(B.java:1)", "  [\u2026 previous 2 lines repeated 2 more times]"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.lists(st.sampled_from(_FRAMES), min_size=1, max_size=5), st.integers(1, 12)),
+                min_size=1, max_size=6))
+def test_folding_any_run_of_repeated_lines_loses_nothing(runs):
+    """Whatever lines repeat, however often, the folded text expands back to the original, and
+    folding is deterministic."""
+    lines = [line for block, times in runs for line in block * times]
+    folded = frames.fold(lines)
+    assert folded == frames.fold(list(lines))
+    if not any(_CYCLE.match(line) or _SAME.match(line) for line in lines):  # notes in the input are ambiguous
+        assert unfold(folded) == lines

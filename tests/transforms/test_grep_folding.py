@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import re
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from headroom.transforms import search_compressor
 from headroom.transforms.base import Context, Limits
 from headroom.transforms.terms import extract_terms
@@ -129,3 +132,17 @@ def test_lossy_common_lines_keep_a_few_locations():
     out = search_compressor.compress("\n".join(lines), ctx())
     assert out.text.count("import org.slf4j.LoggerFactory;") == 1
     assert "\u2026 397 more locations omitted" in out.text
+
+
+_DIRS = ["src", f"{ROOT}/cart", f"{ROOT}/cart/api", f"{ROOT}/orders", "lib/a/b/c/d", "."]
+_TEXTS = ["import org.slf4j.LoggerFactory;", "log.warn(\"slow\");", "retry(3)", "x = 1  # TODO", "}"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(_DIRS), st.sampled_from(["A.java", "b.py", "C.kt"]),
+                          st.integers(1, 400), st.sampled_from(_TEXTS)), min_size=1, max_size=80))
+def test_lossless_grep_folding_states_every_match(matches):
+    """Any mix of depths, shared lines and repeats: every (path, line, text) can be read back."""
+    lines = list(dict.fromkeys(f"{d}/{name}:{n}:{text}".removeprefix("./") for d, name, n, text in matches))
+    out = search_compressor.compress("\n".join(lines), ctx(lossy_min_chars=100_000))
+    assert out is None or (out.omitted == 0 and read_back(out.text) == written(lines))
