@@ -6,8 +6,9 @@ one line with a count (``… ×12``), and repeated stack frames are folded (:mod
 recursion cycles to one pass and a count, a trace logged again to its first and last frame).
 
 Lossy, only for output still longer than ``lossy_min_chars``: keep the head and tail (the
-command and its summary), every error/warning line with a little context, whole stack traces
-and pytest failure sections, and every line with a selective question term. Each run of
+command and its summary), every error/warning line with a little context (of an error logged
+over and over, its first two and its last occurrence), whole stack traces and pytest failure
+sections, and every line with a selective question term. Each run of
 dropped lines becomes one note with its size and its most common line shape, and a CCR marker
 on the first line gives the retrieval key.
 """
@@ -73,9 +74,9 @@ def _important(lines: list[str], ctx: Context) -> set[int]:
     keep: set[int] = set()
     ctx_n = ctx.limits.context_lines
     n = len(lines)
-    for index in joined.texts_with(ERROR_WORDS):
-        if not _reports_success(lines[index]):
-            keep.update(range(max(0, index - ctx_n), min(n, index + ctx_n + 1)))
+    errors = [i for i in sorted(joined.texts_with(ERROR_WORDS)) if not _reports_success(lines[i])]
+    for index in _distinct_events(lines, errors):
+        keep.update(range(max(0, index - ctx_n), min(n, index + ctx_n + 1)))
     for i in sorted(joined.texts_with(_TRACE_WORDS)):
         if _TRACE_START.match(lines[i]):
             j = i + 1
@@ -98,6 +99,27 @@ def _important(lines: list[str], ctx: Context) -> set[int]:
     return keep
 
 
+# The same error logged again and again (every failed request, every retry): its first
+# occurrences and its last one tell what and until when; the others only repeat them.
+SAME_EVENT_FIRST, SAME_EVENT_LAST = 2, 1
+
+
+def _distinct_events(lines: list[str], errors: list[int]) -> list[int]:
+    """The error lines worth keeping: all of them, except that of an error whose shape
+    (:func:`_shape`: ids, numbers, times blanked) recurs more than three times only the first
+    two and the last are kept. The rest go with the lines around them, and the gap notes say
+    how many error lines each gap holds."""
+    by_shape: dict[str, list[int]] = {}
+    for index in errors:
+        by_shape.setdefault(_shape(lines[index]), []).append(index)
+    keep: list[int] = []
+    for indices in by_shape.values():
+        if len(indices) > SAME_EVENT_FIRST + SAME_EVENT_LAST + 1:
+            indices = indices[:SAME_EVENT_FIRST] + indices[-SAME_EVENT_LAST:]
+        keep.extend(indices)
+    return sorted(keep)
+
+
 _SUCCESS = ("PASSED", "PASS ", " ok", "\u2713", "\u2714", "[built]", "SUCCESS", " OK")
 _FAILURE = ("FAIL", "ERROR", "Error", "Exception", "error:", "FATAL", "\u2717", "\u2718")
 
@@ -116,6 +138,10 @@ def _shape(line: str) -> str:
 
 def _gap_note(lines: list[str]) -> str:
     count = len(lines)
+    errors = [i for i in sorted(Joined(lines).texts_with(ERROR_WORDS)) if not _reports_success(lines[i])]
+    if errors:  # repeats of an error kept elsewhere: say so, with one of them
+        sample = lines[errors[0]] if len(lines[errors[0]]) <= 120 else lines[errors[0]][:117] + "..."
+        return f"\u2026 {count} lines omitted, {len(errors)} of them errors or warnings (like: {sample})"
     if count < 20:
         return f"\u2026 {count} lines omitted"
     sample_lines = lines[:40]

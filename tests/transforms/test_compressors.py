@@ -144,6 +144,33 @@ def test_log_keeps_lines_with_question_terms():
     assert "[0377] Compiling module_377 v1.8.0" in out.text
 
 
+def _payments_log() -> list[str]:
+    lines = [f"2026-11-01T10:{i // 60:02d}:{i % 60:02d}Z INFO served GET /api/cart in {i % 90}ms" for i in range(600)]
+    for k, i in enumerate(range(40, 590, 19)):  # the same error, 29 times, each with its own order and time
+        lines[i] = f"2026-11-01T10:{i // 60:02d}:{i % 60:02d}Z ERROR payment failed for ord_{k:04d}: card declined"
+    lines[333] = "2026-11-01T10:05:33Z ERROR disk full on /var/lib/postgres"
+    return lines
+
+
+def test_an_error_logged_over_and_over_keeps_its_first_two_and_last_occurrences():
+    lines = _payments_log()
+    repeats = [line for line in lines if "payment failed" in line]
+    out = log_compressor.compress("\n".join(lines), ctx())
+    kept = [line for line in out.text.split("\n") if "payment failed" in line and not line.startswith("\u2026")]
+    assert kept == [repeats[0], repeats[1], repeats[-1]]
+    assert "ERROR disk full on /var/lib/postgres" in out.text  # a different error: always kept
+    notes = re.findall(r"\u2026 \d+ lines omitted, (\d+) of them errors or warnings \(like: (.*)\)", out.text)
+    assert sum(int(count) for count, _ in notes) == len(repeats) - 3
+    assert all("payment failed for ord_" in sample for _, sample in notes)
+    omitted, total = marker_counts(out.text)
+    assert total == len(lines) and omitted == out.omitted
+
+
+def test_a_repeated_error_the_question_names_is_kept():
+    out = log_compressor.compress("\n".join(_payments_log()), ctx("why did the payment for ord_0013 fail?"))
+    assert "payment failed for ord_0013: card declined" in out.text
+
+
 def test_log_cleanup_is_lossless_for_a_reader():
     raw = "\x1b[32mok\x1b[0m   \n" + "same line\n" * 5 + "50%\r75%\r100% done\n" + "tail\n" * 300
     out = log_compressor.compress(raw, ctx(lossy_min_chars=100_000))
