@@ -86,6 +86,7 @@ import signal
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from aiohttp import web
@@ -465,6 +466,21 @@ class MockUpstream:
             return self._error(request, anthropic, 400, "request body must be a JSON object")
         return req
 
+    async def _llm_call(self, request: web.Request, anthropic: bool,
+                        decide: Callable[[dict[str, Any], int], Reply]) -> web.Response | tuple:
+        """What every LLM endpoint does first: record the request and apply the injections
+        (:meth:`_begin`), parse the body, and decide the answer (``decide``, then steered by
+        ``x-mock-tool-arguments``). Returns ``(body, request JSON, events, reply)``, or the
+        error response to send instead."""
+        body, err = await self._begin(request, anthropic)
+        if err is not None:
+            return err
+        req = self._parse(request, anthropic, body)
+        if isinstance(req, web.Response):
+            return req
+        events = max(1, _int_header(request, "x-mock-events", DEFAULT_EVENTS))
+        return body, req, events, _steered(decide(req, events), request)
+
     # -- streaming -----------------------------------------------------------
 
     async def _stream(self, request: web.Request, anthropic: bool, frames: list[bytes],
@@ -524,14 +540,10 @@ class MockUpstream:
     # -- Anthropic -----------------------------------------------------------
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
-        body, err = await self._begin(request, True)
-        if err is not None:
-            return err
-        req = self._parse(request, True, body)
-        if isinstance(req, web.Response):
-            return req
-        events = max(1, _int_header(request, "x-mock-events", DEFAULT_EVENTS))
-        reply = _steered(anthropic_reply(req, events), request)
+        call = await self._llm_call(request, True, anthropic_reply)
+        if isinstance(call, web.StreamResponse):
+            return call
+        body, req, events, reply = call
         model = req.get("model", "claude-mock")
         msg_id = f"msg_mock{next(self._ids):016d}"
         input_tokens = max(1, len(body) // 4)
@@ -595,14 +607,10 @@ class MockUpstream:
     # -- OpenAI --------------------------------------------------------------
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
-        body, err = await self._begin(request, False)
-        if err is not None:
-            return err
-        req = self._parse(request, False, body)
-        if isinstance(req, web.Response):
-            return req
-        events = max(1, _int_header(request, "x-mock-events", DEFAULT_EVENTS))
-        reply = _steered(openai_reply(req, events), request)
+        call = await self._llm_call(request, False, openai_reply)
+        if isinstance(call, web.StreamResponse):
+            return call
+        body, req, events, reply = call
         model = req.get("model", "gpt-mock")
         n = next(self._ids)
         cmpl_id = f"chatcmpl-mock{n:016d}"
@@ -670,14 +678,10 @@ class MockUpstream:
         return await self._stream(request, False, frames, deltas, completion_tokens, receipt)
 
     async def responses(self, request: web.Request) -> web.StreamResponse:
-        body, err = await self._begin(request, False)
-        if err is not None:
-            return err
-        req = self._parse(request, False, body)
-        if isinstance(req, web.Response):
-            return req
-        events = max(1, _int_header(request, "x-mock-events", DEFAULT_EVENTS))
-        reply = _steered(responses_reply(req, events), request)
+        call = await self._llm_call(request, False, responses_reply)
+        if isinstance(call, web.StreamResponse):
+            return call
+        body, req, events, reply = call
         n = next(self._ids)
         resp_id, item_id = f"resp_mock{n:016d}", f"msg_mock{n:016d}"
         input_tokens = max(1, len(body) // 4)
