@@ -16,6 +16,7 @@ on the first line gives the retrieval key.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections import Counter
 
 from headroom.transforms import ccr, frames
@@ -64,17 +65,20 @@ def dedupe(lines: list[str]) -> list[str]:
     return out
 
 
-def _important(lines: list[str], ctx: Context) -> set[int]:
-    """Error/warning lines with context, stack traces and test-failure sections.
+def _error_lines(lines: list[str], joined: Joined) -> list[int]:
+    """Indices of the error/warning lines, in order (a passing test named for a failure is not one)."""
+    return [i for i in sorted(joined.texts_with(ERROR_WORDS)) if not _reports_success(lines[i])]
+
+
+def _important(lines: list[str], ctx: Context, joined: Joined, errors: list[int]) -> set[int]:
+    """Error/warning lines (``errors``) with context, stack traces and test-failure sections.
 
     Candidates are located with plain substring search over the joined text; the regexes
     only confirm the few candidate lines (a regex per line would dominate the cost).
     """
-    joined = Joined(lines)
     keep: set[int] = set()
     ctx_n = ctx.limits.context_lines
     n = len(lines)
-    errors = [i for i in sorted(joined.texts_with(ERROR_WORDS)) if not _reports_success(lines[i])]
     for index in _distinct_events(lines, errors):
         keep.update(range(max(0, index - ctx_n), min(n, index + ctx_n + 1)))
     for i in sorted(joined.texts_with(_TRACE_WORDS)):
@@ -136,10 +140,11 @@ def _shape(line: str) -> str:
     )
 
 
-def _gap_note(lines: list[str]) -> str:
+def _gap_note(lines: list[str], errors: list[int]) -> str:
+    """The note standing for omitted ``lines``; ``errors``: the error lines among them (indices
+    into ``lines``), repeats of errors kept elsewhere, said first with one of them."""
     count = len(lines)
-    errors = [i for i in sorted(Joined(lines).texts_with(ERROR_WORDS)) if not _reports_success(lines[i])]
-    if errors:  # repeats of an error kept elsewhere: say so, with one of them
+    if errors:
         sample = lines[errors[0]] if len(lines[errors[0]]) <= 120 else lines[errors[0]][:117] + "..."
         return f"\u2026 {count} lines omitted, {len(errors)} of them errors or warnings (like: {sample})"
     if count < 20:
@@ -167,7 +172,9 @@ def compress(text: str, ctx: Context) -> Compressed | None:
     n = len(lines)
     if len(body) > lim.lossy_min_chars and n > lim.head_lines + lim.tail_lines + 10:
         keep = set(range(lim.head_lines)) | set(range(n - lim.tail_lines, n))
-        keep |= _important(lines, ctx)
+        joined = Joined(lines)
+        errors = _error_lines(lines, joined)
+        keep |= _important(lines, ctx, joined, errors)
         keep.update(term_hits(lines, ctx.terms, lim))
         kept = sorted(keep)
         holes = gaps(kept, n)
@@ -177,7 +184,8 @@ def compress(text: str, ctx: Context) -> Compressed | None:
             last = 0
             for start, stop in holes:
                 out.extend(lines[last:start])
-                out.append(_gap_note(lines[start:stop]))
+                inside = errors[bisect_left(errors, start):bisect_left(errors, stop)]
+                out.append(_gap_note(lines[start:stop], [i - start for i in inside]))
                 last = stop
             out.extend(lines[last:])
             transforms.append("log:lossy")
