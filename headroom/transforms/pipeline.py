@@ -144,8 +144,9 @@ def _needs_work(body: dict, provider: str, opts: PipelineOptions) -> bool:
             return True
         if not opts.fit_context or not responses.fittable(body):
             return False
-        total = responses.text_chars(input_items) + responses.text_chars(responses.fixed_text(body))
-        return total / 2 > input_budget(body, "openai", opts.fit_margin)
+        instructions = body.get("instructions")
+        total = responses.input_chars(input_items) + (len(instructions) if type(instructions) is str else 0)
+        return (total + _tools_chars(body.get("tools"))) / 2 > input_budget(body, "openai", opts.fit_margin)
     messages = body.get("messages")
     if type(messages) is not list:
         return False
@@ -154,13 +155,17 @@ def _needs_work(body: dict, provider: str, opts: PipelineOptions) -> bool:
         return True
     if not opts.fit_context:
         return False
-    total = content_chars(messages) + content_chars([{"content": body.get("system")}])
-    tools = body.get("tools")
-    if type(tools) is list:
-        total += sum(len(t.get("description") or "") + 300 for t in tools if type(t) is dict)
+    total = content_chars(messages) + content_chars([{"content": body.get("system")}]) + _tools_chars(body.get("tools"))
     # Fewer than 2 characters per token is rare: this practically never misses an overflow,
     # and a false alarm only costs one exact count in run_pipeline.
     return total / 2 > input_budget(body, provider, opts.fit_margin)
+
+
+def _tools_chars(tools) -> int:
+    """A cheap stand-in for the tool definitions' size: each description, plus 300 for its schema."""
+    if type(tools) is not list:
+        return 0
+    return sum(len(t.get("description") or "") + 300 for t in tools if type(t) is dict)
 
 
 _DEFAULT_OPTIONS = PipelineOptions()

@@ -93,17 +93,27 @@ def fittable(body: dict) -> bool:
     return not body.get("previous_response_id") and type(body.get("input")) is list
 
 
-def text_chars(value) -> int:
-    """Characters of every string in ``value`` (items, instructions, tools): a cheap upper
-    bound for the context-window check, which runs on every request."""
-    t = type(value)
-    if t is str:
-        return len(value)
-    if t is dict:
-        return sum(text_chars(v) for v in value.values())
-    if t is list:
-        return sum(text_chars(v) for v in value)
-    return 0
+def input_chars(input_items: list) -> int:
+    """Characters of text in the input items (message text, call arguments, tool outputs): a
+    cheap input for the context-window check, which runs on every request."""
+    total = 0
+    for item in input_items:
+        if type(item) is not dict:
+            continue
+        for key in ("content", "output"):
+            value = item.get(key)
+            if type(value) is str:
+                total += len(value)
+            elif type(value) is list:
+                for part in value:
+                    text = part.get("text") if type(part) is dict else None
+                    if type(text) is str:
+                        total += len(text)
+        for key in ("arguments", "input"):  # function and custom tool calls
+            value = item.get(key)
+            if type(value) is str:
+                total += len(value)
+    return total
 
 
 def fixed_text(body: dict) -> list:
