@@ -22,6 +22,7 @@ from importlib import resources
 
 from headroom import model_names
 from headroom.transforms.blocks import max_output_tokens
+from headroom.transforms.responses import CALL_ITEMS, OUTPUT_ITEMS
 
 
 @dataclass(frozen=True)
@@ -57,10 +58,7 @@ def input_budget(body: dict, provider: str, margin: float) -> int:
     return max(0, int(budget * margin))
 
 
-# Responses API items (:mod:`headroom.transforms.responses`): calls carry a ``call_id``,
-# answered by the output item with the same ``call_id``.
-_CALL_ITEMS = ("function_call", "custom_tool_call")
-_OUTPUT_ITEMS = ("function_call_output", "custom_tool_call_output")
+# Responses API items: calls carry a ``call_id``, answered by the output item with the same one.
 
 
 def _side(item: dict) -> str | None:
@@ -69,7 +67,7 @@ def _side(item: dict) -> str | None:
     role = item.get("role")
     if role is not None or item.get("type") is None:
         return role
-    return "tool" if item["type"] in _OUTPUT_ITEMS else "assistant"
+    return "tool" if item["type"] in OUTPUT_ITEMS else "assistant"
 
 
 def _ids(message: dict) -> tuple[set[str], set[str]]:
@@ -77,9 +75,9 @@ def _ids(message: dict) -> tuple[set[str], set[str]]:
     issued: set[str] = set()
     answered: set[str] = set()
     kind = message.get("type")
-    if kind in _CALL_ITEMS and message.get("call_id"):
+    if kind in CALL_ITEMS and message.get("call_id"):
         issued.add(message["call_id"])
-    elif kind in _OUTPUT_ITEMS and message.get("call_id"):
+    elif kind in OUTPUT_ITEMS and message.get("call_id"):
         answered.add(message["call_id"])
     for call in message.get("tool_calls") or ():
         if isinstance(call, dict) and call.get("id"):

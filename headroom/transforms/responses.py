@@ -22,8 +22,9 @@ from collections.abc import Iterator
 
 #: The pipeline's name for this wire format (``provider`` argument of the transforms).
 FORMAT = "responses"
-_OUTPUT_ITEMS = ("function_call_output", "custom_tool_call_output")
-_CALL_ITEMS = {"function_call": "arguments", "custom_tool_call": "input"}
+#: Item types that carry a tool's output, and the calls with the field holding their arguments.
+OUTPUT_ITEMS = ("function_call_output", "custom_tool_call_output")
+CALL_ITEMS = {"function_call": "arguments", "custom_tool_call": "input"}
 
 
 def items(body: dict) -> list:
@@ -35,7 +36,7 @@ def items(body: dict) -> list:
 def iter_outputs(input_items: list, min_chars: int = 0) -> Iterator[tuple[tuple, str, str | None]]:
     """(path, text, call_id) of every tool output text at least ``min_chars`` long."""
     for i, item in enumerate(input_items):
-        if type(item) is not dict or item.get("type") not in _OUTPUT_ITEMS:
+        if type(item) is not dict or item.get("type") not in OUTPUT_ITEMS:
             continue
         ref = item.get("call_id")
         output = item.get("output")
@@ -56,7 +57,7 @@ def calls(input_items: list) -> dict[str, tuple[str, object]]:
     for item in input_items:
         if type(item) is not dict:
             continue
-        field = _CALL_ITEMS.get(item.get("type"))
+        field = CALL_ITEMS.get(item.get("type"))
         if field and isinstance(item.get("call_id"), str) and isinstance(item.get("name"), str):
             found[item["call_id"]] = (item["name"], item.get(field))
     return found
