@@ -23,15 +23,15 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
 from testkit import ROOT
+from testkit.waiting import wait_for
 
-CODEX = next((str(p) for p in (ROOT / "npm" / "node_modules" / ".bin" / "codex",) if p.exists()),
-             shutil.which("codex"))
+_NPM_CODEX = ROOT / "npm" / "node_modules" / ".bin" / "codex"  # where scripts/test.sh installs it
+CODEX = str(_NPM_CODEX) if _NPM_CODEX.exists() else shutil.which("codex")
 REQUIRE_ENV = "HEADROOM_REQUIRE_CODEX"
 MODEL = "gpt-5-codex"
 QUESTION = "Which order failed, and why?"
@@ -96,11 +96,9 @@ def codex(tmp_path):
 
 
 def _stats_once(proxy, requests: int) -> dict:
-    deadline = time.monotonic() + 10
-    while (stats := httpx.get(f"{proxy.url}/stats").json())["total_requests"] < requests:
-        assert time.monotonic() < deadline, stats
-        time.sleep(0.1)
-    return stats
+    """/stats once it counts ``requests`` (a worker adds its figures at its next flush)."""
+    return wait_for(lambda: (stats := httpx.get(f"{proxy.url}/stats").json())["total_requests"] >= requests
+                    and stats, timeout=10, interval=0.1, what=f"{requests} requests in /stats")
 
 
 def _provider_config(proxy, arguments: dict) -> str:
