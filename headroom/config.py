@@ -59,6 +59,8 @@ class ProxyConfig:
     keep_alive_timeout: float = 75.0
     max_body_mb: float = 32.0
     max_inflight_mb: float = 128.0
+    max_response_mb: float = 64.0
+    store_max_mb: float = 256.0
 
     @property
     def max_body_bytes(self) -> int:
@@ -67,6 +69,14 @@ class ProxyConfig:
     @property
     def max_inflight_bytes(self) -> int:
         return int(self.max_inflight_mb * 1024 * 1024)
+
+    @property
+    def max_response_bytes(self) -> int:
+        return int(self.max_response_mb * 1024 * 1024)
+
+    @property
+    def store_max_bytes(self) -> int:
+        return int(self.store_max_mb * 1024 * 1024)
 
     @property
     def loopback_only(self) -> bool:
@@ -211,6 +221,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_inflight_mb", "--max-inflight-mb", "HEADROOM_MAX_INFLIGHT_MB",
            "request bytes one worker holds at once; beyond them requests get a 429 with retry-after "
            "(one request alone is always accepted)", _positive(float)),
+    Option("max_response_mb", "--max-response-mb", "HEADROOM_MAX_RESPONSE_MB",
+           "largest non-streamed upstream answer relayed, in MiB once decompressed (beyond it: 502)",
+           _positive(float)),
+    Option("store_max_mb", "--store-max-mb", "HEADROOM_STORE_MAX_MB",
+           "memory for stored state, in MiB: cached answers, memoised blocks and originals, least recently "
+           "used evicted first (never rate-limit, budget or identity state); the in-memory store and the "
+           "private redis-server of --workers N keep to it", _positive(float)),
 )
 
 
