@@ -14,9 +14,11 @@ flags, environment variables and the README table cannot drift apart.
 from __future__ import annotations
 
 import argparse
+import errno
+import re
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from headroom import __version__
 from headroom.config import (
@@ -30,6 +32,16 @@ from headroom.config import (
     build_model_server_config,
     describe,
 )
+from headroom.preflight import check_listen, listen_error
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one line (``headroom: error: --port '70000': must be …``) like
+    every other configuration error, instead of the usage block followed by the error."""
+
+    def error(self, message: str) -> NoReturn:
+        message = re.sub(r"^argument (\S+): ", r"\1 ", message)
+        self.exit(2, f"headroom: error: {message} (see {self.prog} --help)\n")
 
 
 def _flag_type(option: Option):
@@ -37,7 +49,7 @@ def _flag_type(option: Option):
         try:
             return option.parse(text)
         except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
+            raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
 
     parse.__name__ = getattr(option.parse, "__name__", "value")
     return parse
@@ -61,7 +73,7 @@ def add_option(parser: argparse.ArgumentParser, option: Option, defaults: Any) -
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="headroom", description="A transparent, cache-safe token-saving proxy for LLM APIs."
     )
     parser.add_argument("--version", action="version", version=f"headroom {__version__}")
@@ -165,7 +177,12 @@ def run_model_server(config: ModelServerConfig) -> int:
     where = config.socket or f"{config.host}:{config.port}"
     print(f"headroom model server listening on {where} (model {config.llmlingua_model}, loading)",
           file=sys.stderr, flush=True)
-    serve_model(options)
+    try:
+        serve_model(options)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE or config.socket:  # taken after check_model_server_listen
+            raise
+        raise listen_error(exc, config.host, config.port) from None
     return 0
 
 
@@ -200,6 +217,31 @@ def check_urls(config: ProxyConfig) -> None:
         raise ConfigError(f"--model-server-url: {exc}") from None
 
 
+def check_model_server_ports(config: ModelServerConfig) -> None:
+    if config.socket is None and config.metrics_port == config.port:
+        raise ConfigError(f"--metrics-port {config.metrics_port}: the same as --port: pick another")
+
+
+def check_model_server_listen(config: ModelServerConfig) -> None:
+    if config.socket is None:
+        check_listen(config.host, config.port)
+    if config.metrics_port:
+        check_listen(config.host, config.metrics_port, port_flag="--metrics-port")
+
+
+def _run_proxy(config: ProxyConfig) -> int:
+    from headroom.serve import run_proxy
+
+    try:
+        return run_proxy(config)
+    except OSError as exc:
+        # The port was free at check_listen but taken before Sanic bound it (the helpers start in
+        # between). Only "in use": other errnos (EACCES from a file, say) are not about the port.
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise listen_error(exc, config.host, config.port) from None
+
+
 def print_config(title: str, config: Any, options: tuple[Option, ...], flags: dict[str, Any]) -> int:
     from headroom.state.redis_store import redact_url
 
@@ -227,14 +269,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_urls(config)
             if args.print_config:
                 return print_config("headroom proxy", config, OPTIONS, flags)
-            from headroom.serve import run_proxy
-
-            return run_proxy(config)
+            check_listen(config.host, config.port)  # before the helpers start: they take seconds
+            return _run_proxy(config)
         if args.command == "model-server":
             flags = _given(args, MODEL_SERVER_OPTIONS)
             server_config = build_model_server_config(flags)
+            check_model_server_ports(server_config)
             if args.print_config:
                 return print_config("headroom model-server", server_config, MODEL_SERVER_OPTIONS, flags)
+            check_model_server_listen(server_config)  # before the model loads: that takes seconds
             return run_model_server(server_config)
     except ConfigError as exc:
         parser.exit(2, f"headroom: error: {exc}\n")

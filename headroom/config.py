@@ -7,6 +7,7 @@ Precedence is defaults < environment < command-line flags.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -108,59 +109,87 @@ def parse_bool(text: str) -> bool:
     raise ValueError(f"not a boolean: {text!r}")
 
 
-def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
-    def parse(text: str):
-        value = kind(text)
-        if value <= 0:
-            raise ValueError(f"must be positive: {text!r}")
+@dataclass(frozen=True)
+class Number:
+    """A numeric setting's parser: a whole number (``int``) or a decimal one, within its real range.
+
+    NaN and infinity are never in range (``float()`` accepts them, and ``nan <= 0`` is false, so a
+    plain sign check let them through: a NaN timeout failed every request, an infinite body limit
+    killed the worker). The message says the range, which is the fix.
+    """
+
+    kind: type[int] | type[float]
+    low: float
+    high: float
+    #: ``low`` itself is not allowed (``0 < value``)
+    above: bool = False
+    unit: str = ""
+
+    def describe(self) -> str:
+        noun = "a whole number" if self.kind is int else "a number"
+        low = f"above {_plain(self.low)}" if self.above else f"from {_plain(self.low)}"
+        unit = f" ({self.unit})" if self.unit else ""
+        return f"{noun} {low} {'and at most' if self.above else 'to'} {_plain(self.high)}{unit}"
+
+    def __call__(self, text: str) -> int | float:
+        try:
+            value = self.kind(text.strip())
+        except ValueError:
+            raise ValueError(f"not {self.describe()}") from None
+        fits = value > self.low if self.above else value >= self.low
+        if not (math.isfinite(value) and fits and value <= self.high):
+            raise ValueError(f"must be {self.describe()}")
         return value
 
-    parse.__name__ = kind.__name__
-    return parse
+
+def _plain(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else str(number)
 
 
-def _share(text: str) -> float:
-    value = float(text)
-    if not 0 < value <= 1:
-        raise ValueError(f"must be above 0 and at most 1: {text!r}")
-    return value
+#: 0 (an ephemeral port) is refused: clients must be able to find a proxy.
+PORT = Number(int, 1, 65_535)
+DAY = 86_400.0
+#: every timeout: positive, finite, at most a day
+SECONDS = Number(float, 0, DAY, above=True, unit="seconds")
+#: how long stored things live: at most a year (Redis expiries stay well in range)
+TTL = Number(float, 0, 365 * DAY, above=True, unit="seconds")
+#: sizes in MiB: at most 1 TiB, so ``* 1024 * 1024`` stays a sane int; at least about 1 KiB
+MIB = Number(float, 0.001, 1_048_576, unit="MiB")
+COUNT = Number(int, 1, 100_000_000)
 
 
-def _not_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError(f"must not be negative: {text!r}")
-    return value
+SHARE = Number(float, 0, 1, above=True)
 
 
 OPTIONS: tuple[Option, ...] = (
     Option("host", "--host", "HEADROOM_HOST", "address to bind"),
-    Option("port", "--port", "HEADROOM_PORT", "port to listen on", _not_negative_int),
-    Option("workers", "--workers", "HEADROOM_WORKERS", "worker processes", _positive(int)),
+    Option("port", "--port", "HEADROOM_PORT", "port to listen on", PORT),
+    Option("workers", "--workers", "HEADROOM_WORKERS", "worker processes", Number(int, 1, 256)),
     Option(
         "optimize", "--no-optimize", "HEADROOM_OPTIMIZE",
         "turn the compression pipeline off (forward everything unchanged)", parse_bool, "store_false",
     ),
     Option("ccr_ttl", "--ccr-ttl", "HEADROOM_CCR_TTL",
-           "seconds an original left out by compression stays retrievable (/v1/retrieve)", _positive(float)),
+           "seconds an original left out by compression stays retrievable (/v1/retrieve)", TTL),
     Option("cache", "--no-cache", "HEADROOM_CACHE", "turn the response cache off", parse_bool, "store_false"),
-    Option("cache_ttl", "--cache-ttl", "HEADROOM_CACHE_TTL", "seconds a cached response is served", _positive(float)),
+    Option("cache_ttl", "--cache-ttl", "HEADROOM_CACHE_TTL", "seconds a cached response is served", TTL),
     Option("cache_max_entries", "--cache-max-entries", "HEADROOM_CACHE_MAX_ENTRIES",
-           "cached responses kept (least recently used go first)", _positive(int)),
+           "cached responses kept (least recently used go first)", COUNT),
     Option("rate_limit", "--no-rate-limit", "HEADROOM_RATE_LIMIT", "turn rate limiting off", parse_bool,
            "store_false"),
     Option("rpm", "--rpm", "HEADROOM_RPM",
            "requests per minute per API key; a full minute's worth may arrive at once (0: no limit)",
-           _not_negative_int),
+           Number(int, 0, 1_000_000_000)),
     Option("tpm", "--tpm", "HEADROOM_TPM", "input tokens per minute per API key, bursts allowed (0: no limit)",
-           _not_negative_int),
+           Number(int, 0, 10**12)),
     Option("log_file", "--log-file", "HEADROOM_LOG_FILE", "append one JSON line per request to this file"),
     Option("log_messages", "--log-messages", "HEADROOM_LOG_MESSAGES",
            "also write the request's messages into the log file (off: no content is ever logged)", parse_bool,
            "store_true"),
     Option("admin_token", "--admin-token", "HEADROOM_ADMIN_TOKEN",
            "token required for /stats, /metrics, /v1/retrieve and the OpenAPI description", secret=True),
-    Option("budget", "--budget", "HEADROOM_BUDGET", "spend limit in USD per budget period", _positive(float)),
+    Option("budget", "--budget", "HEADROOM_BUDGET", "spend limit in USD per budget period",
+           Number(float, 0, 1e9, above=True, unit="USD")),
     Option("budget_period", "--budget-period", "HEADROOM_BUDGET_PERIOD", "budget period, in UTC",
            choices=("hourly", "daily", "monthly")),
     Option("budget_scope", "--budget-scope", "HEADROOM_BUDGET_SCOPE",
@@ -172,7 +201,7 @@ OPTIONS: tuple[Option, ...] = (
            "redis+sentinel://[[user]:password@]host:26379[,host:26379…]/master-name[/db][?sentinel_password=…], "
            "rediss+sentinel:// with TLS); default: in memory for one worker, a private redis-server for several"),
     Option("redis_timeout", "--redis-timeout", "HEADROOM_REDIS_TIMEOUT",
-           "seconds a Redis call may take before the request goes on without it", _positive(float)),
+           "seconds a Redis call may take before the request goes on without it", SECONDS),
     Option("state_secret", "--state-secret", "HEADROOM_STATE_SECRET",
            "secret for hashing API keys into state keys; same on every instance (default: kept in Redis)",
            secret=True),
@@ -185,14 +214,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("llmlingua_device", "--llmlingua-device", "HEADROOM_LLMLINGUA_DEVICE",
            "device for the LLMLingua model; auto: cuda, then mps, then cpu", choices=("auto", "cuda", "cpu", "mps")),
     Option("llmlingua_rate", "--llmlingua-rate", "HEADROOM_LLMLINGUA_RATE",
-           "share of tokens LLMLingua keeps (0.3 keeps 30%)", _share),
+           "share of tokens LLMLingua keeps (0.3 keeps 30%)", SHARE),
     Option("llmlingua_model", "--llmlingua-model", "HEADROOM_LLMLINGUA_MODEL",
            "LLMLingua-2 model: a hub name or a local folder"),
     Option("llmlingua_backend", "--llmlingua-backend", "HEADROOM_LLMLINGUA_BACKEND",
            "auto: ONNX Runtime on the CPU when an exported model is found (headroom llmlingua export), "
            "torch otherwise and on GPUs", choices=("auto", "torch", "onnx", "onnx-int8")),
     Option("llmlingua_timeout_ms", "--llmlingua-timeout-ms", "HEADROOM_LLMLINGUA_TIMEOUT_MS",
-           "the most a request waits for the model; then it goes on uncompressed", _positive(int)),
+           "the most a request waits for the model; then it goes on uncompressed",
+           Number(int, 1, int(DAY * 1000), unit="ms")),
     Option("model_server_url", "--model-server-url", "HEADROOM_MODEL_SERVER_URL",
            "use a running model server (unix:///path or tcp://host:port, see headroom model-server) "
            "instead of starting one"),
@@ -201,33 +231,31 @@ OPTIONS: tuple[Option, ...] = (
     Option("anthropic_api_url", "--anthropic-api-url", "ANTHROPIC_TARGET_API_URL", "Anthropic upstream base URL"),
     Option("openai_api_url", "--openai-api-url", "OPENAI_TARGET_API_URL", "OpenAI upstream base URL"),
     Option("request_timeout", "--request-timeout", "HEADROOM_REQUEST_TIMEOUT",
-           "seconds an upstream may stay silent (before headers, or between stream chunks)", _positive(float)),
+           "seconds an upstream may stay silent (before headers, or between stream chunks)", SECONDS),
     Option("connect_timeout", "--connect-timeout", "HEADROOM_CONNECT_TIMEOUT",
-           "seconds to open an upstream connection", _positive(float)),
+           "seconds to open an upstream connection", SECONDS),
     Option("client_timeout", "--client-timeout", "HEADROOM_CLIENT_TIMEOUT",
            "seconds a client may take to send a whole request (a trickled body, or a connection that "
-           "never sends one, is closed after it)", _positive(float)),
+           "never sends one, is closed after it)", SECONDS),
     Option("max_connections", "--max-connections", "HEADROOM_MAX_CONNECTIONS",
            "open client connections per worker; beyond them a new one gets a 503 with retry-after and is "
-           "closed (keep it under the file-descriptor limit)", _positive(int)),
+           "closed (keep it under the file-descriptor limit)", Number(int, 1, 1_000_000)),
     Option("keep_alive_timeout", "--keep-alive-timeout", "HEADROOM_KEEP_ALIVE_TIMEOUT",
            "seconds an idle keep-alive connection stays open (keep it above your load balancer's idle "
-           "timeout)", _positive(float)),
+           "timeout)", SECONDS),
     Option("shutdown_grace", "--shutdown-grace", "HEADROOM_SHUTDOWN_GRACE",
            "on SIGTERM, seconds in-flight requests and streams get to finish before they are cut "
-           "(keep it under your orchestrator's own grace period: Kubernetes gives 30 s)", _positive(float)),
-    Option("max_body_mb", "--max-body-mb", "HEADROOM_MAX_BODY_MB", "largest request body accepted, in MiB",
-           _positive(float)),
+           "(keep it under your orchestrator's own grace period: Kubernetes gives 30 s)", SECONDS),
+    Option("max_body_mb", "--max-body-mb", "HEADROOM_MAX_BODY_MB", "largest request body accepted, in MiB", MIB),
     Option("max_inflight_mb", "--max-inflight-mb", "HEADROOM_MAX_INFLIGHT_MB",
            "request bytes one worker holds at once; beyond them requests get a 429 with retry-after "
-           "(one request alone is always accepted)", _positive(float)),
+           "(one request alone is always accepted)", MIB),
     Option("max_response_mb", "--max-response-mb", "HEADROOM_MAX_RESPONSE_MB",
-           "largest non-streamed upstream answer relayed, in MiB once decompressed (beyond it: 502)",
-           _positive(float)),
+           "largest non-streamed upstream answer relayed, in MiB once decompressed (beyond it: 502)", MIB),
     Option("store_max_mb", "--store-max-mb", "HEADROOM_STORE_MAX_MB",
            "memory for stored state, in MiB: cached answers, memoised blocks and originals, least recently "
            "used evicted first (never rate-limit, budget or identity state); the in-memory store and the "
-           "private redis-server of --workers N keep to it", _positive(float)),
+           "private redis-server of --workers N keep to it", MIB),
 )
 
 
@@ -251,12 +279,13 @@ def from_env(environ: Mapping[str, str], options: tuple[Option, ...] = OPTIONS) 
         raw = environ.get(option.env)
         if raw is None or raw == "":
             continue
+        given = f"{option.env}=***" if option.secret else f"{option.env}={raw!r}"  # secrets never in messages
         try:
             value = option.parse(raw)
         except ValueError as exc:
-            raise ConfigError(f"{option.env}={raw!r}: {exc}") from None
+            raise ConfigError(f"{given}: {exc}") from None
         if option.choices and value not in option.choices:
-            raise ConfigError(f"{option.env}={raw!r}: choose one of {', '.join(option.choices)}")
+            raise ConfigError(f"{given}: choose one of {', '.join(option.choices)}")
         values[option.field] = value
     return values
 
@@ -295,7 +324,7 @@ MODEL_SERVER_OPTIONS: tuple[Option, ...] = (
     Option("socket", "--socket", "HEADROOM_MODEL_SERVER_SOCKET",
            "listen on this Unix socket (mode 0600) instead of TCP"),
     Option("host", "--host", "HEADROOM_MODEL_SERVER_HOST", "TCP address to bind (with --token beyond loopback)"),
-    Option("port", "--port", "HEADROOM_MODEL_SERVER_PORT", "TCP port", _not_negative_int),
+    Option("port", "--port", "HEADROOM_MODEL_SERVER_PORT", "TCP port", PORT),
     Option("token", "--token", "HEADROOM_MODEL_SERVER_TOKEN",
            "shared token every TCP client must present (proxies: --model-server-token)", secret=True),
     _PROXY_OPTION["llmlingua_model"],
@@ -303,16 +332,17 @@ MODEL_SERVER_OPTIONS: tuple[Option, ...] = (
     _PROXY_OPTION["llmlingua_backend"],
     Option("max_batch_tokens", "--max-batch-tokens", "HEADROOM_MODEL_SERVER_MAX_BATCH_TOKENS",
            "padded tokens in one forward pass (longest window x windows; default 1024 on a CPU, 8192 on a GPU: "
-           "a pass cannot be interrupted, so smaller passes let short requests through sooner)", _positive(int)),
+           "a pass cannot be interrupted, so smaller passes let short requests through sooner)",
+           Number(int, 1, 1_000_000)),
     Option("max_queue_windows", "--max-queue-windows", "HEADROOM_MODEL_SERVER_MAX_QUEUE_WINDOWS",
            "windows waiting for the model; beyond them a request is answered \"overloaded\" at once "
-           "(and goes on uncompressed)", _positive(int)),
+           "(and goes on uncompressed)", Number(int, 1, 1_000_000)),
     Option("threads", "--threads", "HEADROOM_MODEL_SERVER_THREADS",
-           "threads for the model (default: the backend's choice)", _positive(int)),
+           "threads for the model (default: the backend's choice)", Number(int, 1, 1024)),
     Option("metrics_port", "--metrics-port", "HEADROOM_MODEL_SERVER_METRICS_PORT",
            "serve Prometheus metrics (queue, batch sizes, forward-pass time) on this port, same address as "
            "--host; no token: keep it on a private network (a proxy's own model server reports through the "
-           "proxy's /metrics instead)", _positive(int)),
+           "proxy's /metrics instead)", PORT),
 )
 
 

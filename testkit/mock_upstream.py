@@ -35,6 +35,16 @@ the upstream through it)
     x-mock-stream-error-after: N after N stream events send the provider's in-stream
                                  error event (overloaded/server_error) and end cleanly
     x-mock-gzip: 1               gzip non-streaming bodies (content-encoding: gzip)
+    x-mock-body-bytes: N         instead of the normal answer, a 200 body of exactly N bytes of JSON
+                                 (spaces, then ``{"mock":"padded"}``), written 1 MiB at a time and
+                                 never held whole (any endpoint)
+    x-mock-content-type: T       its content type (default application/json)
+    x-mock-declared-length: L    its Content-Length (default N; ``none``: chunked); when L is over N
+                                 the connection is cut after the N bytes
+    x-mock-body-encoding: E      gzip | deflate | br: the N bytes compressed as they are written
+                                 (chunked), so N = 512 MiB is a 0.5 MiB "bomb" the mock never holds
+    x-mock-sse-line-bytes: N     a 200 event stream whose first line is ``data: `` and N bytes of
+                                 ``x`` with no line end (1 MiB at a time), then ``\n\n``
     x-mock-set-cookie: C         answer with "set-cookie: C"
     x-mock-ttft-ms: N            model pace for this request (overrides --ttft-ms)
     x-mock-tokens-per-s: R       model pace for this request (overrides --tokens-per-s)
@@ -367,6 +377,87 @@ def _stream_error(anthropic: bool, responses_api: bool = False, sequence_number:
 
 
 # --------------------------------------------------------------------------
+# Oversized answers (x-mock-body-bytes, x-mock-sse-line-bytes)
+# --------------------------------------------------------------------------
+
+_PIECE = 1 << 20
+_SPACES = b" " * _PIECE
+_PADDED_TAIL = b'{"mock":"padded"}'
+
+
+def _padding(size: int):
+    """``size`` bytes of valid JSON (whitespace, then a small object), 1 MiB at a time."""
+    spaces = max(0, size - len(_PADDED_TAIL))
+    while spaces > 0:
+        piece = min(spaces, _PIECE)
+        spaces -= piece
+        yield _SPACES if piece == _PIECE else _SPACES[:piece]
+    yield _PADDED_TAIL[max(0, len(_PADDED_TAIL) - size):]
+
+
+class _Compressor:
+    """A streaming encoder for one ``content-encoding`` (only what the mock writes is held)."""
+
+    def __init__(self, encoding: str) -> None:
+        if encoding == "br":
+            import brotli  # aiohttp decodes br with it; the mock needs it only for this header
+
+            self._obj = brotli.Compressor(quality=5)
+            self.compress, self.flush = self._obj.process, self._obj.finish
+        else:  # gzip, or deflate (RFC 9110: the zlib format)
+            import zlib
+
+            self._obj = zlib.compressobj(9, zlib.DEFLATED, 31 if encoding == "gzip" else 15)
+            self.compress, self.flush = self._obj.compress, self._obj.flush
+
+
+async def _oversized_body(request: web.Request) -> web.StreamResponse:
+    size = _int_header(request, "x-mock-body-bytes")
+    encoding = request.headers.get("x-mock-body-encoding", "")
+    declared = request.headers.get("x-mock-declared-length", "")
+    resp = web.StreamResponse(headers={"content-type": request.headers.get("x-mock-content-type",
+                                                                           "application/json")})
+    compressor = _Compressor(encoding) if encoding else None
+    if compressor is not None:
+        resp.headers["content-encoding"] = encoding
+        resp.enable_chunked_encoding()
+    elif declared == "none":
+        resp.enable_chunked_encoding()
+    else:
+        resp.content_length = int(declared) if declared.isdigit() else size
+    try:
+        await resp.prepare(request)
+        for piece in _padding(size):
+            data = compressor.compress(piece) if compressor is not None else piece
+            if data:
+                await resp.write(data)
+        if compressor is not None:
+            await resp.write(compressor.flush())
+        if resp.content_length is not None and resp.content_length > size and request.transport is not None:
+            request.transport.abort()  # the rest of the declared body never comes
+    except ConnectionError:
+        pass  # the proxy refused the body and hung up: what the tests want
+    return resp
+
+
+async def _endless_sse_line(request: web.Request) -> web.StreamResponse:
+    size = _int_header(request, "x-mock-sse-line-bytes")
+    resp = web.StreamResponse(headers={"content-type": "text/event-stream", "cache-control": "no-cache"})
+    xs = b"x" * _PIECE
+    try:
+        await resp.prepare(request)
+        await resp.write(b"data: ")
+        while size > 0:
+            piece = min(size, _PIECE)
+            size -= piece
+            await resp.write(xs if piece == _PIECE else xs[:piece])
+        await resp.write(b"\n\n")
+    except ConnectionError:
+        pass
+    return resp
+
+
+# --------------------------------------------------------------------------
 # The mock
 # --------------------------------------------------------------------------
 
@@ -391,7 +482,7 @@ class MockUpstream:
 
     # -- shared prologue -----------------------------------------------------
 
-    async def _begin(self, request: web.Request, anthropic: bool) -> tuple[bytes, web.Response | None]:
+    async def _begin(self, request: web.Request, anthropic: bool) -> tuple[bytes, web.StreamResponse | None]:
         """Record the request and apply delay/status injection.
 
         Returns the body and, if the request asked for an error, the error
@@ -408,6 +499,10 @@ class MockUpstream:
         status = _int_header(request, "x-mock-status")
         if status >= 400:
             return body, self._error(request, anthropic, status, f"mock injected error {status}")
+        if "x-mock-body-bytes" in request.headers:
+            return body, await _oversized_body(request)
+        if "x-mock-sse-line-bytes" in request.headers:
+            return body, await _endless_sse_line(request)
         return body, None
 
     def _pace(self, request: web.Request) -> Pace:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -69,3 +70,71 @@ def raw_request(method: str, target: str, headers: list[tuple[str | bytes, str |
     if close:
         lines.append(b"connection: close")
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+@dataclass
+class Conversation:
+    """Everything a server wrote on one connection, split into responses."""
+
+    replies: list[Reply]
+    closed: bool  # the server closed the connection (EOF or reset) before the timeout
+    raw: bytes = b""
+
+    @property
+    def statuses(self) -> list[int]:
+        return [reply.status for reply in self.replies]
+
+
+def converse(url: str, data: bytes, timeout: float = 5.0) -> Conversation:
+    """Write ``data`` in one ``sendall`` on a fresh connection and read until the server closes
+    it, or until ``timeout`` seconds have passed in all (then ``closed`` is False: the server
+    kept the connection open). For smuggling tests: every response the bytes provoked, in order,
+    and whether the connection really ended."""
+    parts = urlsplit(url)
+    received, closed = b"", False
+    with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as sock:
+        sock.sendall(data)
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                break
+            except OSError:  # a reset: the server closed with unread bytes pending
+                closed = True
+                break
+            if not chunk:
+                closed = True
+                break
+            received += chunk
+    return Conversation(split_responses(received), closed, received)
+
+
+def split_responses(data: bytes) -> list[Reply]:
+    """Consecutive HTTP/1.1 responses, each delimited by its content-length or chunked framing
+    (a response with neither runs to the end of ``data``)."""
+    replies = []
+    while data:
+        head, sep, rest = data.partition(b"\r\n\r\n")
+        if not sep:
+            break
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ")[1]) if lines[0].startswith("HTTP/") else 0
+        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+        if "content-length" in headers:
+            length = int(headers["content-length"])
+            body, data = rest[:length], rest[length:]
+        elif headers.get("transfer-encoding") == "chunked":
+            body = b""
+            while True:
+                size_line, _, rest = rest.partition(b"\r\n")
+                size = int(size_line.split(b";")[0] or b"0", 16)
+                if size == 0:
+                    data = rest.partition(b"\r\n")[2]
+                    break
+                body, rest = body + rest[:size], rest[size + 2:]
+        else:
+            body, data = rest, b""
+        replies.append(Reply(status, headers, body, head + sep + body))
+    return replies

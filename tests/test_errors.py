@@ -146,4 +146,4 @@ async def test_client_disconnect_cancels_the_upstream_stream(proxy, fresh_mock):
 def test_unknown_route_and_method_are_native_errors(proxy):
     response = httpx.get(f"{proxy.url}/not-here", headers={"x-api-key": "k"})
     assert_anthropic_error(response, 404, "not_found_error")
-    assert_openai_error(httpx.get(f"{proxy.url}/v1/chat/completions", headers=OPENAI_HEADERS), 405)
+    assert_openai_error(httpx.get(f"{proxy.url}/v1/compress", headers=OPENAI_HEADERS), 405)  # Headroom's own

@@ -252,10 +252,8 @@ def test_headroom_errors_use_openai_shape(proxy):
     for path in ("/v1/responses", "/responses"):
         bad = httpx.post(f"{proxy.url}{path}", content=b"{not json", headers={"authorization": f"Bearer {API_KEY}"})
         assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"
-    wrong_method = httpx.get(f"{proxy.url}/responses", headers={"x-api-key": "looks-anthropic"})
-    assert wrong_method.status_code == 405 and "error" in wrong_method.json()
-    assert wrong_method.json()["error"]["code"] == "method_not_allowed"
-    assert wrong_method.headers["allow"] == "POST"
+    websocket = httpx.get(f"{proxy.url}/responses", headers={"x-api-key": "looks-anthropic", "upgrade": "websocket"})
+    assert websocket.status_code == 426 and websocket.json()["error"]["code"] == "websocket_not_supported"
 
 
 def test_a_websocket_upgrade_is_refused_with_426_so_clients_use_http(proxy, fresh_mock):

@@ -13,12 +13,25 @@ metrics live in memory and :func:`render` reports them from there.
 
 prometheus-client is imported only when the first metric is created or rendered, so
 importing this module costs nothing.
+
+**A full disk under the metrics directory.** prometheus-client writes its values through
+``mmap``: on a full file system (a full tmpfs ``/tmp`` above all) the first write to a page
+not yet backed kills the process with ``SIGBUS``, which no ``try`` catches. So before this
+process's metrics exist, :func:`reserve_files` allocates its files for real
+(``posix_fallocate``, :data:`RESERVED_BYTES` each): pages in them can no longer fail. If
+the space is not there, this process keeps its metrics in memory instead (one warning; its
+figures are then missing from the shared totals) and serves on. A file only grows past the
+reservation beyond some thousand series of one kind. Any other error a metric raises (an
+``OSError`` when a file cannot grow) is caught by the functions below and warned about once:
+metrics never fail a request.
 """
 
 from __future__ import annotations
 
 import atexit
+import functools
 import glob
+import logging
 import os
 import shutil
 import sys
@@ -31,6 +44,13 @@ if TYPE_CHECKING:
     from headroom.outcome import RequestOutcome
 
 ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
+log = logging.getLogger("headroom.observability")
+
+#: Bytes allocated up front for each of a process's metric files: room for about 1,500
+#: series of one kind (a value takes some 170 bytes), more than the bounded labels give.
+RESERVED_BYTES = 256 * 1024
+#: The files prometheus-client gives a process, ``{kind}_{pid}.db``, for the metric kinds used here.
+FILE_KINDS = ("counter", "histogram", "gauge_mostrecent")
 _INF = float("inf")
 
 # Model names come from request bodies; a process gives its own series to at most this
@@ -88,7 +108,7 @@ def sync_value_class() -> None:
     if values is None:
         return  # not imported yet: it will read the environment when it is
     current = getattr(values.ValueClass, "_multiprocess", None)
-    wanted = multiprocess_dir() is not None
+    wanted = multiprocess_dir() is not None and not _files_unavailable
     if current is not None and current != wanted:
         values.ValueClass = values.MultiProcessValue() if wanted else values.MutexValue
 
@@ -149,6 +169,8 @@ class Metrics:
         for provider in PROVIDERS:
             self.prefix_changes.labels(provider)
         self.store_outages = counter("headroom_store_unavailable", "Operations that found the shared store unavailable")
+        self.request_log_lost = counter(
+            "headroom_request_log_lines_lost", "Request log lines dropped because the file could not take them whole")
         # LLMLingua: what the workers saw, and (written by the model server process) its queue and batches.
         self.model_compressions = counter("headroom_llmlingua_compressions", "Tool outputs compressed by LLMLingua")
         self.model_fallbacks = counter(
@@ -267,6 +289,47 @@ class Metrics:
         self._budget_remaining.set(usd)
 
 
+def reserve_files(path: str, pid: int | None = None, size: int = RESERVED_BYTES) -> None:
+    """Allocate this process's metric files in ``path`` before prometheus-client maps them.
+
+    prometheus-client takes a file that exists as it is (its size is the capacity; a zeroed
+    header reads as empty) and only makes a sparse one itself. Raises ``OSError`` (with the
+    files it made removed again) when the space is not there.
+    """
+    pid = os.getpid() if pid is None else pid
+    made: list[str] = []
+    try:
+        for kind in FILE_KINDS:
+            name = os.path.join(path, f"{kind}_{pid}.db")
+            fd = os.open(name, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+            try:
+                if os.fstat(fd).st_size == 0:
+                    made.append(name)
+                    os.posix_fallocate(fd, 0, size)
+            finally:
+                os.close(fd)
+    except OSError:
+        for name in made:
+            try:
+                os.remove(name)
+            except OSError:
+                pass
+        raise
+
+
+_files_unavailable = False  # this process could not reserve its files: its metrics stay in memory
+
+
+def _in_memory_instead(exc: OSError) -> None:
+    """Fail open: this process keeps its metrics in memory (see the module docstring)."""
+    global _files_unavailable
+    _files_unavailable = True
+    log.warning("metrics directory %s: no room for this process's files (%s); its metrics are kept in memory "
+                "and left out of the shared totals at /metrics", multiprocess_dir(), exc)
+    values = sys.modules.get("prometheus_client.values") or _prometheus().values
+    values.ValueClass = values.MutexValue
+
+
 _metrics: Metrics | None = None
 
 
@@ -278,30 +341,64 @@ def get_metrics() -> Metrics:
     """
     global _metrics
     if _metrics is None:
+        sync_value_class()
+        path = multiprocess_dir()
+        if path:
+            try:
+                reserve_files(path)
+            except OSError as exc:
+                _in_memory_instead(exc)
         _metrics = Metrics()
     return _metrics
 
 
+_failures = 0
+
+
+def fail_open(func):
+    """Metrics never fail what they count: an error is logged once per process, then only counted."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        global _failures
+        try:
+            return func(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            _failures += 1
+            if _failures == 1:
+                log.warning("metrics: %s failed (%s: %s); further failures are not logged", func.__name__,
+                            type(exc).__name__, exc)
+            return None
+
+    return wrapper
+
+
+@fail_open
 def observe(outcome: RequestOutcome) -> None:
     get_metrics().observe(outcome)
 
 
+@fail_open
 def set_budget_remaining(usd: float | None) -> None:
     get_metrics().set_budget_remaining(usd)
 
 
+@fail_open
 def compression_failed() -> None:
     get_metrics().compression_failures.inc()
 
 
+@fail_open
 def model_compressed(blocks: int) -> None:
     get_metrics().model_compressions.inc(blocks)
 
 
+@fail_open
 def model_fallback(reason: str) -> None:
     get_metrics().model_fallbacks.labels(reason if reason in MODEL_FALLBACK_REASONS else "error").inc()
 
 
+@fail_open
 def model_batch(windows: int, padded_tokens: int, seconds: float, queue_windows: int) -> None:
     """The model server, after each forward pass."""
     m = get_metrics()
@@ -311,12 +408,19 @@ def model_batch(windows: int, padded_tokens: int, seconds: float, queue_windows:
     m.model_queue.set(queue_windows)
 
 
+@fail_open
 def model_queue(queue_windows: int) -> None:
     get_metrics().model_queue.set(queue_windows)
 
 
+@fail_open
 def store_unavailable() -> None:
     get_metrics().store_outages.inc()
+
+
+@fail_open
+def request_log_line_lost() -> None:
+    get_metrics().request_log_lost.inc()
 
 
 def mark_worker_dead(pid: int) -> None:

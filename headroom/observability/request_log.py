@@ -5,6 +5,13 @@ spawn) with ``O_APPEND`` and writes each line with one ``os.write``. On a local 
 system the kernel appends each such write whole, so lines from different processes never
 interleave, without a lock between them. (Network file systems may not honour this.)
 
+Whole lines only: when the disk fills up (or the file reaches ``RLIMIT_FSIZE``) a write
+may land only in part. Its remainder cannot simply follow later, as another worker's line
+may already have been appended behind it, so the line is dropped instead: the part written
+is blanked with spaces in place (bytes this writer owns, whatever came after them). Spaces
+before a JSON line are still valid JSON, so
+the file holds whole lines only, and writing resumes by itself once there is room again.
+
 The log proves savings to operators, so it carries the figures, never secrets: the
 caller appears only as the keyed hash the proxy already computed, and message content
 only when the operator asked for it with ``--log-messages``. Writing is best effort: a
@@ -14,6 +21,7 @@ the request path.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import math
 import os
@@ -22,6 +30,8 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import ujson
+
+from headroom.observability import metrics
 
 if TYPE_CHECKING:
     from headroom.outcome import RequestOutcome
@@ -99,6 +109,7 @@ class RequestLog:
         self.path = path
         self.log_messages = log_messages
         self.failures = 0  # lines lost to I/O errors, in this process
+        self._failing = False  # since the last failure, no line has been written
         self._reopen_check_s = reopen_check_s
         self._fd: int | None = None
         self._pid = 0
@@ -115,11 +126,19 @@ class RequestLog:
     def write(self, outcome: RequestOutcome) -> None:
         try:
             line = encode(record_of(outcome, self.log_messages))
-            written = os.write(self._descriptor(), line)
+            fd = self._descriptor()
+            written = os.write(fd, line)
             if written != len(line):
-                raise OSError(f"short write: {written} of {len(line)} bytes")
+                if written > 0:
+                    drop_partial_line(fd, written)
+                raise OSError(f"short write: {written} of {len(line)} bytes (no room left?); the line was dropped")
         except Exception as exc:  # noqa: BLE001 - the request has been answered; losing a log line must not fail it
             self._failed(exc)
+            return
+        if self._failing:
+            self._failing = False
+            log.warning("request log %s: writing again (%d lines lost in this process so far)", self.path,
+                        self.failures)
 
     def close(self) -> None:
         if self._fd is not None and self._pid == os.getpid():
@@ -155,6 +174,30 @@ class RequestLog:
 
     def _failed(self, exc: Exception) -> None:
         self.failures += 1
-        if self.failures == 1:
-            log.warning("request log %s: cannot write (%s); further failures are only counted", self.path, exc)
+        if not self._failing:
+            self._failing = True
+            log.warning("request log %s: cannot write (%s); lines are dropped and counted "
+                        "(headroom_request_log_lines_lost_total) until it works again", self.path, exc)
         self.close()  # reopen on the next write, in case the path has come back
+        metrics.request_log_line_lost()
+
+
+def drop_partial_line(fd: int, written: int) -> None:
+    """Undo an ``O_APPEND`` write of which only the first ``written`` bytes landed.
+
+    Those bytes end at this descriptor's offset (an append moves it to the end of what it
+    wrote). They are overwritten with spaces, which touches no other writer's bytes and
+    needs no new space. The next line appended (by any process) follows the spaces on the
+    same line: still one valid JSON line. They are not cut off the file: a line another
+    worker appended between a size check and the cut would be lost with them.
+    ``pwrite`` on an ``O_APPEND`` descriptor appends on Linux whatever the offset, hence
+    the flag is off for the overwrite (the descriptor is this process's own).
+    """
+    end = os.lseek(fd, 0, os.SEEK_CUR)
+    start = end - written
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_APPEND)
+    try:
+        os.pwrite(fd, b" " * written, start)
+    finally:
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags)

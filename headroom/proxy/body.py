@@ -49,29 +49,50 @@ _CONTROLS = bytes(range(0x09)) + bytes(range(0x0A, 0x20)) + b"\x7f"
 _BAD_FIELD_LINE = re.compile(rb"\r\n(?![!#$%&'*+.^_`|~0-9A-Za-z-]+:)")
 
 
-def check_head(request: Request) -> None:
-    """Refuse a request whose header section is malformed or has too many fields, or that
-    could not be forwarded exactly as received (a value in bytes that are not UTF-8).
+def head_problem(head: bytes, header_count: int) -> ProxyError | None:
+    """Why a request head must be refused, or ``None``: a malformed header section (RFC 9112
+    §5.1, §5.2: whitespace before a colon, an obs-folded line, a name that is not a token,
+    a control character or a bare CR or LF), too many fields, or a value in bytes that are
+    not UTF-8 (it could not be forwarded exactly as received).
 
-    Sanic already refuses a head over ``REQUEST_MAX_HEADER_SIZE`` (answered as a native
-    414/431 by :func:`headroom.proxy.errors.handle_exception`), a line without a colon and
-    a URL that is not ASCII. Under an ASGI server ``request.head`` is empty: the server
-    parsed (and validated) the head itself.
+    ``head`` is the request line and header lines as received, without the final empty line.
+    Sanic itself refuses a head over ``REQUEST_MAX_HEADER_SIZE`` (answered as a native 414/431
+    by :func:`headroom.proxy.errors.handle_exception`), a line without a colon and a URL that
+    is not ASCII. A pure function: :class:`headroom.proxy.framing.StrictHttp` calls it on every
+    head before routing, :func:`check_head` in the request path.
     """
-    head = request.head
     if head:
         if len(head) - len(head.translate(None, _CONTROLS)) != 2 * head.count(b"\r\n"):  # C speed: ~2 µs
-            raise ProxyError(400, "Request headers contain a control character or a bare CR or LF")
+            return ProxyError(400, "Request headers contain a control character or a bare CR or LF")
         if _BAD_FIELD_LINE.search(head):
-            raise ProxyError(400, "Malformed header line: expected 'name: value' with a token name")
+            return ProxyError(400, "Malformed header line: expected 'name: value' with a token name "
+                                   "(no whitespace before the colon, no folded lines)")
         if not head.isascii():
             try:
                 head.decode("utf-8")
             except UnicodeDecodeError:  # aiohttp would send such a value on as an empty one
-                raise ProxyError(400, "Request header values must be ASCII or UTF-8") from None
-    if len(request.headers) > MAX_HEADER_COUNT:
-        raise ProxyError(431, f"Too many header fields: the limit is {MAX_HEADER_COUNT}",
-                         "request_header_fields_too_large")
+                return ProxyError(400, "Request header values must be ASCII or UTF-8")
+    if header_count > MAX_HEADER_COUNT:
+        return ProxyError(431, f"Too many header fields: the limit is {MAX_HEADER_COUNT}",
+                          "request_header_fields_too_large")
+    return None
+
+
+def check_head(request: Request) -> None:
+    """Refuse a request whose head :func:`head_problem` finds fault with, and end its
+    connection (``keep_alive`` of Sanic's HTTP/1.1 stream): what follows a malformed head is
+    not parsed as another request.
+
+    Under Sanic's own server :class:`headroom.proxy.framing.StrictHttp` has already checked
+    the head before routing; this is the same check for the request path, and the only one
+    under an ASGI server (where ``request.head`` is empty: the server parsed, and validated,
+    the head itself, and only the field count is left to check).
+    """
+    problem = head_problem(request.head or b"", len(request.headers))
+    if problem is not None:
+        if hasattr(request.stream, "keep_alive"):
+            request.stream.keep_alive = False
+        raise problem
 
 
 # --- the body -----------------------------------------------------------------------------

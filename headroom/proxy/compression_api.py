@@ -4,6 +4,7 @@
 and the receipt out, nothing forwarded. ``GET /v1/retrieve/{key}`` (or ``POST /v1/retrieve``
 with ``{"key": …}``) returns an original that compression left out, to the caller whose
 request produced it — the API key in the request decides, and any other caller gets 404.
+Both need an API key: a request without one gets a 401 (see :func:`_caller`).
 With ``--admin-token`` both also need the ``x-headroom-admin-token`` header (not
 ``Authorization``, which carries the caller's own API key here).
 """
@@ -29,14 +30,26 @@ from headroom.transforms import retrieve, run_pipeline
 bp = Blueprint("compression_api")
 
 
-def _caller(request: Request) -> str:
-    return caller_hash(context_of(request).secret, caller_credential(request))
+def _caller(request: Request, endpoint: str) -> str:
+    """The caller's hash; a native 401 for a request without a credential.
+
+    Stored originals belong to the caller whose request produced them, and Headroom can
+    only tell callers apart by their credential. Anonymous callers all share one (empty)
+    credential, so handing them originals would let any of them read any other's, which
+    is why the response cache never serves them either. An anonymous caller gains nothing
+    from a key it could never use, so ``/v1/compress`` refuses them too."""
+    credential = caller_credential(request)
+    if not credential:
+        raise ProxyError(401, f"{endpoint} needs the API key your requests are sent with (x-api-key, "
+                              "Authorization: Bearer or api-key): stored originals belong to that key alone",
+                         "api_key_required")
+    return caller_hash(context_of(request).secret, credential)
 
 
 async def _original(request: Request, key: str):
     require_admin(request, header_only=True)
     try:
-        original = await retrieve(context_of(request).store, _caller(request), key)
+        original = await retrieve(context_of(request).store, _caller(request, "/v1/retrieve"), key)
     except StoreUnavailable:
         raise ProxyError(503, "Stored originals are unreachable right now (shared state is down)") from None
     if original is None:
@@ -66,6 +79,7 @@ async def compress(request: Request):
     like every other route (``x-api-key``/``anthropic-version`` mean Anthropic).
     """
     require_admin(request, header_only=True)
+    caller = _caller(request, "/v1/compress")
     body = json_object(request_body(request))
     named = body.pop("provider", None)
     if named not in (None, "anthropic", "openai", RESPONSES_FORMAT):
@@ -77,7 +91,7 @@ async def compress(request: Request):
     provider = named_provider or provider_for_path("/v1/compress", request.headers)
     wire = named if named == RESPONSES_FORMAT else provider.name
     context = context_of(request)
-    new_body, receipt = await run_pipeline(body, wire, context.store, _caller(request), context.pipeline_options)
+    new_body, receipt = await run_pipeline(body, wire, context.store, caller, context.pipeline_options)
     result = new_body if new_body is not None else body
     return json(
         {

@@ -1,8 +1,18 @@
-"""Send one request upstream and relay the answer: JSON in one piece, SSE event by event.
+"""Send one request upstream and relay the answer: JSON in one piece, SSE event by event,
+a pass-through download piece by piece.
 
 The client's status, headers and body come back unchanged (less hop-by-hop headers). A
 stream that breaks mid-way ends with the provider's own error event, never a hang; a
 client that goes away cancels the upstream request and closes its connection.
+
+Memory stays bounded whatever the upstream sends. An answer Headroom reads whole (every LLM
+answer, whose usage it parses and which it may cache, and every JSON body) may take at most
+``--max-response-mb`` once decompressed, else the client gets a native 502 and the upstream
+connection is closed (:func:`~headroom.proxy.upstream.read_body`). An SSE event may take at
+most :data:`~headroom.proxy.sse.MAX_EVENT_BYTES`, else the stream ends with the provider's
+error event. Any other pass-through body (``GET /v1/files/{id}/content``, a PDF, a JSONL
+batch output) is relayed piece by piece as it arrives, at the client's pace and whatever its
+size, so a 500 MB download works and holds only a few pieces at a time.
 """
 
 from __future__ import annotations
@@ -22,8 +32,8 @@ from headroom.proxy.exchange import Exchange
 from headroom.proxy.headers import request_headers, response_headers
 from headroom.proxy.providers import Provider
 from headroom.proxy.response_cache import MAX_ENTRY_BYTES, CachedAnswer
-from headroom.proxy.sse import EventBuffer
-from headroom.proxy.upstream import UpstreamRequest
+from headroom.proxy.sse import EventBuffer, EventTooLong
+from headroom.proxy.upstream import UpstreamRequest, read_body
 from headroom.proxy.usage import StreamUsage, usage_from_body
 
 
@@ -38,8 +48,8 @@ async def forward(
 ) -> HTTPResponse | None:
     """Proxy ``request`` (with ``body``) to ``path`` on the provider's upstream.
 
-    Returns the response for a buffered answer, or ``None`` once a streamed answer has
-    been relayed in full through ``request.respond()``.
+    Returns the response for a buffered answer, or ``None`` once a streamed answer (SSE, or
+    a pass-through download) has been relayed in full through ``request.respond()``.
     """
     upstream_request = UpstreamRequest(
         request.method, upstream_url(request, provider, path), request_headers(request.headers.items()), body
@@ -56,8 +66,11 @@ async def forward(
             headers.update(exchange.headroom_headers())
             await relay_stream(request, resp, headers, provider, exchange)
             return None
+        if not exchange.wire and _is_download(request, resp):  # a pass-through non-JSON body
+            await relay_download(request, resp, headers, exchange)
+            return None
         try:
-            payload = await resp.read()
+            payload = await read_body(resp, context_of(request).config.max_response_bytes)
         except (aiohttp.ServerTimeoutError, asyncio.TimeoutError):
             raise ProxyError(504, "upstream did not finish its answer in time") from None
         except aiohttp.ClientError as exc:
@@ -78,6 +91,44 @@ async def forward(
         resp.release()
 
 
+def _is_download(request: Request, resp: aiohttp.ClientResponse) -> bool:
+    """A body to relay piece by piece: not JSON (read whole and bounded), and a body at all."""
+    mime = resp.content_type
+    return (mime != "application/json" and not mime.endswith("+json") and request.method != "HEAD"
+            and resp.status not in (204, 304))
+
+
+async def relay_download(
+    request: Request, resp: aiohttp.ClientResponse, headers: Header, exchange: Exchange
+) -> None:
+    """Relay a pass-through body piece by piece, as it arrives, with no size limit.
+
+    Sanic's ``send`` waits while the client's socket is full and aiohttp stops reading while
+    its buffer is full, so a slow client slows the upstream instead of filling memory. An
+    upstream ``Content-Length`` is kept when the bytes are unchanged (not decompressed), so
+    download progress shows. If the upstream breaks off, so does the client's connection:
+    a cut download must never look complete.
+    """
+    if resp.content_length is not None and "content-encoding" not in resp.headers:
+        headers["content-length"] = str(resp.content_length)
+    headers.update(exchange.headroom_headers(context_of(request).pricing))
+    response = await request.respond(status=resp.status, headers=headers)
+    exchange.first_byte_at = perf_counter()
+    try:
+        async for chunk in resp.content.iter_any():
+            await response.send(chunk)
+            exchange.bytes_out += len(chunk)
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        exchange.error = "download_broken"
+        resp.close()
+        if request.transport is not None:
+            request.transport.abort()  # no final chunk: the client sees a cut, not an end
+        return
+    finally:
+        exchange.upstream_finished = perf_counter()
+    await response.eof()
+
+
 async def relay_stream(
     request: Request, resp: aiohttp.ClientResponse, headers: Header, provider: Provider, exchange: Exchange
 ) -> None:
@@ -85,6 +136,9 @@ async def relay_stream(
 
     Only complete events are sent, so when the upstream breaks mid-event the client gets a
     well-formed stream that ends with the provider's error event rather than half a line.
+    The same error event ends a stream whose event (or line) grows past
+    :data:`~headroom.proxy.sse.MAX_EVENT_BYTES` without ending: waiting for its end would
+    hold whatever the upstream sends.
     """
     response = await request.respond(status=resp.status, headers=headers)
     meter = StreamUsage(provider.name, strip_usage_chunk=exchange.strip_usage_chunk)
@@ -121,14 +175,20 @@ async def relay_stream(
             await response.send(pending)
             exchange.bytes_out += len(pending)
             kept = None  # not a well-formed stream: never replay it
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (aiohttp.ClientError, asyncio.TimeoutError, EventTooLong) as exc:
         broken = True
-        reason = "timed out" if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)) else "broke off"
-        exchange.error = exchange.error or ("stream_timeout" if reason == "timed out" else "stream_broken")
+        if isinstance(exc, EventTooLong):
+            resp.close()  # the rest of the event is still on its way: never reuse this connection
+            exchange.error = "stream_event_too_large"
+            message = f"The upstream sent an event over {exc.limit / 2**20:g} MiB; the stream was cut"
+        else:
+            timed_out = isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError))
+            reason = "timed out" if timed_out else "broke off"
+            exchange.error = exchange.error or ("stream_timeout" if timed_out else "stream_broken")
+            message = f"The upstream stream {reason} before it was complete"
         numbers = _SEQUENCE_NUMBER.findall(last_sent)
         await response.send(provider.stream_error_event(
-            f"The upstream stream {reason} before it was complete", exchange.wire,
-            max(map(int, numbers)) + 1 if numbers else 0))
+            message, exchange.wire, max(map(int, numbers)) + 1 if numbers else 0))
     exchange.upstream_finished = perf_counter()
     exchange.usage = meter.usage
     if kept is not None and not broken and not _carries_error(b"".join(kept[-1:])):

@@ -12,6 +12,10 @@ Connections beyond ``--max-connections`` (per worker) get a 503 with ``retry-aft
 and are closed, before anything is read: file descriptors and buffers stay bounded. The body
 is both providers' error shape at once (``type``/``error.type`` for Anthropic's SDK,
 ``error.message``/``error.code`` for OpenAI's), since the route is not known yet.
+
+Each connection's requests are parsed by :class:`headroom.proxy.framing.StrictHttp`
+(``HTTP_CLASS``): a head or chunked body a front proxy could frame differently is refused
+and the connection closed.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from sanic.exceptions import RequestTimeout
 from sanic.http import Stage
 from sanic.server.protocols.http_protocol import HttpProtocol
 
+from headroom.proxy.framing import StrictHttp
+
 _LONG_AGO = -1e12  # a last-activity time old enough for any timeout to have expired
 _TOO_MANY = json.dumps({"type": "error", "error": {
     "type": "overloaded_error", "code": "too_many_connections",
@@ -33,6 +39,7 @@ TOO_MANY_CONNECTIONS = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: appl
 
 class DeadlineHttpProtocol(HttpProtocol):
     __slots__ = ("_request_began", "_requests_seen")  # Sanic's protocol has slots: declare ours
+    HTTP_CLASS = StrictHttp
 
     def connection_made(self, transport) -> None:
         self._request_began = monotonic()

@@ -4,18 +4,20 @@ One LLM request's path, in :func:`llm_request`: parse the body once → identify
 (a keyed hash of the API key) → response cache (a hit is replayed and we are done) →
 rate limits and budget (one atomic store call) → compression (see ``compression``) →
 upstream (see ``forward``) → the books are closed once the answer is out (see ``bookkeeping``).
-Everything else under ``/v1`` passes through untouched. What the steps learn about the
-request travels in its :class:`~headroom.proxy.exchange.Exchange`.
+Everything else under ``/v1``, and every method but POST on the LLM routes' paths, passes
+through untouched. What the steps learn about the request travels in its
+:class:`~headroom.proxy.exchange.Exchange`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+from functools import partial
 from urllib.parse import unquote
 
 from sanic import Blueprint, Request
-from sanic.exceptions import BadURL, MethodNotAllowed
+from sanic.exceptions import BadURL
 from sanic.response import HTTPResponse
 
 from headroom.proxy import response_cache
@@ -148,26 +150,54 @@ async def openai_responses(request: Request):
 
 @bp.post("/responses", name="openai_responses_unversioned")
 async def openai_responses_unversioned(request: Request):
-    """The Responses API for clients configured without ``/v1`` (``/v1/responses/{id}`` …
+    """The Responses API for clients configured without ``/v1`` (``/responses/{id}`` …
     pass through below)."""
     return await proxy_request(request, OPENAI, "/v1/responses", llm_call=True)
 
 
-@bp.get("/v1/responses", name="openai_responses_websocket")
-@bp.get("/responses", name="openai_responses_websocket_unversioned")
-async def openai_responses_websocket(request: Request):
-    """Refuse the Responses API over a WebSocket with a 426, so that clients use HTTP.
+#: The LLM routes above handle POST; every other method on their paths is the provider's
+#: own API and passes through untouched (``GET /v1/chat/completions`` lists stored chat
+#: completions, ``client.chat.completions.list()``). Path as received → path upstream.
+_LLM_PATHS = {
+    "/v1/messages": "/v1/messages",
+    "/v1/chat/completions": "/v1/chat/completions",
+    "/chat/completions": "/v1/chat/completions",
+    "/v1/responses": "/v1/responses",
+    "/responses": "/v1/responses",
+}
+_NOT_POST = [method for method in _ALL_METHODS if method != "POST"]
 
-    Codex with OpenAI's built-in provider first asks for ``GET /v1/responses`` with
-    ``Upgrade: websocket``. On a 426 it switches to HTTP at once (measured with Codex CLI
-    0.171: one attempt); on a 405 it retries five times, about 6 s, before it does; a 400
-    fails its turn. Over HTTP every request gets what this proxy is for: compression, the
-    cache, limits, budget and usage. A relayed socket would carry each turn as frames that
-    this pipeline would have to parse anew, for no saving the HTTP path does not give."""
-    if "websocket" not in request.headers.get("upgrade", "").lower():
-        raise MethodNotAllowed(f"Method GET not allowed on {request.path}", method="GET", allowed_methods=["POST"])
-    raise ProxyError(426, "Headroom serves the Responses API over HTTP: use POST /v1/responses "
-                          "(WebSocket transport is not supported)", "websocket_not_supported")
+
+async def llm_path_other_method(request: Request, upstream_path: str):
+    """Any method but POST on an LLM route's path goes to the upstream like every pass-through.
+
+    One exception: the Responses API over a WebSocket (``GET /v1/responses`` with
+    ``Upgrade: websocket``) is refused with a 426, so that clients use HTTP. Codex with
+    OpenAI's built-in provider asks for it first. On a 426 it switches to HTTP at once
+    (measured with Codex CLI 0.171: one attempt); on a 405 it retries five times, about 6 s,
+    before it does; a 400 fails its turn. Over HTTP every request gets what this proxy is
+    for: compression, the cache, limits, budget and usage. A relayed socket would carry each
+    turn as frames that this pipeline would have to parse anew, for no saving the HTTP path
+    does not give."""
+    upgrade = request.headers.get("upgrade", "").lower()
+    if upstream_path == "/v1/responses" and request.method == "GET" and "websocket" in upgrade:
+        raise ProxyError(426, "Headroom serves the Responses API over HTTP: use POST /v1/responses "
+                              "(WebSocket transport is not supported)", "websocket_not_supported")
+    provider = provider_for_path(upstream_path, request.headers)
+    return await proxy_request(request, provider, upstream_path, llm_call=False)
+
+
+for _path, _upstream_path in _LLM_PATHS.items():
+    bp.add_route(partial(llm_path_other_method, upstream_path=_upstream_path), _path, methods=_NOT_POST,
+                 name="other_methods" + _path.replace("/", "_"))
+
+
+@bp.route("/chat/completions/<rest:path>", methods=_ALL_METHODS, name="openai_chat_unversioned_passthrough")
+@bp.route("/responses/<rest:path>", methods=_ALL_METHODS, name="openai_responses_unversioned_passthrough")
+async def unversioned_passthrough(request: Request, rest: str):
+    """``/responses/{id}``, ``/chat/completions/{id}`` … for clients configured without ``/v1``."""
+    prefix = "/v1/chat/completions" if request.path.startswith("/chat/") else "/v1/responses"
+    return await proxy_request(request, OPENAI, f"{prefix}/{rest}", llm_call=False)
 
 
 @bp.route("/v1/<rest:path>", methods=_ALL_METHODS, name="passthrough")

@@ -7,6 +7,13 @@ network cuts the stream must not matter: a CR that is the last byte received may
 first half of a CRLF, so it only counts as a line end once the next byte has arrived, or
 the stream has ended. Splitting therefore gives the same events whatever the chunk
 boundaries were, and the bytes themselves are never changed.
+
+An event is held until it is complete, so its size is bounded: :data:`MAX_EVENT_BYTES`
+(16 MiB) is far above any real event (a delta is a few bytes to a few KiB; the largest,
+Responses' ``response.completed``, repeats the whole answer, and a non-streamed answer may
+take ``--max-response-mb``, 64 MiB by default, of which an answer's text is a small part),
+and far below what would hurt a worker. :class:`EventBuffer` raises :class:`EventTooLong`
+past it and the relay ends the stream with the provider's error event.
 """
 
 from __future__ import annotations
@@ -16,6 +23,17 @@ import re
 _EOL_RUN = re.compile(rb"[\r\n]+")
 _CR = 0x0D
 _EOL_BYTES = (0x0A, 0x0D)
+
+MAX_EVENT_BYTES = 16 * 1024 * 1024
+"""The most bytes an unfinished event (or a line of it) may take while it waits for its end."""
+
+
+class EventTooLong(ValueError):
+    """The upstream sent more than the bound without ending an event."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"an SSE event grew past {limit} bytes without ending")
+        self.limit = limit
 
 
 def _last_end(data: bytes | bytearray, start: int, final: bool, has_cr: bool = True) -> int:
@@ -86,9 +104,10 @@ def _event_ends(data: bytes):
 class EventBuffer:
     """Collects a stream's bytes as they arrive and hands back whole events only."""
 
-    __slots__ = ("_has_cr", "_pending", "_searched")
+    __slots__ = ("_has_cr", "_limit", "_pending", "_searched")
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = MAX_EVENT_BYTES) -> None:
+        self._limit = limit  # the most bytes held for an unfinished event
         # One byte of context first: the byte before the pending ones (a stream starts at the
         # beginning of a line). Appended to in place: a long event in many chunks stays linear.
         self._pending = bytearray(b"\n")
@@ -96,7 +115,8 @@ class EventBuffer:
         self._has_cr = False  # whether _pending holds a CR (most streams never send one)
 
     def push(self, chunk: bytes) -> bytes:
-        """Take in a chunk; return the events it completed (``b""`` if none)."""
+        """Take in a chunk; return the events it completed (``b""`` if none), or raise
+        :class:`EventTooLong` when the unfinished event left over is over the limit."""
         pending = self._pending
         pending += chunk
         if not self._has_cr and b"\r" in chunk:
@@ -110,6 +130,8 @@ class EventBuffer:
                 self._has_cr = b"\r" in pending
         # An end not yet seen may begin in the last bytes (a terminator split by the network).
         self._searched = max(1, len(pending) - 2)
+        if len(pending) > self._limit and not events:  # events it completed go out first
+            raise EventTooLong(self._limit)
         return events
 
     def close(self) -> tuple[bytes, bytes]:

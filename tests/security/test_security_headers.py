@@ -131,7 +131,7 @@ def test_retrieve_and_compress(proxy, upstream):
 def test_every_error_headroom_produces(proxy):
     responses = {
         "404 route": HTTP.get(f"{proxy.url}/nope", headers=ANTHROPIC),
-        "405 method": HTTP.get(f"{proxy.url}/v1/messages", headers=ANTHROPIC),
+        "405 method": HTTP.get(f"{proxy.url}/v1/compress", headers=ANTHROPIC),
         "400 not json": HTTP.post(f"{proxy.url}/v1/messages", content=b"{", headers=ANTHROPIC),
         "400 openai": HTTP.post(f"{proxy.url}/v1/chat/completions", content=b"[]", headers=OPENAI),
         "400 dot segment": HTTP.get(f"{proxy.url}/v1/%2e%2e/x", headers=OPENAI),
