@@ -55,7 +55,8 @@ def make_store(config: ProxyConfig) -> Store:
 
         return RedisStore(config.redis_url, cache_ttl=config.cache_ttl, cache_max_entries=config.cache_max_entries,
                           socket_timeout=config.redis_timeout, connect_timeout=config.redis_timeout)
-    return MemoryStore(cache_ttl=config.cache_ttl, cache_max_entries=config.cache_max_entries)
+    return MemoryStore(cache_ttl=config.cache_ttl, cache_max_entries=config.cache_max_entries,
+                       max_bytes=config.store_max_bytes)
 
 
 async def deployment_secret(config: ProxyConfig, store: Store) -> bytes:

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("redis")
 
-from headroom.state.keys import SECRET_KEY
+from headroom.state.keys import DUE_INDEX_KEY, SECRET_KEY
 from headroom.state.redis_store import RedisStore, redact_url
 from headroom.state.scripts import SCRIPTS
 from headroom.state.store import GuardRequest, StoreUnavailable
@@ -69,10 +69,15 @@ async def test_every_key_expires_or_is_bounded(redis_server):
         await store.shared_secret()
         keys = sorted(k.decode() for k in await store._run("KEYS", "*"))
         assert keys == sorted([SECRET_KEY, "hr:cache:_all:lru", "hr:cache:p:k", res.budget_key,
-                               "hr:rl:c0ffee:b"])
+                               "hr:rl:c0ffee:b", DUE_INDEX_KEY])
+        # Evictable kinds carry a TTL (volatile-lru may take them); protected ones do not, and
+        # the buckets and budget counters among them are listed in the due index instead.
+        protected = {SECRET_KEY, DUE_INDEX_KEY, res.budget_key, "hr:rl:c0ffee:b"}
         for key in keys:
             ttl = await store._run("PTTL", key)
-            assert ttl > 0 or key == SECRET_KEY, key
+            assert (ttl == -1) if key in protected else (ttl > 0), key
+        due = await store._run("ZRANGE", DUE_INDEX_KEY, 0, -1)
+        assert sorted(k.decode() for k in due) == sorted([res.budget_key, "hr:rl:c0ffee:b"])
         assert all(k.startswith("hr:") and len(k.split(":")) >= 4 for k in keys)
     finally:
         await store.close()
