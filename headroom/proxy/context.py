@@ -42,6 +42,7 @@ class ProxyContext:
     request_log: RequestLog | None
     model: ModelClient | None  # the LLMLingua model server (--llmlingua)
     inflight: InFlightBytes  # request bytes this worker holds (--max-inflight-mb)
+    draining: bool = False  # set when the worker begins to stop: /readyz answers 503 from then on
 
 
 def context_of(target: Request | Sanic) -> ProxyContext:
