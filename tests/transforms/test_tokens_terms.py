@@ -53,7 +53,7 @@ def test_unavailable_encoding_gives_labelled_estimates_and_one_warning(fresh_tok
 
 def test_a_hanging_download_does_not_hang_requests(fresh_tokens):
     fresh_tokens.setattr(tokens, "LOAD_TIMEOUT_S", 0.05)
-    fresh_tokens.setattr(tokens, "_load_encoding", lambda: time.sleep(2))
+    fresh_tokens.setattr(tokens, "_load_encoding", lambda: time.sleep(2))  # a slow load: the behaviour under test
     start = time.monotonic()
     assert tokens.count_tokens("abcd" * 10) == 10
     assert time.monotonic() - start < 1 and tokens.is_estimate()
