@@ -114,6 +114,12 @@ def own_redis():
     yield from _running_redis()
 
 
+@pytest.fixture(scope="module")
+def module_redis():
+    """A redis-server for one test module (whose dump then holds that module's traffic only)."""
+    yield from _running_redis()
+
+
 @pytest.fixture(scope="session")
 def lingua_model(tmp_path_factory) -> Path:
     """A tiny LLMLingua-2-shaped model folder (real BERT token classifier, built in seconds)."""

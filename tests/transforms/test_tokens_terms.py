@@ -66,7 +66,7 @@ def test_offline_the_warning_is_one_line_with_the_fix(tmp_path):
 
 def test_a_hanging_download_does_not_hang_requests(fresh_tokens):
     fresh_tokens.setattr(tokens, "LOAD_TIMEOUT_S", 0.05)
-    fresh_tokens.setattr(tokens, "_load_encoding", lambda: time.sleep(2))
+    fresh_tokens.setattr(tokens, "_load_encoding", lambda: time.sleep(2))  # a slow load: the behaviour under test
     start = time.monotonic()
     assert tokens.count_tokens("abcd" * 10) == 10
     assert time.monotonic() - start < 1 and tokens.is_estimate()
