@@ -124,4 +124,5 @@ def test_llmlingua_model_folder_without_a_model(have_encodings, tmp_path):
 def test_a_bad_setting_is_one_line_and_exit_2():
     run = doctor("--port", "eighty")
     assert run.returncode == 2 and "Traceback" not in run.stderr
-    assert run.stderr.strip().splitlines()[-1].startswith("headroom doctor: error: argument --port:")
+    assert run.stderr.strip().splitlines() == [
+        "headroom: error: --port 'eighty': not a whole number from 1 to 65535 (see headroom doctor --help)"]
