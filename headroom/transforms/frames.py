@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-MAX_PERIOD = 8  # longest cycle looked for, in lines
+MAX_PERIOD = 36  # longest cycle looked for, in lines (Python 3.11: 3-line frames, 12 functions)
 MIN_REPEATS = 3  # a cycle must go round at least this often to be folded
 MIN_TRACE = 6  # shorter runs of frames are not worth a note
 # A frame line (Python, Java/Kotlin/Scala/JS, Go, "... 12 more"), or a fold note.

@@ -34,6 +34,10 @@ _NEAR_FULL = 90.0  # a percentage at or above this is a resource running out
 _NEAR_FULL_SHARE = 0.2  # unless that many rows are: then it is normal here
 
 
+def _tab_cells(line: str) -> list[str]:
+    return line.split("\t")
+
+
 def _cells(line: str) -> list[str]:
     if line.startswith("|"):
         return [c.strip() for c in line.strip().strip("|").split("|")]
@@ -63,6 +67,8 @@ def _near_full(name: str, values: list, numbers: list) -> list[tuple[int, int]]:
 
 def _layout(lines: list[str]):
     """(index of the first row, column names, row splitter)."""
+    if "\t" in lines[0]:  # tab-separated: the first line may be a header or a row (du)
+        return 1, _tab_cells(lines[0]), _tab_cells
     layout = aligned.find(lines)
     if layout is not None:
         return layout.first_row, list(layout.names), layout.cells
