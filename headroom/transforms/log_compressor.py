@@ -8,7 +8,8 @@ recursion cycles to one pass and a count, a trace logged again to its first and 
 Lossy, only for output still longer than ``lossy_min_chars``: keep the head and tail (the
 command and its summary), every error/warning line with a little context (of an error logged
 over and over, its first two and its last occurrence), whole stack traces and pytest failure
-sections, and every line with a selective question term. Each run of
+sections, and every line with a selective question term (with the whole record it belongs to, where
+the output is made of records: :mod:`records`). Each run of
 dropped lines becomes one note with its size and its most common line shape, and a CCR marker
 on the first line gives the retrieval key.
 """
@@ -19,7 +20,7 @@ import re
 from bisect import bisect_left
 from collections import Counter
 
-from headroom.transforms import ccr, frames
+from headroom.transforms import ccr, frames, records
 from headroom.transforms.base import Compressed, Context
 from headroom.transforms.scan import Joined
 from headroom.transforms.select import ERROR_WORDS, gaps, term_hits
@@ -175,7 +176,11 @@ def compress(text: str, ctx: Context) -> Compressed | None:
         joined = Joined(lines)
         errors = _error_lines(lines, joined)
         keep |= _important(lines, ctx, joined, errors)
-        keep.update(term_hits(lines, ctx.terms, lim))
+        record_starts = records.starts(lines)
+        if record_starts:
+            keep |= records.matching(lines, record_starts, ctx.terms, lim)
+        else:
+            keep.update(term_hits(lines, ctx.terms, lim))
         kept = sorted(keep)
         holes = gaps(kept, n)
         omitted = sum(stop - start for start, stop in holes)
