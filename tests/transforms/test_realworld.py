@@ -39,8 +39,8 @@ def test_nothing_grows_and_the_sample_saves_most_tokens(sample):
     _, trials = sample
     assert all(t.tokens_after <= t.tokens_before for t in trials)
     total = realworld.KindReport("all", trials)
-    assert total.saved >= 0.4, realworld.table(trials, realworld.CHECK_SEED)
-    assert total.in_context >= 0.8 * total.needles, realworld.table(trials, realworld.CHECK_SEED)
+    assert total.saved >= 0.7, realworld.table(trials, realworld.CHECK_SEED)
+    assert total.in_context >= 0.95 * total.needles, realworld.table(trials, realworld.CHECK_SEED)
 
 
 def test_the_same_output_and_question_compress_to_the_same_bytes(sample):
