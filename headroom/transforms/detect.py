@@ -26,7 +26,8 @@ class Kind(str, Enum):
     JSON = "json"
     LOG = "log"
     SEARCH = "search"
-    CODE = "code"  # source code, file reads, diffs: never changed
+    CODE = "code"  # source code, file reads: never changed
+    DIFF = "diff"  # a command's unified diff (a patch file read as a file is CODE)
     TABLE = "table"
     TEXT = "text"
 
@@ -220,8 +221,10 @@ def _detect_output(text: str, hint: str) -> Detection:
     lines = [line for line in _sample(text.split("\n")) if line.strip()]
     if not lines:
         return Detection(Kind.TEXT)
-    if _numbered_file(lines) or (_share(lines, _DIFF) > 0.02 and _DIFF.match(lines[0])):
+    if _numbered_file(lines):
         return Detection(Kind.CODE)
+    if _share(lines, _DIFF) > 0.02 and (_DIFF.match(lines[0]) or lines[0].startswith("commit ")):
+        return Detection(Kind.DIFF)
     grep_share = _share(lines, _GREP_LINE)
     if grep_share > 0.6 or (hint == "search" and grep_share > 0.3):
         return Detection(Kind.SEARCH)

@@ -254,5 +254,6 @@ def test_detection_by_tool_name_and_content():
     assert detect(table, "Bash").kind is Kind.TABLE
     assert detect("Plain prose about the API. " * 50, "WebFetch").kind is Kind.TEXT
     diff = "diff --git a/x.py b/x.py\n--- a/x.py\n+++ b/x.py\n@@ -1,2 +1,2 @@\n-a\n+b\n"
-    assert detect(diff * 5, "Bash").kind is Kind.CODE
+    assert detect(diff * 5, "Bash").kind is Kind.DIFF  # a command's diff: the diff compressor
+    assert detect(diff * 5, "Read").kind is Kind.CODE  # a patch file read as a file: exact
     assert detect("not json {", None).kind is Kind.TEXT
