@@ -54,6 +54,7 @@ class Output:
     command: str  # the shell command as the agent ran it (detection reads it)
     content: str
     questions: tuple[Question, ...]
+    tool: str = "Bash"  # another tool (WebFetch) takes ``command`` as its URL
 
 
 def _run(args: list[str] | str, cwd: Path | str = REPO, stdin: str | None = None, shell: bool = False,
@@ -459,6 +460,35 @@ def gen_man(rng: random.Random, k: int, pages: tuple[str, ...] = ("find", "git-l
         yield Output(f"prose:man:{page}", f"man {page}", text, tuple(questions))
 
 
+# --- prose: package documentation fetched as a web page --------------------------------------
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
+
+
+def gen_docs(rng: random.Random, k: int, pages: int = 4) -> Iterator[Output]:
+    """Installed packages' long descriptions (their PyPI pages' text: Markdown or reST) as a
+    fetch tool returns them; questions about sentences, named by their two rarest long words."""
+    from importlib import metadata
+
+    docs = {}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"] or ""
+        text = dist.metadata.get_payload() or dist.metadata.get("Description") or ""
+        if 8_000 <= len(text) <= MAX_CHARS and name and not name.startswith("headroom"):
+            docs[name.lower()] = text
+    for name in _pick(rng, sorted(docs), pages):
+        text = docs[name]
+        sentences = [s for line in text.split("\n") if len(line) > 50 and line[:1].isalpha()
+                     for s in _SENTENCE.split(line.strip()) if 40 <= len(s) <= 300]
+        questions = []
+        for sentence in _pick(rng, [s for s in sentences if text.count(s) == 1], k):
+            words = sorted({w for w in _WORD.findall(sentence) if len(w) >= 6}, key=lambda w: (text.count(w), w))[:2]
+            if len(words) == 2:
+                questions.append(Question(f"What does the {name} documentation say about {words[0]} and "
+                                          f"{words[1]}?", (sentence,)))
+        yield Output(f"prose:docs:{name}", f"https://pypi.org/project/{name}/", text, tuple(questions), "WebFetch")
+
+
 # --- JSON: package metadata, sysconfig, package.json --------------------------------------------
 
 
@@ -586,7 +616,7 @@ def gen_logs(rng: random.Random, k: int) -> Iterator[Output]:
 GENERATORS: dict[str, Callable[[random.Random, int], Iterator[Output]]] = {
     "ps": gen_ps, "ls": gen_ls, "du": gen_du, "wc": gen_wc, "find": gen_find, "getconf": gen_getconf,
     "csv": gen_csv, "git_log": gen_git_log, "stanzas": gen_stanzas, "python": gen_python_crashes,
-    "node": gen_node_crashes, "man": gen_man, "json": gen_json, "diff": gen_diff, "logs": gen_logs,
+    "node": gen_node_crashes, "man": gen_man, "docs": gen_docs, "json": gen_json, "diff": gen_diff, "logs": gen_logs,
 }
 #: Cheap generators (a few seconds in all) for the test suite's bounded sample.
 SAMPLE = ("ps", "ls", "du", "find", "git_log", "python", "json", "logs")
@@ -668,7 +698,8 @@ async def judge(outputs: list[Output]) -> list[Trial]:
     for output in outputs:
         before = count_tokens(output.content)
         for question in output.questions:
-            case = Case(name=output.kind, tool="Bash", tool_input={"command": output.command},
+            tool_input = {"command": output.command} if output.tool == "Bash" else {"url": output.command}
+            case = Case(name=output.kind, tool=output.tool, tool_input=tool_input,
                         content=output.content, question=question.text, answers=question.needles)
             new_body, receipt = await run_pipeline(body_for(case), "anthropic", MemoryStore(), "realworld")
             text = tool_output(new_body, "anthropic") if new_body is not None else output.content
