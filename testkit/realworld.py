@@ -432,6 +432,84 @@ def gen_node_crashes(rng: random.Random, k: int) -> Iterator[Output]:
             yield Output(f"trace:node:{name}", f"node {name}.js", text, tuple(questions))
 
 
+_JAVA_CRASHES = {
+    "Boot": """
+public class Boot {
+    static void load(String path) throws Exception { throw new java.io.FileNotFoundException(path); }
+    static void start() {
+        try { load("/srv/app/config/tenant-4471.yaml"); }
+        catch (Exception e) { throw new IllegalStateException("service failed to start", e); }
+    }
+    public static void main(String[] args) {
+        for (int i = 0; i < 300; i++)
+            System.out.println("[worker] warmed cache shard " + i + " (" + (i * 37 % 101) + " keys)");
+        try { start(); } catch (RuntimeException e) { throw new RuntimeException("boot aborted after 3 attempts", e); }
+    }
+}
+""",
+    "Walk": """
+public class Walk {
+    static int even(int n) { return odd(n + 1) + 1; }
+    static int odd(int n) { return even(n + 1) + 1; }
+    public static void main(String[] args) { System.out.println(even(0)); }
+}
+""",
+}
+
+
+def gen_java_crashes(rng: random.Random, k: int) -> Iterator[Output]:
+    """Java programs that fail (a chain of causes after a long log; a mutual recursion's
+    StackOverflowError): the final exception and every ``Caused by:`` line are the needles."""
+    if not (shutil.which("javac") and shutil.which("java")):
+        return
+    with tempfile.TemporaryDirectory(prefix="headroom-crash-") as tmp:
+        for name, source in _JAVA_CRASHES.items():
+            (Path(tmp) / f"{name}.java").write_text(source.lstrip())
+        _run(["javac", *(f"{name}.java" for name in _JAVA_CRASHES)], cwd=tmp)
+        for name in _JAVA_CRASHES:
+            text = _run(["java", "-Xss512k", "-cp", tmp, name], cwd=tmp)
+            lines = text.split("\n")
+            causes = [line.strip() for line in lines if line.startswith(("Exception in thread", "Caused by: "))]
+            questions = [Question(f"Why did {name} crash?", (causes[0],))] if causes else []
+            questions += [Question(f"What caused the failure of {name}?", (c,)) for c in _pick(rng, causes[1:], k)]
+            frames = sorted({line.strip() for line in lines if line.startswith("\tat ")})
+            for frame in _pick(rng, frames, 1):
+                questions.append(Question(f"Which method of {name} is in the stack trace, at which line?", (frame,)))
+            yield Output(f"trace:java:{name}", f"java {name}", text, tuple(questions))
+
+
+_RUST_CRASH = """
+fn parse(depth: u32, input: &str) -> u32 {
+    if depth > 24 { let shards: Vec<u32> = vec![]; return shards[depth as usize]; }
+    parse(depth + 1, input) + 1
+}
+fn main() {
+    for i in 0..300 { println!("[worker] warmed cache shard {} ({} keys)", i, i * 37 % 101); }
+    println!("{}", parse(0, "order ORD-88213"));
+}
+"""
+
+
+def gen_rust_crashes(rng: random.Random, k: int) -> Iterator[Output]:
+    """A Rust panic with ``RUST_BACKTRACE=1`` (numbered frames, a recursion): the panic line and
+    its message are the needles."""
+    if not shutil.which("rustc"):
+        return
+    with tempfile.TemporaryDirectory(prefix="headroom-crash-") as tmp:
+        (Path(tmp) / "shards.rs").write_text(_RUST_CRASH.lstrip())
+        _run(["rustc", "-g", "-o", "shards", "shards.rs"], cwd=tmp)
+        if not (Path(tmp) / "shards").exists():
+            return
+        text = _run(["./shards"], cwd=tmp, env={**os.environ, "RUST_BACKTRACE": "1"}).replace(tmp, "/home/dev/shards")
+        lines = text.split("\n")
+        panic = next((i for i, line in enumerate(lines) if " panicked at " in line), None)
+        if panic is None or panic + 1 >= len(lines):
+            return
+        questions = [Question("Why did shards panic?", (lines[panic + 1].strip(),)),
+                     Question("Where did shards panic?", (lines[panic].split(" panicked at ")[1].strip(),))]
+        yield Output("trace:rust:shards", "RUST_BACKTRACE=1 ./shards", text, tuple(questions[:max(1, k)]))
+
+
 # --- prose: man pages --------------------------------------------------------------------------
 
 _OPTION = re.compile(r"^\s{4,}(--?[a-zA-Z][\w-]*)")
@@ -616,7 +694,8 @@ def gen_logs(rng: random.Random, k: int) -> Iterator[Output]:
 GENERATORS: dict[str, Callable[[random.Random, int], Iterator[Output]]] = {
     "ps": gen_ps, "ls": gen_ls, "du": gen_du, "wc": gen_wc, "find": gen_find, "getconf": gen_getconf,
     "csv": gen_csv, "git_log": gen_git_log, "stanzas": gen_stanzas, "python": gen_python_crashes,
-    "node": gen_node_crashes, "man": gen_man, "docs": gen_docs, "json": gen_json, "diff": gen_diff, "logs": gen_logs,
+    "node": gen_node_crashes, "java": gen_java_crashes, "rust": gen_rust_crashes, "man": gen_man,
+    "docs": gen_docs, "json": gen_json, "diff": gen_diff, "logs": gen_logs,
 }
 #: Cheap generators (a few seconds in all) for the test suite's bounded sample.
 SAMPLE = ("ps", "ls", "du", "find", "git_log", "python", "json", "logs")

@@ -114,6 +114,66 @@ def fold_repeated_traces(lines: list[str]) -> list[str]:
     return out
 
 
+_NUMBERED = re.compile(r"^(\s*)(\d+): ")  # a numbered frame: Rust's "  12: main::parse"
+
+
+def renumber(line: str, step: int) -> str:
+    """A numbered frame line with its number raised by ``step``, right-aligned in the same width."""
+    match = _NUMBERED.match(line)
+    if match is None:
+        return line
+    field = match.group(1) + match.group(2)
+    return str(int(match.group(2)) + step).rjust(len(field)) + line[len(field):]
+
+
+def fold_numbered_cycles(lines: list[str]) -> list[str]:
+    """Recursion in a backtrace whose frames are numbered (Rust's ``RUST_BACKTRACE=1``: the
+    same two lines again and again, only the frame number counting up): the block once and
+    ``[… previous 2 lines repeated 23 more times, frame numbers counting up by 1]``. Only
+    where every repeat is exactly the block renumbered (:func:`renumber`), so the note expands
+    back to the very lines."""
+    n = len(lines)
+    matches = [_NUMBERED.match(line) for line in lines]
+    numbered = [m is not None for m in matches]
+    if sum(numbered) < 2 * MIN_REPEATS:
+        return lines
+    keys = [line[m.end(2):] if m else line for line, m in zip(lines, matches)]  # the line less its number
+    gap = [0] * n  # distance to the next line with the same key (0: none): the candidate periods
+    seen: dict[str, int] = {}
+    for i in range(n - 1, -1, -1):
+        j = seen.get(keys[i])
+        if j is not None:
+            gap[i] = j - i
+        seen[keys[i]] = i
+    out: list[str] = []
+    i = 0
+    while i < n:
+        found = None
+        k = gap[i] if numbered[i] else 0
+        while 0 < k <= MAX_PERIOD and i + MIN_REPEATS * k <= n:
+            if keys[i + 2 * k] == keys[i]:
+                step = sum(numbered[i:i + k])
+                repeats = 1
+                while i + (repeats + 1) * k <= n and all(
+                        lines[i + repeats * k + j] == renumber(lines[i + j], repeats * step) for j in range(k)):
+                    repeats += 1
+                if repeats >= MIN_REPEATS:
+                    found = (k, step, repeats)
+                    break
+            k = k + gap[i + k] if gap[i + k] else 0
+        if found is None:
+            out.append(lines[i])
+            i += 1
+            continue
+        k, step, repeats = found
+        out.extend(lines[i:i + k])
+        out.append(f"{_note_indent(lines[i])}[\u2026 previous {k} lines repeated {repeats - 1} more times, "
+                   f"frame numbers counting up by {step}]")
+        i += repeats * k
+    return out
+
+
 def fold(lines: list[str]) -> list[str]:
-    """Repeated traces first (whole runs compare equal), then cycles inside what is left."""
-    return fold_cycles(fold_repeated_traces(lines))
+    """Repeated traces first (whole runs compare equal), then cycles inside what is left, then
+    cycles of numbered frames."""
+    return fold_numbered_cycles(fold_cycles(fold_repeated_traces(lines)))
