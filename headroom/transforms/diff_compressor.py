@@ -117,14 +117,15 @@ def _chosen(lines: list[str], hunks: list[Hunk], ctx: Context) -> dict[int, set[
     return {h: words[h] for h in ranked[:MAX_KEPT_HUNKS]}
 
 
-def _kept_lines(lines: list[str], hunk: Hunk, words: set[str], ctx: Context) -> set[int]:
+def _kept_lines(lines: list[str], hunk: Hunk, ctx: Context) -> set[int]:
     """The lines of a chosen hunk to keep: all of them, or for a long hunk its head and the
     lines around its matches."""
     if hunk.stop - hunk.start <= MAX_HUNK_LINES:
         return set(range(hunk.start, hunk.stop))
     keep = set(range(hunk.start, hunk.start + HEAD_LINES))
-    scan = tuple(w for w in ctx.terms.scan_words if w[0] in words)
-    inner = Joined(lines[hunk.start:hunk.stop]).texts_with(scan)
+    # Inside the chosen hunk every question word counts, even one too common to choose hunks by
+    # ("return"): the question is about this hunk, and the word says where in it.
+    inner = Joined(lines[hunk.start:hunk.stop]).texts_with(ctx.terms.scan_words)
     for i in sorted(inner)[: ctx.limits.max_matches]:
         at = hunk.start + i
         keep.update(range(max(hunk.start, at - AROUND), min(hunk.stop, at + AROUND + 1)))
@@ -181,7 +182,7 @@ def compress(text: str, ctx: Context) -> Compressed | None:
     for index, hunk in enumerate(hunks):
         keep.difference_update(range(hunk.start + 1, hunk.stop))
         if index in chosen:
-            keep |= _kept_lines(lines, hunk, chosen[index], ctx)
+            keep |= _kept_lines(lines, hunk, ctx)
     keep -= _dropped_headers(lines, hunks, chosen)
     omitted = len(lines) - len(keep)
     if omitted == 0:
