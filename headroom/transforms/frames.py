@@ -11,6 +11,9 @@ Two kinds of repetition cost most of a failing program's output:
   first and last frame (where it was called from, where it failed) and says how many lines
   in between are the same as in the earlier trace. Exception lines are never folded: they
   are not frames, and they carry the message that differs.
+* **Goroutine dumps.** A Go panic with ``GOTRACEBACK=all`` prints every goroutine; workers
+  parked on the same channel print the same block but for its number. The first stays, the
+  others become one note listing their numbers (:func:`fold_goroutines`).
 
 Both are pure functions of the lines, so the same output folds to the same bytes.
 """
@@ -173,7 +176,66 @@ def fold_numbered_cycles(lines: list[str]) -> list[str]:
     return out
 
 
+_GOROUTINE = re.compile(r"^goroutine (\d+) (\[.*\]:)$")
+_GO_FRAME = re.compile(r"^(?:\s|created by |[\w./*()\[\]\-]+\(.*\)$)")  # file:line lines are indented
+
+
+def _id_ranges(ids: list[int]) -> str:
+    """``[19, 20, 21, 40]`` → ``19-21, 40`` (the order kept: a range only where ids count up by one)."""
+    parts: list[str] = []
+    start = prev = ids[0]
+    for x in ids[1:] + [None]:
+        if x is not None and x == prev + 1:
+            prev = x
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if x is not None:
+            start = prev = x
+    return ", ".join(parts)
+
+
+def fold_goroutines(lines: list[str]) -> list[str]:
+    """A Go goroutine dump (a panic with ``GOTRACEBACK=all``, a ``SIGQUIT``): forty workers
+    blocked on the same channel print forty blocks that differ only in their number. Blocks
+    (``goroutine N [state]:`` and its frames) that follow one another, a blank line apart, and equal the first
+    but for N become one note after the first: ``[… 39 more goroutines identical to goroutine 18
+    but for their numbers: 19-57]``. Each id in the note stands for a blank line and the block
+    with that number, in that order, so the note expands back to the very lines."""
+    heads = [i for i, line in enumerate(lines) if line.startswith("goroutine ") and _GOROUTINE.match(line)]
+    if len(heads) < MIN_REPEATS:
+        return lines
+    blocks: dict[int, tuple[int, int, tuple[str, ...]]] = {}  # head → (id, stop, the block less its id)
+    for i in heads:
+        j = i + 1
+        while j < len(lines) and lines[j] and _GO_FRAME.match(lines[j]):
+            j += 1
+        match = _GOROUTINE.match(lines[i])
+        blocks[i] = (int(match.group(1)), j, (match.group(2), *lines[i + 1:j]))
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        if i not in blocks:
+            out.append(lines[i])
+            i += 1
+            continue
+        first_id, stop, body = blocks[i]
+        ids: list[int] = []
+        nxt = stop + 1  # a twin starts right after the blank line that ends this block
+        while stop < len(lines) and not lines[stop] and nxt in blocks and blocks[nxt][2] == body:
+            ids.append(blocks[nxt][0])
+            stop = blocks[nxt][1]
+            nxt = stop + 1
+        out.extend(lines[i:blocks[i][1]])
+        if len(ids) >= MIN_REPEATS - 1:
+            out.append(f"[\u2026 {len(ids)} more goroutines identical to goroutine {first_id} but for their numbers: "
+                       f"{_id_ranges(ids)}]")
+            i = stop
+        else:
+            i = blocks[i][1]
+    return out
+
+
 def fold(lines: list[str]) -> list[str]:
-    """Repeated traces first (whole runs compare equal), then cycles inside what is left, then
-    cycles of numbered frames."""
-    return fold_numbered_cycles(fold_cycles(fold_repeated_traces(lines)))
+    """Goroutine dumps first (whole blocks compare equal but for their number), repeated traces
+    (whole runs compare equal), then cycles inside what is left, then cycles of numbered frames."""
+    return fold_numbered_cycles(fold_cycles(fold_repeated_traces(fold_goroutines(lines))))

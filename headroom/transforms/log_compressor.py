@@ -26,14 +26,21 @@ from headroom.transforms.scan import Joined
 from headroom.transforms.select import ERROR_WORDS, gaps, term_hits
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
-_TRACE_START = re.compile(r"^\s*(?:Traceback \(most recent call last\)|panic:|goroutine \d+ \[)")
+# Python (an exception group's boxes: "  + Exception Group Traceback", "    | Traceback"), Go, .NET, Java
+_TRACE_START = re.compile(
+    r"^[\s+|]*(?:(?:Exception Group )?Traceback \(most recent call last\)|panic:|fatal error:|goroutine \d+ \["
+    r"|Stack overflow\.|Unhandled exception\. |Exception in thread \")"
+)
+# Inside a Go trace the function lines are not indented (only their file:line lines are).
+_GO_TRACE_LINE = re.compile(r"^(?:goroutine \d+ \[|created by |[\w./*()\[\]\-]+\(.*\)$|\[\u2026 \d+ more goroutines)")
 _TRACE_LINE = re.compile(
     r"^\s+(?:at |File \"|\.\.\. \d+ more|Caused by|/\S+\.go:\d+|\^+$|\[\u2026 |\[Previous line repeated)"
 )
 _SECTION = re.compile(r"^=+ ?(FAILURES|ERRORS|short test summary info) ?=+$")
 _ANY_SECTION = re.compile(r"^=+ .* =+$")
 _MAX_SECTION = 400
-_TRACE_WORDS = (("traceback (most recent call last)", ""), ("panic:", ""), ("goroutine ", ""))
+_TRACE_WORDS = (("traceback (most recent call last)", ""), ("panic:", ""), ("goroutine ", ""), ("fatal error:", ""),
+                ("stack overflow.", ""), ("unhandled exception. ", ""), ("exception in thread \"", ""))
 _TRACE_CONT = ("During handling", "The above exception")
 _SECTION_WORDS = (("failures =", ""), ("errors =", ""))
 MIN_SAVING = 0.05
@@ -85,7 +92,9 @@ def _important(lines: list[str], ctx: Context, joined: Joined, errors: list[int]
     for i in sorted(joined.texts_with(_TRACE_WORDS)):
         if _TRACE_START.match(lines[i]):
             j = i + 1
-            while j < n and (not lines[j] or lines[j][0].isspace() or lines[j].startswith(_TRACE_CONT)):
+            while j < n and j - i < _MAX_SECTION and (not lines[j] or lines[j][0].isspace()
+                                                      or lines[j].startswith(_TRACE_CONT)
+                                                      or _GO_TRACE_LINE.match(lines[j])):
                 j += 1
             keep.update(range(i, min(n, j + 1)))  # through the exception line
     for i in sorted(joined.texts_with(_SECTION_WORDS)):

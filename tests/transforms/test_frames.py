@@ -17,6 +17,34 @@ _CYCLE = re.compile(r"^\s*\[\u2026 previous (\d+) lines repeated (\d+) more time
 _NUMBERED_CYCLE = re.compile(r"^\s*\[\u2026 previous (\d+) lines repeated (\d+) more times, "
                              r"frame numbers counting up by (\d+)\]$")
 _SAME = re.compile(r"^\s*\[\u2026 (\d+) lines identical to the earlier trace\]$")
+_GOROUTINES = re.compile(r"^\[\u2026 (\d+) more goroutines identical to goroutine (\d+) but for their numbers: (.+)\]$")
+
+
+def _ids(ranges: str) -> list[int]:
+    out: list[int] = []
+    for part in ranges.split(", "):
+        first, _, last = part.partition("-")
+        out.extend(range(int(first), int(last or first) + 1))
+    return out
+
+
+def unfold_goroutines(lines: list[str]) -> list[str]:
+    """Each id of a goroutine note: a blank line and the named goroutine's block with that id."""
+    out: list[str] = []
+    for line in lines:
+        note = _GOROUTINES.match(line)
+        if not note:
+            out.append(line)
+            continue
+        head = max(i for i, x in enumerate(out) if x.startswith(f"goroutine {note.group(2)} ["))
+        block = out[head:]
+        ids = _ids(note.group(3))
+        assert len(ids) == int(note.group(1))
+        for gid in ids:
+            out.append("")
+            out.append(f"goroutine {gid} " + block[0].split(" ", 2)[2])
+            out.extend(block[1:])
+    return out
 
 
 def unfold(lines: list[str]) -> list[str]:
@@ -51,7 +79,7 @@ def unfold(lines: list[str]) -> list[str]:
             out.extend(out[start + 1:start + 1 + count])
         else:
             out.append(line)
-    return out
+    return unfold_goroutines(out)
 
 
 def python_recursion(cycles: int = 300) -> list[str]:
