@@ -235,6 +235,34 @@ def fold_goroutines(lines: list[str]) -> list[str]:
     return out
 
 
+_NOTE = re.compile(r"^\s*\[\u2026 (?:previous (\d+) lines repeated (\d+) more times"
+                   r"|(\d+) lines identical to the earlier trace\]$"
+                   r"|(\d+) more goroutines identical to goroutine (\d+) )")
+
+
+def spans(folded: list[str]) -> list[int]:
+    """How many lines of the unfolded text each line of :func:`fold`'s output stands for (1, or a
+    note's count), so that a later cut can name the *original* lines it leaves out. Read off the
+    notes in one pass: a cycle's note stands for its block (the lines just before it, themselves
+    possibly notes) that many more times. A line of the input that only looks like a note would
+    make the sum wrong; callers check ``sum(spans(out)) == len(lines)`` before trusting it."""
+    out: list[int] = []
+    for i, line in enumerate(folded):
+        note = _NOTE.match(line) if "[\u2026 " in line else None
+        if note is None:
+            out.append(1)
+        elif note.group(1):
+            k, more = int(note.group(1)), int(note.group(2))
+            out.append(more * sum(out[-k:]) if k <= len(out) else 1)
+        elif note.group(3):
+            out.append(int(note.group(3)))
+        else:
+            head = f"goroutine {note.group(5)} ["
+            h = next((j for j in range(i - 1, -1, -1) if folded[j].startswith(head)), None)
+            out.append(1 if h is None else int(note.group(4)) * (2 + sum(out[h + 1:i])))
+    return out
+
+
 def fold(lines: list[str]) -> list[str]:
     """Goroutine dumps first (whole blocks compare equal but for their number), repeated traces
     (whole runs compare equal), then cycles inside what is left, then cycles of numbered frames."""

@@ -6,7 +6,8 @@ they are. Big tables are trimmed like JSON arrays: any preamble (``total 48``) a
 once, head and tail rows, rows with rare values in a column (one pod in ``CrashLoopBackOff``
 among 80 ``Running``), numeric outliers (a process at 99% CPU, a 40 GB file), near-full
 percentages (a disk at ``100%``), rows with failure words and rows with a selective question
-term survive; gaps are noted in place and a CCR marker gives the key to the full table.
+term survive; gaps are noted in place, naming the lines of the original they stand for
+(``… 135 rows omitted: lines 7–141``), and a CCR marker gives the key to the full table.
 Columns come from :mod:`aligned` (header alignment), or from two-space or ``|`` separators.
 """
 
@@ -104,14 +105,20 @@ def _trim(lines: list[str], start: int, header: list[str], split, ctx: Context) 
     anomalies = rank_anomalies(scored, lim.max_anomalies)
     kept = keep_indices(len(rows), lim.head_items, lim.tail_items, anomalies, term_hits(rows, ctx.terms, lim))
     holes = gaps(kept, len(rows))
-    omitted = sum(stop - first for first, stop in holes)
+    out = lines[:start]
+    last = omitted = 0
+    for a, b in holes:  # rows[a:b] are lines start + a + 1 .. start + b of the original, 1-based
+        out.extend(rows[last:a])
+        where = f"line {start + a + 1}" if b - a == 1 else f"lines {start + a + 1}\u2013{start + b}"
+        note = f"\u2026 {b - a} rows omitted: {where}"
+        if sum(len(row) + 1 for row in rows[a:b]) <= len(note) + 1:
+            out.extend(rows[a:b])  # the rows cost no more than their note
+        else:
+            out.append(note)
+            omitted += b - a
+        last = b
     if not omitted:
         return None
-    out = [ccr.marker(omitted, len(rows), "rows", ctx.ccr_key)] + lines[:start]
-    last = 0
-    for a, b in holes:
-        out.extend(rows[last:a])
-        out.append(f"\u2026 {b - a} rows omitted")
-        last = b
+    out.insert(0, ccr.marker(omitted, len(rows), "rows", ctx.ccr_key))
     out.extend(rows[last:])
     return Compressed("\n".join(out), ("table:lossy",), omitted)
