@@ -290,6 +290,60 @@ def gen_stanzas(rng: random.Random, k: int) -> Iterator[Output]:
     yield Output("records:pip_show", "pip show " + " ".join(names), text, _stanza_questions(rng, text, "Name", k))
 
 
+_INI_ROOTS = (sysconfig.get_paths()["purelib"], "/usr/lib/python3/dist-packages",
+              "/usr/lib/google-cloud-sdk/platform/gsutil/third_party")
+_INI_LINE = re.compile(r"^([A-Za-z_][\w.\-]*)\s*=\s*(\S.*)$")
+
+
+def gen_ini(rng: random.Random, k: int, limit: int = 40_000) -> Iterator[Output]:
+    """INI sections as they are on disk (the ``setup.cfg`` / ``tox.ini`` / ``mypy.ini`` files of
+    installed packages), read with ``tail -n +1`` (a ``==> path <==`` line before each file):
+    questions name a key, its section and its file; the ``key = value`` line is the needle."""
+    files: list[Path] = []
+    for root in _INI_ROOTS:
+        for pattern in ("*/setup.cfg", "*/tox.ini", "*/mypy.ini"):
+            files.extend(sorted(Path(root).glob(pattern)))
+    chosen, size = [], 0
+    for path in _pick(rng, files, len(files)):
+        if size > limit:
+            break
+        chosen.append(str(path))
+        size += path.stat().st_size
+    if len(chosen) < 3:
+        return
+    text = _run(["tail", "-n", "+1", *chosen])
+    lines = text.split("\n")
+    candidates = []
+    where, section = "", ""
+    for line in lines:
+        if line.startswith("==> ") and line.endswith(" <=="):
+            where, section = line[4:-4], ""
+        elif line.startswith("[") and line.rstrip().endswith("]"):
+            section = line.strip()[1:-1]
+        elif section and _INI_LINE.match(line) and lines.count(line) == 1 and len(line) < 120:
+            candidates.append((where, section, line))
+    questions = tuple(Question(f"What is {_INI_LINE.match(line).group(1)} set to in the [{section}] section of "
+                               f"{where}?", (line.rstrip(),)) for where, section, line in _pick(rng, candidates, k))
+    yield Output("records:ini", "tail -n +1 " + " ".join(chosen), text, questions)
+
+
+def gen_apt_policy(rng: random.Random, k: int) -> Iterator[Output]:
+    """``apt-cache policy`` of many packages: a block per package (``name:``, indented
+    ``Installed:`` / ``Candidate:`` and a nested version table), the shape ``kubectl describe``
+    prints. (No ``systemctl status`` or ``kubectl describe`` here: no systemd, no cluster.)"""
+    if not shutil.which("apt-cache"):
+        return
+    packages = sorted(_run(["dpkg-query", "-W", "-f", "${Package}\n"]).split())
+    chosen = sorted(_pick(rng, packages, 80))
+    text = _run(["apt-cache", "policy", *chosen])
+    lines = text.split("\n")
+    questions = []
+    for i, line in enumerate(lines):
+        if line.startswith("  Installed: ") and i and lines[i - 1].endswith(":") and lines.count(line) == 1:
+            questions.append(Question(f"Which version of {lines[i - 1][:-1]} is installed?", (line.strip(),)))
+    yield Output("records:apt_policy", "apt-cache policy " + " ".join(chosen), text, tuple(_pick(rng, questions, k)))
+
+
 # --- traces: crashing Python and Node programs --------------------------------------------------
 
 _PY_CRASHES = {
@@ -510,6 +564,70 @@ def gen_rust_crashes(rng: random.Random, k: int) -> Iterator[Output]:
         yield Output("trace:rust:shards", "RUST_BACKTRACE=1 ./shards", text, tuple(questions[:max(1, k)]))
 
 
+_GO_CRASH = """
+package main
+
+import (
+	"fmt"
+	"sync"
+	"time"
+)
+
+type Shard struct {
+	ID   int
+	Keys []string
+}
+
+func worker(jobs <-chan int, wg *sync.WaitGroup) {
+	defer wg.Done()
+	for range jobs {
+	}
+}
+
+func lookup(shards []Shard, id int) string {
+	return shards[id].Keys[0]
+}
+
+func main() {
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	for i := 0; i < 40; i++ {
+		wg.Add(1)
+		go worker(jobs, &wg)
+	}
+	for i := 0; i < 300; i++ {
+		fmt.Printf("[worker] warmed cache shard %d (%d keys)\\n", i, i*37%101)
+	}
+	time.Sleep(50 * time.Millisecond)
+	shards := make([]Shard, 12)
+	fmt.Println(lookup(shards, 7))
+}
+"""
+
+
+def gen_go_crashes(rng: random.Random, k: int) -> Iterator[Output]:
+    """A Go panic with ``GOTRACEBACK=all``: the goroutine that panicked and forty workers parked
+    on a channel. The panic line, the failing function and the workers' state are the needles."""
+    if not shutil.which("go"):
+        return
+    with tempfile.TemporaryDirectory(prefix="headroom-crash-") as tmp:
+        (Path(tmp) / "main.go").write_text(_GO_CRASH.lstrip())
+        env = {"GOCACHE": f"{tmp}/cache", "GOPATH": f"{tmp}/gopath", "GO111MODULE": "off"}
+        _run(["go", "build", "-o", "shards", "main.go"], cwd=tmp, env=env)
+        if not (Path(tmp) / "shards").exists():
+            return
+        text = _run(["./shards"], cwd=tmp, env={"GOTRACEBACK": "all"}).replace(tmp, "/home/dev/shards")
+    lines = text.split("\n")
+    panic = next((line for line in lines if line.startswith("panic: ")), None)
+    heads = [i for i, line in enumerate(lines) if line.startswith("goroutine ")]
+    if panic is None or len(heads) < 2:
+        return
+    questions = [Question("Why did shards panic?", (panic,)),
+                 Question("In which function did shards panic?", (lines[heads[0] + 1],)),
+                 Question("What are the worker goroutines of shards doing?", (lines[heads[1]],))]
+    yield Output("trace:go:shards", "GOTRACEBACK=all ./shards", text, tuple(questions[:max(1, k)]))
+
+
 # --- prose: man pages --------------------------------------------------------------------------
 
 _OPTION = re.compile(r"^\s{4,}(--?[a-zA-Z][\w-]*)")
@@ -694,7 +812,8 @@ def gen_logs(rng: random.Random, k: int) -> Iterator[Output]:
 GENERATORS: dict[str, Callable[[random.Random, int], Iterator[Output]]] = {
     "ps": gen_ps, "ls": gen_ls, "du": gen_du, "wc": gen_wc, "find": gen_find, "getconf": gen_getconf,
     "csv": gen_csv, "git_log": gen_git_log, "stanzas": gen_stanzas, "python": gen_python_crashes,
-    "node": gen_node_crashes, "java": gen_java_crashes, "rust": gen_rust_crashes, "man": gen_man,
+    "node": gen_node_crashes, "java": gen_java_crashes, "rust": gen_rust_crashes, "go": gen_go_crashes,
+    "ini": gen_ini, "apt_policy": gen_apt_policy, "man": gen_man,
     "docs": gen_docs, "json": gen_json, "diff": gen_diff, "logs": gen_logs,
 }
 #: Cheap generators (a few seconds in all) for the test suite's bounded sample.
