@@ -30,6 +30,7 @@ class Limits:
     tail_lines: int = 15
     context_lines: int = 2
     max_matches_per_file: int = 3  # grep: matches kept per file beyond question matches
+    extract_prose: bool = True  # long prose: extractive compression (off when the model server does prose)
 
 
 @dataclass(frozen=True)

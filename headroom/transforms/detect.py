@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from enum import Enum
+from itertools import pairwise
 
 from headroom.transforms import aligned, commands, envelope
 from headroom.transforms.json_format import RAW_DECODER, loads
@@ -25,7 +26,8 @@ class Kind(str, Enum):
     JSON = "json"
     LOG = "log"
     SEARCH = "search"
-    CODE = "code"  # source code, file reads, diffs: never changed
+    CODE = "code"  # source code, file reads: never changed
+    DIFF = "diff"  # a command's unified diff (a patch file read as a file is CODE)
     TABLE = "table"
     TEXT = "text"
 
@@ -80,7 +82,7 @@ _SAMPLE_WIDTH = 300
 _GREP_LINE = re.compile(r"^(?:[^\s:]*/[^\s:]*|[^\s:/]+\.[A-Za-z]\w{0,9})[:-]\d+[:-]")
 _TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d|\b\d\d:\d\d:\d\d\b")
 _PATH_LINE = re.compile(r"^\.{0,2}/?[\w@.+\-]+(?:/[\w@.+\- ]+)*(?:\.\w{1,10}|/)$")
-_NUMBERED = re.compile(r"^\s*\d+(?:\t|\u2192)")  # `cat -n` / Claude Code Read output
+_NUMBERED = re.compile(r"^\s*(\d+)(?:\t|\u2192)")  # `cat -n` / Claude Code Read output
 _CODE_LINE = re.compile(
     r"^\s*(?:def |class |import |from \S+ import |return\b|if\b.*[:{]$|elif |else\b|for\b.*[:{]$|"
     r"while\b|try\b|except\b|catch\b|function\b|const |let |var |export |public |private |"
@@ -130,11 +132,29 @@ def _share_at_start(lines: list[str], pattern: re.Pattern) -> float:
     return sum(1 for line in lines if pattern.match(line)) / len(lines)
 
 
+def _numbered_file(lines: list[str]) -> bool:
+    """``cat -n`` / Claude Code Read output: numbered lines whose numbers count up by one
+    (``du``'s and ``wc -l``'s "number<TAB>path" rows have numbers that do not)."""
+    numbers = [m.group(1) for m in map(_NUMBERED.match, lines) if m]
+    if len(numbers) <= 0.6 * len(lines):
+        return False
+    steps = sum(1 for a, b in pairwise(numbers) if int(b) == int(a) + 1)
+    return steps >= 0.6 * (len(numbers) - 1)
+
+
+def _tab_separated(lines: list[str]) -> bool:
+    """Rows of the same number (≥ 2) of tab-separated fields (``du``, ``cut``, TSV files)."""
+    counts = [line.count("\t") for line in lines]
+    return counts[0] >= 1 and sum(1 for c in counts if c == counts[0]) >= 0.9 * len(lines)
+
+
 def _looks_like_table(lines: list[str]) -> bool:
     """Aligned columns: a markdown table, a header and rows splitting into the same number
-    (≥ 3) of cells, or a command's whitespace-aligned table (see :mod:`aligned`)."""
+    (≥ 3) of cells, tab-separated fields, or a command's whitespace-aligned table (see :mod:`aligned`)."""
     if len(lines) < 5:
         return False
+    if _tab_separated(lines):
+        return True
     if sum(1 for line in lines if line.startswith("|") and line.rstrip().endswith("|")) >= 0.8 * len(lines):
         return True
     header = lines[0]
@@ -201,8 +221,10 @@ def _detect_output(text: str, hint: str) -> Detection:
     lines = [line for line in _sample(text.split("\n")) if line.strip()]
     if not lines:
         return Detection(Kind.TEXT)
-    if _share(lines, _NUMBERED) > 0.6 or (_share(lines, _DIFF) > 0.02 and _DIFF.match(lines[0])):
+    if _numbered_file(lines):
         return Detection(Kind.CODE)
+    if _share(lines, _DIFF) > 0.02 and (_DIFF.match(lines[0]) or lines[0].startswith("commit ")):
+        return Detection(Kind.DIFF)
     grep_share = _share(lines, _GREP_LINE)
     if grep_share > 0.6 or (hint == "search" and grep_share > 0.3):
         return Detection(Kind.SEARCH)

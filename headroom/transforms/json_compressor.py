@@ -22,6 +22,7 @@ import json
 from headroom.transforms import ccr
 from headroom.transforms.base import MISSING, Compressed, Context
 from headroom.transforms.json_format import GAP, RawNumber, cell, encode, loads
+from headroom.transforms.json_prune import Pruner
 from headroom.transforms.scan import Joined
 from headroom.transforms.select import (
     column_anomalies,
@@ -195,9 +196,19 @@ def compress(text: str, ctx: Context, value=_UNPARSED, prefix: str = "", suffix:
     if not isinstance(value, (dict, list)):
         return None
     limit = ctx.limits.lossy_min_chars
-    trim = _Trimmer(ctx, lossy=len(text) > limit)
+    lossy = len(text) > limit
+    pruner = Pruner(ctx.terms, ctx.limits)
+    original = value
+    if lossy:  # big objects and long strings (json_prune); arrays are trimmed while encoding
+        value = pruner.prune(value)
+    trim = _Trimmer(ctx, lossy=lossy)
     out = encode(value, table_hook=trim.table, array_hook=trim.array)
-    if trim.omitted:
+    if pruner.omitted and len(out) <= limit:  # it would have fitted without pruning?
+        whole = _Trimmer(ctx, lossy=False)
+        lossless = encode(original, table_hook=whole.table)
+        if len(lossless) <= limit:
+            value, pruner.omitted, trim, out = original, 0, whole, lossless
+    if trim.omitted and not pruner.omitted:
         # Would the lossless form have fitted after all? (Estimated: kept rows are typical.)
         lossless_len = len(out) * (trim.kept + trim.omitted) / max(1, trim.kept)
         if lossless_len <= limit:
@@ -205,9 +216,15 @@ def compress(text: str, ctx: Context, value=_UNPARSED, prefix: str = "", suffix:
             out = encode(value, table_hook=trim.table)
     transforms = ["json:table" if trim.tables else "json:minify"]
     out = prefix + out + suffix
-    if trim.omitted:
+    omitted = trim.omitted + pruner.omitted
+    if pruner.omitted:
+        out = ccr.marker(omitted, trim.total + pruner.omitted, "items", ctx.ccr_key) + "\n" + out
+        transforms.append("json:prune")
+    elif trim.omitted:
         out = ccr.marker(trim.omitted, trim.total, "items", ctx.ccr_key) + "\n" + out
         transforms.append("json:lossy")
     elif len(out) > len(text) * (1 - MIN_SAVING):
         return None
-    return Compressed(out, tuple(transforms), trim.omitted)
+    if len(out) >= len(text):
+        return None
+    return Compressed(out, tuple(transforms), omitted)

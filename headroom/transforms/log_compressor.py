@@ -8,9 +8,11 @@ recursion cycles to one pass and a count, a trace logged again to its first and 
 Lossy, only for output still longer than ``lossy_min_chars``: keep the head and tail (the
 command and its summary), every error/warning line with a little context (of an error logged
 over and over, its first two and its last occurrence), whole stack traces and pytest failure
-sections, and every line with a selective question term. Each run of
-dropped lines becomes one note with its size and its most common line shape, and a CCR marker
-on the first line gives the retrieval key.
+sections, and every line with a selective question term (with the whole record it belongs to, where
+the output is made of records: :mod:`records`). Each run of
+dropped lines becomes one note with its size, the lines it stands for in the original (numbered
+before the folds, so a retrieval can ask for them) and its most common line shape, and a CCR
+marker on the first line gives the retrieval key.
 """
 
 from __future__ import annotations
@@ -19,20 +21,27 @@ import re
 from bisect import bisect_left
 from collections import Counter
 
-from headroom.transforms import ccr, frames
+from headroom.transforms import ccr, frames, records
 from headroom.transforms.base import Compressed, Context
 from headroom.transforms.scan import Joined
 from headroom.transforms.select import ERROR_WORDS, gaps, term_hits
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
-_TRACE_START = re.compile(r"^\s*(?:Traceback \(most recent call last\)|panic:|goroutine \d+ \[)")
+# Python (an exception group's boxes: "  + Exception Group Traceback", "    | Traceback"), Go, .NET, Java
+_TRACE_START = re.compile(
+    r"^[\s+|]*(?:(?:Exception Group )?Traceback \(most recent call last\)|panic:|fatal error:|goroutine \d+ \["
+    r"|Stack overflow\.|Unhandled exception\. |Exception in thread \")"
+)
+# Inside a Go trace the function lines are not indented (only their file:line lines are).
+_GO_TRACE_LINE = re.compile(r"^(?:goroutine \d+ \[|created by |[\w./*()\[\]\-]+\(.*\)$|\[\u2026 \d+ more goroutines)")
 _TRACE_LINE = re.compile(
     r"^\s+(?:at |File \"|\.\.\. \d+ more|Caused by|/\S+\.go:\d+|\^+$|\[\u2026 |\[Previous line repeated)"
 )
 _SECTION = re.compile(r"^=+ ?(FAILURES|ERRORS|short test summary info) ?=+$")
 _ANY_SECTION = re.compile(r"^=+ .* =+$")
 _MAX_SECTION = 400
-_TRACE_WORDS = (("traceback (most recent call last)", ""), ("panic:", ""), ("goroutine ", ""))
+_TRACE_WORDS = (("traceback (most recent call last)", ""), ("panic:", ""), ("goroutine ", ""), ("fatal error:", ""),
+                ("stack overflow.", ""), ("unhandled exception. ", ""), ("exception in thread \"", ""))
 _TRACE_CONT = ("During handling", "The above exception")
 _SECTION_WORDS = (("failures =", ""), ("errors =", ""))
 MIN_SAVING = 0.05
@@ -50,7 +59,13 @@ def clean(text: str) -> str:
 
 def dedupe(lines: list[str]) -> list[str]:
     """Runs of identical lines → the line once with ``… ×N`` (N ≥ 3; shorter runs stay)."""
+    return dedupe_spans(lines)[0]
+
+
+def dedupe_spans(lines: list[str]) -> tuple[list[str], list[int]]:
+    """:func:`dedupe`, and how many input lines each output line stands for."""
     out: list[str] = []
+    spans: list[int] = []
     i, n = 0, len(lines)
     while i < n:
         j = i + 1
@@ -59,10 +74,32 @@ def dedupe(lines: list[str]) -> list[str]:
         run = j - i
         if run >= 3 and lines[i]:
             out.append(f"{lines[i]} \u2026 \u00d7{run}")
+            spans.append(run)
         else:
             out.extend(lines[i:j])
+            spans.extend([1] * run)
         i = j
+    return out, spans
+
+
+def _origins(spans: list[int]) -> list[int]:
+    """Where each line starts among the lines it was folded from (and, last, their count)."""
+    out = [0]
+    for span in spans:
+        out.append(out[-1] + span)
     return out
+
+
+def original_lines(cleaned: list[str], deduped: list[str], dedupe_spans: list[int], folded: list[str]) -> list[int]:
+    """The original line index where each folded line starts, and last the original line count:
+    a gap note can then name the lines a retrieval asks for, though dedupe and the trace folds
+    changed the numbering. Falls back to the folded numbering if the spans do not add up (an
+    input line that looked like a fold note)."""
+    by_dedupe = _origins(dedupe_spans)
+    by_fold = _origins(frames.spans(folded))
+    if by_fold[-1] != len(deduped) or by_dedupe[-1] != len(cleaned):
+        return list(range(len(folded) + 1))
+    return [by_dedupe[f] for f in by_fold]
 
 
 def _error_lines(lines: list[str], joined: Joined) -> list[int]:
@@ -84,7 +121,9 @@ def _important(lines: list[str], ctx: Context, joined: Joined, errors: list[int]
     for i in sorted(joined.texts_with(_TRACE_WORDS)):
         if _TRACE_START.match(lines[i]):
             j = i + 1
-            while j < n and (not lines[j] or lines[j][0].isspace() or lines[j].startswith(_TRACE_CONT)):
+            while j < n and j - i < _MAX_SECTION and (not lines[j] or lines[j][0].isspace()
+                                                      or lines[j].startswith(_TRACE_CONT)
+                                                      or _GO_TRACE_LINE.match(lines[j])):
                 j += 1
             keep.update(range(i, min(n, j + 1)))  # through the exception line
     for i in sorted(joined.texts_with(_SECTION_WORDS)):
@@ -140,31 +179,33 @@ def _shape(line: str) -> str:
     )
 
 
-def _gap_note(lines: list[str], errors: list[int]) -> str:
-    """The note standing for omitted ``lines``; ``errors``: the error lines among them (indices
-    into ``lines``), repeats of errors kept elsewhere, said first with one of them."""
-    count = len(lines)
+def _gap_note(lines: list[str], errors: list[int], first: int, stop: int) -> str:
+    """The note standing for omitted ``lines``, which were lines ``first`` to ``stop - 1`` of the
+    original (named 1-based, so a retrieval can ask for them); ``errors``: the error lines among
+    them (indices into ``lines``), repeats of errors kept elsewhere, said first with one of them."""
+    where = f"line {first + 1}" if stop - first == 1 else f"lines {first + 1}\u2013{stop}"
+    head = f"\u2026 {where} omitted"
     if errors:
         sample = lines[errors[0]] if len(lines[errors[0]]) <= 120 else lines[errors[0]][:117] + "..."
-        return f"\u2026 {count} lines omitted, {len(errors)} of them errors or warnings (like: {sample})"
-    if count < 20:
-        return f"\u2026 {count} lines omitted"
+        return f"{head}, {len(errors)} of them errors or warnings (like: {sample})"
+    if len(lines) < 20:
+        return head
     sample_lines = lines[:40]
     shapes = Counter(_shape(line) for line in sample_lines)
     shape, like = shapes.most_common(1)[0]
     if like < 2:
-        return f"\u2026 {count} lines omitted"
-    approx = "~" if count > len(sample_lines) else ""
-    like = round(like * count / len(sample_lines))
+        return head
+    approx = "~" if len(lines) > len(sample_lines) else ""
+    like = round(like * len(lines) / len(sample_lines))
     sample = next(line for line in sample_lines if _shape(line) == shape)
     if len(sample) > 120:
         sample = sample[:117] + "..."
-    return f"\u2026 {count} lines omitted ({approx}{like} like: {sample})"
+    return f"{head} ({approx}{like} like: {sample})"
 
 
 def compress(text: str, ctx: Context) -> Compressed | None:
-    cleaned = clean(text)
-    deduped = dedupe(cleaned.split("\n"))
+    cleaned = clean(text).split("\n")
+    deduped, runs = dedupe_spans(cleaned)
     lines = frames.fold(deduped)
     transforms = ["log:collapse"] if len(lines) == len(deduped) else ["log:collapse", "log:frames"]
     body = "\n".join(lines)
@@ -175,21 +216,32 @@ def compress(text: str, ctx: Context) -> Compressed | None:
         joined = Joined(lines)
         errors = _error_lines(lines, joined)
         keep |= _important(lines, ctx, joined, errors)
-        keep.update(term_hits(lines, ctx.terms, lim))
+        record_starts = records.starts(lines)
+        if record_starts:
+            keep |= records.matching(lines, record_starts, ctx.terms, lim)
+        else:
+            keep.update(term_hits(lines, ctx.terms, lim))
         kept = sorted(keep)
         holes = gaps(kept, n)
-        omitted = sum(stop - start for start, stop in holes)
-        if omitted:
-            out: list[str] = [ccr.marker(omitted, n, "lines", ctx.ccr_key)]
+        if holes:
+            origin = original_lines(cleaned, deduped, runs, lines)
+            omitted = sum(origin[stop] - origin[start] for start, stop in holes)
+            out: list[str] = []
             last = 0
             for start, stop in holes:
                 out.extend(lines[last:start])
                 inside = errors[bisect_left(errors, start):bisect_left(errors, stop)]
-                out.append(_gap_note(lines[start:stop], [i - start for i in inside]))
+                note = _gap_note(lines[start:stop], [i - start for i in inside], origin[start], origin[stop])
+                if sum(len(line) + 1 for line in lines[start:stop]) <= len(note) + 1:
+                    out.extend(lines[start:stop])  # the lines cost no more than their note
+                    omitted -= origin[stop] - origin[start]
+                else:
+                    out.append(note)
                 last = stop
             out.extend(lines[last:])
-            transforms.append("log:lossy")
-            return Compressed("\n".join(out), tuple(transforms), omitted)
+            lossy = ccr.marker(omitted, origin[-1], "lines", ctx.ccr_key) + "\n" + "\n".join(out)
+            if omitted and len(lossy) < len(body):  # short gaps' notes can outweigh what they stand for
+                return Compressed(lossy, (*transforms, "log:lossy"), omitted)
     if len(body) > len(text) * (1 - MIN_SAVING) or body == text:  # (== : an empty block)
         return None
     return Compressed(body, tuple(transforms))

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from headroom.savings import BlockSaving, cache_ttls
@@ -293,7 +293,7 @@ async def _compress_blocks(blocks: list[Block], body: dict, provider: Provider, 
             if terms is None:
                 terms = extract_terms(question_text(body, provider))
             block_terms = used.setdefault(bid.memo_key, terms)
-            kind, result, failed = _transform(block, bid, block_terms, opts)
+            kind, result, failed = _transform(block, bid, block_terms, opts, model is None)
             receipt.errors += failed
             decided[bid.memo_key] = (block, bid, result)
             if model is not None and kind is Kind.TEXT and not failed and len(block.text) >= opts.prose.min_chars:
@@ -341,14 +341,19 @@ async def _compress_blocks(blocks: list[Block], body: dict, provider: Provider, 
     return hits
 
 
-def _transform(block: Block, bid: BlockId, terms: Terms,
-               opts: PipelineOptions) -> tuple[Kind | None, Compressed | None, int]:
+def _transform(block: Block, bid: BlockId, terms: Terms, opts: PipelineOptions,
+               extract_prose: bool = True) -> tuple[Kind | None, Compressed | None, int]:
     """(detected kind, compressor result or None, 1 if the transform raised else 0).
 
     A failing transform leaves its block exactly as the client sent it, and the memo keeps it
     that way on later turns (same bytes, so the provider's cache still hits).
+    ``extract_prose`` off: the model server compresses long prose, so the text compressor
+    only normalises whitespace (:mod:`prose` is what runs without a model).
     """
-    ctx = Context(terms=terms, ccr_key=bid.ccr_key, limits=opts.limits())
+    limits = opts.limits()
+    if not extract_prose:
+        limits = replace(limits, extract_prose=False)
+    ctx = Context(terms=terms, ccr_key=bid.ccr_key, limits=limits)
     try:
         kind, result = compress_block(block.text, block.tool_name, ctx, block.tool_input)
     except Exception:

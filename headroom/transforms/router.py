@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from headroom.transforms import (
+    diff_compressor,
     json_compressor,
     log_compressor,
     search_compressor,
@@ -33,6 +34,7 @@ COMPRESSORS: dict[Kind, Callable[[str, Context, Detection], Compressed | None]] 
     Kind.LOG: lambda text, ctx, found: log_compressor.compress(text, ctx),
     Kind.TABLE: lambda text, ctx, found: table_compressor.compress(text, ctx),
     Kind.TEXT: lambda text, ctx, found: text_compressor.compress(text, ctx),
+    Kind.DIFF: lambda text, ctx, found: diff_compressor.compress(text, ctx),
 }
 
 

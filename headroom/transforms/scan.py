@@ -103,6 +103,8 @@ def term_word(word: str) -> Word:
     "test_refunds_partial")."""
     if word.isdigit():
         return (word, "d")
+    if word[:1] == "-" and len(word) <= 3:  # "-w" the option, not "read-write" or "--width"
+        return (word, "w")
     if len(word) <= 4 and word.isalpha():
         return (word, "s")
     return (word, "")

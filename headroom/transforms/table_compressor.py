@@ -6,7 +6,8 @@ they are. Big tables are trimmed like JSON arrays: any preamble (``total 48``) a
 once, head and tail rows, rows with rare values in a column (one pod in ``CrashLoopBackOff``
 among 80 ``Running``), numeric outliers (a process at 99% CPU, a 40 GB file), near-full
 percentages (a disk at ``100%``), rows with failure words and rows with a selective question
-term survive; gaps are noted in place and a CCR marker gives the key to the full table.
+term survive; gaps are noted in place, naming the lines of the original they stand for
+(``… 135 rows omitted: lines 7–141``), and a CCR marker gives the key to the full table.
 Columns come from :mod:`aligned` (header alignment), or from two-space or ``|`` separators.
 """
 
@@ -32,6 +33,10 @@ _NUMBER = re.compile(r"^([-+]?\d+(?:\.\d+)?)([KMGTPE]i?B?|B)?%?(?=$|\s)")
 _SCALE = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40, "P": 2**50, "E": 2**60}
 _NEAR_FULL = 90.0  # a percentage at or above this is a resource running out
 _NEAR_FULL_SHARE = 0.2  # unless that many rows are: then it is normal here
+
+
+def _tab_cells(line: str) -> list[str]:
+    return line.split("\t")
 
 
 def _cells(line: str) -> list[str]:
@@ -63,6 +68,8 @@ def _near_full(name: str, values: list, numbers: list) -> list[tuple[int, int]]:
 
 def _layout(lines: list[str]):
     """(index of the first row, column names, row splitter)."""
+    if "\t" in lines[0]:  # tab-separated: the first line may be a header or a row (du)
+        return 1, _tab_cells(lines[0]), _tab_cells
     layout = aligned.find(lines)
     if layout is not None:
         return layout.first_row, list(layout.names), layout.cells
@@ -98,14 +105,20 @@ def _trim(lines: list[str], start: int, header: list[str], split, ctx: Context) 
     anomalies = rank_anomalies(scored, lim.max_anomalies)
     kept = keep_indices(len(rows), lim.head_items, lim.tail_items, anomalies, term_hits(rows, ctx.terms, lim))
     holes = gaps(kept, len(rows))
-    omitted = sum(stop - first for first, stop in holes)
+    out = lines[:start]
+    last = omitted = 0
+    for a, b in holes:  # rows[a:b] are lines start + a + 1 .. start + b of the original, 1-based
+        out.extend(rows[last:a])
+        where = f"line {start + a + 1}" if b - a == 1 else f"lines {start + a + 1}\u2013{start + b}"
+        note = f"\u2026 {b - a} rows omitted: {where}"
+        if sum(len(row) + 1 for row in rows[a:b]) <= len(note) + 1:
+            out.extend(rows[a:b])  # the rows cost no more than their note
+        else:
+            out.append(note)
+            omitted += b - a
+        last = b
     if not omitted:
         return None
-    out = [ccr.marker(omitted, len(rows), "rows", ctx.ccr_key)] + lines[:start]
-    last = 0
-    for a, b in holes:
-        out.extend(rows[last:a])
-        out.append(f"\u2026 {b - a} rows omitted")
-        last = b
+    out.insert(0, ccr.marker(omitted, len(rows), "rows", ctx.ccr_key))
     out.extend(rows[last:])
     return Compressed("\n".join(out), ("table:lossy",), omitted)

@@ -31,6 +31,8 @@ _STOPWORDS = frozenset(
 _QUOTED = re.compile(r"\"([^\"\n]{2,80})\"|'([^'\n]{2,80})'|`([^`\n]{2,80})`")
 _TOKEN = re.compile(r"[\w][\w.\-/:@#]*[\w]|\w{2,}")
 _NUMBER_PART = re.compile(r"\d{3,}")
+# A command-line option ("-w", "--width"): the dash is what makes a one-letter option selective.
+_OPTION = re.compile(r"(?<![\w\-])(-{1,2}[A-Za-z][\w\-]*)")
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,9 @@ def extract_terms(question: str, max_terms: int = 24) -> Terms:
     for match in _QUOTED.finditer(question):
         phrase = next(g for g in match.groups() if g)
         found.append(phrase.strip().lower())
+    for match in _OPTION.finditer(question):
+        if len(match.group(1)) <= 3:  # longer ones are found as words below
+            found.append(match.group(1).lower())
     for match in _TOKEN.finditer(question):
         token = match.group(0).lower().strip(".:/-#@")
         if not token or token in _STOPWORDS:

@@ -1,14 +1,16 @@
-"""Plain text (prose, web pages, messages): whitespace normalisation only.
+"""Plain text (prose, web pages, messages): whitespace normalisation, and extraction when long.
 
 Prose carries its meaning in the words; any rewording risks dropping the very fact asked
 about. What is safe: trailing spaces, runs of blank lines, runs of spaces inside a line,
 and non-breaking or zero-width spaces. Leading indentation is kept (it nests lists and code).
+Long prose (over ``lossy_min_chars``) is cut down by :mod:`prose` (the original retrievable).
 """
 
 from __future__ import annotations
 
 import re
 
+from headroom.transforms import prose
 from headroom.transforms.base import Compressed, Context
 
 _INNER_SPACES = re.compile(r"(?<=\S)[ \t\u00a0]{2,}(?=\S)")
@@ -21,6 +23,12 @@ MIN_SAVING = 0.05
 
 
 def normalise(text: str) -> str:
+    return _BLANK_RUNS.sub("\n\n", "\n".join(normalise_lines(text))).strip("\n")
+
+
+def normalise_lines(text: str) -> list[str]:
+    """:func:`normalise` line by line, without collapsing blank lines: line *i* of the result
+    is line *i* of the input (``\r\n`` counted as one line end), so notes can name lines."""
     if "\u200b" in text or "\ufeff" in text:
         text = _INVISIBLE.sub("", text)
     out: list[str] = []
@@ -33,10 +41,16 @@ def normalise(text: str) -> str:
             indent = len(line) - len(line.lstrip())
             line = line[:indent] + _INNER_SPACES.sub(" ", line[indent:])
         out.append(line)
-    return _BLANK_RUNS.sub("\n\n", "\n".join(out)).strip("\n")
+    return out
 
 
 def compress(text: str, ctx: Context) -> Compressed | None:
+    """Prose: long outputs go to the extractive compressor (:mod:`prose`), unless the model
+    server compresses prose instead (``ctx.limits.extract_prose`` off); the rest is whitespace."""
+    if ctx.limits.extract_prose and len(text) > ctx.limits.lossy_min_chars:
+        extracted = prose.compress(text, ctx)
+        if extracted is not None:
+            return extracted
     out = normalise(text)
     if len(out) > len(text) * (1 - MIN_SAVING) or out == text:  # (== : an empty block)
         return None

@@ -135,7 +135,7 @@ def test_log_keeps_errors_with_context_traces_head_and_tail():
     assert lines[150] not in text
     omitted, total = marker_counts(text)
     assert total == len(lines) and omitted == out.omitted > 400
-    assert re.search(r"\u2026 \d+ lines omitted \(~?\d+ like: \[\d+\] Compiling module_\d+ v1\.\d\.0\)", text)
+    assert re.search(r"\u2026 lines \d+\u2013\d+ omitted \(~?\d+ like: \[\d+\] Compiling module_\d+ v1\.\d\.0\)", text)
 
 
 def test_log_keeps_lines_with_question_terms():
@@ -159,7 +159,7 @@ def test_an_error_logged_over_and_over_keeps_its_first_two_and_last_occurrences(
     kept = [line for line in out.text.split("\n") if "payment failed" in line and not line.startswith("\u2026")]
     assert kept == [repeats[0], repeats[1], repeats[-1]]
     assert "ERROR disk full on /var/lib/postgres" in out.text  # a different error: always kept
-    notes = re.findall(r"\u2026 \d+ lines omitted, (\d+) of them errors or warnings \(like: (.*)\)", out.text)
+    notes = re.findall(r"\u2026 lines? [\d\u2013]+ omitted, (\d+) of them errors or warnings \(like: (.*)\)", out.text)
     assert sum(int(count) for count, _ in notes) == len(repeats) - 3
     assert all("payment failed for ord_" in sample for _, sample in notes)
     omitted, total = marker_counts(out.text)
@@ -254,5 +254,6 @@ def test_detection_by_tool_name_and_content():
     assert detect(table, "Bash").kind is Kind.TABLE
     assert detect("Plain prose about the API. " * 50, "WebFetch").kind is Kind.TEXT
     diff = "diff --git a/x.py b/x.py\n--- a/x.py\n+++ b/x.py\n@@ -1,2 +1,2 @@\n-a\n+b\n"
-    assert detect(diff * 5, "Bash").kind is Kind.CODE
+    assert detect(diff * 5, "Bash").kind is Kind.DIFF  # a command's diff: the diff compressor
+    assert detect(diff * 5, "Read").kind is Kind.CODE  # a patch file read as a file: exact
     assert detect("not json {", None).kind is Kind.TEXT

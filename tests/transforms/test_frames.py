@@ -14,13 +14,53 @@ from headroom.transforms.detect import Kind, detect
 from headroom.transforms.router import compress_block
 
 _CYCLE = re.compile(r"^\s*\[\u2026 previous (\d+) lines repeated (\d+) more times\]$")
+_NUMBERED_CYCLE = re.compile(r"^\s*\[\u2026 previous (\d+) lines repeated (\d+) more times, "
+                             r"frame numbers counting up by (\d+)\]$")
 _SAME = re.compile(r"^\s*\[\u2026 (\d+) lines identical to the earlier trace\]$")
+_GOROUTINES = re.compile(r"^\[\u2026 (\d+) more goroutines identical to goroutine (\d+) but for their numbers: (.+)\]$")
+
+
+def _ids(ranges: str) -> list[int]:
+    out: list[int] = []
+    for part in ranges.split(", "):
+        first, _, last = part.partition("-")
+        out.extend(range(int(first), int(last or first) + 1))
+    return out
+
+
+def unfold_goroutines(lines: list[str]) -> list[str]:
+    """Each id of a goroutine note: a blank line and the named goroutine's block with that id."""
+    out: list[str] = []
+    for line in lines:
+        note = _GOROUTINES.match(line)
+        if not note:
+            out.append(line)
+            continue
+        head = max(i for i, x in enumerate(out) if x.startswith(f"goroutine {note.group(2)} ["))
+        block = out[head:]
+        ids = _ids(note.group(3))
+        assert len(ids) == int(note.group(1))
+        for gid in ids:
+            out.append("")
+            out.append(f"goroutine {gid} " + block[0].split(" ", 2)[2])
+            out.extend(block[1:])
+    return out
 
 
 def unfold(lines: list[str]) -> list[str]:
     """What the notes stand for, written out again (the reader's view of the folded text).
 
     Cycles were folded last, over the lines as folded so far, so they are expanded first."""
+    numbered: list[str] = []
+    for line in lines:
+        cycle = _NUMBERED_CYCLE.match(line)
+        if cycle:
+            k, more, step = (int(g) for g in cycle.groups())
+            block = numbered[-k:]
+            numbered.extend(frames.renumber(x, r * step) for r in range(1, more + 1) for x in block)
+        else:
+            numbered.append(line)
+    lines = numbered
     cycles: list[str] = []
     for line in lines:
         cycle = _CYCLE.match(line)
@@ -39,7 +79,7 @@ def unfold(lines: list[str]) -> list[str]:
             out.extend(out[start + 1:start + 1 + count])
         else:
             out.append(line)
-    return out
+    return unfold_goroutines(out)
 
 
 def python_recursion(cycles: int = 300) -> list[str]:
@@ -136,3 +176,34 @@ def test_folding_any_run_of_repeated_lines_loses_nothing(runs):
     assert folded == frames.fold(list(lines))
     if not any(_CYCLE.match(line) or _SAME.match(line) for line in lines):  # notes in the input are ambiguous
         assert unfold(folded) == lines
+
+
+def rust_backtrace(depth: int = 40) -> list[str]:
+    out = ["thread 'main' panicked at src/main.rs:3:60:", "index out of bounds: the len is 0 but the index is 25",
+           "stack backtrace:", "   0: __rustc::rust_begin_unwind",
+           "             at /rustc/library/std/src/panicking.rs:689:5"]
+    out += [line for n in range(1, depth) for line in (f"{n:>4}: shards::parse", "             at ./shards.rs:3:5")]
+    out += [f"{depth:>4}: shards::main", "             at ./shards.rs:7:20",
+            "note: Some details are omitted, run with `RUST_BACKTRACE=full` for a verbose backtrace."]
+    return out
+
+
+def test_numbered_frames_of_a_recursion_fold_to_one_pass_and_expand_back():
+    lines = rust_backtrace()
+    folded = frames.fold(lines)
+    assert len(folded) < 15
+    assert "   1: shards::parse" in folded and "  40: shards::main" in folded
+    assert any("frame numbers counting up by 1" in line for line in folded)
+    assert unfold(folded) == lines
+    assert frames.fold(rust_backtrace(3)) == rust_backtrace(3)  # too short to fold
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 120), st.sampled_from(["a::b", "c", "  at x.rs:1", ""])), max_size=80),
+       st.integers(0, 3))
+def test_any_numbered_frames_fold_losslessly(rows, indent):
+    lines = [f"{' ' * indent}{n:>4}: {name}" if name and not name.startswith(" ") else name for n, name in rows]
+    lines += [f"{n:>4}: rec" for n in range(95, 130)]  # crosses 99 → 100 in the same width
+    folded = frames.fold(lines)
+    assert folded == frames.fold(list(lines)) and len(folded) <= len(lines)
+    assert unfold(folded) == lines

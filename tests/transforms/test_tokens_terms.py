@@ -91,3 +91,12 @@ def test_question_terms():
     short = extract_terms("which type?")
     assert short.find("types: a, b") == {"type"} and short.find("types47.ts") == set()
     assert not extract_terms("what is it?")
+
+
+def test_one_letter_options_are_terms_matched_as_options():
+    from headroom.transforms.scan import Joined
+
+    terms = extract_terms("What does the -w option of ls do?")
+    assert "-w" in terms.words
+    lines = ["  -w, --width=COLS", "      set output width", "  read-write mode", "  --width is also -W"]
+    assert sorted(Joined(lines).texts_with(terms.scan_words[:1])) == [0, 3]  # not "read-write"
