@@ -103,6 +103,12 @@ def make_text(tokens: int, seed: int) -> str:
     return enc.decode(enc.encode_ordinary(" ".join(parts).replace(" \n ", "\n"))[:tokens]).strip()
 
 
+def make_prose_chars(chars: int, seed: int) -> str:
+    """English prose of at most ``chars`` characters, cut at a word boundary (a tool output's size)."""
+    text = make_text(chars // 3, seed)  # > 4 characters per cl100k token: always long enough
+    return text[:chars].rsplit(" ", 1)[0]
+
+
 def make_texts(sizes: list[int], variants: int = 4) -> dict[int, list[str]]:
     """A few different texts per size, so that no two consecutive requests are identical."""
     return {size: [make_text(size, seed=size * 100 + i) for i in range(variants)] for size in sizes}
@@ -238,6 +244,59 @@ async def mixed_case(url: str, small: list[str], large: list[str], seconds: floa
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.gather(*(c.close() for c in background))  # the server drops their windows
     return {"idle": idle, "loaded": loaded, "background_completed": len(bg_samples.latencies_ms)}
+
+
+async def timeout_share(url: str, texts: list[str], timeout_ms: float, bounds: Bounds) -> dict[str, Any]:
+    """One client, requests back to back, each allowed ``timeout_ms`` as the proxy allows it:
+    the share answered in time (compressed) and the latency of those that were."""
+    client = ModelClient(url)
+    samples, counter, start, i = Samples(), [0], time.perf_counter(), 0
+    try:
+        await client.status()
+        while bounds.go_on(start, counter[0]):
+            counter[0] += 1
+            t0 = time.perf_counter()
+            try:
+                reply = await client.compress([texts[i % len(texts)]], RATE, timeout_s=timeout_ms / 1000)
+            except ModelUnavailable as exc:
+                samples.fail(exc.reason)
+            else:
+                samples.add((time.perf_counter() - t0) * 1000, reply.tokens_before)
+            i += 1
+    finally:
+        await client.close()
+    out = summarize(samples, time.perf_counter() - start)
+    out["requests"] = counter[0]
+    out["in_time"] = len(samples.latencies_ms) / counter[0] if counter[0] else None
+    out["p95_ms"] = percentile(samples.latencies_ms, 0.95)
+    return out
+
+
+async def bench_timeouts(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """The proxy's case: its own model server (default backend, ``cores - 1`` threads as
+    ``headroom proxy --workers 1`` starts it) and one client sending 2-8 KB prose tool outputs."""
+    threads = args.threads or max(1, (os.cpu_count() or 1) - 1)
+    texts = {kb: [make_prose_chars(kb * 1024, seed=kb * 10 + i) for i in range(4)] for kb in args.timeout_kb}
+    out: dict[str, Any] = {"backend": args.timeout_backend, "threads": threads, "timeout_ms": args.timeout_ms,
+                           "cells": []}
+    with model_server(args.model, args.timeout_backend, args.device, workdir, threads) as (url, proc, log_path):
+        status = await wait_model_ready(url, proc, log_path)
+        out["backend"] = status.get("backend")
+        warm = ModelClient(url)
+        try:
+            for kb in args.timeout_kb:
+                await warm.compress([texts[kb][0]], RATE, timeout_s=REQUEST_TIMEOUT_S)
+        finally:
+            await warm.close()
+        for kb in args.timeout_kb:
+            bounds = Bounds(args.seconds, args.timeout_requests, max_requests=args.timeout_requests * 4,
+                            hard_s=args.max_cell_seconds)
+            cell = {"kb": kb, "chars": statistics.mean(len(t) for t in texts[kb]),
+                    **await timeout_share(url, texts[kb], args.timeout_ms, bounds)}
+            out["cells"].append(cell)
+            log(f"timeouts: {kb} KB: {fmt(100 * (cell['in_time'] or 0), 1)} % in {args.timeout_ms:g} ms "
+                f"({brief(cell)}, p95 {fmt(cell['p95_ms'])} ms)")
+    return out
 
 
 # -- processes ----------------------------------------------------------------------------
@@ -529,6 +588,12 @@ def verdicts(result: dict[str, Any], conc: list[int]) -> list[dict[str, Any]]:
         out.append(verdict(f"{backend}: 64-tok p99 under 4,000-tok load <= 3x idle p50", r, r is not None and r <= 3,
                            f"{fmt(loaded, 1)} ms = {fmt(r, 2)}x idle p50 (3x = {fmt(3 * idle if idle else None, 1)} ms"
                            f"; 3 x 50 ms = 150 ms)"))
+    for cell in (result.get("timeouts") or {}).get("cells", []):
+        share, limit = cell["in_time"], result["timeouts"]["timeout_ms"]
+        out.append(verdict(f"{cell['kb']} KB prose compressed within {limit:g} ms in >= 95% (1 client)", share,
+                           share is not None and share >= 0.95,
+                           f"{fmt(100 * share if share is not None else None, 1)} % of {cell['requests']}; "
+                           f"p50 {fmt(cell['p50_ms'])} ms, p95 {fmt(cell['p95_ms'])} ms"))
     if "rss" in result:
         with_, without = mb(result["rss"]["llmlingua"]["worker"]), mb(result["rss"]["plain"]["worker"])
         r = ratio(with_, without)
@@ -577,6 +642,16 @@ def report(result: dict[str, Any]) -> str:
             lines.append(f"| {backend} | {i['n']} | {fmt(i['p50_ms'], 1)} | {fmt(i['p99_ms'], 1)} | {ld['n']} "
                          f"| {fmt(ld['p50_ms'], 1)} | {fmt(ld['p99_ms'], 1)} | {fmt(work.get('ms_per_batch'))} "
                          f"| {fmt(per_batch, 1)} |")
+    if result.get("timeouts"):
+        t = result["timeouts"]
+        lines += ["", f"## Prose tool outputs, one client, {t['backend']} with {t['threads']} thread(s), "
+                      f"timeout {t['timeout_ms']:g} ms", "",
+                  "| prose | chars | requests | in time % | p50 ms | p95 ms | p99 ms |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for c in t["cells"]:
+            lines.append(f"| {c['kb']} KB | {fmt(c['chars'])} | {c['requests']} "
+                         f"| {fmt(100 * c['in_time'] if c['in_time'] is not None else None, 1)} "
+                         f"| {fmt(c['p50_ms'], 1)} | {fmt(c['p95_ms'], 1)} | {fmt(c['p99_ms'], 1)} |")
     if result.get("rss"):
         lines += ["", "## RSS (MB) of `headroom proxy --workers 1`", "",
                   "| proxy | HTTP worker | model server | main process |", "|---|---:|---:|---:|"]
@@ -615,9 +690,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--skip-mixed", action="store_true", help="no mixed-load case")
     p.add_argument("--rss-backend", default="auto", help="--llmlingua-backend of the proxy in the RSS check")
     p.add_argument("--rss-requests", type=int, default=5, help="requests sent to each proxy before reading RSS")
+    p.add_argument("--timeouts", action="store_true",
+                   help="also measure the share of 2/4/8 KB prose compressed within --timeout-ms (one client)")
+    p.add_argument("--timeouts-only", action="store_true", help="only that (no backends, reference, RSS)")
+    p.add_argument("--timeout-ms", type=float, default=None, help="default: the proxy's --llmlingua-timeout-ms")
+    p.add_argument("--timeout-kb", type=int_list, default=[2, 4, 8], help="prose sizes in KB for --timeouts")
+    p.add_argument("--timeout-backend", default="auto", help="model server backend for --timeouts")
+    p.add_argument("--timeout-requests", type=int, default=20, help="requests per size for --timeouts, at least")
     p.add_argument("--json", type=Path, help="write every number here")
     args = p.parse_args(argv)
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    if args.timeout_ms is None:
+        from headroom.config import ProxyConfig
+
+        args.timeout_ms = float(ProxyConfig().llmlingua_timeout_ms)
+    if args.timeouts_only:
+        args.timeouts, args.backends, args.skip_reference, args.skip_rss = True, [], True, True
     return args
 
 
@@ -631,7 +719,9 @@ def ensure_model(args: argparse.Namespace) -> Path:
         log(f"building the random real-size model in {args.work_dir} (about a minute)")
         build_real_size_model(args.work_dir)
     export = model.parent / f"{model.name}-onnx"
-    if any(b.startswith("onnx") for b in args.backends) and read_marker(export) is None and read_marker(model) is None:
+    backends = [*args.backends, args.timeout_backend] if args.timeouts else args.backends
+    onnx = any(b.startswith("onnx") or b == "auto" for b in backends)
+    if onnx and read_marker(export) is None and read_marker(model) is None:
         from headroom.models.export import export_onnx
 
         log(f"exporting {model} to {export} (fp32 + int8, 1-2 min)")
@@ -660,6 +750,8 @@ def main(argv: list[str] | None = None) -> int:
                                                **got["server"]}
         if not args.skip_reference:
             result["cells"] += bench_reference(args, texts)["cells"]
+        if args.timeouts:
+            result["timeouts"] = asyncio.run(bench_timeouts(args, workdir))
         if not args.skip_rss:
             result["rss"] = bench_rss(args, workdir)
     finally:

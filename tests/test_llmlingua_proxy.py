@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from headroom.transforms.prose_model import MAX_CHARS
 from testkit import ROOT
 from testkit.ports import free_port
 from testkit.services import stop
@@ -173,6 +174,10 @@ def test_code_json_and_short_prose_never_reach_the_model(start_proxy, fresh_mock
     short = prose("short", sentences=8)  # under the 2,000-character minimum
     post(proxy, conversation(short))
     assert sent_page(fresh_mock) == short
+    huge = prose("huge", sentences=400)  # past the most the model is given per request: extractive only
+    assert len(huge) > MAX_CHARS
+    post(proxy, conversation(huge))
+    assert "Zanzibarhuge" in sent_page(fresh_mock)
     assert metric(proxy, "headroom_llmlingua_compressions_total") == 0
 
 

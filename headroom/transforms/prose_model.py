@@ -29,6 +29,8 @@ from headroom.transforms.terms import Terms
 log = logging.getLogger("headroom.pipeline")
 
 TRANSFORM = "llmlingua"
+MAX_CHARS = 8_192
+TIMEOUT_S = 6.0  # the proxy's own default is headroom.config's llmlingua_timeout_ms
 
 
 class Reply(Protocol):
@@ -48,7 +50,11 @@ class ProseModel(Protocol):
 class ProseSettings:
     rate: float = 0.3  # share of tokens kept
     min_chars: int = 2_000  # shorter prose is not worth a model call
-    timeout_s: float = 2.0
+    # Most prose characters per request sent to the model: beyond them blocks keep the
+    # extractive result. Sized with load_tests/bench_llmlingua.py --timeouts (2-core CPU,
+    # ONNX int8, one thread) so that the model answers within timeout_s in >= 95% of requests.
+    max_chars: int = MAX_CHARS
+    timeout_s: float = TIMEOUT_S
 
 
 @dataclass(frozen=True)
@@ -103,8 +109,16 @@ async def compress_prose(model: ProseModel, settings: ProseSettings, candidates:
     """Compress every candidate in one model call.
 
     Returns (memo key → result, ``None`` meaning "send it unchanged"; the failure reason, or
-    None when the model answered). Never raises.
+    None when the model answered). Never raises. Candidates past ``settings.max_chars`` (in
+    order, summed) are not sent and not in the result: they keep what the extractive
+    compressors made of them, rather than making the whole call miss its timeout.
     """
+    budget, fitting = settings.max_chars, []
+    for candidate in candidates:
+        if len(candidate.text) <= budget:
+            fitting.append(candidate)
+            budget -= len(candidate.text)
+    candidates = fitting
     if not candidates:
         return {}, None
     parts = [segments(c.text, terms) for c in candidates]

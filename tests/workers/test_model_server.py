@@ -273,3 +273,12 @@ async def test_protocol_errors_and_many_connections(start_server):
     finally:
         for client in clients:
             await client.close()
+
+
+def test_the_default_threads_leave_a_core_to_the_short_lane():
+    """Both lanes' passes draw on one intra-op pool; as wide as the machine, a long pass kept
+    a 64-token one waiting 14x its idle time on 2 cores (load_tests/bench_llmlingua.py)."""
+    from headroom.workers.model_server import default_threads
+
+    assert [default_threads("cpu", cores) for cores in (1, 2, 4, 16)] == [1, 1, 3, 15]
+    assert default_threads("cuda", 16) is None
