@@ -304,9 +304,10 @@ async def bench_timeouts(args: argparse.Namespace, workdir: Path) -> dict[str, A
 
 def start_group(argv: list[str], log_path: Path) -> subprocess.Popen:
     """A child in its own session, so that it and everything it starts can be killed together."""
+    path = os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))  # carried packages too
     with open(log_path, "w") as out:
         return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
-                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+                                env={**os.environ, "PYTHONPATH": path})
 
 
 def stop_group(proc: subprocess.Popen, timeout: float = 20.0) -> None:
