@@ -293,7 +293,10 @@ async def _compress_blocks(blocks: list[Block], body: dict, provider: Provider, 
             if terms is None:
                 terms = extract_terms(question_text(body, provider))
             block_terms = used.setdefault(bid.memo_key, terms)
-            kind, result, failed = _transform(block, bid, block_terms, opts, model is None)
+            # Prose too long for one model call is cut by the extractive compressor first;
+            # what it keeps may then go to the model (``max_chars`` bounds the call).
+            extract = model is None or len(block.text) > opts.prose.max_chars
+            kind, result, failed = _transform(block, bid, block_terms, opts, extract)
             receipt.errors += failed
             decided[bid.memo_key] = (block, bid, result)
             if model is not None and kind is Kind.TEXT and not failed and len(block.text) >= opts.prose.min_chars:
