@@ -264,7 +264,7 @@ class ConfigError(ValueError):
 
 
 def _normalise(values: dict[str, Any]) -> dict[str, Any]:
-    for key in ("anthropic_api_url", "openai_api_url"):
+    for key in [key for key in values if key.endswith("_api_url")]:  # every format's upstream
         if key in values:
             url = str(values[key]).rstrip("/")
             # Accept both ".../v1" and the bare base: routes always add "/v1/...".

@@ -15,7 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from headroom import __version__
+from headroom import __version__, formats
 from headroom.config import ProxyConfig
 from headroom.models.probe import INSTALL_HINT, choose_device, llmlingua_installed
 
@@ -50,8 +50,7 @@ def banner(config: ProxyConfig) -> str:
     workers = f"{config.workers} worker{'s' if config.workers != 1 else ''}"
     lines = [
         f"Headroom {__version__} listening on http://{config.host}:{config.port} ({workers})",
-        f"  anthropic -> {config.anthropic_api_url}",
-        f"  openai    -> {config.openai_api_url}",
+        *(f"  {provider:<9} -> {getattr(config, option)}" for provider, option in formats.UPSTREAMS),
         f"  optimize: {on(config.optimize)}   max body: {config.max_body_mb:g} MiB   "
         f"timeouts: connect {config.connect_timeout:g}s, upstream silence {config.request_timeout:g}s",
         f"  state: {_state_line(config)}   cache: {on(config.cache)}   "

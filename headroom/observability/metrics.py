@@ -38,6 +38,7 @@ import sys
 import tempfile
 from typing import TYPE_CHECKING, Any
 
+from headroom import formats
 from headroom.observability.labels import BoundedLabel, upstream_error_kind
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ _INF = float("inf")
 # Model names come from request bodies; a process gives its own series to at most this
 # many, and only to names the upstream accepted (a 2xx answer). The rest read "other".
 MODEL_LABEL_LIMIT = 50
-PROVIDERS = ("anthropic", "openai")
+PROVIDERS = formats.PROVIDERS  # the provider label of every format
 
 # Milliseconds. Whole requests run from a few ms (cache hits) to minutes (long streams);
 # the proxy's own overhead should stay in the low milliseconds.
