@@ -16,6 +16,7 @@ from typing import Any
 ANTHROPIC_API_URL = "https://api.anthropic.com"
 LLMLINGUA_MODEL = "microsoft/llmlingua-2-bert-base-multilingual-cased-meetingbank"
 OPENAI_API_URL = "https://api.openai.com"
+GEMINI_API_URL = "https://generativelanguage.googleapis.com"
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class ProxyConfig:
     model_server_token: str | None = None
     anthropic_api_url: str = ANTHROPIC_API_URL
     openai_api_url: str = OPENAI_API_URL
+    gemini_api_url: str = GEMINI_API_URL
     request_timeout: float = 600.0
     connect_timeout: float = 10.0
     shutdown_grace: float = 20.0
@@ -230,6 +232,7 @@ OPTIONS: tuple[Option, ...] = (
            "shared token for a model server on TCP", secret=True),
     Option("anthropic_api_url", "--anthropic-api-url", "ANTHROPIC_TARGET_API_URL", "Anthropic upstream base URL"),
     Option("openai_api_url", "--openai-api-url", "OPENAI_TARGET_API_URL", "OpenAI upstream base URL"),
+    Option("gemini_api_url", "--gemini-api-url", "GEMINI_TARGET_API_URL", "Google Gemini upstream base URL"),
     Option("request_timeout", "--request-timeout", "HEADROOM_REQUEST_TIMEOUT",
            "seconds an upstream may stay silent (before headers, or between stream chunks)", SECONDS),
     Option("connect_timeout", "--connect-timeout", "HEADROOM_CONNECT_TIMEOUT",

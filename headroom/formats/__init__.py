@@ -14,10 +14,11 @@ from collections.abc import Iterable, Mapping
 from headroom.formats.anthropic import ANTHROPIC
 from headroom.formats.base import Block, Format, Path, Refusal, Route
 from headroom.formats.chat import CHAT
+from headroom.formats.gemini import GEMINI
 from headroom.formats.responses import RESPONSES
 
 #: Every format, in the order a request is matched against them (by path, then by headers).
-FORMATS: tuple[Format, ...] = (ANTHROPIC, CHAT, RESPONSES)
+FORMATS: tuple[Format, ...] = (ANTHROPIC, CHAT, RESPONSES, GEMINI)
 
 #: Where a request that no format claims goes: OpenAI's Chat Completions, the de-facto generic API.
 DEFAULT: Format = CHAT
@@ -66,6 +67,6 @@ def format_for_path(path: str, headers: Mapping[str, str] | Iterable[str]) -> Fo
 
 
 __all__ = [
-    "ANTHROPIC", "CHAT", "CREDENTIAL_HEADERS", "DEFAULT", "FORMATS", "PROVIDERS", "RESPONSES", "UPSTREAMS",
+    "ANTHROPIC", "CHAT", "CREDENTIAL_HEADERS", "DEFAULT", "FORMATS", "GEMINI", "PROVIDERS", "RESPONSES", "UPSTREAMS",
     "Block", "Format", "Path", "Refusal", "Route", "format_for_path", "named", "names",
 ]
