@@ -4,6 +4,8 @@
 - ``headroom model-server`` runs the LLMLingua model server on its own, on a Unix socket or
   on TCP with a shared token (for ASGI deployments, or one GPU host serving many proxies);
 - ``headroom llmlingua export`` writes an ONNX model for the CPU backend;
+- ``headroom wrap claude|codex`` runs an agent through a proxy, ``headroom doctor`` checks a
+  setup (:mod:`headroom.cli_tools`);
 - ``headroom report`` summarises request logs (``--log-file``): spent, saved, cache reads
   (:mod:`headroom.report`, imported only when that command runs).
 
@@ -107,6 +109,9 @@ def make_parser() -> argparse.ArgumentParser:
     export.add_argument("--int8", action="store_true", help="also write a dynamically quantised int8 model, "
                                                             "and make it the default")
     add_report_parser(commands)
+    from headroom import cli_tools
+
+    cli_tools.add_parsers(commands, add_option)  # wrap, doctor
     return parser
 
 
@@ -262,6 +267,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_report(args.logs, args.by, args.since, args.until, as_json=args.json, png=args.png,
                           jobs=args.jobs)
+    if args.command in ("wrap", "doctor"):
+        from headroom import cli_tools
+
+        return cli_tools.run(args, parser)
     try:
         if args.command == "proxy":
             flags = _given(args, OPTIONS)

@@ -63,7 +63,7 @@ class ProxyConfig:
     max_body_mb: float = 32.0
     max_inflight_mb: float = 128.0
     max_response_mb: float = 64.0
-    store_max_mb: float = 256.0
+    store_max_mb: float = 128.0
 
     @property
     def max_body_bytes(self) -> int:

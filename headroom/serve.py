@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import shutil
+import signal
 import sys
 from functools import partial
 from pathlib import Path
@@ -21,6 +22,8 @@ from headroom.models.probe import INSTALL_HINT, choose_device, llmlingua_install
 
 if TYPE_CHECKING:
     from sanic import Sanic
+
+    from headroom.workers.lifetime import SpawnShield
 
 
 def _state_line(config: ProxyConfig) -> str:
@@ -114,7 +117,7 @@ def run_proxy(config: ProxyConfig) -> int:
         if config.workers > 1 and not config.redis_url:
             # Several workers must share limits, cache and stats: give them a private Redis.
             try:
-                private = PrivateRedis()
+                private = PrivateRedis(maxmemory=config.store_max_bytes)
                 children.append(private)
                 # A secret of the run's own, not one kept in Redis: a private Redis that dies and
                 # is restarted comes back empty, and every worker must keep hashing callers alike.
@@ -148,19 +151,32 @@ def run_proxy(config: ProxyConfig) -> int:
 
 
 def worker_app(config: ProxyConfig) -> Sanic:
-    """The app of one worker process (Sanic calls this in each, through the loader)."""
-    from headroom.proxy.server import create_app
+    """The app of one worker process (Sanic calls this in each, through the loader, on the
+    worker's main thread). A worker must not outlive a main process that was killed: it would
+    hold the port with nobody left to replace it or stop it (:mod:`headroom.workers.lifetime`)."""
+    import multiprocessing
 
+    from headroom.proxy.server import create_app
+    from headroom.workers.lifetime import die_with_parent
+
+    main = multiprocessing.parent_process()
+    if main is not None:
+        die_with_parent(signal.SIGKILL, main.pid)
     return create_app(config)
 
 
-def main_process_app() -> Sanic:
+def main_process_app(shield: SpawnShield | None = None) -> Sanic:
     """The app object of the main process. Sanic needs one to run its workers, but the main
     process serves no request: it only replaces workers that crash. So it is built without the
     routes and never imports them (or aiohttp, Redis's client, sanic-ext): the workers start
-    sooner, and ``/health`` answers sooner after launch."""
+    sooner, and ``/health`` answers sooner after launch.
+
+    ``shield``: the signal block Sanic's manager process was started under (it must survive a
+    stop of the whole process group); lifted here, once the manager exists and the watchdog
+    handles the stop signals, before the workers are started."""
     from sanic import Sanic
 
+    from headroom.workers.lifetime import bind_to_main_process
     from headroom.workers.watchdog import Watchdog
 
     app = Sanic("headroom", configure_logging=True)
@@ -169,7 +185,10 @@ def main_process_app() -> Sanic:
 
     @app.main_process_ready
     async def watch_workers(app: Sanic) -> None:
+        bind_to_main_process(app.manager.worker_state)  # never outlives this process
         watchdog.start()
+        if shield is not None:
+            shield.lift()  # a stop deferred until now goes to the watchdog
 
     @app.main_process_stop
     async def stop_watching(app: Sanic) -> None:
@@ -182,11 +201,14 @@ def serve(config: ProxyConfig) -> None:
     from sanic import Sanic
     from sanic.worker.loader import AppLoader
 
+    from headroom.workers.lifetime import SpawnShield
+
     for message in startup_warnings(config):
         print(f"headroom: WARNING: {message}", file=sys.stderr)
     print(banner(config), file=sys.stderr, flush=True)
     loader = AppLoader(factory=partial(worker_app, config))
-    app = main_process_app()
+    shield = SpawnShield()
+    app = main_process_app(shield)
     app.config.GRACEFUL_SHUTDOWN_TIMEOUT = config.shutdown_grace  # the watchdog bounds a stop by it
     from headroom.proxy.protocol import DeadlineHttpProtocol
 
@@ -194,7 +216,8 @@ def serve(config: ProxyConfig) -> None:
         host=config.host, port=config.port, workers=config.workers, access_log=False, motd=False, verbosity=0,
         protocol=DeadlineHttpProtocol,
     )
-    Sanic.serve(primary=app, app_loader=loader)
+    with shield:  # Sanic's manager process is started in there, before anything of ours runs
+        Sanic.serve(primary=app, app_loader=loader)
     if not app.ctx.watchdog.wait_for_workers(config.shutdown_grace + 5):
         print("headroom: WARNING: a worker was still running after --shutdown-grace", file=sys.stderr)
 

@@ -47,6 +47,14 @@ if command -v npm >/dev/null && ! npm/node_modules/.bin/codex --version 2>/dev/n
         || echo "warning: could not install @openai/codex@$CODEX_VERSION from npm; the Codex CLI tests will not run" >&2
 fi
 
+# The real Claude Code CLI from npm, for tests/test_wrap.py (headroom wrap claude). Pinned, as
+# Codex is; a failed install skips those tests, or fails them where HEADROOM_REQUIRE_CLAUDE=1 (CI).
+CLAUDE_VERSION=2.1.332
+if command -v npm >/dev/null && ! npm/node_modules/.bin/claude --version 2>/dev/null | grep -q "$CLAUDE_VERSION"; then
+    npm install --prefix npm --no-audit --no-fund --loglevel=error "@anthropic-ai/claude-code@$CLAUDE_VERSION" >/dev/null \
+        || echo "warning: could not install @anthropic-ai/claude-code@$CLAUDE_VERSION from npm; the wrap tests will not run" >&2
+fi
+
 # Lint first: a finding fails the run before any test starts.
 ruff check .
 

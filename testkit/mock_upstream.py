@@ -51,6 +51,8 @@ the upstream through it)
     x-mock-tool-arguments: JSON  the arguments of the tool call the mock makes (a JSON object;
                                  by default the schema's required strings, each "x"), e.g.
                                  ``{"cmd": "cat app.log"}`` for Codex's ``exec_command``
+    x-mock-no-tools: 1           answer in text even when the request offers tools (one turn of an
+                                 agent such as Claude Code, whose first tool starts a sub-agent)
     x-mock-usage: JSON           a JSON object merged over the answer's ``usage`` (top-level
                                  keys replace), e.g. ``{"input_tokens": 10,
                                  "cache_read_input_tokens": 900}`` or, for OpenAI,
@@ -575,6 +577,8 @@ class MockUpstream:
         if isinstance(req, web.Response):
             return req
         events = max(1, _int_header(request, "x-mock-events", DEFAULT_EVENTS))
+        if request.headers.get("x-mock-no-tools") == "1":
+            req = {**req, "tools": []}
         return body, req, events, _steered(decide(req, events), request)
 
     # -- streaming -----------------------------------------------------------

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from testkit import ROOT, services
+from testkit import ROOT, leftovers, services
 from testkit.lingua import require_llmlingua
 from testkit.services import REDIS_BIN, Mock, Proxy, RedisProc, start_mock, stop
 
@@ -21,6 +21,30 @@ if _TIKTOKEN_DIR.is_dir():
     os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(_TIKTOKEN_DIR))
 
 REQUIRE_REDIS_ENV = "HEADROOM_REQUIRE_REDIS"  # set in CI: a missing binary fails instead of skipping
+
+# Every process the tests start carries this run's token; at the end, any still alive fails it.
+_SESSION_TOKEN = leftovers.mark_session()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """Fail the run if a process it started is still alive (session fixtures are stopped by
+    now): list them, then kill them, so the next run starts clean."""
+    left = leftovers.wait_and_find(_SESSION_TOKEN)
+    if not left:
+        return
+    lines = "\n".join(f"  {process}" for process in left)
+    message = f"the test run left {len(left)} process(es) running (now killed):\n{lines}"
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write("\n")
+        reporter.write_sep("=", "processes left behind", red=True)
+        reporter.write_line(message)
+    else:
+        print(message)
+    leftovers.kill(left)
+    if session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")
@@ -87,6 +111,12 @@ def redis_server():
 @pytest.fixture
 def own_redis():
     """A redis-server for one test (to kill and restart without disturbing the others)."""
+    yield from _running_redis()
+
+
+@pytest.fixture(scope="module")
+def module_redis():
+    """A redis-server for one test module (whose dump then holds that module's traffic only)."""
     yield from _running_redis()
 
 

@@ -7,7 +7,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
@@ -15,6 +14,7 @@ import pytest
 from headroom.cli import make_parser
 from headroom.config import OPTIONS, ConfigError, ProxyConfig, build_config
 from testkit import processes
+from testkit.waiting import wait_for
 
 
 def test_defaults():
@@ -136,18 +136,13 @@ def test_readme_option_tables_are_current(command, marker):
 
 def test_a_crashed_worker_is_replaced(start_proxy, fresh_mock):
     proxy = start_proxy("--workers", "2")
-    deadline = time.monotonic() + 15
-    while len(before := processes.live_workers(proxy.output())) < 2 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    before = wait_for(lambda: len(found := processes.live_workers(proxy.output())) >= 2 and found, timeout=15,
+                      interval=0.1, what="two live workers")
     assert len(before) == 2
     victim = min(before)
     os.kill(victim, signal.SIGKILL)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        after = processes.live_workers(proxy.output())
-        if len(after) == 2 and victim not in after:
-            break
-        time.sleep(0.1)
+    after = wait_for(lambda: len(found := processes.live_workers(proxy.output())) == 2 and victim not in found
+                     and found, timeout=15, interval=0.1, what="the killed worker replaced")
     assert "died with exit code" in proxy.output()
     assert len(after) == 2 and victim not in after
     body = {"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import aiohttp
@@ -12,6 +11,7 @@ import openai
 import pytest
 
 from testkit.ports import free_port
+from testkit.waiting import async_wait_for
 
 ANTHROPIC_HEADERS = {"x-api-key": "sk-ant-test", "anthropic-version": "2023-06-01", "content-type": "application/json"}
 OPENAI_HEADERS = {"authorization": "Bearer sk-test", "content-type": "application/json"}
@@ -130,11 +130,11 @@ async def test_client_disconnect_cancels_the_upstream_stream(proxy, fresh_mock):
         first = await response.content.readany()
         assert first.startswith(b"event: message_start")
         response.close()  # hang up mid-stream
-    for _ in range(50):
+    async def cancelled() -> dict | None:
         stats = fresh_mock.stats()
-        if stats["streams_cancelled"] == 1:
-            break
-        await asyncio.sleep(0.1)
+        return stats if stats["streams_cancelled"] >= 1 else None
+
+    stats = await async_wait_for(cancelled, timeout=5, interval=0.1, what="the upstream stream cancelled")
     assert stats["streams_cancelled"] == 1
     assert stats["streams_completed"] == 0
     # The proxy is still healthy and its next request works.

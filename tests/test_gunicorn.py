@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from testkit.ports import free_port
 from testkit.services import Proxy, stop, wait_until_ready
+from testkit.waiting import wait_for
 
 pytest.importorskip("gunicorn")
 GUNICORN = [sys.executable, "-m", "gunicorn"]
@@ -140,10 +141,11 @@ def test_gunicorn_workers_compress_prose_through_a_standalone_model_server(mock,
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(f"{url}/health", proc, log, timeout=60)
-        deadline = time.monotonic() + 90
-        while httpx.get(f"{url}/health", timeout=5).json().get("llmlingua") != "ready":
-            assert time.monotonic() < deadline, server_log.read_text()[-2000:]
-            time.sleep(0.2)
+        try:
+            wait_for(lambda: httpx.get(f"{url}/health", timeout=5).json().get("llmlingua") == "ready", timeout=90,
+                     interval=0.2, what="the model server ready")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{server_log.read_text()[-2000:]}") from None
         page = prose("gunicorn")
         answer = httpx.post(f"{url}/v1/messages", json=conversation(page), headers=ANTHROPIC, timeout=30)
         assert answer.status_code == 200 and "llmlingua" in answer.headers["x-headroom-transforms"]

@@ -20,6 +20,7 @@ import openai
 import pytest
 
 from testkit import ROOT
+from testkit.waiting import wait_for
 
 ANTHROPIC_HEADERS = {"x-api-key": "sk-ant-test", "anthropic-version": "2023-06-01"}
 WEATHER_SCHEMA = {
@@ -191,12 +192,8 @@ def test_client_disconnect_counts_as_cancelled(http: httpx.Client) -> None:
     headers = {"x-mock-stream-delay-ms": "20", "x-mock-events": "50"}
     with http.stream("POST", "/v1/chat/completions", json={"stream": True}, headers=headers) as r:
         next(r.iter_bytes())  # first chunk, then hang up mid-stream
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline:
-        stats = http.get("/_mock/stats").json()
-        if stats["streams_cancelled"]:
-            break
-        time.sleep(0.02)
+    stats = wait_for(lambda: (found := http.get("/_mock/stats").json())["streams_cancelled"] and found, timeout=3,
+                     what="the stream counted as cancelled")
     assert stats["streams_cancelled"] == 1 and stats["streams_completed"] == 0
 
 

@@ -21,6 +21,7 @@ from headroom.cli import main
 from headroom.observability.request_log import FIELDS
 from testkit import ROOT
 from testkit.request_logs import write_log
+from testkit.waiting import wait_for
 
 A, B = "a" * 32, "b" * 32
 
@@ -192,12 +193,9 @@ def test_parallel_reading_gives_the_same_answer(tmp_path, monkeypatch):
 
 
 def _wait_for_lines(path: Path, n: int) -> list[dict]:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if path.exists() and len(lines := path.read_text().splitlines()) >= n:
-            return [json.loads(line) for line in lines]
-        time.sleep(0.05)
-    raise AssertionError(f"{path} has fewer than {n} lines")
+    lines = wait_for(lambda: path.exists() and len(found := path.read_text().splitlines()) >= n and found,
+                     what=f"{n} lines in {path}")
+    return [json.loads(line) for line in lines]
 
 
 def test_report_on_the_real_proxys_log(start_proxy, mock, tmp_path):

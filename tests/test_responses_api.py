@@ -14,6 +14,7 @@ import openai
 import pytest
 
 from testkit.corpus.cases import orders_api
+from testkit.waiting import wait_for
 
 API_KEY = "sk-responses-test-key"
 TOOLS = [{"type": "function", "name": "lookup_order", "description": "Look an order up.",
@@ -154,14 +155,11 @@ def accounted(start_proxy, tmp_path_factory):
 
 
 def read_log(log_path, at_least: int) -> list[dict]:
-    deadline = time.monotonic() + 10
-    records: list[dict] = []
-    while time.monotonic() < deadline:
-        records = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
-        if len(records) >= at_least:
-            break
-        time.sleep(0.05)
-    return records
+    def records() -> list[dict]:
+        found = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
+        return found if len(found) >= at_least else []
+
+    return wait_for(records, what=f"{at_least} request-log lines")
 
 
 def test_usage_cost_stats_metrics_log_and_cache(accounted, mock):
@@ -174,7 +172,7 @@ def test_usage_cost_stats_metrics_log_and_cache(accounted, mock):
     # The same stream again: a cache hit, replayed as the same events. The answer is stored
     # just behind the response (with the log line, then a batched write 10 ms later).
     assert len(read_log(log_path, 2)) == 2
-    time.sleep(0.5)
+    time.sleep(0.5)  # kept: the store write is not visible from outside, and a probe request would count
     with client.responses.with_streaming_response.create(
             model="gpt-4o", input="account my stream", stream=True, extra_headers=headers) as replay:
         assert replay.headers["x-headroom-cache"] == "hit"
@@ -189,9 +187,11 @@ def test_usage_cost_stats_metrics_log_and_cache(accounted, mock):
         assert record["cost_usd"] > 0 and record["model"] == "gpt-4o"
     assert records[1]["stream"] is True and records[2]["cache"] == "hit"
 
-    deadline = time.monotonic() + 10
-    while (stats := httpx.get(f"{proxy.url}/stats").json())["total_requests"] < 3 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    def flushed() -> dict | None:
+        stats = httpx.get(f"{proxy.url}/stats").json()
+        return stats if stats["total_requests"] >= 3 else None
+
+    stats = wait_for(flushed, interval=0.1, what="three requests in /stats")
     assert stats["requests_by_provider"]["openai"] == 3
     assert stats["models"]["gpt-4o"]["input_tokens"] >= 400
     assert stats["usd"]["by_provider"]["openai"]["spent"] > 0

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 
 import httpx
 import pytest
@@ -18,6 +17,7 @@ from headroom.pricing import Usage, load_pricing
 from headroom.savings import BlockSaving, cache_ttls, usd_saved
 from headroom.state.memory_store import MemoryStore
 from headroom.transforms import run_pipeline
+from testkit.waiting import wait_for
 
 PRICING = load_pricing()
 SONNET = PRICING.lookup("claude-sonnet-4-5").price
@@ -203,9 +203,8 @@ def test_proxy_reports_dollars_saved_in_header_log_stats_and_metrics(start_proxy
         (30 * 3.00 + 40 * 15.00 + 2_300 * 0.30 + 1_100 * 6.00) / 1e6,
     ]
 
-    deadline = time.monotonic() + 10
-    while len(lines := log_path.read_text().splitlines()) < 5 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    lines = wait_for(lambda: len(found := log_path.read_text().splitlines()) >= 5 and found,
+                     what="five request-log lines")
     records = [json.loads(line) for line in lines]
     assert [r["usd_saved"] for r in records[:3]] == pytest.approx(expected, abs=1e-8)
     assert [r["usd_spent"] for r in records[:3]] == pytest.approx(spent, abs=1e-8)

@@ -1,6 +1,10 @@
 """Graceful shutdown of the real ``headroom proxy`` (SIGTERM, as Docker and Kubernetes send it):
 stop accepting, let in-flight streams finish within ``--shutdown-grace``, flush the books,
-stop the private Redis, exit 0 — and never hang, even when stopped just as it starts."""
+stop the private Redis, exit 0 — and never hang, even when stopped just as it starts.
+
+The same when the signal goes to the whole process group (systemd's ``KillMode=control-group``,
+a shared-PID container, Ctrl-C in a terminal), and no process outlives a proxy killed with
+SIGKILL."""
 
 from __future__ import annotations
 
@@ -34,6 +38,10 @@ class Launched:
 
     def terminate(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
+
+    def signal_group(self, sig: int) -> None:
+        """As systemd, a container runtime or a terminal does: every process in the group."""
+        os.killpg(self.proc.pid, sig)
 
     def cleanup(self) -> None:
         if processes.find(group=self.proc.pid):
@@ -258,4 +266,107 @@ def test_a_worker_stuck_starting_does_not_hold_the_stop_past_the_grace(mock, tmp
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(held, signal.SIGCONT)
+        proxy.cleanup()
+
+
+def _family(main_pid: int) -> dict[int, bytes]:
+    """The proxy's processes (its own, and its helpers in sessions of their own) by command line."""
+    family = {}
+    for pid in processes.descendants(main_pid):
+        with contextlib.suppress(OSError):
+            family[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    return family
+
+
+def _helpers(family: dict[int, bytes]) -> list[int]:
+    return [pid for pid, cmdline in family.items() if b"redis-server" in cmdline or b"model-server" in cmdline]
+
+
+def _launch_serving(mock, log: Path, workers: int, *flags: str) -> Launched:
+    proxy = Launched(mock.url, log, "--workers", str(workers), *flags)
+    try:
+        wait_until_ready(f"{proxy.url}/health", proxy.proc, proxy.log, timeout=90)
+        wait_for(lambda: len(processes.live_workers(proxy.log.read_text())) == workers, timeout=90,
+                 what="every worker serving")
+    except BaseException:
+        proxy.cleanup()
+        raise
+    return proxy
+
+
+def _survivors(family: dict[int, bytes]) -> dict[int, bytes]:
+    return {pid: cmdline for pid, cmdline in family.items() if processes.alive(pid)}
+
+
+def _wait_all_gone(family: dict[int, bytes], timeout: float) -> None:
+    try:
+        wait_for(lambda: not _survivors(family), timeout=timeout, what="every process of the proxy to exit")
+    except AssertionError:
+        raise AssertionError(f"still running after {timeout:g}s: {_survivors(family)}") from None
+
+
+GROUP_CASES = [  # Ctrl-C in a terminal is SIGINT to the foreground group
+    pytest.param(1, (), signal.SIGTERM, id="1-worker-SIGTERM"),
+    pytest.param(4, (), signal.SIGTERM, id="4-workers-private-redis-SIGTERM"),
+    pytest.param(4, (), signal.SIGINT, id="4-workers-private-redis-SIGINT"),
+    pytest.param(1, ("--llmlingua",), signal.SIGTERM, id="llmlingua-model-server-SIGTERM"),
+]
+
+
+@pytest.mark.parametrize(("workers", "flags", "sig"), GROUP_CASES)
+def test_a_stop_of_the_whole_process_group_is_as_clean_as_a_stop_of_the_main_process(
+        request, mock, tmp_path, workers, flags, sig):
+    # SIGTERM to the group once killed Sanic's shared-state manager first: the main process
+    # printed three tracebacks (ConnectionResetError, ForkAwareLocal, _sync_states) and exit 1.
+    if flags:
+        flags = (*flags, "--llmlingua-model", str(request.getfixturevalue("lingua_model")))
+    proxy = _launch_serving(mock, tmp_path / "proxy.log", workers, "--shutdown-grace", "30", *flags)
+    try:
+        family = _family(proxy.proc.pid)
+        helpers = _helpers(family)
+        assert len(helpers) == (workers > 1) + bool(flags), family  # the private Redis, the model server
+        result: dict = {}
+        started = threading.Event()
+        client = threading.Thread(target=_slow_stream, args=(proxy.url, result, started))
+        client.start()
+        assert started.wait(20) and "events" not in result  # the stream is under way
+        proxy.signal_group(sig)
+        wait_for(lambda: _refused(proxy.port), timeout=10, what="new connections to be refused")
+        if client.is_alive():  # still draining: the helpers it may need are still there
+            assert all(processes.alive(pid) for pid in helpers), _family(proxy.proc.pid)
+        client.join(60)
+        assert result.get("status") == 200 and "error" not in result, result
+        assert result["events"][-1] == "message_stop", result["events"][-5:]  # complete, not cut
+        assert proxy.proc.wait(timeout=40) == 0, proxy.log.read_text()[-3000:]
+        output = proxy.log.read_text()
+        assert "Traceback" not in output and "Exception" not in output, output[-3000:]
+        _wait_all_gone(family, timeout=10)
+    finally:
+        proxy.cleanup()
+
+
+KILL_CASES = [pytest.param(1, (), id="1-worker"), pytest.param(4, (), id="4-workers-private-redis"),
+              pytest.param(1, ("--llmlingua",), id="llmlingua-model-server")]
+
+
+@pytest.mark.parametrize(("workers", "flags"), KILL_CASES)
+def test_no_process_outlives_a_proxy_killed_with_sigkill(request, mock, tmp_path, workers, flags):
+    # Sanic's manager process (and the workers, holding the port) once lived on for good.
+    if flags:
+        flags = (*flags, "--llmlingua-model", str(request.getfixturevalue("lingua_model")))
+    proxy = _launch_serving(mock, tmp_path / "proxy.log", workers, *flags)
+    family: dict[int, bytes] = {}
+    try:
+        family = _family(proxy.proc.pid)
+        # The main process, Sanic's manager and multiprocessing's resource tracker, the
+        # workers, and the helpers (which run in sessions of their own).
+        assert len(family) >= 3 + workers + len(_helpers(family)), family
+        proxy.proc.kill()
+        assert proxy.proc.wait(timeout=10) == -signal.SIGKILL
+        _wait_all_gone(family, timeout=5)
+        assert _refused(proxy.port)
+    finally:
+        for pid in _survivors(family):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         proxy.cleanup()

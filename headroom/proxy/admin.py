@@ -1,6 +1,7 @@
 """Headroom's own endpoints: health, statistics, Prometheus metrics.
 
-``/health`` is always open (load balancers and Claude Code probe it). ``/stats``,
+``/health``, ``/livez`` and ``/readyz`` are always open (load balancers, Kubernetes and
+Claude Code probe them). ``/stats``,
 ``/metrics`` and the OpenAPI description require ``--admin-token`` when one is set, given
 as ``x-headroom-admin-token: T`` or ``Authorization: Bearer T``.
 """
@@ -21,6 +22,7 @@ from headroom.proxy.errors import ProxyError
 from headroom.proxy.request_id import request_id_for
 from headroom.proxy.security_headers import OWN, PRIVATE
 from headroom.state.store import StatsSnapshot, StoreUnavailable
+from headroom.transforms import tokens
 
 bp = Blueprint("admin")
 
@@ -92,6 +94,33 @@ async def health(request: Request):
     if model is not None:
         body["llmlingua"] = model["state"]
     return json(body, headers=_own_headers(request, private=False))
+
+
+@bp.get("/livez")
+async def livez(request: Request):
+    """The process serves requests: nothing else is checked, so that a Redis or model-server
+    outage never gets a healthy proxy restarted (Kubernetes' liveness probe)."""
+    return json({"status": "alive"}, headers=_own_headers(request, private=False))
+
+
+@bp.get("/readyz")
+async def readyz(request: Request):
+    """Whether to route requests here (Kubernetes' readiness probe): 503 while the worker is
+    draining, while its tokenizer still loads (a request would wait for it, ~0.35 s), and,
+    with ``--fail-closed``, while the shared store is unreachable (requests would get 503s)."""
+    context = context_of(request)
+    reason = None
+    if context.draining:
+        reason = "draining"
+    elif context.config.optimize and not tokens.settled():
+        reason = "warming up"
+    elif context.config.fail_closed:
+        try:
+            await context.store.get("headroom:readyz")
+        except StoreUnavailable:
+            reason = "shared store unreachable (--fail-closed)"
+    body = {"status": "ready"} if reason is None else {"status": "not ready", "reason": reason}
+    return json(body, status=200 if reason is None else 503, headers=_own_headers(request))
 
 
 @bp.get("/stats")

@@ -42,6 +42,7 @@ class ProxyContext:
     request_log: RequestLog | None
     model: ModelClient | None  # the LLMLingua model server (--llmlingua)
     inflight: InFlightBytes  # request bytes this worker holds (--max-inflight-mb)
+    draining: bool = False  # set when the worker begins to stop: /readyz answers 503 from then on
 
 
 def context_of(target: Request | Sanic) -> ProxyContext:
@@ -55,7 +56,8 @@ def make_store(config: ProxyConfig) -> Store:
 
         return RedisStore(config.redis_url, cache_ttl=config.cache_ttl, cache_max_entries=config.cache_max_entries,
                           socket_timeout=config.redis_timeout, connect_timeout=config.redis_timeout)
-    return MemoryStore(cache_ttl=config.cache_ttl, cache_max_entries=config.cache_max_entries)
+    return MemoryStore(cache_ttl=config.cache_ttl, cache_max_entries=config.cache_max_entries,
+                       max_bytes=config.store_max_bytes)
 
 
 async def deployment_secret(config: ProxyConfig, store: Store) -> bytes:

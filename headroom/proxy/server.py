@@ -60,6 +60,10 @@ def create_app(config: ProxyConfig | None = None) -> Sanic:
             # In the background: /health answers at once, and the first request rarely waits.
             tokens.warm_up()  # loads in a thread of its own
 
+    @app.before_server_stop
+    async def start_draining(app: Sanic) -> None:
+        context_of(app).draining = True
+
     @app.after_server_stop
     async def close_resources(app: Sanic) -> None:
         """After the last in-flight request and stream has finished (or --shutdown-grace ran

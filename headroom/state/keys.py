@@ -2,7 +2,8 @@
 
 Per-caller keys are ``hr:{kind}:{callerhash}:{id}`` (:func:`make_key`); ``callerhash`` is a
 keyed hash of the API key, never the key. Entries shared by every caller use ``_all`` in
-the caller's place. Every entry has a TTL or sits under an LRU bound.
+the caller's place. Every entry has a TTL, sits under an LRU bound, or leaves through the
+due index (:data:`DUE_INDEX_KEY`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ def budget_prefix(caller: str, scope: str) -> str:
     return f"hr:budget:{caller if scope == 'key' else 'global'}"
 
 
+#: Rate-limit buckets and budget counters carry no TTL, so that a Redis evicting with
+#: ``volatile-lru`` never touches them; this sorted set (key -> when it is dead, ms) lets the
+#: guard script delete them once they are (see :mod:`headroom.state.scripts`).
+DUE_INDEX_KEY = "hr:due:_all:index"
 #: Where the cache's LRU index lives (one index for every partition: one global bound).
 CACHE_INDEX_KEY = "hr:cache:_all:lru"
 #: The per-deployment HMAC secret shared by every worker and instance (see Store.shared_secret).

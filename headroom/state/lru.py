@@ -3,7 +3,9 @@
 A mapping that forgets its least recently used entries once their total weight passes
 ``max_weight``. By default every entry weighs 1 (a bound on entries); ``weigh`` gives
 entries a weight of their own (the characters of a text key, say), and ``max_item_weight``
-keeps a single huge entry from flushing everything else.
+keeps a single huge entry from flushing everything else. ``on_evict`` hears of every entry
+the bound pushes out (not of those removed by :meth:`LRU.pop`), so that a second index over
+the same keys can follow.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ V = TypeVar("V")
 
 
 class LRU(Generic[K, V]):
-    __slots__ = ("_data", "_max_item", "_weigh", "max_weight", "weight")
+    __slots__ = ("_data", "_max_item", "_on_evict", "_weigh", "max_weight", "weight")
 
     def __init__(self, max_weight: int, weigh: Callable[[K, V], int] | None = None,
-                 max_item_weight: int | None = None) -> None:
+                 max_item_weight: int | None = None, on_evict: Callable[[K, V], None] | None = None) -> None:
         self._data: OrderedDict[K, V] = OrderedDict()
         self._weigh = weigh
         self._max_item = max_item_weight
+        self._on_evict = on_evict
         self.max_weight = max_weight
         self.weight = 0  # total weight held
 
@@ -62,7 +65,9 @@ class LRU(Generic[K, V]):
         self._data[key] = value
         self.weight += weight
         while self.weight > self.max_weight and self._data:
-            self.pop_oldest()
+            evicted = self.pop_oldest()
+            if self._on_evict is not None:
+                self._on_evict(*evicted)
 
     def pop(self, key: K) -> V | None:
         value = self._data.pop(key, None)

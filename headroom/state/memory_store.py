@@ -3,6 +3,28 @@
 Everything runs synchronously on the event loop, so each method is atomic within its
 worker; it is never unavailable. Every table is LRU-bounded (:class:`~headroom.state.lru.LRU`),
 key/value entries and cached answers also expire.
+
+**Bounded by bytes, not by entries.** What the proxy stores grows with the traffic: CCR
+originals (up to the body limit each), memo entries, cached answers. A bound of entries
+lets 100,000 of them reach gigabytes, so key/value entries and cached answers share one
+LRU weighed in bytes (``max_bytes``, ``--store-max-mb``): key and value lengths plus
+:data:`ENTRY_OVERHEAD`, Python's own cost of holding an entry. The least recently used
+of them goes first, whichever kind it is. Losing one is always safe: an original that is
+gone reads as expired, a memo entry that is gone is recomputed (the prefix guard keeps the
+bytes a conversation already sent, see :mod:`headroom.transforms.prefix_guard`), a cached
+answer that is gone is a cache miss. An entry heavier than a quarter of the bound is not
+kept at all, so that one huge original cannot flush everything else.
+
+The prefix guard's records (key kind ``sent``, a hundred bytes or so per block) are what
+keeps a block's bytes when its memo entry is gone, so they must outlive memo entries; in
+one recency order they would not (a block's memo entry and record are written and read
+together). A record the LRU pushes out therefore gets a second life in a small LRU of its
+own (a sixteenth of ``max_bytes``: tens of thousands of records), read like any entry.
+
+Rate-limit buckets, budgets and the deployment secret are *never* evicted by weight: they
+live in tables of their own (small fixed-size records, one per caller or per caller and
+period), bounded by entries and by expiry, because forgetting a budget would let a caller
+overspend and forgetting a bucket would refill it early.
 """
 
 from __future__ import annotations
@@ -21,7 +43,14 @@ from headroom.state.budget import (
     settle_deltas,
     usd_to_micro_up,
 )
-from headroom.state.keys import STATS_RECENT_LIMIT, STATS_SAMPLE_LIMIT, budget_prefix, cache_key
+from headroom.state.keys import (
+    SENT_KIND,
+    STATS_RECENT_LIMIT,
+    STATS_SAMPLE_LIMIT,
+    budget_prefix,
+    cache_key,
+    make_key,
+)
 from headroom.state.lru import LRU
 from headroom.state.store import (
     LIMIT_NAMES,
@@ -49,6 +78,27 @@ class _Bucket:
         self.expires = 0.0
 
 
+#: What holding one key/value entry costs Python beyond the bytes of its key and value: the
+#: key ``str`` and value ``bytes`` headers (49 + 33), the ``(value, expires)`` tuple and its
+#: float (56 + 24), and the ordered dict's slot, index and list node. tracemalloc measured
+#: 228 bytes over 20,000 entries (``tests/state/test_byte_bound.py`` keeps it honest).
+ENTRY_OVERHEAD = 240
+#: A cached answer also sits in the cache's own index of entries (measured: 294 in all).
+CACHED_ANSWER_OVERHEAD = 300
+_CACHE_PREFIX = cache_key("", "")[:-1]  # "hr:cache:"
+_SENT_PREFIX = make_key(SENT_KIND, "", "")[:-1]  # "hr:sent:"
+
+#: The default byte bound of a store built without one (``--store-max-mb`` sets the proxy's).
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+
+
+def entry_weight(key: str, item: tuple[bytes | int, float | None]) -> int:
+    """Bytes one key/value entry or cached answer holds, overhead included."""
+    value = item[0]
+    overhead = CACHED_ANSWER_OVERHEAD if key.startswith(_CACHE_PREFIX) else ENTRY_OVERHEAD
+    return len(key) + (len(value) if isinstance(value, bytes) else 8) + overhead
+
+
 def _refill(cap: int, level: float | None, ts: float, now: float) -> float:
     if level is None:
         return float(cap)
@@ -56,8 +106,9 @@ def _refill(cap: int, level: float | None, ts: float, now: float) -> float:
 
 
 class MemoryStore:
-    """Process-local store. ``max_entries`` bounds each table (key/value, buckets, budgets);
-    ``cache_max_entries`` the response cache.
+    """Process-local store. ``max_bytes`` bounds key/value entries and cached answers
+    together, by weight (:func:`entry_weight`); ``max_entries`` bounds each table by entries
+    (key/value, buckets, budgets); ``cache_max_entries`` the response cache.
 
     ``clock`` (monotonic seconds) times TTLs; ``time_source`` (epoch seconds) times
     buckets and budget periods; both are injectable for tests.
@@ -72,15 +123,23 @@ class MemoryStore:
         cache_max_entries: int = 10_000,
         time_source: Callable[[], float] = time.time,
         budget_slack: float = BUDGET_SLACK_SECONDS,
+        max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self._clock = clock
         self._now = time_source
-        # key -> (value, expires at or None)
-        self._data: LRU[str, tuple[bytes | int, float | None]] = LRU(max_entries)
+        self._max_entries = max_entries
+        # Everything evictable, by weight: key -> (value, expires at or None); cached answers
+        # under their cache_key(...) (a namespace of their own), with their expiry. Prefix-guard
+        # records pushed out of it live on in _records, a sixteenth of the bytes.
+        records = max_bytes // 16
+        self._data: LRU[str, tuple[bytes | int, float | None]] = LRU(
+            max_bytes - records, weigh=entry_weight, on_evict=self._evicted)
+        self._records: LRU[str, tuple[bytes | int, float | None]] = LRU(records, weigh=entry_weight)
+        # The cached answers' keys, in the same recency order: their bound of entries.
+        self._cache: LRU[str, bool] = LRU(cache_max_entries, on_evict=self._drop_cached)
         self._buckets: LRU[str, _Bucket] = LRU(max_entries)  # evicted = full again
         # budget key -> [spent micro-USD, expires]; insertion order ~ expiry order
         self._budgets: LRU[str, list[float]] = LRU(max_entries)
-        self._cache: LRU[str, tuple[bytes, float]] = LRU(cache_max_entries)
         self.cache_ttl = cache_ttl
         self._budget_slack = budget_slack
         self._secret: bytes | None = None
@@ -90,11 +149,34 @@ class MemoryStore:
         self._recent: deque = deque(maxlen=STATS_RECENT_LIMIT)
 
     def __len__(self) -> int:
-        return len(self._data)
+        return len(self._data) - len(self._cache)
 
     @property
     def cache_max_entries(self) -> int:
         return self._cache.max_weight
+
+    @property
+    def max_bytes(self) -> int:
+        return self._data.max_weight + self._records.max_weight
+
+    @property
+    def held_bytes(self) -> int:
+        """Weight of the evictable entries held now (at most ``max_bytes``)."""
+        return self._data.weight + self._records.weight
+
+    def _evicted(self, key: str, item: tuple[bytes | int, float | None]) -> None:
+        if key.startswith(_SENT_PREFIX):
+            self._records.put(key, item)  # a second life: see the class docstring
+        else:
+            self._cache.pop(key)  # a no-op for key/value entries
+
+    def _drop_cached(self, key: str, _value: bool) -> None:
+        self._data.pop(key)
+
+    def _drop(self, key: str) -> None:
+        self._data.pop(key)
+        self._cache.pop(key)
+        self._records.pop(key)
 
     @property
     def healthy(self) -> bool:
@@ -109,10 +191,12 @@ class MemoryStore:
     def _live(self, key: str) -> bytes | int | None:
         item = self._data.get(key)
         if item is None:
+            item = self._records.get(key)
+        if item is None:
             return None
         value, expires = item
         if expires is not None and expires <= self._clock():
-            self._data.pop(key)
+            self._drop(key)
             return None
         return value
 
@@ -121,7 +205,16 @@ class MemoryStore:
         return value if isinstance(value, bytes) or value is None else str(value).encode()
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
-        self._data.put(key, (value, self._clock() + ttl if ttl else None))
+        self._put(key, (value, self._clock() + ttl if ttl else None))
+
+    def _put(self, key: str, item: tuple[bytes | int, float | None]) -> None:
+        if entry_weight(key, item) > self._data.max_weight // 4:
+            self._drop(key)  # too heavy to keep: the old value must not linger either
+            return
+        self._records.pop(key)
+        self._data.put(key, item)
+        while len(self._data) - len(self._cache) > self._max_entries:
+            self._evicted(*self._data.pop_oldest())
 
     async def get_many(self, keys: list[str]) -> list[bytes | None]:
         return [await self.get(k) for k in keys]
@@ -131,7 +224,7 @@ class MemoryStore:
             await self.set(key, value, ttl)
 
     async def delete(self, key: str) -> None:
-        self._data.pop(key)
+        self._drop(key)
 
     async def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
         current = self._live(key)
@@ -140,7 +233,7 @@ class MemoryStore:
         expires = item[1] if item is not None else None
         if expires is None and ttl:
             expires = self._clock() + ttl
-        self._data.put(key, (value, expires))
+        self._put(key, (value, expires))
         return value
 
     # -- guards -------------------------------------------------------------
@@ -247,16 +340,25 @@ class MemoryStore:
 
     async def cache_get(self, caller: str, key: str) -> bytes | None:
         full = cache_key(caller, key)
-        item = self._cache.get(full)
+        item = self._data.get(full)
         if item is None:
             return None
-        if item[1] <= self._clock():
-            self._cache.pop(full)
+        expires = item[1]
+        if expires is not None and expires <= self._clock():
+            self._drop(full)
             return None
-        return item[0]
+        self._cache.get(full)  # most recently used in both orders
+        value = item[0]
+        return value if isinstance(value, bytes) else None
 
     async def cache_put(self, caller: str, key: str, value: bytes) -> None:
-        self._cache.put(cache_key(caller, key), (value, self._clock() + self.cache_ttl))
+        full = cache_key(caller, key)
+        item = (value, self._clock() + self.cache_ttl)
+        if entry_weight(full, item) > self._data.max_weight // 4:
+            self._drop(full)
+            return
+        self._data.put(full, item)
+        self._cache.put(full, True)
 
     async def admit(self, cache: tuple[str, str] | None, req: GuardRequest | None) -> Admission:
         cached = await self.cache_get(*cache) if cache else None

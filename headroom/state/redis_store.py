@@ -87,6 +87,8 @@ class RedisStore:
 
     ``time_source`` (epoch seconds) replaces Redis ``TIME`` in the scripts; leave it
     ``None`` outside tests so that every instance uses the same clock (Redis's).
+    ``clock`` (monotonic seconds) times the outage back-off; injectable so that tests move
+    past ``retry_interval`` without sleeping through it.
     """
 
     def __init__(
@@ -100,6 +102,7 @@ class RedisStore:
         retry_interval: float = 1.0,
         budget_slack: float = BUDGET_SLACK_SECONDS,
         time_source: Callable[[], float] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url
         self.cache_ttl = cache_ttl
@@ -107,6 +110,7 @@ class RedisStore:
         self.retry_interval = retry_interval
         self._budget_slack_ms = str(int(budget_slack * 1000))
         self._time_source = time_source
+        self._clock = clock
         self._client = RespClient(url, timeout=socket_timeout, connect_timeout=connect_timeout)
         self._healthy = True
         self._retry_at = 0.0
@@ -130,7 +134,7 @@ class RedisStore:
         Returns True when this call is the one probe of an unhealthy Redis."""
         if self._healthy:
             return False
-        if self._probing or time.monotonic() < self._retry_at:
+        if self._probing or self._clock() < self._retry_at:
             self._health.skipped_ops += 1
             raise StoreUnavailable(f"Redis at {redact_url(self.url)} is unavailable")
         self._probing = True
@@ -145,10 +149,10 @@ class RedisStore:
                 self._seen_errors.add(kind)
                 log.warning("Redis at %s refused a state operation (%s)", redact_url(self.url), kind)
         if outage:
-            self._retry_at = time.monotonic() + self.retry_interval
+            self._retry_at = self._clock() + self.retry_interval
             if self._healthy:
                 self._healthy = False
-                self._down_since = time.monotonic()
+                self._down_since = self._clock()
                 self._health.outages += 1
                 log.warning(
                     "Redis at %s is unavailable (%s: %s); state operations fail fast and are "
@@ -160,7 +164,7 @@ class RedisStore:
     def _recovered(self) -> None:
         if not self._healthy:
             self._healthy = True
-            log.info("Redis at %s is back after %.1fs", redact_url(self.url), time.monotonic() - self._down_since)
+            log.info("Redis at %s is back after %.1fs", redact_url(self.url), self._clock() - self._down_since)
 
     async def _call(self, operation: Callable[[], Awaitable[Any]]) -> Any:
         """Run one round trip with the outage handling described in the module docstring."""

@@ -13,12 +13,28 @@ Units: time in milliseconds, money in integer micro-dollars (1e-6 USD), so budge
 are exact integers (``INCRBY``) and never accumulate float error.
 
 Not Redis Cluster ready: the guard derives its budget key from ``KEYS[2]`` plus the
-period, which only the script knows (it owns the clock). Standalone and Sentinel are fine.
+period, which only the script knows (it owns the clock), and every guard sweeps the due
+index (below). Standalone and Sentinel are fine.
+
+Eviction: a Redis under ``maxmemory`` with ``maxmemory-policy volatile-lru`` evicts only
+keys that carry a TTL. Cached answers, CCR originals and memo entries all do; rate-limit
+buckets and budget counters must never be evicted (a forgotten bucket refills early, a
+forgotten budget lets a caller overspend), so they carry *no* TTL. They still leave once
+they are no longer needed: each is listed in the due index (``DUE_INDEX_KEY``, a sorted
+set, itself without TTL: key -> when it is dead, ms) and every guard deletes up to
+``SWEEP_BATCH`` of those whose time has passed. A bucket is dead 121 s after its last write
+(it is full again by then, which is what an absent bucket means); a budget counter once its
+period is over plus the slack. Each guard adds at most one new member and removes up to
+``SWEEP_BATCH``, so the index holds only the live callers' entries plus a short backlog.
 """
 
 from __future__ import annotations
 
 import hashlib
+
+from headroom.state.keys import DUE_INDEX_KEY
+
+SWEEP_BATCH = 8  # dead buckets and budget counters deleted per guard, at most
 
 _NOW = """
 local now
@@ -33,9 +49,24 @@ end
 _BUCKETS = """
 -- A caller's two buckets live in one string, "r|rt|t|tt": the request and token levels and
 -- when each was last set (ms); an empty or absent level means "full". Reading and writing
--- it are one call each (a hash needed four: HMGET, HSET, PTTL, PEXPIRE). The key lives
+-- it are one call each (a hash needed four: HMGET, HSET, PTTL, PEXPIRE). The key is dead
 -- two minutes past its last write: a level never falls below -capacity, so it is full
--- again by then and an expired key means exactly what a full one does.
+-- again by then and a swept key means exactly what a full one does. No TTL, so that
+-- volatile-lru never evicts it: the due index removes it instead (see the module docs).
+local DUE = '""" + DUE_INDEX_KEY + """'
+
+local function due_at(key, at)
+  redis.call('ZADD', DUE, at, key)
+end
+
+local function sweep()
+  local dead = redis.call('ZRANGEBYSCORE', DUE, '-inf', now, 'LIMIT', 0, """ + str(SWEEP_BATCH) + """)
+  if #dead > 0 then
+    redis.call('UNLINK', unpack(dead))
+    redis.call('ZREM', DUE, unpack(dead))
+  end
+end
+
 local function read_buckets(key)
   local v = redis.call('GET', key)
   if not v then return nil, nil, nil, nil end
@@ -45,8 +76,8 @@ local function read_buckets(key)
 end
 
 local function write_buckets(key, r, rt, t, tt)
-  redis.call('SET', key, (r or '') .. '|' .. (rt or '') .. '|' .. (t or '') .. '|' .. (tt or ''),
-             'PX', 121000)
+  redis.call('SET', key, (r or '') .. '|' .. (rt or '') .. '|' .. (t or '') .. '|' .. (tt or ''))
+  due_at(key, now + 121000)
 end
 
 -- Continuous refill: capacity `cap` per minute, level capped at `cap`.
@@ -122,6 +153,7 @@ local tokens = tonumber(ARGV[4])
 local budget = tonumber(ARGV[5])
 local reserve = tonumber(ARGV[6])
 local failed, wait = 0, 0
+sweep()
 
 local r, t = 0, 0
 local r0, rt0, t0, tt0
@@ -154,7 +186,7 @@ if budget > 0 then
   if failed == 0 and reserve > 0 then
     -- Reserve first and take it back if that overspends: one call when it fits.
     spent = redis.call('INCRBY', key, reserve)
-    if spent == reserve then redis.call('PEXPIRE', key, math.ceil(reset) + tonumber(ARGV[8])) end
+    if spent == reserve then due_at(key, pend + tonumber(ARGV[8])) end
     if spent > budget then
       spent = redis.call('DECRBY', key, reserve)
       wait, failed = reset, 3

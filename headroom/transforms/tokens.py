@@ -55,6 +55,31 @@ def _release_rank_table(encoding) -> None:
         pass  # not glibc: the memory is reused by this process instead
 
 
+def cache_dir() -> str:
+    """Where tiktoken looks for its encodings (its own rule: TIKTOKEN_CACHE_DIR, then
+    DATA_GYM_CACHE_DIR, then a folder in the system's temporary directory)."""
+    import os
+    import tempfile
+
+    return (os.environ.get("TIKTOKEN_CACHE_DIR") or os.environ.get("DATA_GYM_CACHE_DIR")
+            or os.path.join(tempfile.gettempdir(), "data-gym-cache"))
+
+
+def remedy() -> str:
+    """How to get the encodings onto a machine: the fix printed by the warning and ``headroom doctor``."""
+    return (f"run once with internet access (python -c \"import tiktoken; tiktoken.get_encoding('{ENCODING_NAME}')\"), "
+            f"or copy a machine's tiktoken cache files into a folder and export TIKTOKEN_CACHE_DIR=<that folder> "
+            f"(now: {cache_dir()})")
+
+
+def unavailable_line(timed_out: bool = False) -> str:
+    """The one line said when the encoding cannot be loaded. Why not the exception: offline it
+    is a multi-line connection error naming a download URL, which tells a user nothing about
+    what it means for them (counts are estimates) or what to do."""
+    why = f"did not load within {LOAD_TIMEOUT_S:.0f}s" if timed_out else "is not available (no network, no cached copy)"
+    return f"tiktoken's {ENCODING_NAME} encoding {why}: token counts are estimates. Fix: {remedy()}"
+
+
 def _ensure_loaded() -> None:
     """Load the encoding once; on failure or timeout switch to estimates and warn once."""
     global _encode, _state
@@ -78,20 +103,30 @@ def _ensure_loaded() -> None:
             _encode = result["encode"]
             _state = "exact"
         else:
-            reason = result.get("error", f"timed out after {LOAD_TIMEOUT_S:.0f}s")
-            log.warning(
-                "tiktoken encoding %s unavailable (%s); token counts are estimates",
-                ENCODING_NAME,
-                reason,
-            )
+            log.warning("%s", unavailable_line("error" not in result))
             _state = "estimate"
 
 
+_warm_up_lock = threading.Lock()  # not _lock: that one is held for the whole load
+_warm_up_thread: threading.Thread | None = None
+
+
 def warm_up() -> threading.Thread:
-    """Load the encoding in a background thread (call at proxy startup; returns the thread)."""
-    thread = threading.Thread(target=_ensure_loaded, name="headroom-tokens-warmup", daemon=True)
-    thread.start()
-    return thread
+    """Load the encoding in a background thread (call at proxy startup; returns the thread).
+
+    A second call returns the same thread. ``/readyz`` reports the worker not ready until
+    :func:`settled`, so that no routed request waits for the load."""
+    global _warm_up_thread
+    with _warm_up_lock:
+        if _warm_up_thread is None:
+            _warm_up_thread = threading.Thread(target=_ensure_loaded, name="headroom-tokens-warmup", daemon=True)
+            _warm_up_thread.start()
+        return _warm_up_thread
+
+
+def settled() -> bool:
+    """Whether the encoding is loaded, or known to be unavailable (estimates); never blocks."""
+    return _state != "unloaded"
 
 
 def is_estimate() -> bool:
@@ -158,10 +193,11 @@ def count_cached(text: str) -> int:
 
 def _reset_for_tests() -> None:
     """Forget the loaded encoding so tests can exercise loading and the fallback."""
-    global _encode, _state
+    global _encode, _state, _warm_up_thread
     with _lock:
         _encode = None
         _state = "unloaded"
+    _warm_up_thread = None
     _shared_cache.clear()
 
 

@@ -67,10 +67,19 @@ def ping(address: str | tuple[str, int], timeout: float = 0.2) -> bool:
         return False
 
 
+#: How a Redis bounded by ``maxmemory`` makes room: the least recently used key *that has a
+#: TTL*. Every evictable kind of state (cached answers, CCR originals, memo entries, statistics)
+#: has one; rate-limit buckets, budget counters and the deployment secret have none and are
+#: never evicted (see :mod:`headroom.state.scripts`). ``allkeys-lru`` would evict buckets and
+#: budgets; ``noeviction`` would refuse writes once full, failing every guard open.
+EVICTION_POLICY = "volatile-lru"
+
+
 def redis_spec(directory: Path, *, port: int = 0, unix_socket: str | None = None, binary: str | None = None,
-               maxmemory: str | None = None, extra_args: tuple[str, ...] = ()) -> ChildSpec:
+               maxmemory: int | str | None = None, extra_args: tuple[str, ...] = ()) -> ChildSpec:
     """A ``redis-server`` keeping nothing on disk, on 127.0.0.1:``port`` (0: no TCP) and/or a
-    Unix socket, ready once it answers PING."""
+    Unix socket, ready once it answers PING. ``maxmemory`` (bytes, or Redis's ``"64mb"``)
+    bounds its data, evicting with :data:`EVICTION_POLICY`."""
     args = [find_redis_server(binary), "--port", str(port), "--save", "", "--appendonly", "no",
             "--dir", str(directory), "--daemonize", "no", "--loglevel", "warning",
             "--logfile", str(directory / "redis.log")]
@@ -79,7 +88,7 @@ def redis_spec(directory: Path, *, port: int = 0, unix_socket: str | None = None
     if unix_socket:
         args += ["--unixsocket", unix_socket, "--unixsocketperm", "700"]
     if maxmemory:
-        args += ["--maxmemory", maxmemory, "--maxmemory-policy", "noeviction"]
+        args += ["--maxmemory", str(maxmemory), "--maxmemory-policy", EVICTION_POLICY]
     args += list(extra_args)
     address: str | tuple[str, int] = unix_socket if unix_socket else ("127.0.0.1", port)
     return ChildSpec("redis-server", args, ready=lambda: ping(address), log_path=directory / "redis.log")
@@ -116,9 +125,10 @@ def private_directory(prefix: str = _DIR_PREFIX) -> Path:
 
 
 class PrivateRedis:
-    """One supervised ``redis-server`` on a Unix socket in a private directory."""
+    """One supervised ``redis-server`` on a Unix socket in a private directory; the proxy
+    bounds it with ``maxmemory`` = ``--store-max-mb``."""
 
-    def __init__(self, binary: str | None = None, *, maxmemory: str | None = None,
+    def __init__(self, binary: str | None = None, *, maxmemory: int | str | None = None,
                  extra_args: tuple[str, ...] = ()) -> None:
         self.binary = binary
         self.maxmemory = maxmemory

@@ -19,7 +19,6 @@ HTTP workers have drained.
 from __future__ import annotations
 
 import atexit
-import ctypes
 import logging
 import os
 import signal
@@ -32,13 +31,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-log = logging.getLogger("headroom.workers")
+from headroom.workers.lifetime import request_death_signal
 
-try:  # loaded up front: the child only makes the call, between fork and exec
-    _prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
-except (OSError, AttributeError):  # pragma: no cover
-    _prctl = None
-_PR_SET_PDEATHSIG = 1
+log = logging.getLogger("headroom.workers")
 
 
 class ChildFailed(RuntimeError):
@@ -73,8 +68,7 @@ def accepts_unix(path: str | Path, timeout: float = 0.2) -> bool:
 
 def _child_setup(parent_pid: int) -> Callable[[], None]:
     def setup() -> None:
-        if _prctl is not None:
-            _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        request_death_signal(signal.SIGTERM)  # the binding is loaded up front: only the call is made here
         if os.getppid() != parent_pid:  # the parent died before prctl took effect
             os._exit(1)
 

@@ -147,16 +147,16 @@ def headroom_deployments() -> list[dict]:
     return [d for d in resources("Deployment") if pod_spec(d)["containers"][0].get("command", [""])[0] == "headroom"]
 
 
-def test_the_proxy_is_probed_on_health_at_its_own_port():
+def test_the_proxy_is_probed_on_livez_and_readyz_at_its_own_port():
     proxies = [d for d in headroom_deployments() if pod_spec(d)["containers"][0]["command"][1] == "proxy"]
     assert len(proxies) == 1
     deployment = proxies[0]
     container = pod_spec(deployment)["containers"][0]
     ports = container_ports(deployment)
     effective = print_config(kubernetes_commands()[deployment["metadata"]["name"]])
-    for probe in ("readinessProbe", "livenessProbe"):
+    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/livez")):
         check = container[probe]["httpGet"]
-        assert check["path"] == "/health", probe
+        assert check["path"] == path, probe
         assert ports[check["port"]] == int(effective["port"]), f"{probe} is not on the port the proxy listens on"
     assert deployment["spec"]["replicas"] >= 2
     annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
 
 import httpx
 
@@ -12,6 +11,7 @@ from headroom.outcome import RequestOutcome
 from headroom.proxy.bookkeeping import WriteBehind
 from headroom.proxy.stats import StatsBuffer, delta_of
 from headroom.state.keys import STATS_RECENT_LIMIT, STATS_SAMPLE_LIMIT
+from testkit.waiting import async_wait_for, wait_for
 
 
 class SlowStore:
@@ -22,7 +22,7 @@ class SlowStore:
 
     async def settle_and_put(self, settles, puts) -> None:
         self.batches.append(len(settles) + len(puts))
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # the slowness is the point: writes pile up behind it
 
 
 async def test_the_write_behind_queue_never_holds_more_than_its_bound():
@@ -33,7 +33,10 @@ async def test_the_write_behind_queue_never_holds_more_than_its_bound():
         writes.add(None, ("caller", f"k{i}", b"v"))
         most = max(most, len(writes.settles) + len(writes.puts))
     assert most < WriteBehind.MAX_PENDING
-    await asyncio.sleep(0.2)
+    async def five_batches() -> bool:
+        return len(store.batches) >= 5
+
+    await async_wait_for(five_batches, timeout=5, what="the five full batches written")
     assert store.batches == [WriteBehind.MAX_PENDING] * 5  # written in full batches, none lost
     await writes.drain()  # ... and the rest on shutdown, without waiting 10 s
     assert sum(store.batches) == 5 * WriteBehind.MAX_PENDING + 7
@@ -55,20 +58,33 @@ def test_connections_beyond_the_limit_get_a_503_and_are_closed(start_proxy, fres
     proxy = start_proxy("--max-connections", "20")
     host, port = proxy.url.removeprefix("http://").split(":")
     held = [socket.create_connection((host, int(port))) for _ in range(20)]
-    try:
-        time.sleep(0.3)
+    extra: socket.socket | None = None
+
+    def refused() -> bytes | None:
+        """A 21st connection, refused once the worker has taken the 20 held ones in (one not
+        refused took a free slot: it is closed, freeing it, and the next try made)."""
+        nonlocal extra
         extra = socket.create_connection((host, int(port)))
-        extra.settimeout(5)
-        answer = extra.recv(4096)
-        assert answer.startswith(b"HTTP/1.1 503 ") and b"retry-after: 1" in answer
+        extra.settimeout(1)
+        try:
+            answer = extra.recv(4096)
+        except TimeoutError:
+            answer = b""
+        if not answer.startswith(b"HTTP/1.1 503 "):
+            extra.close()
+            return None
+        return answer
+
+    try:
+        answer = wait_for(refused, timeout=15, interval=0.05, what="a connection beyond the 20 refused")
+        assert b"retry-after: 1" in answer
         assert b'"too_many_connections"' in answer
         assert extra.recv(4096) == b""  # closed
         for sock in held[:5]:
             sock.close()
-        time.sleep(0.3)
         body = {"model": "claude-sonnet-4-5", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
-        assert httpx.post(f"{proxy.url}/v1/messages", json=body, headers={"x-api-key": "sk-ant-c"},
-                          timeout=10).status_code == 200  # room again
+        wait_for(lambda: httpx.post(f"{proxy.url}/v1/messages", json=body, headers={"x-api-key": "sk-ant-c"},
+                                    timeout=10).status_code == 200, what="room again once five are closed")
     finally:
         for sock in held:
             sock.close()

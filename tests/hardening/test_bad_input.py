@@ -14,16 +14,17 @@ import httpx
 import pytest
 
 from headroom.proxy.body import MAX_HEADER_COUNT, MAX_JSON_DEPTH, MAX_JSON_INT
-from tests.hardening.conftest import (
-    ANTHROPIC_HEADERS,
-    GOOD,
-    HTTP,
-    OPENAI_HEADERS,
-    assert_anthropic_error,
-    assert_openai_error,
-    raw_request,
-    send_raw,
-)
+from testkit import raw_http
+from testkit.llm_requests import ANTHROPIC_HEADERS, GOOD, HTTP, OPENAI_HEADERS
+from testkit.native_errors import assert_anthropic_error, assert_openai_error
+from testkit.raw_http import send_raw
+
+
+def raw_request(method: str, path: str, headers: list[tuple[bytes | str, bytes | str]], body: bytes = b"") -> bytes:
+    """A request head written byte for byte as given (``host`` and ``content-length`` added,
+    nothing else: these tests count header fields)."""
+    return raw_http.raw_request(method, path, headers, body, close=False)
+
 
 ROUTES = [
     pytest.param("/v1/messages", ANTHROPIC_HEADERS, id="anthropic"),
@@ -107,40 +108,40 @@ BAD_BODIES = {
 
 @pytest.mark.parametrize("path,headers", ROUTES)
 @pytest.mark.parametrize("name", list(BAD_BODIES))
-def test_bad_body_is_a_native_400_and_nothing_is_forwarded(still_alive, upstream, path, headers, name):
+def test_bad_body_is_a_native_400_and_nothing_is_forwarded(still_alive, fresh_mock, path, headers, name):
     raw, fragment = BAD_BODIES[name]
     _assert_native_400(_post(still_alive, path, headers, raw), path, fragment)
-    assert upstream.requests() == []
+    assert fresh_mock.requests() == []
 
 
 @pytest.mark.parametrize("path,headers", ROUTES)
-def test_bad_body_inside_gzip_is_a_native_400(still_alive, upstream, path, headers):
+def test_bad_body_inside_gzip_is_a_native_400(still_alive, fresh_mock, path, headers):
     for raw in (BAD_BODIES["duplicate-top-level"][0], BAD_BODIES["100k-deep-arrays"][0], b"\xff"):
         response = _post(still_alive, path, {**headers, "content-encoding": "gzip"}, gzip.compress(raw))
         _assert_native_400(response, path)
-    assert upstream.requests() == []
+    assert fresh_mock.requests() == []
 
 
 @pytest.mark.parametrize("path,headers", ROUTES)
-def test_the_limits_themselves_are_accepted_and_forwarded_byte_for_byte(still_alive, upstream, path, headers):
+def test_the_limits_themselves_are_accepted_and_forwarded_byte_for_byte(still_alive, fresh_mock, path, headers):
     for raw in (_nested(MAX_JSON_DEPTH), _nested(MAX_JSON_DEPTH, objects=True),
                 b'{"model":"m","max_tokens":%d,"seed":%d,"messages":[]}' % (MAX_JSON_INT, -MAX_JSON_INT - 1),
                 b'{"model":"m","temperature":1.7976931348623157e308,"top_p":1e-999,"messages":[]}',
                 b'{"model":"m","a":{"k":1},"b":{"k":2},"messages":[]}'):  # same key, different objects
-        upstream.reset()
+        fresh_mock.reset()
         response = _post(still_alive, path, headers, raw)
         assert response.status_code == 200, response.text
-        assert upstream.last_body() == raw
+        assert fresh_mock.last_body() == raw
 
 
-def test_the_compress_endpoint_refuses_the_same_bodies(still_alive, upstream):
+def test_the_compress_endpoint_refuses_the_same_bodies(still_alive, fresh_mock):
     for name in ("duplicate-top-level", "100k-deep-arrays", "1e999", "invalid-utf8-byte"):
         response = _post(still_alive, "/v1/compress", ANTHROPIC_HEADERS, BAD_BODIES[name][0])
         assert response.status_code == 400, response.text
         assert response.json()["error"]  # a native shape (of the provider the path implies)
 
 
-def test_a_huge_max_tokens_never_breaks_the_budget_arithmetic(start_proxy, upstream):
+def test_a_huge_max_tokens_never_breaks_the_budget_arithmetic(start_proxy, fresh_mock):
     proxy = start_proxy("--budget", "1000")
     raw = b'{"model":"claude-sonnet-4-5","max_tokens":%d,"messages":[{"role":"user","content":"hi"}]}'
     response = HTTP.post(f"{proxy.url}/v1/messages", content=raw % MAX_JSON_INT, headers=ANTHROPIC_HEADERS)
@@ -179,26 +180,26 @@ BAD_HEADS = {
 
 @pytest.mark.parametrize("path,headers", RAW_ROUTES)
 @pytest.mark.parametrize("name", list(BAD_HEADS))
-def test_malformed_header_is_a_native_400(still_alive, upstream, path, headers, name):
+def test_malformed_header_is_a_native_400(still_alive, fresh_mock, path, headers, name):
     reply = send_raw(still_alive.url, raw_request("POST", path, headers + BAD_HEADS[name], BODY))
     check = assert_anthropic_error if path == "/v1/messages" else assert_openai_error
     check(reply.status, reply.body, 400)
-    assert upstream.requests() == []
+    assert fresh_mock.requests() == []
 
 
 @pytest.mark.parametrize("path,headers", RAW_ROUTES)
-def test_a_line_without_colon_and_a_smuggling_attempt_are_native_400s(still_alive, upstream, path, headers):
+def test_a_line_without_colon_and_a_smuggling_attempt_are_native_400s(still_alive, fresh_mock, path, headers):
     check = assert_anthropic_error if path == "/v1/messages" else assert_openai_error
     no_colon = raw_request("POST", path, headers, BODY).replace(b"\r\n\r\n", b"\r\nno-colon-here\r\n\r\n", 1)
     both_lengths = raw_request("POST", path, headers + [("transfer-encoding", "chunked")], BODY)
     for data in (no_colon, both_lengths):
         reply = send_raw(still_alive.url, data)
         check(reply.status, reply.body, 400)
-    assert upstream.requests() == []
+    assert fresh_mock.requests() == []
 
 
 @pytest.mark.parametrize("path,headers", RAW_ROUTES)
-def test_too_many_headers_is_a_native_431(still_alive, upstream, path, headers):
+def test_too_many_headers_is_a_native_431(still_alive, fresh_mock, path, headers):
     check = assert_anthropic_error if path == "/v1/messages" else assert_openai_error
     base = 2 + len(headers)  # host and content-length are headers too
     many = [(f"x-h{i}", "v") for i in range(MAX_HEADER_COUNT - base)]
@@ -209,19 +210,19 @@ def test_too_many_headers_is_a_native_431(still_alive, upstream, path, headers):
     tiny = [(f"x{i}", "") for i in range(900)]  # within Sanic's 8 KiB: only the count stops them
     reply = send_raw(still_alive.url, raw_request("POST", path, headers + tiny, BODY))
     assert str(MAX_HEADER_COUNT) in check(reply.status, reply.body, 431)
-    assert len([r for r in upstream.requests()]) == 1
+    assert len([r for r in fresh_mock.requests()]) == 1
 
 
 @pytest.mark.parametrize("path,headers", RAW_ROUTES)
-def test_oversized_header_is_a_native_431(still_alive, upstream, path, headers):
+def test_oversized_header_is_a_native_431(still_alive, fresh_mock, path, headers):
     reply = send_raw(still_alive.url, raw_request("POST", path, headers + [("x-big", "b" * 10_000)], BODY))
     check = assert_anthropic_error if path == "/v1/messages" else assert_openai_error
     message = check(reply.status, reply.body, 431)
     assert "8192 bytes" in message and "body" not in message
-    assert upstream.requests() == []
+    assert fresh_mock.requests() == []
 
 
-def test_oversized_header_on_a_passthrough_route_keeps_the_callers_shape(still_alive, upstream):
+def test_oversized_header_on_a_passthrough_route_keeps_the_callers_shape(still_alive, fresh_mock):
     """The head was never parsed; the bytes received still show an Anthropic client."""
     data = raw_request("GET", "/v1/models", ANTHROPIC_RAW + [("x-big", "b" * 20_000)])
     reply = send_raw(still_alive.url, data)
@@ -231,17 +232,17 @@ def test_oversized_header_on_a_passthrough_route_keeps_the_callers_shape(still_a
 
 
 @pytest.mark.parametrize("path,headers", RAW_ROUTES)
-def test_overlong_url_is_a_native_414(still_alive, upstream, path, headers):
+def test_overlong_url_is_a_native_414(still_alive, fresh_mock, path, headers):
     reply = send_raw(still_alive.url, raw_request("POST", path + "?q=" + "a" * 10_000, headers, BODY))
     check = assert_anthropic_error if path == "/v1/messages" else assert_openai_error
     assert "URL" in check(reply.status, reply.body, 414)
     reply = send_raw(still_alive.url, raw_request("POST", path + "?q=" + "a" * 6_000, headers, BODY))
     assert reply.status == 200  # long, but within the head's limit
-    assert upstream.last()["query"] == "q=" + "a" * 6_000
+    assert fresh_mock.last()["query"] == "q=" + "a" * 6_000
 
 
 @pytest.mark.parametrize("path,headers", RAW_ROUTES)
-def test_non_ascii_url_is_a_native_400(still_alive, upstream, path, headers):
+def test_non_ascii_url_is_a_native_400(still_alive, fresh_mock, path, headers):
     reply = send_raw(still_alive.url, raw_request("POST", path, headers, BODY).replace(
         path.encode(), path.encode() + "?q=\u00e9".encode(), 1))
     check = assert_anthropic_error if path == "/v1/messages" else assert_openai_error
@@ -249,26 +250,26 @@ def test_non_ascii_url_is_a_native_400(still_alive, upstream, path, headers):
 
 
 @pytest.mark.parametrize("path,headers", RAW_ROUTES)
-def test_control_characters_in_the_url_are_a_native_400(still_alive, upstream, path, headers):
+def test_control_characters_in_the_url_are_a_native_400(still_alive, fresh_mock, path, headers):
     check = assert_anthropic_error if path == "/v1/messages" else assert_openai_error
     for bad in (b"?q=a\nx-injected:%201", b"?q=a\rb", b"?q=\x00", b"?q=\x1b[31m"):
         data = raw_request("POST", path, headers, BODY).replace(path.encode(), path.encode() + bad, 1)
         reply = send_raw(still_alive.url, data)
         check(reply.status, reply.body, 400)
-    assert upstream.requests() == []
+    assert fresh_mock.requests() == []
 
 
-def test_utf8_header_values_pass_through_exactly_and_other_bytes_are_a_native_400(still_alive, upstream):
+def test_utf8_header_values_pass_through_exactly_and_other_bytes_are_a_native_400(still_alive, fresh_mock):
     """A UTF-8 value reaches the upstream as sent. Other high bytes (latin-1 "obs-text") would
     not: the upstream client would send an empty value. Refused rather than changed."""
     headers = ANTHROPIC_RAW + [("x-note", "caf\u00e9 \u2603 \U0001f680".encode())]
     reply = send_raw(still_alive.url, raw_request("POST", "/v1/messages", headers, BODY))
     assert reply.status == 200, reply.body
-    assert upstream.last()["headers"]["x-note"] == "caf\u00e9 \u2603 \U0001f680"
+    assert fresh_mock.last()["headers"]["x-note"] == "caf\u00e9 \u2603 \U0001f680"
     for value in (b"\xff\xfe", "caf\u00e9".encode("latin-1"), b"\xed\xa0\x80"):
         reply = send_raw(still_alive.url, raw_request("POST", "/v1/messages", ANTHROPIC_RAW + [("x-raw", value)], BODY))
         assert "UTF-8" in assert_anthropic_error(reply.status, reply.body, 400)
-    assert len(upstream.requests()) == 1
+    assert len(fresh_mock.requests()) == 1
 
 
 def test_garbage_instead_of_http_gets_an_answer_or_a_close(still_alive):

@@ -19,9 +19,8 @@ import re
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from testkit.llm_requests import GOOD
 from testkit.raw_http import converse
-
-from .conftest import GOOD
 
 AUTH = b"x-api-key: k\r\nanthropic-version: 2023-06-01\r\ncontent-type: application/json\r\n"
 SECOND_BODY = json.dumps({**GOOD, "messages": [{"role": "user", "content": "second"}]}).encode()

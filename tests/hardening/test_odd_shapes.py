@@ -11,11 +11,11 @@ from __future__ import annotations
 import base64
 import json
 import re
-import time
 
 import pytest
 
-from tests.hardening.conftest import ANTHROPIC_HEADERS, HTTP, OPENAI_HEADERS
+from testkit.llm_requests import ANTHROPIC_HEADERS, HTTP, OPENAI_HEADERS
+from testkit.waiting import wait_for
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4).decode()
 PDF = base64.b64encode(b"%PDF-1.4\n" + bytes(range(256)) * 8).decode()
@@ -133,43 +133,43 @@ def _send(proxy, path: str, headers: dict, raw: bytes, relayed: bool = False):
 
 @pytest.mark.parametrize("name", list(ANTHROPIC_ODD))
 @pytest.mark.parametrize("ensure_ascii", [True, False], ids=["ascii", "utf8"])
-def test_odd_anthropic_shapes_reach_the_upstream_byte_for_byte(plain, upstream, name, ensure_ascii):
+def test_odd_anthropic_shapes_reach_the_upstream_byte_for_byte(plain, fresh_mock, name, ensure_ascii):
     raw = _dumps(ANTHROPIC_ODD[name], ensure_ascii=ensure_ascii)
     _send(plain, "/v1/messages", ANTHROPIC_HEADERS, raw, relayed=True)
-    assert upstream.last_body() == raw
+    assert fresh_mock.last_body() == raw
 
 
 @pytest.mark.parametrize("name", list(OPENAI_ODD))
-def test_odd_openai_shapes_reach_the_upstream_byte_for_byte(plain, upstream, name):
+def test_odd_openai_shapes_reach_the_upstream_byte_for_byte(plain, fresh_mock, name):
     raw = _dumps(OPENAI_ODD[name])
     _send(plain, "/v1/chat/completions", OPENAI_HEADERS, raw, relayed=True)
-    assert upstream.last_body() == raw
+    assert fresh_mock.last_body() == raw
 
 
-def test_odd_streaming_request_keeps_its_shape_apart_from_the_usage_option(plain, upstream):
+def test_odd_streaming_request_keeps_its_shape_apart_from_the_usage_option(plain, fresh_mock):
     """Streaming OpenAI requests get ``stream_options.include_usage`` added; nothing else moves."""
     body = {**OPENAI_ODD["lone-surrogates"], "stream": True}
     response = HTTP.post(f"{plain.url}/v1/chat/completions", content=_dumps(body), headers=OPENAI_HEADERS)
     assert response.status_code == 200 and response.content.endswith(b"data: [DONE]\n\n")
-    sent = json.loads(upstream.last_body())
+    sent = json.loads(fresh_mock.last_body())
     assert sent.pop("stream_options") == {"include_usage": True}
     assert sent == json.loads(_dumps(body))  # (an escaped surrogate pair reads back as one character)
     assert b'"usage":{' not in response.content  # the chunk Headroom asked for went back out
 
 
-def test_several_megabytes_on_one_line_in_user_text_are_forwarded_unchanged(plain, upstream):
+def test_several_megabytes_on_one_line_in_user_text_are_forwarded_unchanged(plain, fresh_mock):
     line = ("lorem ipsum " + UNICODE + " ") * 28_000  # ~3.4 MB of UTF-8, no newline
     raw = _dumps(_anthropic([{"role": "user", "content": line}]), ensure_ascii=False)
     assert len(raw) > 3_000_000 and b"\\n" not in raw
     _send(plain, "/v1/messages", ANTHROPIC_HEADERS, raw)
-    assert upstream.last_body() == raw
+    assert fresh_mock.last_body() == raw
 
 
-def test_several_megabytes_on_one_line_of_plain_tool_output_never_crash(plain, upstream):
+def test_several_megabytes_on_one_line_of_plain_tool_output_never_crash(plain, fresh_mock):
     line = "".join(f"word{i} " for i in range(300_000))  # ~3 MB of prose on one line: nothing to cut
     raw = _dumps(_anthropic(_tool_turn(line)))
     response = _send(plain, "/v1/messages", ANTHROPIC_HEADERS, raw)
-    assert upstream.last_body() == raw
+    assert fresh_mock.last_body() == raw
     assert response.headers["x-headroom-tokens-saved"] == "0"
 
 
@@ -208,10 +208,10 @@ def _tool_output_text(body: dict) -> str:
     raise AssertionError("no tool output")
 
 
-def _compressed(plain, upstream, body: dict, ensure_ascii: bool = True) -> tuple[dict, object]:
+def _compressed(plain, fresh_mock, body: dict, ensure_ascii: bool = True) -> tuple[dict, object]:
     raw = _dumps(body, ensure_ascii=ensure_ascii)
     response = _send(plain, "/v1/messages", ANTHROPIC_HEADERS, raw)
-    received = upstream.last_body()
+    received = fresh_mock.last_body()
     received.decode("utf-8")  # whatever Headroom rewrote is still UTF-8
     sent = json.loads(received)
     assert int(response.headers["x-headroom-tokens-saved"]) > 0, response.headers
@@ -219,12 +219,12 @@ def _compressed(plain, upstream, body: dict, ensure_ascii: bool = True) -> tuple
     return sent, response
 
 
-def test_one_line_multi_megabyte_json_keeps_the_needle_with_its_odd_characters(plain, upstream):
+def test_one_line_multi_megabyte_json_keeps_the_needle_with_its_odd_characters(plain, fresh_mock):
     items = [{"id": i, "status": "ok", "note": f"item {i} {UNICODE}"} for i in range(12_000)]
     items[7_777] = {"id": 7_777, "status": "ok", "note": ODD_VALUE}
     text = json.dumps(items)  # one line, ~3 MB, lone surrogates as escapes
     assert "\n" not in text and len(text) > 2_000_000
-    sent, response = _compressed(plain, upstream, _anthropic(_question_turn(text)))
+    sent, response = _compressed(plain, fresh_mock, _anthropic(_question_turn(text)))
     output = _tool_output_text(sent)
     assert "json:lossy" in response.headers["x-headroom-transforms"]
     assert "[headroom:" in output
@@ -234,33 +234,33 @@ def test_one_line_multi_megabyte_json_keeps_the_needle_with_its_odd_characters(p
     assert (row_id, status, json.loads(note)) == ("7777", "ok", ODD_VALUE)
 
 
-def test_logs_with_binary_looking_lines_keep_the_error_and_the_question_line(plain, upstream):
+def test_logs_with_binary_looking_lines_keep_the_error_and_the_question_line(plain, fresh_mock):
     # A log is lines: no LF or CR inside a line (a CR is a terminal redraw, resolved as one).
     binary = BINARY.replace("\n", "").replace("\r", "")
     noise = [f"2024-05-01T10:00:{i % 60:02d} INFO tick {i} {UNICODE}" for i in range(3_000)]
     noise[1_200] = f"2024-05-01T10:20:00 ERROR disk {binary} {UNICODE} failure"
     noise[2_222] = f"2024-05-01T10:37:02 INFO {ODD_VALUE.replace(BINARY, binary)}"
-    sent, response = _compressed(plain, upstream, _anthropic(_question_turn("\n".join(noise))))
+    sent, response = _compressed(plain, fresh_mock, _anthropic(_question_turn("\n".join(noise))))
     output = _tool_output_text(sent).split("\n")
     assert "log:lossy" in response.headers["x-headroom-transforms"]
     assert noise[1_200] in output and noise[2_222] in output  # exactly as the tool wrote them
 
 
-def test_prose_with_invisible_and_astral_characters_keeps_every_word(plain, upstream):
+def test_prose_with_invisible_and_astral_characters_keeps_every_word(plain, fresh_mock):
     words = [f"w{i}{chr(0x10000 + i)}" for i in range(2_000)]
     text = "  ".join(words) + "\n\n\n\n" + f"{NEEDLE} {UNICODE}"
-    sent, _ = _compressed(plain, upstream, _anthropic(_question_turn(text, tool="WebFetch")))
+    sent, _ = _compressed(plain, fresh_mock, _anthropic(_question_turn(text, tool="WebFetch")))
     output = _tool_output_text(sent)
     assert output.split() == text.replace("\ufeff", "").split()  # whitespace only; the BOM is invisible
 
 
-def test_tool_result_list_of_blocks_compresses_its_text_and_keeps_its_image(plain, upstream):
+def test_tool_result_list_of_blocks_compresses_its_text_and_keeps_its_image(plain, fresh_mock):
     items = [{"id": i, "name": f"n{i}", "ok": True} for i in range(60)]
     content = [{"type": "text", "text": json.dumps(items, indent=2)},
                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
                {"type": "mystery", "x": 1}]
     body = _anthropic(_question_turn(content))
-    sent, _ = _compressed(plain, upstream, body)
+    sent, _ = _compressed(plain, fresh_mock, body)
     blocks = sent["messages"][2]["content"][0]["content"]
     assert blocks[1:] == content[1:]
     from headroom.transforms.json_decode import decode
@@ -269,17 +269,17 @@ def test_tool_result_list_of_blocks_compresses_its_text_and_keeps_its_image(plai
 
 
 @pytest.mark.parametrize("ensure_ascii", [True, False], ids=["ascii", "utf8"])
-def test_lone_surrogate_in_user_text_survives_a_rewritten_body(plain, upstream, ensure_ascii):
+def test_lone_surrogate_in_user_text_survives_a_rewritten_body(plain, fresh_mock, ensure_ascii):
     """The body is re-serialised (a tool output was compressed): the user's lone surrogate
     must come out as the same escape, in valid UTF-8."""
     items = [{"id": i, "status": "ok"} for i in range(400)]
     body = _anthropic(_question_turn(json.dumps(items, indent=2)))
     body["messages"][0]["content"] = "caf\u00e9 \U0001f680 \ud800 \udfff x\ud83d"  # (the mock echoes only the last)
-    sent, _ = _compressed(plain, upstream, body, ensure_ascii=ensure_ascii)
+    sent, _ = _compressed(plain, fresh_mock, body, ensure_ascii=ensure_ascii)
     assert sent["messages"][0]["content"] == "caf\u00e9 \U0001f680 \ud800 \udfff x\ud83d"
 
 
-def test_openai_tool_message_parts_compress_and_keep_the_needle(plain, upstream):
+def test_openai_tool_message_parts_compress_and_keep_the_needle(plain, fresh_mock):
     rows = "\n".join(f"src/mod{i}/file{i}.py:{i}:    value = compute({i})  # {UNICODE}" for i in range(1_500))
     # One line (no LF or CR), and no lone surrogates: the mock cannot digest them in list
     # content (its receipt header); they are covered above.
@@ -292,7 +292,7 @@ def test_openai_tool_message_parts_compress_and_keep_the_needle(plain, upstream)
         {"role": "tool", "tool_call_id": "c1", "content": [{"type": "text", "text": rows}, {"type": "odd"}]},
         {"role": "user", "content": f"so where is {NEEDLE}?"}]}  # (the mock cannot echo a lone surrogate)
     response = _send(plain, "/v1/chat/completions", OPENAI_HEADERS, _dumps(body))
-    sent = json.loads(upstream.last_body())
+    sent = json.loads(fresh_mock.last_body())
     assert int(response.headers["x-headroom-tokens-saved"]) > 0
     parts = sent["messages"][2]["content"]
     assert parts[1] == {"type": "odd"}
@@ -300,18 +300,21 @@ def test_openai_tool_message_parts_compress_and_keep_the_needle(plain, upstream)
     assert sent["messages"][:2] == body["messages"][:2] and sent["messages"][3] == body["messages"][3]
 
 
-def test_odd_bodies_with_the_response_cache_on(start_proxy, upstream):
+def test_odd_bodies_with_the_response_cache_on(start_proxy, fresh_mock):
     """The cache key is computed from the parsed body: lone surrogates must not break it."""
     cached = start_proxy("--no-rate-limit")
     for body in (ANTHROPIC_ODD["lone-surrogates"], ANTHROPIC_ODD["every-unicode-plane"],
                  ANTHROPIC_ODD["binary-looking-text"]):
         raw = _dumps(body)
         answers = []
-        for _ in range(100):  # the answer is stored just after it has gone out (in the background)
+
+        def hit(raw: bytes = raw, answers: list = answers):  # the answer is stored just after it has gone out
             again = HTTP.post(f"{cached.url}/v1/messages", content=raw, headers=ANTHROPIC_HEADERS)
             assert again.status_code == 200, again.text
             if again.headers["x-headroom-cache"] == "hit":
-                break
+                return again
             answers.append(again.content)
-            time.sleep(0.1)
-        assert again.headers["x-headroom-cache"] == "hit" and again.content in answers
+            return None
+
+        again = wait_for(hit, interval=0.1, what="a cache hit")
+        assert again.content in answers

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import anthropic
@@ -13,6 +12,7 @@ import openai
 import pytest
 
 from testkit.prometheus import require_prometheus, start_prometheus
+from testkit.waiting import wait_for
 
 API_KEY = "sk-ant-very-secret-key-0123456789"
 ADMIN = "admin-token-for-tests"
@@ -122,9 +122,11 @@ def test_openapi_describes_headroom_endpoints_only(observed):
 
 def test_stats_breakdowns_cover_both_workers(observed):
     proxy, _, _ = observed
-    deadline = time.monotonic() + 5  # the other worker adds its figures at its next flush
-    while (stats := admin_get(proxy, "/stats").json())["total_requests"] < 40 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    def flushed() -> dict | None:  # the other worker adds its figures at its next flush
+        stats = admin_get(proxy, "/stats").json()
+        return stats if stats["total_requests"] >= 40 else None
+
+    stats = wait_for(flushed, timeout=10, interval=0.1, what="both workers' figures in /stats")
     assert stats["scope"] == "global" and stats["total_requests"] == 40
     assert stats["models"]["claude-opus-4-5"]["requests"] == 20
     assert stats["models"]["gpt-4o"]["requests"] == 20
@@ -163,10 +165,7 @@ def test_messages_are_logged_only_when_asked(start_proxy, fresh_mock, tmp_path):
     proxy = start_proxy("--log-file", str(log_path), "--log-messages")
     httpx.post(f"{proxy.url}/v1/messages", headers={"x-api-key": API_KEY},
                json={"model": "m", "max_tokens": 8, "messages": [{"role": "user", "content": "remember me"}]})
-    for _ in range(50):
-        if log_path.exists() and log_path.read_text():
-            break
-        time.sleep(0.05)
+    wait_for(lambda: log_path.exists() and log_path.read_text(), what="the request log's first line")
     record = json.loads(log_path.read_text().splitlines()[0])
     assert "remember me" in json.dumps(record["messages"])
     assert API_KEY not in log_path.read_text()

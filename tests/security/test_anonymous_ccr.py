@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import ANTHROPIC_VERSION, HTTP, anthropic_body, bulky_json, openai_body, retrieval_keys
+from testkit.llm_requests import ANTHROPIC_VERSION, HTTP, anthropic_body, bulky_json, openai_body, retrieval_keys
 
 KEY = "sk-ant-anonymous-ccr-test"
 ANONYMOUS = {
@@ -37,28 +37,28 @@ def compress(proxy, headers: dict, tool_output: str):
 
 
 @pytest.mark.parametrize("provider", ["anthropic", "openai"])
-def test_compress_and_retrieve_without_a_key_are_refused_natively(proxy, upstream, provider):
-    upstream.reset()
+def test_compress_and_retrieve_without_a_key_are_refused_natively(proxy, mock, provider):
+    mock.reset()
     assert_api_key_required(compress(proxy, ANONYMOUS[provider], bulky_json(salt=f"anon-{provider}")), provider)
     for response in (HTTP.get(f"{proxy.url}/v1/retrieve/0123456789abcdef", headers=ANONYMOUS[provider]),
                      HTTP.post(f"{proxy.url}/v1/retrieve", json={"key": "0123456789abcdef"},
                                headers=ANONYMOUS[provider])):
         assert_api_key_required(response, provider)
         assert response.headers["cache-control"] == "no-store"
-    assert upstream.requests() == []  # Headroom's own endpoints: nothing forwarded
+    assert mock.requests() == []  # Headroom's own endpoints: nothing forwarded
 
 
 @pytest.mark.parametrize("style", ["anthropic", "openai"])
-def test_an_anonymous_callers_originals_reach_no_other_caller(proxy, upstream, style):
+def test_an_anonymous_callers_originals_reach_no_other_caller(proxy, mock, style):
     """Anonymous A's request is compressed as usual; anonymous B (or anyone) holding the key
     from A's markers gets nothing back."""
     tool_output = bulky_json(salt=f"anonymous-llm-{style}")
     path, body = (("/v1/messages", anthropic_body("delayed?", tool_output=tool_output)) if style == "anthropic"
                   else ("/v1/chat/completions", openai_body("delayed?", tool_output=tool_output)))
-    upstream.reset()
+    mock.reset()
     answer = HTTP.post(f"{proxy.url}{path}", json=body, headers=ANONYMOUS[style])
     assert answer.status_code == 200, answer.text
-    keys = retrieval_keys(upstream.last()["body"])
+    keys = retrieval_keys(mock.last()["body"])
     assert keys, "the anonymous request was compressed"
     for how in ("get", "post"):
         anonymous_b = (HTTP.get(f"{proxy.url}/v1/retrieve/{keys[0]}", headers=ANONYMOUS[style]) if how == "get"

@@ -18,19 +18,10 @@ import pytest
 from redis import Redis
 
 from headroom.state.identity import MalformedCredential, caller_hash, credential_of, secret_from_text
+from testkit.llm_requests import ANTHROPIC_VERSION, HTTP, anthropic_body, bulky_json, openai_body, retrieval_keys
+from testkit.raw_http import raw_request, send_raw
 from testkit.services import stop
 from testkit.waiting import wait_for
-
-from .conftest import (
-    ANTHROPIC_VERSION,
-    HTTP,
-    anthropic_body,
-    bulky_json,
-    openai_body,
-    raw_request,
-    retrieval_keys,
-    send_raw,
-)
 
 STATE_SECRET = "isolation-tests-state-secret"
 SECRET = secret_from_text(STATE_SECRET)
@@ -98,7 +89,7 @@ def proxy(tmp_path_factory, module_redis, mock):
 
 
 @pytest.fixture(scope="module")
-def redis(module_redis):
+def redis_client(module_redis):
     client = Redis.from_url(module_redis.url)
     yield client
     client.close()
@@ -123,18 +114,18 @@ def sent_credentials(record: dict) -> dict[str, str]:
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
 @pytest.mark.parametrize("style", STYLES, ids=repr)
-def test_cached_answers_never_reach_another_caller(proxy, upstream, style, stream):
+def test_cached_answers_never_reach_another_caller(proxy, mock, style, stream):
     body = style.make_body(f"cache isolation {style.name} {stream}", stream=stream)
     first = post(proxy, style.path, body, style.headers(A))
     assert first.status_code == 200 and first.headers["x-headroom-cache"] == "miss", first.text
     wait_for(lambda: post(proxy, style.path, body, style.headers(A)).headers["x-headroom-cache"] == "hit",
              what="A's answer served from the cache")
     for headers in other_callers(style):
-        upstream.reset()
+        mock.reset()
         response = post(proxy, style.path, body, headers)
         assert response.status_code == 200, response.text
         assert response.headers["x-headroom-cache"] in ("miss", "bypass"), (headers, response.headers)
-        seen = upstream.requests()
+        seen = mock.requests()
         assert len(seen) == 1, headers  # answered by the upstream, for this caller's credentials
         for name, value in sent_credentials(seen[0]).items():
             assert value in [v for k, v in headers if k == name], (headers, seen[0]["headers"])
@@ -143,7 +134,7 @@ def test_cached_answers_never_reach_another_caller(proxy, upstream, style, strea
         assert response.headers["x-headroom-cache"] == "hit", headers
 
 
-def test_a_shared_placeholder_key_does_not_merge_callers(proxy, upstream):
+def test_a_shared_placeholder_key_does_not_merge_callers(proxy, mock):
     """Clients that put a placeholder in ``x-api-key`` and their real key in ``Authorization``
     (which is what OpenAI authenticates) stay apart: the identity covers every credential."""
     body = openai_body("placeholder keys")
@@ -152,29 +143,29 @@ def test_a_shared_placeholder_key_does_not_merge_callers(proxy, upstream):
     post(proxy, "/v1/chat/completions", body, alice)
     wait_for(lambda: post(proxy, "/v1/chat/completions", body, alice).headers["x-headroom-cache"] == "hit",
              what="alice's answer cached")
-    upstream.reset()
+    mock.reset()
     assert post(proxy, "/v1/chat/completions", body, bob).headers["x-headroom-cache"] == "miss"
-    assert upstream.last()["headers"]["authorization"] == "Bearer sk-bob-real"
+    assert mock.last()["headers"]["authorization"] == "Bearer sk-bob-real"
 
 
-def test_anonymous_requests_are_never_cached(proxy, upstream):
+def test_anonymous_requests_are_never_cached(proxy, mock):
     body = anthropic_body("anonymous callers cannot be told apart")
     for _ in range(3):
-        upstream.reset()
+        mock.reset()
         response = post(proxy, "/v1/messages", body, {"anthropic-version": ANTHROPIC_VERSION})
         assert response.headers["x-headroom-cache"] == "bypass"
-        assert len(upstream.requests()) == 1
+        assert len(mock.requests()) == 1
 
 
-def test_the_query_is_part_of_the_cache_key(proxy, upstream):
+def test_the_query_is_part_of_the_cache_key(proxy, mock):
     style = STYLES[0]
     body = style.make_body("query strings change the request")
     post(proxy, style.path, body, style.headers(A))
     wait_for(lambda: post(proxy, style.path, body, style.headers(A)).headers["x-headroom-cache"] == "hit",
              what="a cached answer")
-    upstream.reset()
+    mock.reset()
     response = HTTP.post(f"{proxy.url}{style.path}?beta=true", json=body, headers=style.headers(A))
-    assert response.headers["x-headroom-cache"] == "miss" and upstream.last()["query"] == "beta=true"
+    assert response.headers["x-headroom-cache"] == "miss" and mock.last()["query"] == "beta=true"
 
 
 # -- CCR originals and memoised blocks ----------------------------------------------------------
@@ -194,14 +185,14 @@ def retrieve(proxy, key: str, headers, how: str):
 
 
 @pytest.mark.parametrize("style", STYLES, ids=repr)
-def test_originals_and_memo_stay_with_their_caller(proxy, upstream, redis, style):
+def test_originals_and_memo_stay_with_their_caller(proxy, mock, redis_client, style):
     tool_output = bulky_json(salt=style.name)
     body = style.make_body("which orders are delayed?", tool_output=tool_output)
     mine = caller_hash(SECRET, A)
     assert post(proxy, style.path, body, style.headers(A), **{"cache-control": "no-store"}).status_code == 200
-    keys = retrieval_keys(upstream.last()["body"])
-    assert keys, upstream.last()["body"][:500]
-    assert memo_callers(redis, tool_output) == {mine}
+    keys = retrieval_keys(mock.last()["body"])
+    assert keys, mock.last()["body"][:500]
+    assert memo_callers(redis_client, tool_output) == {mine}
     for how in ("get", "post"):
         original = retrieve(proxy, keys[0], style.headers(A), how)
         assert original.status_code == 200 and original.json()["content"] == tool_output
@@ -216,29 +207,29 @@ def test_originals_and_memo_stay_with_their_caller(proxy, upstream, redis, style
     other = A.swapcase()
     theirs = caller_hash(SECRET, other)
     assert post(proxy, style.path, body, style.headers(other), **{"cache-control": "no-store"}).status_code == 200
-    assert memo_callers(redis, tool_output) == {mine, theirs}
-    assert redis.exists(f"hr:ccr:{theirs}:{keys[0]}") and redis.exists(f"hr:ccr:{mine}:{keys[0]}")
+    assert memo_callers(redis_client, tool_output) == {mine, theirs}
+    assert redis_client.exists(f"hr:ccr:{theirs}:{keys[0]}") and redis_client.exists(f"hr:ccr:{mine}:{keys[0]}")
     assert retrieve(proxy, keys[0], style.headers(other), "get").json()["content"] == tool_output
 
 
-def test_compress_endpoint_memo_and_originals_are_per_caller(proxy, redis):
+def test_compress_endpoint_memo_and_originals_are_per_caller(proxy, redis_client):
     style = STYLES[0]
     tool_output = bulky_json(salt="compress-endpoint")
     body = style.make_body("which orders are delayed?", tool_output=tool_output)
     answer = HTTP.post(f"{proxy.url}/v1/compress", json=body, headers=style.headers(A)).json()
     keys = answer["receipt"]["retrieval_keys"]
-    assert keys and memo_callers(redis, tool_output) == {caller_hash(SECRET, A)}
+    assert keys and memo_callers(redis_client, tool_output) == {caller_hash(SECRET, A)}
     for headers in other_callers(style):
         anonymous = headers == list(style.headers(None).items())
         assert retrieve(proxy, keys[0], headers, "get").status_code == (401 if anonymous else 404), headers
     HTTP.post(f"{proxy.url}/v1/compress", json=body, headers=style.headers(A.upper()))
-    assert memo_callers(redis, tool_output) == {caller_hash(SECRET, A), caller_hash(SECRET, A.upper())}
+    assert memo_callers(redis_client, tool_output) == {caller_hash(SECRET, A), caller_hash(SECRET, A.upper())}
 
 
 # -- what counts as the same key -----------------------------------------------------------------
 
 
-def test_whitespace_around_a_key_is_not_part_of_it(proxy, upstream):
+def test_whitespace_around_a_key_is_not_part_of_it(proxy, mock):
     """HTTP strips spaces and tabs around a field value: the upstream authenticates ``A``
     whether or not they are there, and Headroom hashes exactly that."""
     body = json.dumps(anthropic_body("whitespace around the key")).encode()
@@ -250,18 +241,18 @@ def test_whitespace_around_a_key_is_not_part_of_it(proxy, upstream):
             return reply.headers.get("x-headroom-cache") == "hit"
 
         wait_for(cached, what=f"{value!r} recognised as A")
-    upstream.reset()
+    mock.reset()
     send_raw(proxy.url, raw_request("POST", "/v1/messages", base + [("x-api-key", f"{A}  ")],
                                     json.dumps(anthropic_body("forwarded as sent")).encode()))
-    assert upstream.last()["headers"]["x-api-key"] == A  # what the upstream authenticates
+    assert mock.last()["headers"]["x-api-key"] == A  # what the upstream authenticates
 
 
-def test_keys_that_are_not_utf8_are_refused_not_mangled(proxy, upstream):
+def test_keys_that_are_not_utf8_are_refused_not_mangled(proxy, mock):
     """aiohttp drops bytes that are not UTF-8 from header values: ``sk-\\xff-K`` would reach
     the upstream as ``sk--K``. Such a credential is refused up front, never hashed as one
     caller and forwarded as another, and never a 500."""
     body = json.dumps(anthropic_body("bad bytes")).encode()
-    upstream.reset()
+    mock.reset()
     for name, value in ((b"x-api-key", b"sk-\xff\xfe-K"), (b"authorization", b"Bearer sk-\xff-K"),
                         (b"api-key", b"sk-\x80")):
         for path in ("/v1/messages", "/v1/chat/completions", "/v1/models"):
@@ -273,11 +264,11 @@ def test_keys_that_are_not_utf8_are_refused_not_mangled(proxy, upstream):
             payload = b'{"key": "0123456789abcdef"}' if how == "post" else b""
             reply = send_raw(proxy.url, raw_request(how.upper(), target, [(name, value)], payload))
             assert reply.status == 400 and b"UTF-8" in reply.body, reply.raw[:300]
-    assert upstream.requests() == []
+    assert mock.requests() == []
     # UTF-8 beyond ASCII is a key like any other, forwarded as sent.
     reply = send_raw(proxy.url, raw_request("POST", "/v1/messages", [("x-api-key", "sk-é-K".encode()),
                                                                      ("content-type", "application/json")], body))
-    assert reply.status == 200 and upstream.last()["headers"]["x-api-key"] == "sk-é-K"
+    assert reply.status == 200 and mock.last()["headers"]["x-api-key"] == "sk-é-K"
 
 
 # -- the rule itself ---------------------------------------------------------------------------------

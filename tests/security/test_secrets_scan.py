@@ -17,21 +17,12 @@ from urllib.parse import quote
 
 import pytest
 
+from testkit.llm_requests import ANTHROPIC_VERSION, HTTP, anthropic_body, bulky_json, openai_body, retrieval_keys
 from testkit.ports import free_port
+from testkit.raw_http import raw_request, send_raw
+from testkit.redis_dump import redis_dump
 from testkit.services import stop
 from testkit.waiting import wait_for
-
-from .conftest import (
-    ANTHROPIC_VERSION,
-    HTTP,
-    anthropic_body,
-    bulky_json,
-    openai_body,
-    raw_request,
-    redis_dump,
-    retrieval_keys,
-    send_raw,
-)
 
 TOKEN = "hrSentinel" + secrets.token_hex(6)  # in every secret below, unique to this run
 ANTHROPIC_KEY = f"sk-ant-api03-{TOKEN}-AnthropicKey"
@@ -81,12 +72,7 @@ def flatten(value) -> list[bytes]:
 
 
 @pytest.fixture(scope="module")
-def redis(module_redis):
-    return module_redis
-
-
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory, redis, mock):
+def setup(tmp_path_factory, module_redis, mock):
     """Two proxies on one Redis (databases 0 and 1): P1 with every feature (cache, limits, per-key budget,
     --log-messages, secrets as flags), P2 with plain logging, secrets from the environment
     and an unreachable OpenAI upstream."""
@@ -94,10 +80,11 @@ def setup(tmp_path_factory, redis, mock):
 
     logs = tmp_path_factory.mktemp("secret-scan")
     dead = f"http://127.0.0.1:{free_port()}"
-    p1 = services.start_proxy(logs / "p1.out", mock.url, "--redis-url", redis.url, "--log-file", str(logs / "p1.jsonl"),
+    p1 = services.start_proxy(logs / "p1.out", mock.url, "--redis-url", module_redis.url,
+                              "--log-file", str(logs / "p1.jsonl"),
                               "--log-messages", "--admin-token", ADMIN_TOKEN, "--state-secret", STATE_SECRET,
                               "--rpm", "25", "--tpm", "100000", "--budget", "5", "--budget-scope", "key")
-    p2 = services.start_proxy(logs / "p2.out", mock.url, "--redis-url", db1(redis),
+    p2 = services.start_proxy(logs / "p2.out", mock.url, "--redis-url", db1(module_redis),
                               "--log-file", str(logs / "p2.jsonl"), "--openai-api-url", dead,
                               env={"HEADROOM_ADMIN_TOKEN": ADMIN_TOKEN, "HEADROOM_STATE_SECRET": STATE_SECRET})
     try:
@@ -107,16 +94,16 @@ def setup(tmp_path_factory, redis, mock):
         stop(p2.proc)
 
 
-def db1(redis) -> str:
+def db1(server) -> str:
     """P2's database on the same server: its limits stay apart from P1's."""
-    return redis.url.rsplit("/", 1)[0] + "/1"
+    return server.url.rsplit("/", 1)[0] + "/1"
 
 
 def post(proxy, path: str, body: dict, headers: dict, **extra) -> object:
     return HTTP.post(f"{proxy.url}{path}", json=body, headers={**headers, **extra})
 
 
-def llm_traffic(proxy, upstream, path: str, make_body, headers: dict, label: str) -> list[int]:
+def llm_traffic(proxy, mock, path: str, make_body, headers: dict, label: str) -> list[int]:
     """Every kind of LLM request for one caller: new, cached, streamed (and replayed),
     upstream errors of several kinds, broken and erroring streams, compression with
     retrieval, pass-through, bad input. Returns the statuses seen."""
@@ -139,7 +126,7 @@ def llm_traffic(proxy, upstream, path: str, make_body, headers: dict, label: str
     response = post(proxy, path, make_body(f"{label} which orders are delayed?", tool_output=bulky_json(salt=label)),
                     headers, **{"cache-control": "no-store"})
     statuses.append(response.status_code)
-    keys = retrieval_keys(upstream.last()["body"]) if response.status_code == 200 else []
+    keys = retrieval_keys(mock.last()["body"]) if response.status_code == 200 else []
     assert keys or unreachable, (label, response.status_code)
     for key in keys:
         statuses.append(HTTP.get(f"{proxy.url}/v1/retrieve/{key}", headers={**headers, **ADMIN}).status_code)
@@ -168,13 +155,13 @@ def admin_traffic(proxy) -> None:
             assert HTTP.get(f"{proxy.url}{path}", headers=headers).status_code == 401
 
 
-def test_no_secret_anywhere(setup, redis, upstream):
+def test_no_secret_anywhere(setup, module_redis, mock):
     p1, p2, logs = setup
     seen: dict[str, list[int]] = {}
     for proxy, name in ((p1, "p1"), (p2, "p2")):
-        seen[f"{name} anthropic"] = llm_traffic(proxy, upstream, "/v1/messages", anthropic_body, ANTHROPIC, f"{name}a")
-        seen[f"{name} oauth"] = llm_traffic(proxy, upstream, "/v1/messages", anthropic_body, OAUTH, f"{name}o")
-        seen[f"{name} openai"] = llm_traffic(proxy, upstream, "/v1/chat/completions", openai_body, OPENAI, f"{name}c")
+        seen[f"{name} anthropic"] = llm_traffic(proxy, mock, "/v1/messages", anthropic_body, ANTHROPIC, f"{name}a")
+        seen[f"{name} oauth"] = llm_traffic(proxy, mock, "/v1/messages", anthropic_body, OAUTH, f"{name}o")
+        seen[f"{name} openai"] = llm_traffic(proxy, mock, "/v1/chat/completions", openai_body, OPENAI, f"{name}c")
         # The admin token on an LLM request and on a pass-through one (it is Headroom's, not the upstream's).
         post(proxy, "/v1/messages", anthropic_body("admin header"), {**ANTHROPIC, **ADMIN})
         HTTP.get(f"{proxy.url}/v1/models", headers={**ANTHROPIC, **ADMIN})
@@ -224,7 +211,7 @@ def test_no_secret_anywhere(setup, redis, upstream):
     assert b'"messages"' in (logs / "p1.jsonl").read_bytes()  # --log-messages really logged content
     assert b'"messages"' not in (logs / "p2.jsonl").read_bytes()
 
-    dump = redis_dump(redis.url) | redis_dump(db1(redis))
+    dump = redis_dump(module_redis.url) | redis_dump(db1(module_redis))
     assert any(key.startswith(b"hr:cache:") for key in dump) and any(key.startswith(b"hr:ccr:") for key in dump)
     assert any(key.startswith(b"hr:memo:") for key in dump) and any(key.startswith(b"hr:rl:") for key in dump)
     assert any(key.startswith(b"hr:budget:") for key in dump)
@@ -235,7 +222,7 @@ def test_no_secret_anywhere(setup, redis, upstream):
 
     # Headroom's own secrets never reach the upstream either (the API keys must: they are
     # the upstream's credentials).
-    for record in upstream.requests():
+    for record in mock.requests():
         findings += leaks(f"upstream request {record['method']} {record['path']}",
                           json.dumps({k: v for k, v in record["headers"].items()
                                       if k not in ("x-api-key", "authorization")}) + record["body"])

@@ -16,19 +16,10 @@ import json
 import pytest
 
 from headroom.proxy.security_headers import OWN, PRIVATE
+from testkit.llm_requests import ANTHROPIC_VERSION, HTTP, anthropic_body, bulky_json, openai_body, retrieval_keys
+from testkit.raw_http import raw_request, send_raw
 from testkit.services import stop
 from testkit.waiting import wait_for
-
-from .conftest import (
-    ANTHROPIC_VERSION,
-    HTTP,
-    anthropic_body,
-    bulky_json,
-    openai_body,
-    raw_request,
-    retrieval_keys,
-    send_raw,
-)
 
 ADMIN_TOKEN = "security-headers-admin-token"
 ADMIN = {"x-headroom-admin-token": ADMIN_TOKEN}
@@ -107,10 +98,10 @@ def test_no_other_built_in_pages(proxy, open_proxy):
     assert_has(response.headers, PRIVATE, "open openapi")
 
 
-def test_retrieve_and_compress(proxy, upstream):
+def test_retrieve_and_compress(proxy, mock):
     body = anthropic_body("which orders are delayed?", tool_output=bulky_json(salt="headers"))
     assert HTTP.post(f"{proxy.url}/v1/messages", json=body, headers=ANTHROPIC).status_code == 200
-    key = retrieval_keys(upstream.last()["body"])[0]
+    key = retrieval_keys(mock.last()["body"])[0]
     for response in (
         HTTP.get(f"{proxy.url}/v1/retrieve/{key}", headers={**ANTHROPIC, **ADMIN}),
         HTTP.post(f"{proxy.url}/v1/retrieve", json={"key": key}, headers={**ANTHROPIC, **ADMIN}),
@@ -153,7 +144,7 @@ def test_every_error_headroom_produces(proxy):
         assert_has(reply.headers, PRIVATE, reply.raw[:60])
 
 
-def test_relayed_answers_are_left_as_the_upstream_sent_them(proxy, upstream):
+def test_relayed_answers_are_left_as_the_upstream_sent_them(proxy, mock):
     """Transparency: none of the headers is added to what the upstream answered, success
     or error, JSON or stream, live or replayed from the cache, LLM call or pass-through."""
     relay_anthropic = {"x-api-key": "sk-ant-relay", "anthropic-version": ANTHROPIC_VERSION}

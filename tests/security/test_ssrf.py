@@ -17,9 +17,9 @@ import json
 
 import pytest
 
+from testkit.llm_requests import ANTHROPIC_VERSION
+from testkit.raw_http import raw_request, send_raw
 from testkit.services import stop
-
-from .conftest import ANTHROPIC_VERSION, raw_request, send_raw
 
 BODIES = {
     "/v1/messages": {"model": "claude-sonnet-4-5", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]},
@@ -78,52 +78,52 @@ def proxy(tmp_path_factory, mock):
     stop(handle.proc)
 
 
-def attack(proxy, upstream, evil, method: str, target: str, path: str, host: str, anthropic: bool) -> None:
+def attack(proxy, mock, evil, method: str, target: str, path: str, host: str, anthropic: bool) -> None:
     """Send one attack and check where it went."""
     credentials = [("x-api-key", "sk-ant-ssrf"), ("anthropic-version", ANTHROPIC_VERSION)] if anthropic else [
         ("authorization", "Bearer sk-ssrf")]
     body = json.dumps(BODIES[path]).encode() if path in BODIES else b""
     headers = credentials + host_games(evil.authority) + [("content-type", "application/json")]
-    upstream.reset()
+    mock.reset()
     reply = send_raw(proxy.url, raw_request(method, target, headers, body, host=host))
     what = f"{method} {target} (host {host}) -> {reply.raw[:300]!r}"
     assert reply.status, f"no answer: {what}"
     assert reply.status < 500, what
-    seen = upstream.requests()
+    seen = mock.requests()
     if reply.headers.get("x-headroom-error") == "1" or path.startswith(OWN_ROUTES):
         assert seen == [], what
     else:  # relayed from the upstream: exactly this request, on the upstream's own host, under /v1/
         assert len(seen) == 1, what
-        assert seen[0]["headers"]["host"] == upstream.authority, what
+        assert seen[0]["headers"]["host"] == mock.authority, what
         assert seen[0]["path"].startswith("/v1/") and "/../" not in seen[0]["path"], what
     assert evil.received == [], what
 
 
 @pytest.mark.parametrize("method,path", ROUTES, ids=[f"{m} {p}" for m, p in ROUTES])
-def test_request_line_cannot_name_another_host(proxy, upstream, evil, method, path):
+def test_request_line_cannot_name_another_host(proxy, mock, evil, method, path):
     for target in request_targets(path, evil.authority):
         for host in (evil.authority, "evil.example", f"{evil.authority}@127.0.0.1"):
-            attack(proxy, upstream, evil, method, target, path, host, anthropic=True)
-    attack(proxy, upstream, evil, method, f"http://{evil.authority}{path}", path, evil.authority, anthropic=False)
+            attack(proxy, mock, evil, method, target, path, host, anthropic=True)
+    attack(proxy, mock, evil, method, f"http://{evil.authority}{path}", path, evil.authority, anthropic=False)
 
 
 @pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])
-def test_path_cannot_leave_v1_or_name_a_host(proxy, upstream, evil, method):
+def test_path_cannot_leave_v1_or_name_a_host(proxy, mock, evil, method):
     for target in path_games(evil.authority):
         for anthropic in (True, False):
-            attack(proxy, upstream, evil, method, target, "/v1/…", evil.authority, anthropic)
+            attack(proxy, mock, evil, method, target, "/v1/…", evil.authority, anthropic)
 
 
-def test_dot_segments_are_refused_natively(proxy, upstream):
+def test_dot_segments_are_refused_natively(proxy, mock):
     for target in ("/v1/../../_mock/stats", "/v1/%2e%2e/_mock/stats", "/v1/..%2F_mock/stats", "/v1/a/%252e%252e/b"):
-        upstream.reset()
+        mock.reset()
         reply = send_raw(proxy.url, raw_request("GET", target, [("authorization", "Bearer sk")]))
         assert reply.status == 400 and reply.headers["x-headroom-error"] == "1", reply.raw
         assert "segment" in reply.json()["error"]["message"]
-        assert upstream.requests() == []
+        assert mock.requests() == []
     # Dots inside a segment are ordinary characters, passed through as sent.
     reply = send_raw(proxy.url, raw_request("GET", "/v1/files/report..v2.txt", [("authorization", "Bearer sk")]))
-    assert reply.status == 200 and upstream.last()["path"] == "/v1/files/report..v2.txt"
+    assert reply.status == 200 and mock.last()["path"] == "/v1/files/report..v2.txt"
 
 
 def test_unparseable_targets_get_an_answer(proxy, evil):
@@ -140,7 +140,7 @@ def test_unparseable_targets_get_an_answer(proxy, evil):
     assert evil.received == []
 
 
-def test_upstream_redirects_are_relayed_not_followed(tmp_path, upstream, evil, redirecting_upstream):
+def test_upstream_redirects_are_relayed_not_followed(tmp_path, mock, evil, redirecting_upstream):
     """An upstream that redirects to another host: the client gets the redirect as it was
     sent (transparency), the proxy never follows it."""
     from testkit import services

@@ -254,15 +254,26 @@ async def test_lua_calendar_matches_python(redis_server):
 
 
 @pytest.mark.usefixtures("redis_server")
-async def test_budget_key_ttl_is_slightly_beyond_period_end(redis_server):
+async def test_budget_key_is_due_slightly_beyond_period_end(redis_server):
+    """No TTL (volatile-lru must never evict it); the due index deletes it after the slack."""
+    from headroom.state.keys import DUE_INDEX_KEY
     from headroom.state.redis_store import RedisStore
 
     clock = FakeClock(ts("2026-05-05T10:30:00"))
     store = RedisStore(redis_server.url, time_source=clock, budget_slack=600)
     try:
+        await store._run("FLUSHDB")
         res = await store.guard(GuardRequest(caller(), budget_usd=1.0, cost_usd=0.1, period="hourly"))
-        pttl = await store._run("PTTL", res.budget_key)
-        assert 1800_000 + 600_000 - 5000 < pttl <= 1800_000 + 600_000
+        assert await store._run("PTTL", res.budget_key) == -1
+        due = float(await store._run("ZSCORE", DUE_INDEX_KEY, res.budget_key))
+        assert due == (ts("2026-05-05T11:00:00") + 600) * 1000
+        clock.advance(1800 + 599)
+        await store.guard(GuardRequest(caller(), rpm=10))  # any guard sweeps; not due yet
+        assert await store._run("EXISTS", res.budget_key) == 1
+        clock.advance(2)
+        await store.guard(GuardRequest(caller(), rpm=10))
+        assert await store._run("EXISTS", res.budget_key) == 0
+        assert await store._run("ZSCORE", DUE_INDEX_KEY, res.budget_key) is None
     finally:
         await store.close()
 

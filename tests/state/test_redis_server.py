@@ -22,6 +22,7 @@ from headroom.workers.redis_server import (
     sweep_stale_directories,
 )
 from testkit.services import process_gone
+from testkit.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,10 +64,7 @@ def test_private_redis_dies_with_its_parent():
         assert not process_gone(pid)
         parent.kill()  # SIGKILL: no atexit; the kernel's parent-death signal must do it
         parent.wait()
-        deadline = time.monotonic() + 3
-        while not process_gone(pid) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert process_gone(pid)
+        wait_for(lambda: process_gone(pid), timeout=3, what="the private redis-server gone with its parent")
     finally:
         if parent.poll() is None:
             parent.kill()

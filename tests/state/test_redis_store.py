@@ -10,11 +10,13 @@ import pytest
 
 pytest.importorskip("redis")
 
-from headroom.state.keys import SECRET_KEY
+from headroom.state.keys import DUE_INDEX_KEY, SECRET_KEY
 from headroom.state.redis_store import RedisStore, redact_url
 from headroom.state.scripts import SCRIPTS
 from headroom.state.store import GuardRequest, StoreUnavailable
+from headroom.workers.redis_server import ping
 from testkit.clock import FakeClock
+from testkit.waiting import wait_for
 
 pytestmark = pytest.mark.usefixtures("redis_server")
 
@@ -69,10 +71,15 @@ async def test_every_key_expires_or_is_bounded(redis_server):
         await store.shared_secret()
         keys = sorted(k.decode() for k in await store._run("KEYS", "*"))
         assert keys == sorted([SECRET_KEY, "hr:cache:_all:lru", "hr:cache:p:k", res.budget_key,
-                               "hr:rl:c0ffee:b"])
+                               "hr:rl:c0ffee:b", DUE_INDEX_KEY])
+        # Evictable kinds carry a TTL (volatile-lru may take them); protected ones do not, and
+        # the buckets and budget counters among them are listed in the due index instead.
+        protected = {SECRET_KEY, DUE_INDEX_KEY, res.budget_key, "hr:rl:c0ffee:b"}
         for key in keys:
             ttl = await store._run("PTTL", key)
-            assert ttl > 0 or key == SECRET_KEY, key
+            assert (ttl == -1) if key in protected else (ttl > 0), key
+        due = await store._run("ZRANGE", DUE_INDEX_KEY, 0, -1)
+        assert sorted(k.decode() for k in due) == sorted([res.budget_key, "hr:rl:c0ffee:b"])
         assert all(k.startswith("hr:") and len(k.split(":")) >= 4 for k in keys)
     finally:
         await store.close()
@@ -114,7 +121,8 @@ async def _all_fail_fast(store: RedisStore, calls: int = 20) -> float:
 @pytest.mark.parametrize("transport", ["tcp", "unix"])
 async def test_outage_fails_fast_warns_once_and_recovers(own_redis, caplog, transport):
     url = own_redis.url if transport == "tcp" else own_redis.unix_url
-    store = RedisStore(url, retry_interval=0.3)
+    clock = FakeClock()
+    store = RedisStore(url, retry_interval=0.3, clock=clock)
     caplog.set_level(logging.INFO, logger="headroom.state")
     try:
         assert (await store.guard(GUARDED)).allowed
@@ -130,13 +138,16 @@ async def test_outage_fails_fast_warns_once_and_recovers(own_redis, caplog, tran
         assert not store.healthy and store.health.outages == 1
         assert store.health.failed_ops >= 1 and store.health.skipped_ops >= 1
 
-        await asyncio.sleep(0.35)  # a probe after the back-off that still finds Redis down
+        skipped = store.health.skipped_ops
+        clock.advance(0.35)  # past the back-off: a probe, which still finds Redis down
         with pytest.raises(StoreUnavailable):
             await store.guard(GUARDED)
-        assert store.health.outages == 1
+        assert store.health.outages == 1 and store.health.skipped_ops == skipped
 
         own_redis.start()  # same port and socket, empty: no scripts, no data
-        await asyncio.sleep(0.35)
+        with pytest.raises(StoreUnavailable):  # the failed probe began a new back-off
+            await store.guard(GUARDED)
+        clock.advance(0.35)
         res = await store.guard(GUARDED)
         assert res.allowed and res.requests_remaining == 99
         assert store.healthy and store.health.script_reloads >= 1
@@ -152,7 +163,8 @@ async def test_outage_fails_fast_warns_once_and_recovers(own_redis, caplog, tran
 
 async def test_a_restart_is_one_outage_not_two(own_redis, caplog):
     """The connection dies with Redis; after it returns, no stale socket may fail again."""
-    store = RedisStore(own_redis.url, retry_interval=0.2)
+    clock = FakeClock()
+    store = RedisStore(own_redis.url, retry_interval=0.2, clock=clock)
     caplog.set_level(logging.WARNING, logger="headroom.state")
     try:
         await asyncio.gather(*(store.guard(GUARDED) for _ in range(8)))
@@ -160,7 +172,7 @@ async def test_a_restart_is_one_outage_not_two(own_redis, caplog):
         with pytest.raises(StoreUnavailable):
             await store.guard(GUARDED)
         own_redis.start()
-        await asyncio.sleep(0.25)
+        clock.advance(0.25)
         await store.guard(GUARDED)  # the one probe: Redis is back
         results = await asyncio.gather(*(store.guard(GUARDED) for _ in range(8)), return_exceptions=True)
         assert not any(isinstance(r, Exception) for r in results), results
@@ -200,7 +212,8 @@ async def test_hung_redis_costs_one_timeout_then_fails_fast(own_redis):
     import os
     import signal
 
-    store = RedisStore(own_redis.url, socket_timeout=0.1, retry_interval=0.3)
+    clock = FakeClock()
+    store = RedisStore(own_redis.url, socket_timeout=0.1, retry_interval=0.3, clock=clock)
     try:
         assert (await store.guard(GUARDED)).allowed
         os.kill(own_redis.pid, signal.SIGSTOP)
@@ -212,7 +225,8 @@ async def test_hung_redis_costs_one_timeout_then_fails_fast(own_redis):
             assert await _all_fail_fast(store) < 0.05
         finally:
             os.kill(own_redis.pid, signal.SIGCONT)
-        await asyncio.sleep(0.35)
+        wait_for(lambda: ping(("127.0.0.1", own_redis.port)), timeout=5, what="the resumed redis-server answering")
+        clock.advance(0.35)
         assert (await store.guard(GUARDED)).allowed and store.healthy
     finally:
         await store.close()

@@ -11,12 +11,12 @@ import signal
 import socket
 import ssl
 import subprocess
-import time
 
 import pytest
 from redis import exceptions as rx
 
 from headroom.state.resp import Endpoint, RespClient, redact_url
+from testkit.waiting import async_wait_for, wait_for
 
 
 def test_endpoint_from_url():
@@ -113,7 +113,7 @@ async def test_concurrent_callers_get_their_own_replies(client):
 async def test_a_cancelled_caller_does_not_shift_the_replies(client):
     await client.execute_many([("SET", "hr:test:c:1", "one"), ("SET", "hr:test:c:2", "two")])
     waiting = asyncio.ensure_future(client.execute("GET", "hr:test:c:1"))
-    await asyncio.sleep(0)  # written, reply not read yet
+    await asyncio.sleep(0)  # kept: one loop turn, so the command is written and its reply not read yet
     waiting.cancel()
     assert await client.execute("GET", "hr:test:c:2") == b"two"
     assert await client.execute("GET", "hr:test:c:1") == b"one"
@@ -210,16 +210,16 @@ def tls_redis(tmp_path):
                              "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 5
-        while True:
+        def listening() -> bool:
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
+                    return True
             except OSError:
                 if proc.poll() is not None:
                     pytest.skip("this redis-server was built without TLS")
-                assert time.monotonic() < deadline, "TLS redis-server did not start"
-                time.sleep(0.02)
+                return False
+
+        wait_for(listening, timeout=5, what="the TLS redis-server listening")
         yield port, cert
     finally:
         proc.kill()
@@ -289,14 +289,15 @@ def twin_redis(own_redis, tmp_path):
                              "--appendonly", "no", "--dir", str(tmp_path)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 5
-        while True:
+        def listening() -> bool:
             try:
                 with socket.create_connection(("127.0.0.2", own_redis.port), timeout=0.2):
-                    break
+                    return True
             except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, "redis-server on 127.0.0.2 did not start"
-                time.sleep(0.02)
+                assert proc.poll() is None, "redis-server on 127.0.0.2 exited"
+                return False
+
+        wait_for(listening, timeout=5, what="the redis-server on 127.0.0.2 listening")
         yield own_redis
     finally:
         proc.kill()
@@ -332,14 +333,14 @@ async def test_a_managed_endpoint_is_resolved_again_on_every_reconnect(twin_redi
         points_to[0] = "127.0.0.2"
         with pytest.raises(StoreUnavailable, match="READONLY"):
             await store.set("hr:test:_all:dns", b"new")
-        deadline = time.monotonic() + 5
-        while True:
+        async def written() -> bool:
             try:
                 await store.set("hr:test:_all:dns", b"new")
-                break
+                return True
             except StoreUnavailable:
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.02)
+                return False
+
+        await async_wait_for(written, timeout=5, what="a write on the new primary")
         assert lookups == ["127.0.0.1", "127.0.0.2"]
         assert await new_admin.execute("GET", "hr:test:_all:dns") == b"new"
         assert store.healthy and store.health.outages == 1

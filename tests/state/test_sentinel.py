@@ -5,7 +5,6 @@ real two-worker proxy under sustained traffic, to the promoted replica: no reque
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import signal
 import socket
@@ -26,7 +25,7 @@ from headroom.state.store import GuardRequest, StoreUnavailable
 from testkit import services
 from testkit.ports import free_port
 from testkit.services import REDIS_BIN
-from testkit.waiting import wait_for
+from testkit.waiting import async_wait_for, wait_for
 
 pytestmark = pytest.mark.usefixtures("redis_server")  # skipped (or failed in CI) without redis-server
 
@@ -144,14 +143,19 @@ async def test_the_store_follows_a_failover_to_the_promoted_replica(sentinels):
         killed = time.monotonic()
         sentinels.kill(sentinels.primary_port)
         failures = 0
-        while True:  # what a steady trickle of requests would see: fail fast, then the new primary
+
+        async def guarded():  # what a steady trickle of requests would see: fail fast, then the new primary
+            nonlocal failures
             try:
-                result = await store.guard(caller)
-                break
+                return await store.guard(caller)
             except StoreUnavailable:
                 failures += 1
-                assert time.monotonic() - killed < 20, sentinels.logs()
-                await asyncio.sleep(0.05)
+                return None
+
+        try:
+            result = await async_wait_for(guarded, timeout=20, interval=0.05, what="a guard on the new primary")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{sentinels.logs()}") from None
         moved = time.monotonic() - killed
         print(f"\nfailover (store): primary killed -> first guarded write on the new primary in {moved:.2f}s "
               f"({failures} calls failed fast meanwhile)")
@@ -169,15 +173,19 @@ async def test_the_store_follows_a_failover_to_the_promoted_replica(sentinels):
 
 async def _write_until_it_lands(store: RedisStore, key: str, value: bytes, within: float) -> int:
     """Write ``key`` until a write succeeds; how many failed first."""
-    failures, started = 0, time.monotonic()
-    while True:
+    failures = 0
+
+    async def landed() -> bool:
+        nonlocal failures
         try:
             await store.set(key, value)
-            return failures
+            return True
         except StoreUnavailable:
             failures += 1
-            assert time.monotonic() - started < within
-            await asyncio.sleep(0.05)
+            return False
+
+    await async_wait_for(landed, timeout=within, interval=0.05, what=f"a write of {key}")
+    return failures
 
 
 async def test_a_switch_master_announcement_moves_the_connection_without_an_outage(sentinels):
@@ -188,17 +196,23 @@ async def test_a_switch_master_announcement_moves_the_connection_without_an_outa
     try:
         await store.set("hr:test:_all:k", b"1")
         watch = store._client.switch_watch
-        deadline = time.monotonic() + 5
-        while not watch.subscribed:
-            assert time.monotonic() < deadline, "no +switch-master subscription"
-            await asyncio.sleep(0.01)
+
+        async def subscribed() -> bool:
+            return watch.subscribed
+
+        await async_wait_for(subscribed, timeout=5, interval=0.01, what="the +switch-master subscription")
         with sentinels.client(sentinels.sentinel_ports[0]) as sentinel:
             sentinel.execute_command("SENTINEL", "FAILOVER", SERVICE)
         started = time.monotonic()
-        while store._client.primary != ("127.0.0.1", sentinels.replica_port):
+
+        async def moved() -> bool:
             await store.set("hr:test:_all:k", b"2")  # raises on any failure
-            assert time.monotonic() - started < 10, sentinels.logs()
-            await asyncio.sleep(0.02)
+            return store._client.primary == ("127.0.0.1", sentinels.replica_port)
+
+        try:
+            await async_wait_for(moved, timeout=10, what="writes reaching the new primary")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{sentinels.logs()}") from None
         print(f"\nSENTINEL FAILOVER: writes on the new primary {time.monotonic() - started:.2f}s later, none failed")
         with sentinels.client(sentinels.replica_port) as new_primary:
             assert new_primary.get("hr:test:_all:k") == b"2"
@@ -284,7 +298,8 @@ def test_a_proxy_fleet_rides_through_a_failover(sentinels, mock):
 
         def first_guarded_write(since: float) -> float:
             """When the new primary took its first write (each request's fresh key adds a
-            bucket): seconds after ``since``, polled every 20 ms."""
+            bucket): seconds after ``since``, polled every 20 ms (a measurement for the report,
+            bounded by ``stop``, not a wait: no wait_for)."""
             with sentinels.client(sentinels.replica_port) as new_primary:
                 replicated = new_primary.dbsize()
                 while not stop.is_set():
@@ -296,7 +311,7 @@ def test_a_proxy_fleet_rides_through_a_failover(sentinels, mock):
         started = time.monotonic()
         with ThreadPoolExecutor(7) as pool:
             workers = [pool.submit(sender) for _ in range(6)]
-            time.sleep(2.5)
+            time.sleep(2.5)  # kept: steady traffic before the kill is the scenario under test
             before_kill = len(statuses)
             killed = time.monotonic()
             sentinels.kill(sentinels.primary_port)
@@ -383,10 +398,10 @@ async def test_sentinel_over_tls(tls_sentinel):
     try:
         assert (await store.guard(GuardRequest("tls-sentinel", rpm=10))).requests_remaining == 9
         assert store._client.primary == ("127.0.0.1", primary)
-        deadline = time.monotonic() + 5
-        while not store._client.switch_watch.subscribed:  # the +switch-master watch speaks TLS too
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.01)
+        async def subscribed() -> bool:  # the +switch-master watch speaks TLS too
+            return store._client.switch_watch.subscribed
+
+        await async_wait_for(subscribed, timeout=5, interval=0.01, what="the +switch-master subscription over TLS")
     finally:
         await store.close()
     untrusted = RedisStore(url.split("?")[0])  # a self-signed certificate, and no CA given

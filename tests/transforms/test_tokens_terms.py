@@ -51,9 +51,22 @@ def test_unavailable_encoding_gives_labelled_estimates_and_one_warning(fresh_tok
     assert len(warnings) == 1 and "estimates" in warnings[0].getMessage()
 
 
+def test_offline_the_warning_is_one_line_with_the_fix(tmp_path):
+    """A real tiktoken with an empty cache and no network (a proxy nobody listens on): the
+    proxy's log gets one line saying what it means and what to do, not the download error."""
+    code = "from headroom.transforms import tokens; tokens.count_tokens('x'); print(tokens.is_estimate())"
+    env = {"PATH": "/usr/bin:/bin", "TIKTOKEN_CACHE_DIR": str(tmp_path), "HTTPS_PROXY": "http://127.0.0.1:9",
+           "HTTP_PROXY": "http://127.0.0.1:9", "NO_PROXY": ""}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert out.stdout.strip() == "True", out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    assert "token counts are estimates" in line and f"TIKTOKEN_CACHE_DIR=<that folder> (now: {tmp_path})" in line
+    assert "http" not in line.lower() and "Traceback" not in out.stderr
+
+
 def test_a_hanging_download_does_not_hang_requests(fresh_tokens):
     fresh_tokens.setattr(tokens, "LOAD_TIMEOUT_S", 0.05)
-    fresh_tokens.setattr(tokens, "_load_encoding", lambda: time.sleep(2))
+    fresh_tokens.setattr(tokens, "_load_encoding", lambda: time.sleep(2))  # a slow load: the behaviour under test
     start = time.monotonic()
     assert tokens.count_tokens("abcd" * 10) == 10
     assert time.monotonic() - start < 1 and tokens.is_estimate()

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from headroom.workers.batcher import Batcher, BatchReport, Closed, Expired, Overloaded
+from testkit.waiting import async_wait_for
 from tests.workers.fake_engine import FakeEngine, words
 
 WAIT = 5.0  # no test step waits longer than this
@@ -20,10 +21,10 @@ async def entered(engine: FakeEngine) -> None:
 
 
 async def settle(condition, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition never became true"
-        await asyncio.sleep(0.005)
+    async def check():
+        return condition()
+
+    await async_wait_for(check, timeout, interval=0.005)
 
 
 async def test_round_trip_results_in_order():
@@ -175,7 +176,7 @@ async def test_expired_request_windows_never_reach_the_model():
         assert batcher.stats.queue_windows == 0
         engine.gate.release()
         await asyncio.wait_for(blocker, WAIT)
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # kept: a non-event (the expired window never runs) has nothing to poll
         assert engine.batches == [["x"]]
         with pytest.raises(Expired):  # already past: refused after planning, never queued
             await batcher.submit(["y"], 0.5, deadline=time.monotonic() - 1)
@@ -238,6 +239,7 @@ async def test_smallest_preparation_job_runs_first():
     try:
         held = asyncio.create_task(batcher.submit(["hold on"], 0.5))
         await settle(lambda: engine.planned == ["hold"])  # the prep thread is busy with it
+        # kept: each sleep lets the task queue its job; the queue is the batcher's private state
         huge = asyncio.create_task(batcher.submit([words("huge", 5000)], 0.5))
         await asyncio.sleep(0.02)
         small = asyncio.create_task(batcher.submit([words("small", 10)], 0.5))
@@ -255,7 +257,7 @@ async def test_close_releases_callers_waiting_for_preparation():
     held = asyncio.create_task(batcher.submit(["hold on"], 0.5))
     await settle(lambda: engine.planned == ["hold"])
     waiting = asyncio.create_task(batcher.submit(["later"], 0.5))
-    await asyncio.sleep(0.02)
+    await asyncio.sleep(0.02)  # kept: lets the task queue its job (the batcher's private state)
     await batcher.close()
     engine.plan_gate.set()
     for task in (waiting, held):  # one waited for the prep thread, one was in it

@@ -116,7 +116,7 @@ async def test_replies_out_of_order_are_matched_by_id():
 async def test_timeout_is_enforced_by_the_client_and_a_late_reply_is_dropped():
     async def handler(message, reply, writer):
         if message["texts"] == ["slow"]:
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.3)  # the slow model answer is the behaviour under test
         await reply(ok(message))
 
     async with ScriptedServer(handler) as server:
@@ -126,7 +126,7 @@ async def test_timeout_is_enforced_by_the_client_and_a_late_reply_is_dropped():
             await client.compress(["slow"], 0.5, timeout_s=0.05)
         assert info.value.reason == "timeout"
         assert 0.04 < time.monotonic() - started < 0.25
-        await asyncio.sleep(0.35)  # the late reply arrives now and finds no caller
+        await asyncio.sleep(0.35)  # kept: the late reply arrives now and finds no caller (nothing to observe)
         assert (await client.compress(["fast"], 0.5, timeout_s=WAIT)).texts == ["FAST"]
         assert server.connections == 1  # a timeout does not cost the connection
         await client.close()
@@ -135,7 +135,7 @@ async def test_timeout_is_enforced_by_the_client_and_a_late_reply_is_dropped():
 async def test_broken_connection_fails_every_call_in_flight_then_reconnects():
     async def handler(message, reply, writer):
         if message["texts"] == ["die"]:
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # the scripted server dies a moment into the call: the behaviour under test
             writer.close()
             return
         if message["texts"] == ["hang"]:
@@ -203,7 +203,7 @@ async def test_garbage_from_the_server_is_down_and_the_next_call_reconnects():
 
 async def test_concurrent_first_calls_share_one_connection_and_close_leaks_no_task():
     async def handler(message, reply, writer):
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # a reply that takes a moment, so the first calls overlap
         await reply(ok(message) if message.get("op") == "compress" else {"id": message["id"], "state": "ready"})
 
     before = {t for t in asyncio.all_tasks() if t.get_name() == "model-client-reader"}
