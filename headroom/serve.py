@@ -156,7 +156,7 @@ def worker_app(config: ProxyConfig) -> Sanic:
     hold the port with nobody left to replace it or stop it (:mod:`headroom.workers.lifetime`)."""
     import multiprocessing
 
-    from headroom.proxy.server import create_app
+    from headroom.proxy.factory import create_app
     from headroom.workers.lifetime import die_with_parent
 
     main = multiprocessing.parent_process()

@@ -15,10 +15,10 @@ from sanic import Request, Sanic
 from headroom.config import ProxyConfig
 from headroom.observability.request_log import RequestLog
 from headroom.pricing import Pricing, load_pricing
-from headroom.proxy.bookkeeping import WriteBehind
 from headroom.proxy.inflight import InFlightBytes
 from headroom.proxy.stats import StatsBuffer
 from headroom.proxy.upstream import Upstream
+from headroom.proxy.write_behind import WriteBehind
 from headroom.state.identity import new_secret, secret_from_text
 from headroom.state.memory_store import MemoryStore
 from headroom.state.store import Store, StoreUnavailable
