@@ -208,7 +208,7 @@ def check_urls(config: ProxyConfig) -> None:
     """Parse the URLs the proxy will connect to, as the workers will (ConfigError if one cannot be)."""
     try:
         if config.redis_url:
-            from headroom.state.resp import Endpoint
+            from headroom.state.redis_url import Endpoint
 
             Endpoint.from_url(config.redis_url)
     except ValueError as exc:
@@ -248,7 +248,7 @@ def _run_proxy(config: ProxyConfig) -> int:
 
 
 def print_config(title: str, config: Any, options: tuple[Option, ...], flags: dict[str, Any]) -> int:
-    from headroom.state.redis_store import redact_url
+    from headroom.state.redis_url import redact_url
 
     print(f"# {title}: effective configuration (defaults < environment < flags)")
     print(describe(config, options, flags, redact=redact_url))

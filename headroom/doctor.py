@@ -93,7 +93,7 @@ def check_port(config: ProxyConfig) -> Finding:
 def check_redis(config: ProxyConfig) -> Finding | None:
     if not config.redis_url:
         return None
-    from headroom.state.redis_store import redact_url
+    from headroom.state.redis_url import redact_url
 
     subject = f"redis {redact_url(config.redis_url)}"
     if "+sentinel" in config.redis_url.split("://", 1)[0]:

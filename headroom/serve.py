@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 def _state_line(config: ProxyConfig) -> str:
     if not config.redis_url:
         return "in memory"
-    from headroom.state.redis_store import redact_url
+    from headroom.state.redis_url import redact_url
 
     return f"redis {redact_url(config.redis_url)}"
 

@@ -53,7 +53,8 @@ from headroom.state.keys import (
     budget_prefix,
     cache_key,
 )
-from headroom.state.resp import RespClient, redact_url  # redact_url: re-exported (cli, serve)
+from headroom.state.redis_url import redact_url  # also re-exported here, where it was first
+from headroom.state.resp import RespClient
 from headroom.state.scripts import SCRIPTS, SHAS
 from headroom.state.store import (
     LIMIT_NAMES,
