@@ -187,7 +187,10 @@ def run_model_server(config: ModelServerConfig) -> int:
     except OSError as exc:
         if exc.errno != errno.EADDRINUSE or config.socket:  # taken after check_model_server_listen
             raise
-        raise listen_error(exc, config.host, config.port) from None
+        error = listen_error(exc, config.host, config.port)
+        if error is None:
+            raise
+        raise error from None
     return 0
 
 
@@ -244,7 +247,10 @@ def _run_proxy(config: ProxyConfig) -> int:
         # between). Only "in use": other errnos (EACCES from a file, say) are not about the port.
         if exc.errno != errno.EADDRINUSE:
             raise
-        raise listen_error(exc, config.host, config.port) from None
+        error = listen_error(exc, config.host, config.port)
+        if error is None:
+            raise
+        raise error from None
 
 
 def print_config(title: str, config: Any, options: tuple[Option, ...], flags: dict[str, Any]) -> int:

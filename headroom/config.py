@@ -11,7 +11,10 @@ import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
+
+BudgetPeriod = Literal["hourly", "daily", "monthly"]  # UTC periods
+BudgetScope = Literal["global", "key"]  # one budget for everyone, or one per API key
 
 ANTHROPIC_API_URL = "https://api.anthropic.com"
 LLMLINGUA_MODEL = "microsoft/llmlingua-2-bert-base-multilingual-cased-meetingbank"
@@ -40,8 +43,8 @@ class ProxyConfig:
     rpm: int = 600
     tpm: int = 5_000_000
     budget: float | None = None
-    budget_period: str = "daily"
-    budget_scope: str = "global"
+    budget_period: BudgetPeriod = "daily"
+    budget_scope: BudgetScope = "global"
     pricing_file: str | None = None
     llmlingua: bool = False
     llmlingua_device: str = "auto"
@@ -193,9 +196,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("budget", "--budget", "HEADROOM_BUDGET", "spend limit in USD per budget period",
            Number(float, 0, 1e9, above=True, unit="USD")),
     Option("budget_period", "--budget-period", "HEADROOM_BUDGET_PERIOD", "budget period, in UTC",
-           choices=("hourly", "daily", "monthly")),
+           choices=get_args(BudgetPeriod)),
     Option("budget_scope", "--budget-scope", "HEADROOM_BUDGET_SCOPE",
-           "one budget shared by everyone, or one per API key", choices=("global", "key")),
+           "one budget shared by everyone, or one per API key", choices=get_args(BudgetScope)),
     Option("pricing_file", "--pricing-file", "HEADROOM_PRICING_FILE",
            "JSON file of model prices merged over the built-in table"),
     Option("redis_url", "--redis-url", "HEADROOM_REDIS_URL",

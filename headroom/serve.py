@@ -130,7 +130,7 @@ def run_proxy(config: ProxyConfig) -> int:
         line = llmlingua_line(config, device)
         if own_model_server and device is None:
             config = dataclasses.replace(config, llmlingua=False)  # not installed: serve without it
-        elif own_model_server:
+        elif own_model_server and device is not None:
             directory = private_directory("headroom-model-")
             directories.append(directory)
             try:

@@ -59,5 +59,6 @@ fi
 # (layers, no cycles: [tool.importlinter] in pyproject.toml) and the type checker.
 ruff check .
 lint-imports
+mypy
 
 exec python -m pytest -q -W ignore::DeprecationWarning "$@"

@@ -166,7 +166,7 @@ class AnthropicMessages:
         messages = messages_of(body)
         found = list(iter_outputs(messages, min_chars))
         by_id = calls(messages) if found else {}
-        return [Block(path, text, *by_id.get(ref, (None, None))) for path, text, ref in found]
+        return [Block(path, text, *(by_id[ref] if ref in by_id else (None, None))) for path, text, ref in found]
 
     def user_texts(self, body: dict) -> Iterator[str]:
         return user_texts(messages_of(body))
@@ -182,6 +182,7 @@ class AnthropicMessages:
             content = list(msg["content"])
             copied: set[int] = set()
             for (_, j, k), text in changes:
+                assert j is not None  # an Anthropic path always names its content block
                 if j not in copied:
                     content[j] = dict(content[j])
                     if k is not None:

@@ -61,27 +61,38 @@ class Refusal:
 
 
 class Format(Protocol):
-    """One wire format: data (the attributes) plus pure functions over bodies and bytes."""
+    """One wire format: data (read-only attributes: plain class attributes in a format's class)
+    plus pure functions over bodies and bytes."""
 
     #: The format's name: ``"anthropic"``, ``"chat"``, ``"responses"``, ``"gemini"``.
-    name: str
+    @property
+    def name(self) -> str: ...
     #: Who runs the API: the ``provider`` label of stats, metrics and the request log.
-    provider: str
+    @property
+    def provider(self) -> str: ...
     #: The :class:`~headroom.config.ProxyConfig` field holding the upstream's base URL.
-    upstream_option: str
+    @property
+    def upstream_option(self) -> str: ...
     #: Key into ``context_windows.json``'s per-provider defaults; ``default_window`` if absent.
-    window_family: str
-    default_window: int
+    @property
+    def window_family(self) -> str: ...
+    @property
+    def default_window(self) -> int: ...
     #: The body field holding the conversation (``messages``, ``input``, ``contents``).
-    conversation_field: str
+    @property
+    def conversation_field(self) -> str: ...
     #: Static POST routes that carry an LLM call.
-    routes: tuple[Route, ...]
+    @property
+    def routes(self) -> tuple[Route, ...]: ...
     #: Pass-through prefixes beyond ``/v1/``: (prefix as received, prefix upstream, route name).
-    passthrough_prefixes: tuple[tuple[str, str, str], ...]
+    @property
+    def passthrough_prefixes(self) -> tuple[tuple[str, str, str], ...]: ...
     #: Request headers that carry the caller's API key, in hashing order.
-    credential_headers: tuple[str, ...]
+    @property
+    def credential_headers(self) -> tuple[str, ...]: ...
     #: The error code of a refusal for an exhausted budget.
-    budget_code: str
+    @property
+    def budget_code(self) -> str: ...
 
     # -- which requests are this format's ------------------------------------------------
     def claims_path(self, path: str) -> bool: ...
@@ -112,7 +123,8 @@ class Format(Protocol):
     def max_output_tokens(self, body: dict) -> int | None: ...
 
     # -- the answer -------------------------------------------------------------------------
-    usage_marker: re.Pattern[bytes]
+    @property
+    def usage_marker(self) -> re.Pattern[bytes]: ...
     def reported_usage(self, body: object) -> dict | None: ...
     def usage(self, reported: dict) -> Usage: ...
     def stream_usage(self, event: dict, reported: dict) -> tuple[dict | None, bool]: ...

@@ -63,10 +63,9 @@ def iter_outputs(items: list, min_chars: int = 0) -> Iterator[tuple[Path, str, t
             continue
         for j, part in enumerate(_parts(content)):
             reply = part.get("functionResponse") if type(part) is dict else None
-            response = reply.get("response") if type(reply) is dict else None
-            if type(response) is not dict:
+            if type(reply) is not dict or type(reply.get("response")) is not dict:
                 continue
-            for k, value in enumerate(response.values()):
+            for k, value in enumerate(reply["response"].values()):
                 if type(value) is str and len(value) >= min_chars:
                     yield (i, j, k), value, (i, reply.get("name"))
 
@@ -163,6 +162,7 @@ class GeminiApi:
         original = contents(body)
         items = list(original)
         for (i, j, k), text in new_texts.items():
+            assert j is not None and k is not None  # a Gemini path names its part and response value
             if items[i] is original[i]:
                 items[i] = {**original[i], "parts": list(original[i]["parts"])}
             parts = items[i]["parts"]

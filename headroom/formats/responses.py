@@ -73,7 +73,7 @@ def calls(input_items: list) -> dict[str, tuple[str, object]]:
     for item in input_items:
         if type(item) is not dict:
             continue
-        field = CALL_ITEMS.get(item.get("type"))
+        field = CALL_ITEMS.get(item.get("type", ""))
         if field and isinstance(item.get("call_id"), str) and isinstance(item.get("name"), str):
             found[item["call_id"]] = (item["name"], item.get(field))
     return found
@@ -195,7 +195,7 @@ class ResponsesApi:
         by_id = calls(input_items) if found else {}
         blocks = []
         for path, text, ref in found:
-            name, raw = by_id.get(ref, (None, None))
+            name, raw = by_id[ref] if ref in by_id else (None, None)
             tool_input = arguments(raw) if isinstance(raw, str) and raw[:1] == "{" else (
                 {"input": raw} if isinstance(raw, str) else None)
             blocks.append(Block(path, text, name, tool_input))

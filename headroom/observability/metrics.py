@@ -82,7 +82,12 @@ def prepare_multiprocess_dir(path: str | None = None) -> str:
     if path is None:
         path = tempfile.mkdtemp(prefix="headroom-metrics-")
         owner = os.getpid()
-        atexit.register(lambda: os.getpid() == owner and shutil.rmtree(path, ignore_errors=True))
+
+        def remove() -> None:  # in this process only: a forked child inherits the registration
+            if os.getpid() == owner:
+                shutil.rmtree(path, ignore_errors=True)
+
+        atexit.register(remove)
     else:
         os.makedirs(path, mode=0o700, exist_ok=True)
         for stale in glob.glob(os.path.join(path, "*.db")):
@@ -105,7 +110,7 @@ def sync_value_class() -> None:
     created. If it was imported before the variable was set (or a test changed it), the
     choice is stale; fixing it before our metrics exist keeps them in the right place.
     """
-    values = sys.modules.get("prometheus_client.values")
+    values: Any = sys.modules.get("prometheus_client.values")  # its ValueClass is set at run time
     if values is None:
         return  # not imported yet: it will read the environment when it is
     current = getattr(values.ValueClass, "_multiprocess", None)
@@ -327,7 +332,7 @@ def _in_memory_instead(exc: OSError) -> None:
     _files_unavailable = True
     log.warning("metrics directory %s: no room for this process's files (%s); its metrics are kept in memory "
                 "and left out of the shared totals at /metrics", multiprocess_dir(), exc)
-    values = sys.modules.get("prometheus_client.values") or _prometheus().values
+    values: Any = sys.modules.get("prometheus_client.values") or _prometheus().values
     values.ValueClass = values.MutexValue
 
 

@@ -90,7 +90,7 @@ def check_head(request: Request) -> None:
     """
     problem = head_problem(request.head or b"", len(request.headers))
     if problem is not None:
-        if hasattr(request.stream, "keep_alive"):
+        if request.stream is not None and hasattr(request.stream, "keep_alive"):
             request.stream.keep_alive = False
         raise problem
 
@@ -133,8 +133,10 @@ def _object(pairs: list) -> dict:
     obj = dict(pairs)
     if len(obj) != len(pairs):
         seen: set = set()
-        duplicate = next(key for key, _ in pairs if key in seen or seen.add(key))
-        raise _Refused(f"duplicate key {duplicate!r} in one object")
+        for key, _ in pairs:
+            if key in seen:
+                raise _Refused(f"duplicate key {key!r} in one object")
+            seen.add(key)
     return obj
 
 

@@ -24,6 +24,7 @@ async def compress_request(context: ProxyContext, body: dict, exchange: Exchange
     if not context.config.optimize or not needs_work(body, exchange.format, options):
         return None
     fmt = exchange.format
+    assert exchange.caller is not None  # identified before anything is compressed (routes)
     new_body, receipt = await run_pipeline(body, fmt, context.store, exchange.caller, options, context.model)
     exchange.receipt = receipt
     if receipt.errors:

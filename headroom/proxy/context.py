@@ -50,14 +50,21 @@ def context_of(target: Request | Sanic) -> ProxyContext:
     return app.ctx.headroom
 
 
-def make_store(config: ProxyConfig) -> Store:
-    if config.redis_url:
-        from headroom.state.redis_store import RedisStore  # only then: Redis's client takes 0.2 s to import
+async def open_store(config: ProxyConfig) -> Store:
+    """Redis with ``--redis-url`` (reached once here, to warn at start when it is not: the
+    worker serves unguarded until it is back), otherwise this worker's memory."""
+    if not config.redis_url:
+        return MemoryStore(cache_ttl=config.cache_ttl, cache_max_entries=config.cache_max_entries,
+                           max_bytes=config.store_max_bytes)
+    from headroom.state.redis_store import RedisStore  # only then: Redis's client takes 0.2 s to import
 
-        return RedisStore(config.redis_url, cache_ttl=config.cache_ttl, cache_max_entries=config.cache_max_entries,
-                          socket_timeout=config.redis_timeout, connect_timeout=config.redis_timeout)
-    return MemoryStore(cache_ttl=config.cache_ttl, cache_max_entries=config.cache_max_entries,
-                       max_bytes=config.store_max_bytes)
+    store = RedisStore(config.redis_url, cache_ttl=config.cache_ttl, cache_max_entries=config.cache_max_entries,
+                       socket_timeout=config.redis_timeout, connect_timeout=config.redis_timeout)
+    try:
+        await store.connect()
+    except StoreUnavailable:
+        log.warning("Redis unreachable at start: serving unguarded until it is back")
+    return store
 
 
 async def deployment_secret(config: ProxyConfig, store: Store) -> bytes:
@@ -77,12 +84,7 @@ async def open_context(config: ProxyConfig) -> ProxyContext:
         # `headroom proxy` starts its own model server; an ASGI server (gunicorn, uvicorn) cannot.
         log.warning("LLMLingua is on but no model server is configured: prose goes uncompressed. Run "
                     "`headroom model-server` and set HEADROOM_MODEL_SERVER_URL")
-    store = make_store(config)
-    if config.redis_url:
-        try:
-            await store.connect()
-        except StoreUnavailable:
-            log.warning("Redis unreachable at start: serving unguarded until it is back")
+    store = await open_store(config)
     upstream = Upstream(config)
     await upstream.start()
     return ProxyContext(

@@ -34,8 +34,9 @@ def create_app(config: ProxyConfig | None = None) -> Sanic:
     app.config.GRACEFUL_SHUTDOWN_TIMEOUT = config.shutdown_grace
     # Slow clients cannot hold a worker: the whole request within --client-timeout (also the
     # limit for a connection that never sends one), idle keep-alive connections closed.
-    app.config.REQUEST_TIMEOUT = config.client_timeout
-    app.config.KEEP_ALIVE_TIMEOUT = config.keep_alive_timeout
+    # Sanic's Config annotates these int; it passes them to loop.call_later, seconds as floats.
+    app.config.REQUEST_TIMEOUT = config.client_timeout  # type: ignore[assignment]
+    app.config.KEEP_ALIVE_TIMEOUT = config.keep_alive_timeout  # type: ignore[assignment]
     app.config.HEADROOM_MAX_CONNECTIONS = config.max_connections  # read by headroom.proxy.protocol
     app.config.NOISY_EXCEPTIONS = False
     app.config.AUTO_EXTEND = False  # sanic-ext builds the OpenAPI file; a worker never loads it

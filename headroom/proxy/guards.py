@@ -48,7 +48,7 @@ def guard_request(config: ProxyConfig, pricing: Pricing, caller: str, body: dict
         return None
     tokens = estimate_input_tokens(body_bytes)
     if model is None:
-        model = body.get("model") if isinstance(body.get("model"), str) else ""
+        model = body["model"] if isinstance(body.get("model"), str) else ""
     cost = worst_case_cost(pricing, model, tokens, fmt.max_output_tokens(body)) if budget else 0.0
     return GuardRequest(caller=caller, rpm=rpm, tpm=tpm, tokens=tokens, budget_usd=budget, cost_usd=cost,
                         period=config.budget_period, budget_scope=config.budget_scope)

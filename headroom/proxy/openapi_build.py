@@ -41,7 +41,9 @@ def build(app: Sanic, *undocumented: Blueprint) -> dict:
     # sanic-ext builds the description in a before-server-start listener of its blueprint;
     # run that listener on the finished routes, without a server.
     (extension,) = app.ext.extensions
-    build_spec = next(f.listener for f in extension.bp._future_listeners if f.listener.__name__ == "build_spec")
+    # sanic-ext's private blueprint attribute: the listener is not reachable any other way.
+    listeners = extension.bp._future_listeners  # type: ignore[attr-defined]
+    build_spec = next(f.listener for f in listeners if f.listener.__name__ == "build_spec")
     app.router.finalize()
     build_spec(app)
     return json.loads(json.dumps(SpecificationBuilder().build(app).serialize()))  # plain JSON types

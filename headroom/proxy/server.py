@@ -7,7 +7,12 @@ never does, since it builds its own app from its flags (:func:`headroom.proxy.fa
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sanic import Sanic
+
+app: Sanic  # declared, not assigned: the first access goes to __getattr__ below
 
 
 def __getattr__(name: str) -> Any:

@@ -137,7 +137,7 @@ class Aggregator:
                 key = (day, get("model"), get("api_key_hash"))
                 acc = groups.get(key)
                 fresh = acc is None
-                if fresh:
+                if acc is None:
                     if not _valid_key(*key):
                         raise ValueError("not a log record")
                     acc = [0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0.0]

@@ -181,6 +181,7 @@ class SwitchWatch:
         sentinel = self.endpoint.sentinel(host, port)
         subscriber = await asyncio.wait_for(open_socket(sentinel, lambda: _Subscriber(self._pushed)), self.timeout)
         commands = [*sentinel.handshake(""), ("SUBSCRIBE", "+switch-master")]
+        assert subscriber.transport is not None  # connection_made ran before open_socket returned
         subscriber.transport.write(b"".join(hiredis.pack_command(tuple(c)) for c in commands))
         return subscriber
 

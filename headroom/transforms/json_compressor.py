@@ -81,10 +81,11 @@ def _column_terms(values: list, types: set, terms: Terms, cap: int, found: dict[
             if len(hits) > cap:
                 found[word] = None
                 continue
-            if not hits or found.get(word, ()) is None:
+            rows = found.setdefault(word, set()) if hits else None
+            if rows is None:  # no hit here, or too many in an earlier column
                 continue
             matching = {distinct[i] for i in hits}
-            found.setdefault(word, set()).update(i for i, v in enumerate(values) if v in matching)
+            rows.update(i for i, v in enumerate(values) if v in matching)
         return
     if types <= _NUMBER_TYPES | {type(None), type(MISSING)}:
         if not terms.has_digits:
@@ -103,8 +104,8 @@ def _column_terms(values: list, types: set, terms: Terms, cap: int, found: dict[
         hits = joined.find_word(word, boundary, cap)
         if len(hits) > cap:
             found[word] = None
-        elif hits and found.get(word, ()) is not None:
-            found.setdefault(word, set()).update(hits)
+        elif hits and (rows := found.setdefault(word, set())) is not None:
+            rows.update(hits)
 
 
 _dump = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=lambda o: None).encode

@@ -220,7 +220,7 @@ async def _compress_blocks(blocks: list[Block], body: dict, fmt: Format, store: 
     guard.load(found[len(ids):])
     cached = found[:len(ids)]
     receipt.blocks = len(blocks)
-    misses: list[tuple[Block, object]] = []
+    misses: list[tuple[Block, BlockId]] = []
     hits: set[tuple] = set()
     fresh: dict[str, MemoEntry] = {}  # identical blocks within one request compress once
     used: dict[str, Terms] = {}  # memo key → the terms it was compressed with just now

@@ -32,7 +32,8 @@ TRANSFORM = "llmlingua"
 
 
 class Reply(Protocol):
-    texts: list[str]
+    @property
+    def texts(self) -> list[str]: ...
 
 
 class ProseModel(Protocol):

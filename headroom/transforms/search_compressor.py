@@ -305,8 +305,7 @@ def compress(text: str, ctx: Context) -> Compressed | None:
         return None
     other, files = parsed
     for path, entries in files.items():  # drop duplicate matches, keep first occurrence order
-        seen: set[Entry] = set()
-        files[path] = [e for e in entries if not (e in seen or seen.add(e))]
+        files[path] = list(dict.fromkeys(entries))
     lossy = len(text) > ctx.limits.lossy_min_chars
     if all(not entries for entries in files.values()):
         body, omitted = _group_paths(list(files), ctx, lossy)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from headroom.state.lru import text_keyed
+from headroom.state.lru import LRU, text_keyed
 
 log = logging.getLogger("headroom.tokens")
 
@@ -156,7 +156,7 @@ class CountCache:
     counting them again would cost ~6 ms per 100 KB each turn, a lookup costs a string hash."""
 
     def __init__(self, max_chars: int = 16_000_000) -> None:
-        self._counts = text_keyed(max_chars)
+        self._counts: LRU[str, int] = text_keyed(max_chars)
 
     def __len__(self) -> int:
         return len(self._counts)

@@ -271,9 +271,9 @@ class Batcher:
             lane = "short" if size <= self.short_window_tokens else "long"
             request.pending.setdefault(lane, collections.deque()).append(index)
         for name in request.pending:
-            lane = self._lanes[name]
-            lane.rotation.append(request)
-            lane.wakeup.set()
+            queue = self._lanes[name]
+            queue.rotation.append(request)
+            queue.wakeup.set()
         self._active.add(request)
         self.stats.queue_windows += len(request.windows)
         self.stats.active_requests = len(self._active)
