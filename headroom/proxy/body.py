@@ -17,8 +17,8 @@ from itertools import chain, compress
 import ujson
 from sanic import Request
 
-from headroom.proxy.context import context_of
 from headroom.proxy.errors import ProxyError
+from headroom.proxy.resources import resources_of
 
 #: Deepest nesting of arrays and objects accepted in a JSON body (the body object itself
 #: is level 1). serde_json's default, a common upstream parser's limit; real requests nest
@@ -122,7 +122,7 @@ def request_body(request: Request) -> bytes:
     has passed :func:`check_head`."""
     check_head(request)
     return decoded_body(request.body or b"", request.headers.get("content-encoding", ""),
-                        context_of(request).config.max_body_bytes)
+                        resources_of(request).config.max_body_bytes)
 
 
 class _Refused(ValueError):

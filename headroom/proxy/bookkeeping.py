@@ -20,46 +20,46 @@ from headroom.proxy.stats import FLUSH_INTERVAL_S, delta_of
 from headroom.state.store import StoreUnavailable
 
 if TYPE_CHECKING:
-    from headroom.proxy.context import ProxyContext
+    from headroom.proxy.resources import WorkerResources
 
 log = logging.getLogger("headroom.proxy")
 
 
-def schedule(context: ProxyContext, exchange: Exchange) -> None:
+def schedule(resources: WorkerResources, exchange: Exchange) -> None:
     """Run :func:`close_books` once the current response has been written."""
-    asyncio.get_running_loop().call_soon(close_books, context, exchange)
+    asyncio.get_running_loop().call_soon(close_books, resources, exchange)
 
 
-def close_books(context: ProxyContext, exchange: Exchange) -> None:
+def close_books(resources: WorkerResources, exchange: Exchange) -> None:
     try:
-        outcome = outcome_of(exchange, context.pricing)
+        outcome = outcome_of(exchange, resources.pricing)
         charge = settlement(exchange.guard, exchange.usage, outcome.cost_usd, outcome.status,
                             outcome.cache == "hit")
         answer = None
         if exchange.answer is not None and exchange.cache_key and outcome.caller and outcome.error is None:
             answer = (outcome.caller, exchange.cache_key, exchange.answer.encode())
-        context.writes.add(charge, answer)
-        context.stats_buffer.add(delta_of(outcome))
+        resources.writes.add(charge, answer)
+        resources.stats_buffer.add(delta_of(outcome))
         metrics.observe(outcome)
-        if context.request_log is not None:
-            context.request_log.write(outcome)
+        if resources.request_log is not None:
+            resources.request_log.write(outcome)
     except Exception:  # bookkeeping must never take a worker down
         log.exception("closing the books on request %s failed", exchange.request_id)
 
 
-async def flush_stats(context: ProxyContext) -> None:
+async def flush_stats(resources: WorkerResources) -> None:
     """Add this worker's buffered statistics to the shared totals (kept for later if the store is down)."""
-    delta = context.stats_buffer.take()
+    delta = resources.stats_buffer.take()
     if delta is None:
         return
     try:
-        await context.store.stats_record(delta)
+        await resources.store.stats_record(delta)
     except StoreUnavailable:
         metrics.store_unavailable()
-        context.stats_buffer.add(delta)
+        resources.stats_buffer.add(delta)
 
 
-async def flush_stats_forever(context: ProxyContext) -> None:
+async def flush_stats_forever(resources: WorkerResources) -> None:
     while True:
         await asyncio.sleep(FLUSH_INTERVAL_S)
-        await flush_stats(context)
+        await flush_stats(resources)

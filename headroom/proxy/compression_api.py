@@ -17,10 +17,10 @@ from sanic.response import json
 from headroom.formats import format_for_path, named, names
 from headroom.proxy.admin import require_admin
 from headroom.proxy.body import json_object, request_body
-from headroom.proxy.context import context_of
 from headroom.proxy.errors import ProxyError
 from headroom.proxy.exchange import receipt_headers
 from headroom.proxy.request_id import request_id_for
+from headroom.proxy.resources import resources_of
 from headroom.proxy.routes import caller_credential
 from headroom.proxy.security_headers import PRIVATE
 from headroom.state.identity import caller_hash
@@ -43,13 +43,13 @@ def _caller(request: Request, endpoint: str) -> str:
         raise ProxyError(401, f"{endpoint} needs the API key your requests are sent with (x-api-key, "
                               "Authorization: Bearer or api-key): stored originals belong to that key alone",
                          "api_key_required")
-    return caller_hash(context_of(request).secret, credential)
+    return caller_hash(resources_of(request).secret, credential)
 
 
 async def _original(request: Request, key: str):
     require_admin(request, header_only=True)
     try:
-        original = await retrieve(context_of(request).store, _caller(request, "/v1/retrieve"), key)
+        original = await retrieve(resources_of(request).store, _caller(request, "/v1/retrieve"), key)
     except StoreUnavailable:
         raise ProxyError(503, "Stored originals are unreachable right now (shared state is down)") from None
     if original is None:
@@ -90,8 +90,8 @@ async def compress(request: Request):
     field = fmt.conversation_field
     if not isinstance(body.get(field), list):
         raise ProxyError(400, f'"{field}" must be a list')
-    context = context_of(request)
-    new_body, receipt = await run_pipeline(body, fmt, context.store, caller, context.pipeline_options)
+    resources = resources_of(request)
+    new_body, receipt = await run_pipeline(body, fmt, resources.store, caller, resources.pipeline_options)
     result = new_body if new_body is not None else body
     return json(
         {

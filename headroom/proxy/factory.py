@@ -1,7 +1,7 @@
 """The Sanic application factory.
 
 ``create_app(config)`` builds one app; every worker process builds its own from the same
-config and opens its own :class:`~headroom.proxy.context.ProxyContext` (store connection,
+config and opens its own :class:`~headroom.proxy.resources.WorkerResources` (store connection,
 upstream pool). ``headroom proxy`` calls it with the config from its flags; ASGI servers load
 ``headroom.proxy.server:app`` instead (see :mod:`headroom.proxy.server`).
 """
@@ -16,8 +16,8 @@ from headroom.config import ProxyConfig, build_config
 from headroom.observability import metrics
 from headroom.proxy import admin, compression_api, dashboard, openapi, routes
 from headroom.proxy.bookkeeping import flush_stats, flush_stats_forever
-from headroom.proxy.context import close_context, context_of, open_context
 from headroom.proxy.errors import handle_exception
+from headroom.proxy.resources import close_resources, open_resources, resources_of
 from headroom.transforms import tokens
 from headroom.workers.watchdog import honour_a_stop_sent_while_starting
 
@@ -49,32 +49,32 @@ def create_app(config: ProxyConfig | None = None) -> Sanic:
     background: list[asyncio.Task] = []  # this worker's stats flusher
 
     @app.before_server_start
-    async def open_resources(app: Sanic) -> None:
+    async def open_worker(app: Sanic) -> None:
         metrics.get_metrics()  # series exist (at 0) from the first scrape
-        app.ctx.headroom = await open_context(config)
+        app.ctx.headroom = await open_resources(config)
 
     @app.after_server_start
     async def start_background_work(app: Sanic) -> None:
         background.append(asyncio.get_running_loop().create_task(honour_a_stop_sent_while_starting(app)))
-        background.append(asyncio.get_running_loop().create_task(flush_stats_forever(context_of(app))))
+        background.append(asyncio.get_running_loop().create_task(flush_stats_forever(resources_of(app))))
         if config.optimize:
             # In the background: /health answers at once, and the first request rarely waits.
             tokens.warm_up()  # loads in a thread of its own
 
     @app.before_server_stop
     async def start_draining(app: Sanic) -> None:
-        context_of(app).draining = True
+        resources_of(app).draining = True
 
     @app.after_server_stop
-    async def close_resources(app: Sanic) -> None:
+    async def close_worker(app: Sanic) -> None:
         """After the last in-flight request and stream has finished (or --shutdown-grace ran
-        out): settle what is queued, flush this worker's statistics, then close."""
-        context = context_of(app)
-        await context.writes.drain()
+        out): write what is queued, flush this worker's statistics, then close."""
+        resources = resources_of(app)
+        await resources.writes.drain()
         for task in background:
             task.cancel()
-        await flush_stats(context)
-        await close_context(context)
+        await flush_stats(resources)
+        await close_resources(resources)
 
     return app
 

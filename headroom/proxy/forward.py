@@ -26,10 +26,10 @@ from sanic.compat import Header
 from sanic.response import HTTPResponse
 
 from headroom.formats import Format
-from headroom.proxy.context import context_of
 from headroom.proxy.errors import ProxyError
 from headroom.proxy.exchange import Exchange
 from headroom.proxy.headers import request_headers, response_headers
+from headroom.proxy.resources import resources_of
 from headroom.proxy.response_cache import MAX_ENTRY_BYTES, CachedAnswer
 from headroom.proxy.sse import EventBuffer, EventTooLong
 from headroom.proxy.upstream import UpstreamRequest, read_body
@@ -38,7 +38,7 @@ from headroom.proxy.usage import StreamUsage, usage_from_body
 
 def upstream_url(request: Request, fmt: Format, path: str) -> str:
     """The format's upstream base URL (its config field), the path, and the query as sent."""
-    base = getattr(context_of(request).config, fmt.upstream_option)
+    base = getattr(resources_of(request).config, fmt.upstream_option)
     query = request.query_string
     return f"{base}{path}?{query}" if query else f"{base}{path}"
 
@@ -55,7 +55,7 @@ async def forward(
         request.method, upstream_url(request, fmt, path), request_headers(request.headers.items()), body
     )
     exchange.upstream_started = perf_counter()
-    resp = await context_of(request).upstream.open(upstream_request)
+    resp = await resources_of(request).upstream.open(upstream_request)
     exchange.upstream_answered = perf_counter()
     try:
         exchange.status = resp.status
@@ -70,7 +70,7 @@ async def forward(
             await relay_download(request, resp, headers, exchange)
             return None
         try:
-            payload = await read_body(resp, context_of(request).config.max_response_bytes)
+            payload = await read_body(resp, resources_of(request).config.max_response_bytes)
         except (aiohttp.ServerTimeoutError, asyncio.TimeoutError):
             raise ProxyError(504, "upstream did not finish its answer in time") from None
         except aiohttp.ClientError as exc:
@@ -81,7 +81,7 @@ async def forward(
             exchange.usage = usage_from_body(fmt, payload)
             if exchange.cache_key and resp.status == 200 and len(payload) <= MAX_ENTRY_BYTES:
                 exchange.answer = CachedAnswer(resp.headers.get("content-type", "application/json"), payload)
-        headers.update(exchange.headroom_headers(context_of(request).pricing))
+        headers.update(exchange.headroom_headers(resources_of(request).pricing))
         return HTTPResponse(payload, status=resp.status, headers=headers)
     except asyncio.CancelledError:
         # The client went away: drop the upstream connection instead of reusing it.
@@ -111,7 +111,7 @@ async def relay_download(
     """
     if resp.content_length is not None and "content-encoding" not in resp.headers:
         headers["content-length"] = str(resp.content_length)
-    headers.update(exchange.headroom_headers(context_of(request).pricing))
+    headers.update(exchange.headroom_headers(resources_of(request).pricing))
     response = await request.respond(status=resp.status, headers=headers)
     exchange.first_byte_at = perf_counter()
     try:

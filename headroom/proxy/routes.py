@@ -27,12 +27,12 @@ from headroom.proxy import response_cache
 from headroom.proxy.body import dumps, json_object, request_body
 from headroom.proxy.bookkeeping import schedule
 from headroom.proxy.compression import compress_request
-from headroom.proxy.context import context_of
 from headroom.proxy.errors import ProxyError, error_response
 from headroom.proxy.exchange import Exchange
 from headroom.proxy.forward import forward, replay
 from headroom.proxy.guards import Refused, enforce, guard_request, store_down
 from headroom.proxy.request_id import request_id_for
+from headroom.proxy.resources import resources_of
 from headroom.state.identity import MalformedCredential, caller_hash, credential_of
 from headroom.state.store import StoreUnavailable
 
@@ -46,7 +46,7 @@ async def proxy_request(request: Request, fmt: Format, path: str, *, llm_call: b
     response: HTTPResponse | None = None
     held = 0
     try:
-        held = context_of(request).inflight.hold(exchange.bytes_in)
+        held = resources_of(request).inflight.hold(exchange.bytes_in)
         body = request_body(request)
         credential = caller_credential(request, fmt)
         if llm_call:
@@ -66,8 +66,8 @@ async def proxy_request(request: Request, fmt: Format, path: str, *, llm_call: b
         exchange.fail(499, "client_disconnected")  # the client closed the connection
         raise
     finally:
-        context_of(request).inflight.release(held)
-        schedule(context_of(request), exchange)
+        resources_of(request).inflight.release(held)
+        schedule(resources_of(request), exchange)
     return response
 
 
@@ -84,14 +84,14 @@ def caller_credential(request: Request, fmt: Format) -> bytes:
 async def llm_request(
     request: Request, path: str, body: bytes, credential: bytes, exchange: Exchange
 ) -> HTTPResponse | None:
-    context = context_of(request)
-    config, store, fmt = context.config, context.store, exchange.format
+    resources = resources_of(request)
+    config, store, fmt = resources.config, resources.store, exchange.format
     parsed = json_object(body)
     exchange.llm = True
     exchange.model, exchange.stream = fmt.model_and_stream(parsed, path, request.args)
     if config.log_messages:
         exchange.messages = fmt.logged_messages(parsed)
-    exchange.caller = caller_hash(context.secret, credential)
+    exchange.caller = caller_hash(resources.secret, credential)
 
     policy = response_cache.policy(config.cache, request.headers.get("cache-control", ""))
     if policy.store and not credential:
@@ -104,7 +104,7 @@ async def llm_request(
         exchange.cache_key = response_cache.request_key(f"{path}?{query}" if query else path, parsed)
         exchange.cache = policy.label
     lookup = (exchange.caller, exchange.cache_key) if policy.lookup and exchange.cache_key else None
-    guard = guard_request(config, context.pricing, exchange.caller, parsed, len(body), fmt, exchange.model or "")
+    guard = guard_request(config, resources.pricing, exchange.caller, parsed, len(body), fmt, exchange.model or "")
     if lookup or guard:
         try:
             admission = await store.admit(lookup, guard)  # one round trip for both
@@ -119,7 +119,7 @@ async def llm_request(
             if admission.guard is not None:
                 enforce(config, fmt, admission.guard)
 
-    compressed = await compress_request(context, parsed, exchange)
+    compressed = await compress_request(resources, parsed, exchange)
     if compressed is not None:
         parsed, body = compressed, dumps(compressed)
     if fmt.prepare(parsed):  # e.g. ask a Chat Completions stream for its usage

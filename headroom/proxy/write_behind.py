@@ -1,7 +1,7 @@
 """The write-behind queue: after-response store writes, batched into one round trip.
 
 Apart from the bookkeeping that fills it (:mod:`headroom.proxy.bookkeeping`): each worker's
-:class:`~headroom.proxy.context.ProxyContext` owns one, and drains it when the worker stops.
+:class:`~headroom.proxy.resources.WorkerResources` owns one, and drains it when the worker stops.
 """
 
 from __future__ import annotations

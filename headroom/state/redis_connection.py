@@ -171,7 +171,7 @@ async def round_trip(connection: Connection, commands: Sequence[Command], timeou
                 if raise_replies:
                     raise
                 return [exc]
-        # Replies arrive in order, so the last future settles last (or all fail together).
+        # Replies arrive in order, so the last future completes last (or all fail together).
         await asyncio.wait((futures[-1],))
     finally:
         timer.cancel()

@@ -20,7 +20,7 @@ from bisect import bisect_left
 from collections import Counter
 
 from headroom.transforms import ccr, frames
-from headroom.transforms.base import Compressed, Context
+from headroom.transforms.base import Brief, Compressed
 from headroom.transforms.scan import Joined
 from headroom.transforms.select import ERROR_WORDS, gaps, term_hits
 
@@ -70,17 +70,17 @@ def _error_lines(lines: list[str], joined: Joined) -> list[int]:
     return [i for i in sorted(joined.texts_with(ERROR_WORDS)) if not _reports_success(lines[i])]
 
 
-def _important(lines: list[str], ctx: Context, joined: Joined, errors: list[int]) -> set[int]:
+def _important(lines: list[str], brief: Brief, joined: Joined, errors: list[int]) -> set[int]:
     """Error/warning lines (``errors``) with context, stack traces and test-failure sections.
 
     Candidates are located with plain substring search over the joined text; the regexes
     only confirm the few candidate lines (a regex per line would dominate the cost).
     """
     keep: set[int] = set()
-    ctx_n = ctx.limits.context_lines
+    nearby = brief.limits.nearby_lines
     n = len(lines)
     for index in _distinct_events(lines, errors):
-        keep.update(range(max(0, index - ctx_n), min(n, index + ctx_n + 1)))
+        keep.update(range(max(0, index - nearby), min(n, index + nearby + 1)))
     for i in sorted(joined.texts_with(_TRACE_WORDS)):
         if _TRACE_START.match(lines[i]):
             j = i + 1
@@ -162,25 +162,25 @@ def _gap_note(lines: list[str], errors: list[int]) -> str:
     return f"\u2026 {count} lines omitted ({approx}{like} like: {sample})"
 
 
-def compress(text: str, ctx: Context) -> Compressed | None:
+def compress(text: str, brief: Brief) -> Compressed | None:
     cleaned = clean(text)
     deduped = dedupe(cleaned.split("\n"))
     lines = frames.fold(deduped)
     transforms = ["log:collapse"] if len(lines) == len(deduped) else ["log:collapse", "log:frames"]
     body = "\n".join(lines)
-    lim = ctx.limits
+    lim = brief.limits
     n = len(lines)
     if len(body) > lim.lossy_min_chars and n > lim.head_lines + lim.tail_lines + 10:
         keep = set(range(lim.head_lines)) | set(range(n - lim.tail_lines, n))
         joined = Joined(lines)
         errors = _error_lines(lines, joined)
-        keep |= _important(lines, ctx, joined, errors)
-        keep.update(term_hits(lines, ctx.terms, lim))
+        keep |= _important(lines, brief, joined, errors)
+        keep.update(term_hits(lines, brief.terms, lim))
         kept = sorted(keep)
         holes = gaps(kept, n)
         omitted = sum(stop - start for start, stop in holes)
         if omitted:
-            out: list[str] = [ccr.marker(omitted, n, "lines", ctx.ccr_key)]
+            out: list[str] = [ccr.marker(omitted, n, "lines", brief.ccr_key)]
             last = 0
             for start, stop in holes:
                 out.extend(lines[last:start])

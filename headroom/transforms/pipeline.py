@@ -29,7 +29,7 @@ from headroom.formats import Block, Format, named
 from headroom.savings import BlockSaving
 from headroom.state.store import Store, StoreUnavailable
 from headroom.transforms import accounting, ccr, envelope, memo, prefix_guard, tokens
-from headroom.transforms.base import Compressed, Context, Limits
+from headroom.transforms.base import Brief, Compressed, Limits
 from headroom.transforms.blocks import question_text
 from headroom.transforms.detect import Kind
 from headroom.transforms.fit import fit, input_budget
@@ -314,9 +314,9 @@ def _transform(block: Block, bid: BlockId, terms: Terms,
     A failing transform leaves its block exactly as the client sent it, and the memo keeps it
     that way on later turns (same bytes, so the provider's cache still hits).
     """
-    ctx = Context(terms=terms, ccr_key=bid.ccr_key, limits=opts.limits())
+    brief = Brief(terms=terms, ccr_key=bid.ccr_key, limits=opts.limits())
     try:
-        kind, result = compress_block(block.text, block.tool_name, ctx, block.tool_input)
+        kind, result = compress_block(block.text, block.tool_name, brief, block.tool_input)
     except Exception:
         log.exception("headroom transform failed on a %d-char block", len(block.text))
         return None, None, 1

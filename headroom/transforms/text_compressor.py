@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from headroom.transforms.base import Compressed, Context
+from headroom.transforms.base import Brief, Compressed
 
 _INNER_SPACES = re.compile(r"(?<=\S)[ \t\u00a0]{2,}(?=\S)")
 _BLANK_RUNS = re.compile(r"\n{3,}")
@@ -36,7 +36,7 @@ def normalise(text: str) -> str:
     return _BLANK_RUNS.sub("\n\n", "\n".join(out)).strip("\n")
 
 
-def compress(text: str, ctx: Context) -> Compressed | None:
+def compress(text: str, brief: Brief) -> Compressed | None:
     out = normalise(text)
     if len(out) > len(text) * (1 - MIN_SAVING) or out == text:  # (== : an empty block)
         return None

@@ -115,7 +115,7 @@ def warm_up() -> threading.Thread:
     """Load the encoding in a background thread (call at proxy startup; returns the thread).
 
     A second call returns the same thread. ``/readyz`` reports the worker not ready until
-    :func:`settled`, so that no routed request waits for the load."""
+    :func:`loaded`, so that no routed request waits for the load."""
     global _warm_up_thread
     with _warm_up_lock:
         if _warm_up_thread is None:
@@ -124,7 +124,7 @@ def warm_up() -> threading.Thread:
         return _warm_up_thread
 
 
-def settled() -> bool:
+def loaded() -> bool:
     """Whether the encoding is loaded, or known to be unavailable (estimates); never blocks."""
     return _state != "unloaded"
 

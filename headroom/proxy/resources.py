@@ -1,7 +1,7 @@
-"""What every route of one worker shares: a typed context, opened at start and closed at stop.
+"""What every route of one worker shares, typed: opened at start and closed at stop.
 
 Sanic's ``app.ctx`` is an untyped bag; Headroom keeps exactly one thing in it, a
-:class:`ProxyContext`, and every module reads it through :func:`context_of`. Each worker
+:class:`WorkerResources`, and every module reads it through :func:`resources_of`. Each worker
 opens its own (a store connection and an upstream pool cannot cross a fork).
 """
 
@@ -30,7 +30,7 @@ log = logging.getLogger("headroom.proxy")
 
 
 @dataclass
-class ProxyContext:
+class WorkerResources:
     config: ProxyConfig
     pricing: Pricing
     store: Store
@@ -45,7 +45,7 @@ class ProxyContext:
     draining: bool = False  # set when the worker begins to stop: /readyz answers 503 from then on
 
 
-def context_of(target: Request | Sanic) -> ProxyContext:
+def resources_of(target: Request | Sanic) -> WorkerResources:
     app = target.app if isinstance(target, Request) else target
     return app.ctx.headroom
 
@@ -79,7 +79,7 @@ async def deployment_secret(config: ProxyConfig, store: Store) -> bytes:
         return new_secret()
 
 
-async def open_context(config: ProxyConfig) -> ProxyContext:
+async def open_resources(config: ProxyConfig) -> WorkerResources:
     if config.llmlingua and not config.model_server_url:
         # `headroom proxy` starts its own model server; an ASGI server (gunicorn, uvicorn) cannot.
         log.warning("LLMLingua is on but no model server is configured: prose goes uncompressed. Run "
@@ -87,7 +87,7 @@ async def open_context(config: ProxyConfig) -> ProxyContext:
     store = await open_store(config)
     upstream = Upstream(config)
     await upstream.start()
-    return ProxyContext(
+    return WorkerResources(
         config=config,
         pricing=load_pricing(config.pricing_file),
         store=store,
@@ -106,10 +106,10 @@ async def open_context(config: ProxyConfig) -> ProxyContext:
     )
 
 
-async def close_context(context: ProxyContext) -> None:
-    await context.upstream.close()
-    await context.store.close()
-    if context.model is not None:
-        await context.model.close()
-    if context.request_log is not None:
-        context.request_log.close()
+async def close_resources(resources: WorkerResources) -> None:
+    await resources.upstream.close()
+    await resources.store.close()
+    if resources.model is not None:
+        await resources.model.close()
+    if resources.request_log is not None:
+        resources.request_log.close()
