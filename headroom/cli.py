@@ -187,7 +187,10 @@ def run_model_server(config: ModelServerConfig) -> int:
     except OSError as exc:
         if exc.errno != errno.EADDRINUSE or config.socket:  # taken after check_model_server_listen
             raise
-        raise listen_error(exc, config.host, config.port) from None
+        error = listen_error(exc, config.host, config.port)
+        if error is None:
+            raise
+        raise error from None
     return 0
 
 
@@ -208,7 +211,7 @@ def check_urls(config: ProxyConfig) -> None:
     """Parse the URLs the proxy will connect to, as the workers will (ConfigError if one cannot be)."""
     try:
         if config.redis_url:
-            from headroom.state.resp import Endpoint
+            from headroom.state.redis_url import Endpoint
 
             Endpoint.from_url(config.redis_url)
     except ValueError as exc:
@@ -244,11 +247,14 @@ def _run_proxy(config: ProxyConfig) -> int:
         # between). Only "in use": other errnos (EACCES from a file, say) are not about the port.
         if exc.errno != errno.EADDRINUSE:
             raise
-        raise listen_error(exc, config.host, config.port) from None
+        error = listen_error(exc, config.host, config.port)
+        if error is None:
+            raise
+        raise error from None
 
 
 def print_config(title: str, config: Any, options: tuple[Option, ...], flags: dict[str, Any]) -> int:
-    from headroom.state.redis_store import redact_url
+    from headroom.state.redis_url import redact_url
 
     print(f"# {title}: effective configuration (defaults < environment < flags)")
     print(describe(config, options, flags, redact=redact_url))

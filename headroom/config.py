@@ -11,11 +11,15 @@ import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
+
+BudgetPeriod = Literal["hourly", "daily", "monthly"]  # UTC periods
+BudgetScope = Literal["global", "key"]  # one budget for everyone, or one per API key
 
 ANTHROPIC_API_URL = "https://api.anthropic.com"
 LLMLINGUA_MODEL = "microsoft/llmlingua-2-bert-base-multilingual-cased-meetingbank"
 OPENAI_API_URL = "https://api.openai.com"
+GEMINI_API_URL = "https://generativelanguage.googleapis.com"
 
 
 @dataclass(frozen=True)
@@ -39,8 +43,8 @@ class ProxyConfig:
     rpm: int = 600
     tpm: int = 5_000_000
     budget: float | None = None
-    budget_period: str = "daily"
-    budget_scope: str = "global"
+    budget_period: BudgetPeriod = "daily"
+    budget_scope: BudgetScope = "global"
     pricing_file: str | None = None
     llmlingua: bool = False
     llmlingua_device: str = "auto"
@@ -52,6 +56,7 @@ class ProxyConfig:
     model_server_token: str | None = None
     anthropic_api_url: str = ANTHROPIC_API_URL
     openai_api_url: str = OPENAI_API_URL
+    gemini_api_url: str = GEMINI_API_URL
     request_timeout: float = 600.0
     connect_timeout: float = 10.0
     shutdown_grace: float = 20.0
@@ -191,9 +196,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("budget", "--budget", "HEADROOM_BUDGET", "spend limit in USD per budget period",
            Number(float, 0, 1e9, above=True, unit="USD")),
     Option("budget_period", "--budget-period", "HEADROOM_BUDGET_PERIOD", "budget period, in UTC",
-           choices=("hourly", "daily", "monthly")),
+           choices=get_args(BudgetPeriod)),
     Option("budget_scope", "--budget-scope", "HEADROOM_BUDGET_SCOPE",
-           "one budget shared by everyone, or one per API key", choices=("global", "key")),
+           "one budget shared by everyone, or one per API key", choices=get_args(BudgetScope)),
     Option("pricing_file", "--pricing-file", "HEADROOM_PRICING_FILE",
            "JSON file of model prices merged over the built-in table"),
     Option("redis_url", "--redis-url", "HEADROOM_REDIS_URL",
@@ -230,6 +235,7 @@ OPTIONS: tuple[Option, ...] = (
            "shared token for a model server on TCP", secret=True),
     Option("anthropic_api_url", "--anthropic-api-url", "ANTHROPIC_TARGET_API_URL", "Anthropic upstream base URL"),
     Option("openai_api_url", "--openai-api-url", "OPENAI_TARGET_API_URL", "OpenAI upstream base URL"),
+    Option("gemini_api_url", "--gemini-api-url", "GEMINI_TARGET_API_URL", "Google Gemini upstream base URL"),
     Option("request_timeout", "--request-timeout", "HEADROOM_REQUEST_TIMEOUT",
            "seconds an upstream may stay silent (before headers, or between stream chunks)", SECONDS),
     Option("connect_timeout", "--connect-timeout", "HEADROOM_CONNECT_TIMEOUT",
@@ -264,7 +270,7 @@ class ConfigError(ValueError):
 
 
 def _normalise(values: dict[str, Any]) -> dict[str, Any]:
-    for key in ("anthropic_api_url", "openai_api_url"):
+    for key in [key for key in values if key.endswith("_api_url")]:  # every format's upstream
         if key in values:
             url = str(values[key]).rstrip("/")
             # Accept both ".../v1" and the bare base: routes always add "/v1/...".

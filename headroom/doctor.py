@@ -17,12 +17,13 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 from headroom.config import ProxyConfig
 
 Level = Literal["ok", "warn", "fail"]
 CHECK_TIMEOUT_S = 5.0
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class Finding:
     fix: str | None = None
 
 
-def _in_thread(call: Callable[[], object], timeout: float = CHECK_TIMEOUT_S) -> object:
+def _in_thread(call: Callable[[], T], timeout: float = CHECK_TIMEOUT_S) -> T:
     """``call()``'s result, or ``TimeoutError`` when it takes longer: no check can hang doctor."""
     result: dict = {}
 
@@ -93,7 +94,7 @@ def check_port(config: ProxyConfig) -> Finding:
 def check_redis(config: ProxyConfig) -> Finding | None:
     if not config.redis_url:
         return None
-    from headroom.state.redis_store import redact_url
+    from headroom.state.redis_url import redact_url
 
     subject = f"redis {redact_url(config.redis_url)}"
     if "+sentinel" in config.redis_url.split("://", 1)[0]:
@@ -161,10 +162,11 @@ def check_model_server(config: ProxyConfig) -> Finding | None:
 
     from headroom.workers.model_client import ModelClient
 
-    subject = f"model server {config.model_server_url}"
+    url = config.model_server_url
+    subject = f"model server {url}"
 
     async def ask() -> dict | None:
-        client = ModelClient(config.model_server_url, config.model_server_token)
+        client = ModelClient(url, config.model_server_token)
         try:
             return await client.status(timeout_s=CHECK_TIMEOUT_S)
         finally:

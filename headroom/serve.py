@@ -16,7 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from headroom import __version__
+from headroom import __version__, formats
 from headroom.config import ProxyConfig
 from headroom.models.probe import INSTALL_HINT, choose_device, llmlingua_installed
 
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 def _state_line(config: ProxyConfig) -> str:
     if not config.redis_url:
         return "in memory"
-    from headroom.state.redis_store import redact_url
+    from headroom.state.redis_url import redact_url
 
     return f"redis {redact_url(config.redis_url)}"
 
@@ -53,8 +53,7 @@ def banner(config: ProxyConfig) -> str:
     workers = f"{config.workers} worker{'s' if config.workers != 1 else ''}"
     lines = [
         f"Headroom {__version__} listening on http://{config.host}:{config.port} ({workers})",
-        f"  anthropic -> {config.anthropic_api_url}",
-        f"  openai    -> {config.openai_api_url}",
+        *(f"  {provider:<9} -> {getattr(config, option)}" for provider, option in formats.UPSTREAMS),
         f"  optimize: {on(config.optimize)}   max body: {config.max_body_mb:g} MiB   "
         f"timeouts: connect {config.connect_timeout:g}s, upstream silence {config.request_timeout:g}s",
         f"  state: {_state_line(config)}   cache: {on(config.cache)}   "
@@ -131,7 +130,7 @@ def run_proxy(config: ProxyConfig) -> int:
         line = llmlingua_line(config, device)
         if own_model_server and device is None:
             config = dataclasses.replace(config, llmlingua=False)  # not installed: serve without it
-        elif own_model_server:
+        elif own_model_server and device is not None:
             directory = private_directory("headroom-model-")
             directories.append(directory)
             try:
@@ -157,7 +156,7 @@ def worker_app(config: ProxyConfig) -> Sanic:
     hold the port with nobody left to replace it or stop it (:mod:`headroom.workers.lifetime`)."""
     import multiprocessing
 
-    from headroom.proxy.server import create_app
+    from headroom.proxy.factory import create_app
     from headroom.workers.lifetime import die_with_parent
 
     main = multiprocessing.parent_process()

@@ -38,7 +38,7 @@ if (ROOT / ".tiktoken").is_dir():
 
 from headroom.state.memory_store import MemoryStore  # noqa: E402
 from headroom.transforms import PipelineOptions, needs_work, run_pipeline, tokens  # noqa: E402
-from headroom.transforms.base import Context  # noqa: E402
+from headroom.transforms.base import Brief  # noqa: E402
 from headroom.transforms.pipeline import clear_process_caches  # noqa: E402
 from headroom.transforms.router import compress_block  # noqa: E402
 from headroom.transforms.terms import extract_terms  # noqa: E402
@@ -78,7 +78,7 @@ def cpu_ms(fn, repeat: int, clock) -> tuple[float, float]:
 
 
 def bench_case(case: Case, repeat: int) -> dict:
-    ctx = Context(terms=extract_terms(case.question), ccr_key="0" * 16)
+    brief = Brief(terms=extract_terms(case.question), ccr_key="0" * 16)
     body = body_for(case)
     loop = asyncio.new_event_loop()
 
@@ -97,7 +97,7 @@ def bench_case(case: Case, repeat: int) -> dict:
     kb = len(case.content.encode()) / 1024
     per100 = 100 / kb
     runs = {
-        "transform": (lambda: compress_block(case.content, case.tool, ctx), time.thread_time, per100),
+        "transform": (lambda: compress_block(case.content, case.tool, brief), time.thread_time, per100),
         "first_loop": (first(PipelineOptions()), time.thread_time, per100),
         "first_all": (first(PipelineOptions()), time.process_time, per100),
         "estimated": (first(PipelineOptions(exact_tokens=False)), time.process_time, per100),

@@ -55,7 +55,10 @@ if command -v npm >/dev/null && ! npm/node_modules/.bin/claude --version 2>/dev/
         || echo "warning: could not install @anthropic-ai/claude-code@$CLAUDE_VERSION from npm; the wrap tests will not run" >&2
 fi
 
-# Lint first: a finding fails the run before any test starts.
+# Lint first: a finding fails the run before any test starts. Then the import contracts
+# (layers, no cycles: [tool.importlinter] in pyproject.toml) and the type checker.
 ruff check .
+lint-imports
+mypy
 
 exec python -m pytest -q -W ignore::DeprecationWarning "$@"

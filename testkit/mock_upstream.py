@@ -94,6 +94,7 @@ import base64
 import gzip
 import hashlib
 import itertools
+import json
 import signal
 import sys
 import time
@@ -908,6 +909,46 @@ class MockUpstream:
             "query": request.rel_url.raw_query_string,
         })
 
+    # -- Google Gemini ---------------------------------------------------------
+
+    async def gemini(self, request: web.Request) -> web.StreamResponse:
+        """``generateContent`` / ``streamGenerateContent?alt=sse``: a function call to the
+        first declared function when the newest content is a user question and tools are
+        declared, else a text that names the digest of the function responses it got."""
+        body, err = await self._begin(request, False)
+        if err is not None:
+            return err
+        try:
+            req = json.loads(body)
+        except ValueError:
+            req = None
+        if not isinstance(req, dict):
+            error = {"code": 400, "message": "Invalid JSON payload received.", "status": "INVALID_ARGUMENT"}
+            return web.Response(status=400, body=_dumps({"error": error}), content_type="application/json")
+        contents = req.get("contents") or []
+        last = contents[-1] if contents and isinstance(contents[-1], dict) else {}
+        answered = [p["functionResponse"] for c in contents if isinstance(c, dict)
+                    for p in c.get("parts") or () if isinstance(p, dict) and "functionResponse" in p]
+        declared = [d for t in req.get("tools") or () for d in t.get("functionDeclarations") or ()]
+        asks = any("text" in p for p in last.get("parts") or ())
+        if declared and asks and not any("functionResponse" in p for p in last.get("parts") or ()):
+            parts: list[dict] = [{"functionCall": {"name": declared[0]["name"], "args": {"limit": 200}}}]
+        else:
+            digest = hashlib.sha256(_dumps(answered)).hexdigest()[:12]
+            parts = [{"text": f"Gemini mock reply ({len(answered)} function responses, {digest})."}]
+        prompt = max(1, len(body) // 4)
+        usage = {"promptTokenCount": prompt, "candidatesTokenCount": 7, "totalTokenCount": prompt + 7,
+                 "cachedContentTokenCount": prompt // 2}
+        model, action = request.match_info["call"].rsplit(":", 1)
+        whole = {"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}],
+                 "usageMetadata": usage, "modelVersion": model, "responseId": f"gm_{next(self._ids)}"}
+        if action != "streamGenerateContent":
+            return web.Response(body=_dumps(whole), content_type="application/json")
+        first = {**whole, "candidates": [{"content": {"role": "model", "parts": [{"text": ""}]}, "index": 0}],
+                 "usageMetadata": {"promptTokenCount": prompt, "totalTokenCount": prompt}}
+        frames = [b"data: " + _dumps(chunk) + b"\r\n\r\n" for chunk in (first, whole)]
+        return await self._stream(request, False, frames)
+
     # -- /_mock control plane --------------------------------------------------
 
     async def mock_requests(self, request: web.Request) -> web.Response:
@@ -956,7 +997,10 @@ def make_app(record_limit: int = RECORD_LIMIT, pace: Pace | None = None) -> web.
     r.add_get("/v1/responses/{response_id}", mock.get_response)
     r.add_get("/v1/models", mock.list_models)
     r.add_get("/v1/models/{model_id}", mock.get_model)
+    for version in ("v1beta", "v1"):  # a static prefix each: aiohttp indexes routes by it
+        r.add_post(f"/{version}/models/{{call:[^/]+:(?:generateContent|streamGenerateContent)}}", mock.gemini)
     r.add_route("*", "/v1/{tail:.*}", mock.echo)
+    r.add_route("*", "/v1beta/{tail:.*}", mock.echo)
     r.add_get("/_mock/requests", mock.mock_requests)
     r.add_post("/_mock/reset", mock.mock_reset)
     r.add_get("/_mock/stats", mock.mock_stats)

@@ -128,7 +128,7 @@ class Proxy:
 
 def proxy_command(port: int, upstream: str, *flags: str) -> list[str]:
     return [sys.executable, "-m", "headroom", "proxy", "--host", "127.0.0.1", "--port", str(port),
-            "--anthropic-api-url", upstream, "--openai-api-url", upstream, *flags]
+            "--anthropic-api-url", upstream, "--openai-api-url", upstream, "--gemini-api-url", upstream, *flags]
 
 
 def start_proxy(log: Path, upstream: str, *flags: str, env: dict | None = None, timeout: float = 20.0) -> Proxy:

@@ -102,7 +102,7 @@ def test_startup_banner(start_proxy):
 
 def test_start_up_imports_no_ml_or_tokenizer_code():
     code = (
-        "import sys; from headroom.proxy.server import create_app; create_app();"
+        "import sys; from headroom.proxy.factory import create_app; create_app();"
         "heavy = {'torch', 'transformers', 'llmlingua', 'onnxruntime', 'tiktoken'} & set(sys.modules);"
         "print(sorted(heavy))"
     )

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from headroom import report
 from headroom.cli import main
 from headroom.observability.request_log import FIELDS
+from headroom.report import reading
 from testkit import ROOT
 from testkit.request_logs import write_log
 from testkit.waiting import wait_for
@@ -180,7 +181,7 @@ def test_hot_loop_applies_the_same_rules_as_parse_line(record):
 def test_parallel_reading_gives_the_same_answer(tmp_path, monkeypatch):
     generated = write_log(tmp_path / "mid.jsonl", 20_000, days=3, malformed_every=3_001)
     sequential = report.read_logs([str(generated.path)], jobs=1)
-    monkeypatch.setattr(report, "PARALLEL_MIN_BYTES", 1)
+    monkeypatch.setattr(reading, "PARALLEL_MIN_BYTES", 1)  # where read_logs looks it up
     parallel = report.read_logs([str(generated.path), str(generated.path)], jobs=3)
     assert parallel.lines == 2 * sequential.lines == 40_000
     assert parallel.malformed == 2 * generated.malformed == 12

@@ -25,6 +25,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
+from typing import cast
 
 MARKER = "headroom-lingua.json"
 FP32_FILE = "model.onnx"
@@ -70,7 +71,8 @@ def export_onnx(
 
     batch = torch.export.Dim("batch", min=1, max=4096)
     seq = torch.export.Dim("sequence", min=1, max=max_window_tokens)
-    example_ids = torch.full((2, 16), int(tokenizer.convert_tokens_to_ids("[SEP]")), dtype=torch.long)
+    sep = cast(int, tokenizer.convert_tokens_to_ids("[SEP]"))  # one token in, one id out
+    example_ids = torch.full((2, 16), sep, dtype=torch.long)
     example_mask = torch.ones_like(example_ids)
     fp32_path = out / FP32_FILE
     with torch.no_grad(), warnings.catch_warnings():

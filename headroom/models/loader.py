@@ -112,10 +112,10 @@ def load_lingua(
     from headroom.models.onnx_backend import OnnxBackend
 
     tokenizer = AutoTokenizer.from_pretrained(str(export))
-    runner = OnnxBackend(path, device=dev, name=backend, threads=threads)
+    onnx_runner = OnnxBackend(path, device=dev, name=backend, threads=threads)
     return Lingua2(
         tokenizer,
-        runner,
+        onnx_runner,
         max_window_tokens,
         batch_size=batch_size,
         word_scheme=marker.get("word_scheme"),

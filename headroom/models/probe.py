@@ -33,7 +33,7 @@ def _torch_cuda_build() -> bool:
     except OSError:
         return False
     match = re.search(r"^cuda\b[^=]*=\s*(.+)$", text, re.M)
-    return bool(match) and match.group(1).strip() not in ("None", "''", '""')
+    return match is not None and match.group(1).strip() not in ("None", "''", '""')
 
 
 def _nvidia_driver() -> bool:

@@ -38,6 +38,7 @@ import sys
 import tempfile
 from typing import TYPE_CHECKING, Any
 
+from headroom import formats
 from headroom.observability.labels import BoundedLabel, upstream_error_kind
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ _INF = float("inf")
 # Model names come from request bodies; a process gives its own series to at most this
 # many, and only to names the upstream accepted (a 2xx answer). The rest read "other".
 MODEL_LABEL_LIMIT = 50
-PROVIDERS = ("anthropic", "openai")
+PROVIDERS = formats.PROVIDERS  # the provider label of every format
 
 # Milliseconds. Whole requests run from a few ms (cache hits) to minutes (long streams);
 # the proxy's own overhead should stay in the low milliseconds.
@@ -81,7 +82,12 @@ def prepare_multiprocess_dir(path: str | None = None) -> str:
     if path is None:
         path = tempfile.mkdtemp(prefix="headroom-metrics-")
         owner = os.getpid()
-        atexit.register(lambda: os.getpid() == owner and shutil.rmtree(path, ignore_errors=True))
+
+        def remove() -> None:  # in this process only: a forked child inherits the registration
+            if os.getpid() == owner:
+                shutil.rmtree(path, ignore_errors=True)
+
+        atexit.register(remove)
     else:
         os.makedirs(path, mode=0o700, exist_ok=True)
         for stale in glob.glob(os.path.join(path, "*.db")):
@@ -104,7 +110,7 @@ def sync_value_class() -> None:
     created. If it was imported before the variable was set (or a test changed it), the
     choice is stale; fixing it before our metrics exist keeps them in the right place.
     """
-    values = sys.modules.get("prometheus_client.values")
+    values: Any = sys.modules.get("prometheus_client.values")  # its ValueClass is set at run time
     if values is None:
         return  # not imported yet: it will read the environment when it is
     current = getattr(values.ValueClass, "_multiprocess", None)
@@ -326,7 +332,7 @@ def _in_memory_instead(exc: OSError) -> None:
     _files_unavailable = True
     log.warning("metrics directory %s: no room for this process's files (%s); its metrics are kept in memory "
                 "and left out of the shared totals at /metrics", multiprocess_dir(), exc)
-    values = sys.modules.get("prometheus_client.values") or _prometheus().values
+    values: Any = sys.modules.get("prometheus_client.values") or _prometheus().values
     values.ValueClass = values.MutexValue
 
 

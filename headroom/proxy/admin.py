@@ -17,9 +17,9 @@ from sanic.response import HTTPResponse, json
 from headroom.observability import metrics
 from headroom.proxy import stats
 from headroom.proxy.bookkeeping import flush_stats
-from headroom.proxy.context import context_of
 from headroom.proxy.errors import ProxyError
 from headroom.proxy.request_id import request_id_for
+from headroom.proxy.resources import resources_of
 from headroom.proxy.security_headers import OWN, PRIVATE
 from headroom.state.store import StatsSnapshot, StoreUnavailable
 from headroom.transforms import tokens
@@ -35,7 +35,7 @@ def require_admin(request: Request, *, header_only: bool = False) -> None:
     ``header_only`` is for endpoints whose ``Authorization`` header carries the caller's
     own API key (``/v1/retrieve``): there only the dedicated header counts.
     """
-    token = context_of(request).config.admin_token
+    token = resources_of(request).config.admin_token
     if not token:
         return
     given = request.headers.get(ADMIN_HEADER)
@@ -63,10 +63,10 @@ async def root(request: Request):
 
 
 async def _snapshot(request: Request) -> StatsSnapshot | None:
-    context = context_of(request)
-    await flush_stats(context)
+    resources = resources_of(request)
+    await flush_stats(resources)
     try:
-        return await context.store.stats_read(stats.SERIES)
+        return await resources.store.stats_read(stats.SERIES)
     except StoreUnavailable:
         return None
 
@@ -74,7 +74,7 @@ async def _snapshot(request: Request) -> StatsSnapshot | None:
 async def _model_status(request: Request) -> dict | None:
     """The model server's own status; ``{"state": "down"}`` when it cannot be reached;
     ``None`` without ``--llmlingua``."""
-    model = context_of(request).model
+    model = resources_of(request).model
     if model is None:
         return None
     return await model.status(timeout_s=0.5) or {"state": "down"}
@@ -87,7 +87,7 @@ async def health(request: Request):
     snapshot = await _snapshot(request)
     body = {
         "status": "healthy" if snapshot is not None else "degraded",
-        "optimize": context_of(request).config.optimize,
+        "optimize": resources_of(request).config.optimize,
         "stats": stats.health_of(snapshot.counters if snapshot else {}),
     }
     model = await _model_status(request)
@@ -108,15 +108,15 @@ async def readyz(request: Request):
     """Whether to route requests here (Kubernetes' readiness probe): 503 while the worker is
     draining, while its tokenizer still loads (a request would wait for it, ~0.35 s), and,
     with ``--fail-closed``, while the shared store is unreachable (requests would get 503s)."""
-    context = context_of(request)
+    resources = resources_of(request)
     reason = None
-    if context.draining:
+    if resources.draining:
         reason = "draining"
-    elif context.config.optimize and not tokens.settled():
+    elif resources.config.optimize and not tokens.loaded():
         reason = "warming up"
-    elif context.config.fail_closed:
+    elif resources.config.fail_closed:
         try:
-            await context.store.get("headroom:readyz")
+            await resources.store.get("headroom:readyz")
         except StoreUnavailable:
             reason = "shared store unreachable (--fail-closed)"
     body = {"status": "ready"} if reason is None else {"status": "not ready", "reason": reason}

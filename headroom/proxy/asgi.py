@@ -1,4 +1,4 @@
-"""The app ASGI servers load: ``headroom.proxy.server:app``.
+"""How the app ASGI servers load (``headroom.proxy.server:app``) is built.
 
 ``headroom proxy`` has a main process of its own that prepares what its workers share
 before they start (a metrics directory, a private Redis, the model server). Under
@@ -33,6 +33,7 @@ from sanic import Sanic
 
 from headroom.config import ConfigError, ProxyConfig, build_config
 from headroom.observability import metrics
+from headroom.proxy.factory import create_app
 
 log = logging.getLogger("headroom.proxy")
 
@@ -107,8 +108,6 @@ def check_shared_state(config: ProxyConfig, workers: int | None) -> None:
 
 
 def create_asgi_app() -> Sanic:
-    from headroom.proxy.server import create_app
-
     config = build_config()
     master = gunicorn_master()
     if master is not None:

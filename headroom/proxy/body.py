@@ -17,8 +17,8 @@ from itertools import chain, compress
 import ujson
 from sanic import Request
 
-from headroom.proxy.context import context_of
 from headroom.proxy.errors import ProxyError
+from headroom.proxy.resources import resources_of
 
 #: Deepest nesting of arrays and objects accepted in a JSON body (the body object itself
 #: is level 1). serde_json's default, a common upstream parser's limit; real requests nest
@@ -90,7 +90,7 @@ def check_head(request: Request) -> None:
     """
     problem = head_problem(request.head or b"", len(request.headers))
     if problem is not None:
-        if hasattr(request.stream, "keep_alive"):
+        if request.stream is not None and hasattr(request.stream, "keep_alive"):
             request.stream.keep_alive = False
         raise problem
 
@@ -122,7 +122,7 @@ def request_body(request: Request) -> bytes:
     has passed :func:`check_head`."""
     check_head(request)
     return decoded_body(request.body or b"", request.headers.get("content-encoding", ""),
-                        context_of(request).config.max_body_bytes)
+                        resources_of(request).config.max_body_bytes)
 
 
 class _Refused(ValueError):
@@ -133,8 +133,10 @@ def _object(pairs: list) -> dict:
     obj = dict(pairs)
     if len(obj) != len(pairs):
         seen: set = set()
-        duplicate = next(key for key, _ in pairs if key in seen or seen.add(key))
-        raise _Refused(f"duplicate key {duplicate!r} in one object")
+        for key, _ in pairs:
+            if key in seen:
+                raise _Refused(f"duplicate key {key!r} in one object")
+            seen.add(key)
     return obj
 
 

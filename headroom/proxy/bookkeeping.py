@@ -17,105 +17,49 @@ from headroom.observability import metrics
 from headroom.proxy.exchange import Exchange, outcome_of
 from headroom.proxy.guards import settlement
 from headroom.proxy.stats import FLUSH_INTERVAL_S, delta_of
-from headroom.state.store import CachePut, Settlement, Store, StoreUnavailable
+from headroom.state.store import StoreUnavailable
 
 if TYPE_CHECKING:
-    from headroom.proxy.context import ProxyContext
+    from headroom.proxy.resources import WorkerResources
 
 log = logging.getLogger("headroom.proxy")
 
 
-def schedule(context: ProxyContext, exchange: Exchange) -> None:
+def schedule(resources: WorkerResources, exchange: Exchange) -> None:
     """Run :func:`close_books` once the current response has been written."""
-    asyncio.get_running_loop().call_soon(close_books, context, exchange)
+    asyncio.get_running_loop().call_soon(close_books, resources, exchange)
 
 
-def close_books(context: ProxyContext, exchange: Exchange) -> None:
+def close_books(resources: WorkerResources, exchange: Exchange) -> None:
     try:
-        outcome = outcome_of(exchange, context.pricing)
+        outcome = outcome_of(exchange, resources.pricing)
         charge = settlement(exchange.guard, exchange.usage, outcome.cost_usd, outcome.status,
                             outcome.cache == "hit")
         answer = None
         if exchange.answer is not None and exchange.cache_key and outcome.caller and outcome.error is None:
             answer = (outcome.caller, exchange.cache_key, exchange.answer.encode())
-        context.writes.add(charge, answer)
-        context.stats_buffer.add(delta_of(outcome))
+        resources.writes.add(charge, answer)
+        resources.stats_buffer.add(delta_of(outcome))
         metrics.observe(outcome)
-        if context.request_log is not None:
-            context.request_log.write(outcome)
+        if resources.request_log is not None:
+            resources.request_log.write(outcome)
     except Exception:  # bookkeeping must never take a worker down
         log.exception("closing the books on request %s failed", exchange.request_id)
 
 
-class WriteBehind:
-    """After-response store writes (settlements, cache puts), coalesced into one round trip.
-
-    A write waits ``delay`` seconds for company: under load many requests share one Redis
-    pipeline instead of paying a round trip of CPU each. Waiting only makes a budget
-    reservation stand a moment longer (never an overshoot) and a fresh answer cacheable a
-    moment later.
-    """
-
-    #: Writes waiting at most: beyond them the batch goes at once, without waiting for company.
-    MAX_PENDING = 1024
-
-    def __init__(self, store: Store, delay: float = 0.01) -> None:
-        self.store = store
-        self.delay = delay
-        self.settles: list[Settlement] = []
-        self.puts: list[CachePut] = []
-        self._task: asyncio.Task | None = None
-
-    def add(self, settle: Settlement | None, put: CachePut | None) -> None:
-        if settle:
-            self.settles.append(settle)
-        if put:
-            self.puts.append(put)
-        if len(self.settles) + len(self.puts) >= self.MAX_PENDING:
-            # The batch leaves the queue now, whatever the store does: memory stays bounded.
-            settles, puts, self.settles, self.puts = self.settles, self.puts, [], []
-            asyncio.get_running_loop().create_task(self._write(settles, puts))
-        elif self._task is None and (self.settles or self.puts):
-            self._task = asyncio.get_running_loop().create_task(self._flush_after_delay())
-
-    async def _flush_after_delay(self) -> None:
-        await asyncio.sleep(self.delay)
-        self._task = None
-        await self.flush()
-
-    async def flush(self) -> None:
-        settles, puts, self.settles, self.puts = self.settles, self.puts, [], []
-        await self._write(settles, puts)
-
-    async def _write(self, settles: list[Settlement], puts: list[CachePut]) -> None:
-        if not (settles or puts):
-            return
-        try:
-            await self.store.settle_and_put(settles, puts)
-        except StoreUnavailable:
-            metrics.store_unavailable()
-        except Exception:  # bookkeeping must never take a worker down
-            log.exception("writing %d settlements and %d cache entries failed", len(settles), len(puts))
-
-    async def drain(self) -> None:
-        if self._task is not None:
-            await self._task
-        await self.flush()
-
-
-async def flush_stats(context: ProxyContext) -> None:
+async def flush_stats(resources: WorkerResources) -> None:
     """Add this worker's buffered statistics to the shared totals (kept for later if the store is down)."""
-    delta = context.stats_buffer.take()
+    delta = resources.stats_buffer.take()
     if delta is None:
         return
     try:
-        await context.store.stats_record(delta)
+        await resources.store.stats_record(delta)
     except StoreUnavailable:
         metrics.store_unavailable()
-        context.stats_buffer.add(delta)
+        resources.stats_buffer.add(delta)
 
 
-async def flush_stats_forever(context: ProxyContext) -> None:
+async def flush_stats_forever(resources: WorkerResources) -> None:
     while True:
         await asyncio.sleep(FLUSH_INTERVAL_S)
-        await flush_stats(context)
+        await flush_stats(resources)

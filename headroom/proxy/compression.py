@@ -12,20 +12,20 @@ the compressors; the *pipeline* (:func:`~headroom.transforms.run_pipeline`) runs
 from __future__ import annotations
 
 from headroom.observability import metrics
-from headroom.proxy.context import ProxyContext
 from headroom.proxy.exchange import Exchange
-from headroom.proxy.providers import Provider
+from headroom.proxy.resources import WorkerResources
 from headroom.transforms import needs_work, run_pipeline
 
 
-async def compress_request(context: ProxyContext, provider: Provider, body: dict, exchange: Exchange) -> dict | None:
+async def compress_request(resources: WorkerResources, body: dict, exchange: Exchange) -> dict | None:
     """The compressed body, or ``None`` to forward the client's original bytes."""
     exchange.compression_ran = True
-    options = context.pipeline_options
-    wire = exchange.wire or provider.name  # the body's format: Responses bodies differ from Chat Completions
-    if not context.config.optimize or not needs_work(body, wire, options):
+    options = resources.pipeline_options
+    if not resources.config.optimize or not needs_work(body, exchange.format, options):
         return None
-    new_body, receipt = await run_pipeline(body, wire, context.store, exchange.caller, options, context.model)
+    fmt = exchange.format
+    assert exchange.caller is not None  # identified before anything is compressed (routes)
+    new_body, receipt = await run_pipeline(body, fmt, resources.store, exchange.caller, options, resources.model)
     exchange.receipt = receipt
     if receipt.errors:
         metrics.compression_failed()

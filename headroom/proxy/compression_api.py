@@ -14,13 +14,13 @@ from __future__ import annotations
 from sanic import Blueprint, Request
 from sanic.response import json
 
+from headroom.formats import format_for_path, named, names
 from headroom.proxy.admin import require_admin
 from headroom.proxy.body import json_object, request_body
-from headroom.proxy.context import context_of
 from headroom.proxy.errors import ProxyError
 from headroom.proxy.exchange import receipt_headers
-from headroom.proxy.providers import ANTHROPIC, OPENAI, RESPONSES_FORMAT, provider_for_path
 from headroom.proxy.request_id import request_id_for
+from headroom.proxy.resources import resources_of
 from headroom.proxy.routes import caller_credential
 from headroom.proxy.security_headers import PRIVATE
 from headroom.state.identity import caller_hash
@@ -38,18 +38,18 @@ def _caller(request: Request, endpoint: str) -> str:
     credential, so handing them originals would let any of them read any other's, which
     is why the response cache never serves them either. An anonymous caller gains nothing
     from a key it could never use, so ``/v1/compress`` refuses them too."""
-    credential = caller_credential(request)
+    credential = caller_credential(request, format_for_path(request.path, request.headers))
     if not credential:
         raise ProxyError(401, f"{endpoint} needs the API key your requests are sent with (x-api-key, "
                               "Authorization: Bearer or api-key): stored originals belong to that key alone",
                          "api_key_required")
-    return caller_hash(context_of(request).secret, credential)
+    return caller_hash(resources_of(request).secret, credential)
 
 
 async def _original(request: Request, key: str):
     require_admin(request, header_only=True)
     try:
-        original = await retrieve(context_of(request).store, _caller(request, "/v1/retrieve"), key)
+        original = await retrieve(resources_of(request).store, _caller(request, "/v1/retrieve"), key)
     except StoreUnavailable:
         raise ProxyError(503, "Stored originals are unreachable right now (shared state is down)") from None
     if original is None:
@@ -75,27 +75,27 @@ async def compress(request: Request):
     """Body: an Anthropic Messages or OpenAI chat request (``messages`` required), or with
     ``"provider": "responses"`` an OpenAI Responses request (``input`` required, and given back).
 
-    The provider format is ``"provider"`` in the body if given, else guessed from the headers
+    The body's format is named by ``"provider"`` (a format's name, or ``"openai"`` for Chat
+    Completions: the field predates the formats) if given, else guessed from the headers
     like every other route (``x-api-key``/``anthropic-version`` mean Anthropic).
     """
     require_admin(request, header_only=True)
     caller = _caller(request, "/v1/compress")
     body = json_object(request_body(request))
-    named = body.pop("provider", None)
-    if named not in (None, "anthropic", "openai", RESPONSES_FORMAT):
-        raise ProxyError(400, '"provider" must be "anthropic", "openai" or "responses"')
-    field = "input" if named == RESPONSES_FORMAT else "messages"
+    given = body.pop("provider", None)
+    if given is not None and given not in names():
+        accepted = [f'"{name}"' for name in names()]
+        raise ProxyError(400, f'"provider" must be {", ".join(accepted[:-1])} or {accepted[-1]}')
+    fmt = named(given) if given is not None else format_for_path("/v1/compress", request.headers)
+    field = fmt.conversation_field
     if not isinstance(body.get(field), list):
         raise ProxyError(400, f'"{field}" must be a list')
-    named_provider = {"anthropic": ANTHROPIC, "openai": OPENAI}.get(named)
-    provider = named_provider or provider_for_path("/v1/compress", request.headers)
-    wire = named if named == RESPONSES_FORMAT else provider.name
-    context = context_of(request)
-    new_body, receipt = await run_pipeline(body, wire, context.store, caller, context.pipeline_options)
+    resources = resources_of(request)
+    new_body, receipt = await run_pipeline(body, fmt, resources.store, caller, resources.pipeline_options)
     result = new_body if new_body is not None else body
     return json(
         {
-            "provider": wire,
+            "provider": given or fmt.provider,
             field: result[field],
             "receipt": {
                 "tokens_before": receipt.tokens_before,

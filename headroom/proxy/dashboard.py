@@ -26,9 +26,9 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, html
 
 from headroom.proxy.admin import ADMIN_HEADER
-from headroom.proxy.context import context_of
 from headroom.proxy.errors import ProxyError
 from headroom.proxy.request_id import request_id_for
+from headroom.proxy.resources import resources_of
 from headroom.proxy.security_headers import PRIVATE
 
 bp = Blueprint("dashboard")
@@ -91,7 +91,7 @@ def _given_token(request: Request) -> str | None:
 
 
 def _authorised(request: Request) -> bool:
-    token = context_of(request).config.admin_token
+    token = resources_of(request).config.admin_token
     if not token:
         return True
     given = _given_token(request)

@@ -1,4 +1,4 @@
-"""Errors Headroom itself produces, always in the calling provider's native shape."""
+"""Errors Headroom itself produces, always in the native shape of the request's format."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from sanic import Request
 from sanic.exceptions import SanicException
 from sanic.response import HTTPResponse
 
-from headroom.proxy.providers import Provider, provider_for_path
+from headroom.formats import Format, format_for_path
 from headroom.proxy.request_id import request_id_for
 from headroom.proxy.security_headers import PRIVATE
 
@@ -17,9 +17,9 @@ log = logging.getLogger("headroom.proxy")
 
 # Sanic answers a request whose head it could not parse (too large, malformed) through a
 # stand-in request with method "NONE", no path and no headers; the bytes it did receive
-# still say which provider's client sent it.
+# still say which format's client sent it.
 _UNPARSED = "NONE"
-_ANTHROPIC_HEADER = re.compile(rb"\r\n(?:x-api-key|anthropic-version)[ \t]*:", re.IGNORECASE)
+_HEADER_NAME = re.compile(rb"\r\n([!#$%&'*+.^_`|~0-9A-Za-z-]+)[ \t]*:")
 _PEEK_BYTES = 16_384  # Sanic's ceiling on a request head
 
 
@@ -34,7 +34,7 @@ class ProxyError(Exception):
 
 
 def error_response(
-    provider: Provider, status: int, message: str, code: str | None = None, request_id: str | None = None
+    fmt: Format, status: int, message: str, code: str | None = None, request_id: str | None = None
 ) -> HTTPResponse:
     """An error Headroom produced itself (``x-headroom-error: 1`` tells it from a relayed one).
 
@@ -43,7 +43,7 @@ def error_response(
     headers = {**PRIVATE, "x-headroom-error": "1", "x-headroom-overhead-ms": "0.000"}
     if request_id:
         headers["x-request-id"] = request_id
-    return HTTPResponse(provider.error_body(status, message, code), status=status,
+    return HTTPResponse(fmt.error_body(status, message, code), status=status,
                         content_type="application/json", headers=headers)
 
 
@@ -53,14 +53,14 @@ def _received_head(request: Request) -> bytes:
     return bytes(buffer[:_PEEK_BYTES]) if buffer else b""
 
 
-def _provider_of(request: Request) -> Provider:
+def _format_of(request: Request) -> Format:
     if request.method != _UNPARSED:
-        return provider_for_path(request.path, request.headers)
+        return format_for_path(request.path, request.headers)
     head = _received_head(request)
     target = head.split(b"\r\n", 1)[0].split(b" ")
     path = target[1].split(b"?", 1)[0].decode("ascii", "replace") if len(target) > 1 else ""
-    headers = ("x-api-key",) if _ANTHROPIC_HEADER.search(head) else ()
-    return provider_for_path(path, headers)
+    names = {name.decode().lower() for name in _HEADER_NAME.findall(head)}
+    return format_for_path(path, names)
 
 
 def _unparsed_head_error(request: Request, status: int, exc: Exception) -> tuple[int, str, str | None]:
@@ -88,17 +88,17 @@ def _message_for(exc: Exception, request: Request, status: int) -> str:
 
 async def handle_exception(request: Request, exc: Exception) -> HTTPResponse:
     """Sanic's error handler: every error, even a routing one, comes back in native shape."""
-    provider = _provider_of(request)
+    fmt = _format_of(request)
     request_id = request_id_for(request)
     if isinstance(exc, ProxyError):
-        return error_response(provider, exc.status, exc.message, exc.code, request_id)
+        return error_response(fmt, exc.status, exc.message, exc.code, request_id)
     if isinstance(exc, SanicException):
         status = exc.status_code or 500
         if request.method == _UNPARSED and status in (400, 413):
             status, message, code = _unparsed_head_error(request, status, exc)
-            return error_response(provider, status, message, code, request_id)
-        response = error_response(provider, status, _message_for(exc, request, status), None, request_id)
+            return error_response(fmt, status, message, code, request_id)
+        response = error_response(fmt, status, _message_for(exc, request, status), None, request_id)
         response.headers.update(getattr(exc, "headers", None) or {})  # a 405's Allow, for one
         return response
     log.exception("unexpected error while proxying %s %s", request.method, request.path)
-    return error_response(provider, 500, "Headroom proxy internal error", None, request_id)
+    return error_response(fmt, 500, "Headroom proxy internal error", None, request_id)

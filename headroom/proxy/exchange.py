@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from time import perf_counter, time
 
 from headroom import savings
+from headroom.formats import Format
 from headroom.outcome import RequestOutcome
 from headroom.pricing import Pricing, Usage, cost_usd
-from headroom.proxy.providers import Provider
 from headroom.proxy.response_cache import CachedAnswer
 from headroom.state.store import GuardResult
 from headroom.transforms import Receipt
@@ -42,7 +42,7 @@ def receipt_headers(receipt: Receipt | None) -> dict[str, str]:
 class Exchange:
     # -- on arrival (routes.proxy_request) --------------------------------------------------
     request_id: str
-    provider: Provider
+    format: Format  # the request's wire format, looked up once (headroom.formats.format_for_path)
     path: str
     bytes_in: int
     timestamp: float = field(default_factory=time)  # UNIX seconds
@@ -51,7 +51,7 @@ class Exchange:
     model: str | None = None
     stream: bool = False
     caller: str | None = None  # keyed hash of the API key, never the key
-    wire: str = ""  # the body's format: "anthropic", "openai" (Chat Completions) or "responses"
+    llm: bool = False  # an LLM call (parsed, compressed, metered), not a pass-through
     messages: list | str | None = None  # only with --log-messages (a Responses ``input`` may be a string)
     strip_usage_chunk: bool = False  # Headroom asked for OpenAI's usage chunk, the client did not
     # -- response cache and guards (routes.llm_request; ``limited`` by routes on a refusal) --
@@ -131,12 +131,12 @@ def outcome_of(exchange: Exchange, pricing: Pricing) -> RequestOutcome:
     if changed:
         log.warning("headroom prefix change: request %s re-sent %d earlier tool output(s) with different bytes "
                     "(provider %s, caller %s, originals %s); the provider's prompt cache breaks there",
-                    exchange.request_id, len(changed), exchange.provider.name, exchange.caller, ",".join(changed))
+                    exchange.request_id, len(changed), exchange.format.provider, exchange.caller, ",".join(changed))
     usage = usage or Usage()
     return RequestOutcome(
         request_id=exchange.request_id,
         timestamp=exchange.timestamp,
-        provider=exchange.provider.name,
+        provider=exchange.format.provider,
         path=exchange.path,
         model=exchange.model,
         stream=exchange.stream,

@@ -2,14 +2,14 @@
 a pass-through download piece by piece.
 
 The client's status, headers and body come back unchanged (less hop-by-hop headers). A
-stream that breaks mid-way ends with the provider's own error event, never a hang; a
+stream that breaks mid-way ends with the format's own error event, never a hang; a
 client that goes away cancels the upstream request and closes its connection.
 
 Memory stays bounded whatever the upstream sends. An answer Headroom reads whole (every LLM
 answer, whose usage it parses and which it may cache, and every JSON body) may take at most
 ``--max-response-mb`` once decompressed, else the client gets a native 502 and the upstream
 connection is closed (:func:`~headroom.proxy.upstream.read_body`). An SSE event may take at
-most :data:`~headroom.proxy.sse.MAX_EVENT_BYTES`, else the stream ends with the provider's
+most :data:`~headroom.proxy.sse.MAX_EVENT_BYTES`, else the stream ends with the format's
 error event. Any other pass-through body (``GET /v1/files/{id}/content``, a PDF, a JSONL
 batch output) is relayed piece by piece as it arrives, at the client's pace and whatever its
 size, so a 500 MB download works and holds only a few pieces at a time.
@@ -18,7 +18,6 @@ size, so a 500 MB download works and holds only a few pieces at a time.
 from __future__ import annotations
 
 import asyncio
-import re
 from time import perf_counter
 
 import aiohttp
@@ -26,36 +25,37 @@ from sanic import Request
 from sanic.compat import Header
 from sanic.response import HTTPResponse
 
-from headroom.proxy.context import context_of
+from headroom.formats import Format
 from headroom.proxy.errors import ProxyError
 from headroom.proxy.exchange import Exchange
 from headroom.proxy.headers import request_headers, response_headers
-from headroom.proxy.providers import Provider
+from headroom.proxy.resources import resources_of
 from headroom.proxy.response_cache import MAX_ENTRY_BYTES, CachedAnswer
 from headroom.proxy.sse import EventBuffer, EventTooLong
 from headroom.proxy.upstream import UpstreamRequest, read_body
 from headroom.proxy.usage import StreamUsage, usage_from_body
 
 
-def upstream_url(request: Request, provider: Provider, path: str) -> str:
-    base = provider.upstream_base(context_of(request).config)
+def upstream_url(request: Request, fmt: Format, path: str) -> str:
+    """The format's upstream base URL (its config field), the path, and the query as sent."""
+    base = getattr(resources_of(request).config, fmt.upstream_option)
     query = request.query_string
     return f"{base}{path}?{query}" if query else f"{base}{path}"
 
 
 async def forward(
-    request: Request, provider: Provider, path: str, body: bytes | None, exchange: Exchange
+    request: Request, fmt: Format, path: str, body: bytes | None, exchange: Exchange
 ) -> HTTPResponse | None:
-    """Proxy ``request`` (with ``body``) to ``path`` on the provider's upstream.
+    """Proxy ``request`` (with ``body``) to ``path`` on the format's upstream.
 
     Returns the response for a buffered answer, or ``None`` once a streamed answer (SSE, or
     a pass-through download) has been relayed in full through ``request.respond()``.
     """
     upstream_request = UpstreamRequest(
-        request.method, upstream_url(request, provider, path), request_headers(request.headers.items()), body
+        request.method, upstream_url(request, fmt, path), request_headers(request.headers.items()), body
     )
     exchange.upstream_started = perf_counter()
-    resp = await context_of(request).upstream.open(upstream_request)
+    resp = await resources_of(request).upstream.open(upstream_request)
     exchange.upstream_answered = perf_counter()
     try:
         exchange.status = resp.status
@@ -64,13 +64,13 @@ async def forward(
             headers["x-request-id"] = exchange.request_id
         if resp.content_type == "text/event-stream":
             headers.update(exchange.headroom_headers())
-            await relay_stream(request, resp, headers, provider, exchange)
+            await relay_stream(request, resp, headers, fmt, exchange)
             return None
-        if not exchange.wire and _is_download(request, resp):  # a pass-through non-JSON body
+        if not exchange.llm and _is_download(request, resp):  # a pass-through non-JSON body
             await relay_download(request, resp, headers, exchange)
             return None
         try:
-            payload = await read_body(resp, context_of(request).config.max_response_bytes)
+            payload = await read_body(resp, resources_of(request).config.max_response_bytes)
         except (aiohttp.ServerTimeoutError, asyncio.TimeoutError):
             raise ProxyError(504, "upstream did not finish its answer in time") from None
         except aiohttp.ClientError as exc:
@@ -78,10 +78,10 @@ async def forward(
         exchange.upstream_finished = perf_counter()
         exchange.bytes_out = len(payload)
         if resp.status < 400:
-            exchange.usage = usage_from_body(provider.name, payload)
+            exchange.usage = usage_from_body(fmt, payload)
             if exchange.cache_key and resp.status == 200 and len(payload) <= MAX_ENTRY_BYTES:
                 exchange.answer = CachedAnswer(resp.headers.get("content-type", "application/json"), payload)
-        headers.update(exchange.headroom_headers(context_of(request).pricing))
+        headers.update(exchange.headroom_headers(resources_of(request).pricing))
         return HTTPResponse(payload, status=resp.status, headers=headers)
     except asyncio.CancelledError:
         # The client went away: drop the upstream connection instead of reusing it.
@@ -111,7 +111,7 @@ async def relay_download(
     """
     if resp.content_length is not None and "content-encoding" not in resp.headers:
         headers["content-length"] = str(resp.content_length)
-    headers.update(exchange.headroom_headers(context_of(request).pricing))
+    headers.update(exchange.headroom_headers(resources_of(request).pricing))
     response = await request.respond(status=resp.status, headers=headers)
     exchange.first_byte_at = perf_counter()
     try:
@@ -121,8 +121,13 @@ async def relay_download(
     except (aiohttp.ClientError, asyncio.TimeoutError):
         exchange.error = "download_broken"
         resp.close()
-        if request.transport is not None:
-            request.transport.abort()  # no final chunk: the client sees a cut, not an end
+        # No final chunk: the client sees a cut, not an end. Sanic's own server hands us the
+        # socket's transport; under an ASGI server (Sanic's MockTransport, no abort) the error
+        # goes on up, and the server drops a connection whose response has begun.
+        abort = getattr(request.transport, "abort", None)
+        if abort is None:
+            raise
+        abort()
         return
     finally:
         exchange.upstream_finished = perf_counter()
@@ -130,23 +135,23 @@ async def relay_download(
 
 
 async def relay_stream(
-    request: Request, resp: aiohttp.ClientResponse, headers: Header, provider: Provider, exchange: Exchange
+    request: Request, resp: aiohttp.ClientResponse, headers: Header, fmt: Format, exchange: Exchange
 ) -> None:
     """Relay SSE as whole events, as soon as each arrives.
 
     Only complete events are sent, so when the upstream breaks mid-event the client gets a
-    well-formed stream that ends with the provider's error event rather than half a line.
+    well-formed stream that ends with the format's error event rather than half a line.
     The same error event ends a stream whose event (or line) grows past
     :data:`~headroom.proxy.sse.MAX_EVENT_BYTES` without ending: waiting for its end would
     hold whatever the upstream sends.
     """
     response = await request.respond(status=resp.status, headers=headers)
-    meter = StreamUsage(provider.name, strip_usage_chunk=exchange.strip_usage_chunk)
+    meter = StreamUsage(fmt, strip_usage_chunk=exchange.strip_usage_chunk)
     kept: list[bytes] | None = [] if exchange.cache_key and resp.status == 200 else None
     kept_bytes = 0
     framing = EventBuffer()
     broken = False
-    last_sent = b""  # the latest events passed on (a Responses error event continues their numbering)
+    last_sent = b""  # the latest events passed on (an error event may continue their numbering)
 
     async def pass_on(complete: bytes) -> None:
         nonlocal kept, kept_bytes, last_sent
@@ -186,25 +191,13 @@ async def relay_stream(
             reason = "timed out" if timed_out else "broke off"
             exchange.error = exchange.error or ("stream_timeout" if timed_out else "stream_broken")
             message = f"The upstream stream {reason} before it was complete"
-        numbers = _SEQUENCE_NUMBER.findall(last_sent)
-        await response.send(provider.stream_error_event(
-            message, exchange.wire, max(map(int, numbers)) + 1 if numbers else 0))
+        await response.send(fmt.stream_error_event(message, last_sent))
     exchange.upstream_finished = perf_counter()
     exchange.usage = meter.usage
-    if kept is not None and not broken and not _carries_error(b"".join(kept[-1:])):
+    # An upstream may end a 200 stream with its own error event: such a stream is not cached.
+    if kept is not None and not broken and not fmt.stream_failed(b"".join(kept[-1:])):
         exchange.answer = CachedAnswer(headers.get("content-type", "text/event-stream"), b"".join(kept))
     await response.eof()
-
-
-_SEQUENCE_NUMBER = re.compile(rb'"sequence_number"\s*:\s*(\d{1,15})')
-# An error object (``"error": null``, as in every Responses API response object, is none),
-# or a Responses stream that ended failed or incomplete.
-_ERROR_END = re.compile(rb'event: error|"error"\s*:\s*\{|"type"\s*:\s*"response\.(?:failed|incomplete)"')
-
-
-def _carries_error(last_events: bytes) -> bool:
-    """An upstream may end a 200 stream with its own error event: such a stream is not cached."""
-    return _ERROR_END.search(last_events) is not None
 
 
 async def replay(request: Request, answer: CachedAnswer, exchange: Exchange) -> HTTPResponse | None:

@@ -60,7 +60,7 @@ class StrictHttp(Http):
             self.keep_alive = False
             raise problem
 
-    def _safe_int(self, value: str, base: int = 10) -> int:  # Sanic's is a staticmethod, always called on self
+    def _safe_int(self, value: str, base: int = 10) -> int:  # type: ignore[override]  # Sanic's is a staticmethod, always called on self; ours reads the buffer
         if base == 16:
             buf = self.recv_buffer
             if not _CHUNK_SIZE_LINE.fullmatch(buf, 0, buf.find(b"\r\n", 3)):

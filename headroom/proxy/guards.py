@@ -3,7 +3,7 @@
 :func:`guard_request` says what a request must pass; the store charges one request, its
 estimated input tokens and its worst-case cost in one atomic call (together with the cache
 lookup), so limits hold exactly across workers and instances. :func:`enforce` turns a "no"
-into the answer. Refusals are native 429s: rate limits carry ``retry-after`` and the provider's own remaining/reset
+into the answer. Refusals are native 429s: rate limits carry ``retry-after`` and the format's own remaining/reset
 headers; an exhausted budget carries no ``retry-after`` (as providers do for spend limits)
 and ``x-should-retry: false``, so SDKs do not hammer it. :func:`settlement` reconciles
 the charge with the usage the upstream reported, once the answer is out.
@@ -12,15 +12,14 @@ the charge with the usage the upstream reported, once the answer is out.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
 
 from headroom.config import ProxyConfig
+from headroom.formats import CHAT, Format
+from headroom.formats.base import iso_after
 from headroom.observability import metrics
 from headroom.pricing import Pricing, Usage, worst_case_cost
 from headroom.proxy.errors import ProxyError
-from headroom.proxy.providers import Provider
 from headroom.state.store import GuardRequest, GuardResult
-from headroom.transforms.blocks import max_output_tokens
 
 
 class Refused(ProxyError):
@@ -38,16 +37,19 @@ def estimate_input_tokens(body_bytes: int) -> int:
 
 
 def guard_request(config: ProxyConfig, pricing: Pricing, caller: str, body: dict,
-                  body_bytes: int) -> GuardRequest | None:
-    """What this request must pass, or ``None`` when no limit is configured."""
+                  body_bytes: int, fmt: Format = CHAT, model: str | None = None) -> GuardRequest | None:
+    """What this request must pass, or ``None`` when no limit is configured. ``model``: the
+    request's model when the format does not keep it in the body (``fmt`` reads the output
+    limit)."""
     rpm = config.rpm if config.rate_limit else 0
     tpm = config.tpm if config.rate_limit else 0
     budget = config.budget or 0.0
     if not (rpm or tpm or budget):
         return None
     tokens = estimate_input_tokens(body_bytes)
-    model = body.get("model") if isinstance(body.get("model"), str) else ""
-    cost = worst_case_cost(pricing, model, tokens, max_output_tokens(body)) if budget else 0.0
+    if model is None:
+        model = body["model"] if isinstance(body.get("model"), str) else ""
+    cost = worst_case_cost(pricing, model, tokens, fmt.max_output_tokens(body)) if budget else 0.0
     return GuardRequest(caller=caller, rpm=rpm, tpm=tpm, tokens=tokens, budget_usd=budget, cost_usd=cost,
                         period=config.budget_period, budget_scope=config.budget_scope)
 
@@ -60,33 +62,33 @@ def store_down(config: ProxyConfig, guarded: bool) -> None:
         raise ProxyError(503, "Headroom cannot reach its shared state and runs with --fail-closed")
 
 
-def enforce(config: ProxyConfig, provider: Provider, result: GuardResult) -> None:
+def enforce(config: ProxyConfig, fmt: Format, result: GuardResult) -> None:
     """Raise the native refusal when a limit said no."""
     if result.budget_remaining_usd is not None:
         metrics.set_budget_remaining(result.budget_remaining_usd)
     if not result.allowed:
-        raise refusal(provider, config, result)
+        raise refusal(fmt, config, result)
 
 
-def refusal(provider: Provider, config: ProxyConfig, result: GuardResult) -> Refused:
+def refusal(fmt: Format, config: ProxyConfig, result: GuardResult) -> Refused:
     if result.limit == "budget":
-        resets = _at(result.budget_reset)
+        resets = iso_after(result.budget_reset)
         scope = "for this API key" if config.budget_scope == "key" else "for this deployment"
         message = (f"Headroom budget exhausted: ${config.budget:g} {config.budget_period} {scope}. "
                    f"It resets at {resets}.")
-        code = "insufficient_quota" if provider.name == "openai" else "budget_exceeded"
-        return Refused("budget", message, code, {"x-should-retry": "false", "x-headroom-budget-reset": resets})
+        headers = {"x-should-retry": "false", "x-headroom-budget-reset": resets}
+        return Refused("budget", message, fmt.budget_code, headers)
     what = "requests" if result.limit == "rpm" else "input tokens"
     limit = config.rpm if result.limit == "rpm" else config.tpm
     message = (f"Headroom rate limit reached: {limit} {what} per minute per API key. "
                f"Retry after {math.ceil(result.retry_after)} s.")
     headers = {"retry-after": str(max(1, math.ceil(result.retry_after)))}
-    headers.update(limit_headers(provider, config, result))
+    headers.update(limit_headers(fmt, config, result))
     return Refused(result.limit or "rpm", message, "rate_limit_exceeded", headers)
 
 
-def limit_headers(provider: Provider, config: ProxyConfig, result: GuardResult) -> dict[str, str]:
-    """The provider's own rate-limit headers, describing Headroom's buckets."""
+def limit_headers(fmt: Format, config: ProxyConfig, result: GuardResult) -> dict[str, str]:
+    """The format's own rate-limit headers, describing Headroom's buckets."""
     headers: dict[str, str] = {}
     for kind, limit, remaining, reset in (
         ("requests", config.rpm, result.requests_remaining, result.requests_reset),
@@ -94,20 +96,8 @@ def limit_headers(provider: Provider, config: ProxyConfig, result: GuardResult) 
     ):
         if remaining is None:
             continue
-        if provider.name == "anthropic":
-            headers[f"anthropic-ratelimit-{kind}-limit"] = str(limit)
-            headers[f"anthropic-ratelimit-{kind}-remaining"] = str(max(0, remaining))
-            headers[f"anthropic-ratelimit-{kind}-reset"] = _at(reset)
-        else:
-            headers[f"x-ratelimit-limit-{kind}"] = str(limit)
-            headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, remaining))
-            headers[f"x-ratelimit-reset-{kind}"] = f"{max(0.0, reset):.3f}s"
+        headers.update(fmt.rate_limit_headers(kind, limit, remaining, reset))
     return headers
-
-
-def _at(seconds_from_now: float) -> str:
-    moment = datetime.now(timezone.utc) + timedelta(seconds=max(0.0, seconds_from_now))
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def settlement(result: GuardResult | None, usage: Usage | None, cost: float, status: int,

@@ -1,12 +1,14 @@
 """The proxy's routes: LLM calls and passthrough.
 
-One LLM request's path, in :func:`llm_request`: parse the body once → identify the caller
+One LLM request's path, in :func:`llm_request`: parse the body once (its format, looked up
+once from the route, reads the model and the stream flag) → identify the caller
 (a keyed hash of the API key) → response cache (a hit is replayed and we are done) →
 rate limits and budget (one atomic store call) → compression (see ``compression``) →
 upstream (see ``forward``) → the books are closed once the answer is out (see ``bookkeeping``).
-Everything else under ``/v1``, and every method but POST on the LLM routes' paths, passes
-through untouched. What the steps learn about the request travels in its
-:class:`~headroom.proxy.exchange.Exchange`.
+Everything else under ``/v1`` (and a format's own prefixes), and every method but POST on
+the LLM routes' paths, passes through untouched. The routes come from the formats
+(:mod:`headroom.formats`), so this module never names one. What the steps learn about the
+request travels in its :class:`~headroom.proxy.exchange.Exchange`.
 """
 
 from __future__ import annotations
@@ -20,18 +22,17 @@ from sanic import Blueprint, Request
 from sanic.exceptions import BadURL
 from sanic.response import HTTPResponse
 
+from headroom.formats import CREDENTIAL_HEADERS, FORMATS, Format, format_for_path
 from headroom.proxy import response_cache
 from headroom.proxy.body import dumps, json_object, request_body
 from headroom.proxy.bookkeeping import schedule
 from headroom.proxy.compression import compress_request
-from headroom.proxy.context import context_of
 from headroom.proxy.errors import ProxyError, error_response
 from headroom.proxy.exchange import Exchange
 from headroom.proxy.forward import forward, replay
 from headroom.proxy.guards import Refused, enforce, guard_request, store_down
-from headroom.proxy.providers import ANTHROPIC, OPENAI, RESPONSES_FORMAT, Provider, provider_for_path, wire_format
 from headroom.proxy.request_id import request_id_for
-from headroom.proxy.usage import ask_for_stream_usage
+from headroom.proxy.resources import resources_of
 from headroom.state.identity import MalformedCredential, caller_hash, credential_of
 from headroom.state.store import StoreUnavailable
 
@@ -40,23 +41,23 @@ bp = Blueprint("proxy")
 _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
-async def proxy_request(request: Request, provider: Provider, path: str, *, llm_call: bool) -> HTTPResponse | None:
-    exchange = Exchange(request_id_for(request), provider, path, len(request.body or b""))
+async def proxy_request(request: Request, fmt: Format, path: str, *, llm_call: bool) -> HTTPResponse | None:
+    exchange = Exchange(request_id_for(request), fmt, path, len(request.body or b""))
     response: HTTPResponse | None = None
     held = 0
     try:
-        held = context_of(request).inflight.hold(exchange.bytes_in)
+        held = resources_of(request).inflight.hold(exchange.bytes_in)
         body = request_body(request)
-        credential = caller_credential(request)
+        credential = caller_credential(request, fmt)
         if llm_call:
-            response = await llm_request(request, provider, path, body, credential, exchange)
+            response = await llm_request(request, path, body, credential, exchange)
         else:
             if leaves_its_prefix(path):
                 raise ProxyError(400, "Request path contains a '.' or '..' segment (possibly percent-encoded)")
-            response = await forward(request, provider, path, body, exchange)
+            response = await forward(request, fmt, path, body, exchange)
     except ProxyError as exc:
         exchange.fail(exc.status, f"http_{exc.status}")
-        response = error_response(provider, exc.status, exc.message, exc.code, exchange.request_id)
+        response = error_response(fmt, exc.status, exc.message, exc.code, exchange.request_id)
         response.headers.update(exchange.headroom_headers())
         if isinstance(exc, Refused):
             exchange.limited = exc.limit
@@ -65,32 +66,32 @@ async def proxy_request(request: Request, provider: Provider, path: str, *, llm_
         exchange.fail(499, "client_disconnected")  # the client closed the connection
         raise
     finally:
-        context_of(request).inflight.release(held)
-        schedule(context_of(request), exchange)
+        resources_of(request).inflight.release(held)
+        schedule(resources_of(request), exchange)
     return response
 
 
-def caller_credential(request: Request) -> bytes:
-    """The caller's credential (:func:`~headroom.state.identity.credential_of`); a native 400
+def caller_credential(request: Request, fmt: Format) -> bytes:
+    """The caller's credential (:func:`~headroom.state.identity.credential_of`: every
+    format's credential headers, and any the format takes from the query); a native 400
     when it could not be forwarded as received."""
     try:
-        return credential_of(request.headers)
+        return credential_of(request.headers, CREDENTIAL_HEADERS, fmt.query_credentials(request.args))
     except MalformedCredential as exc:
         raise ProxyError(400, f"{exc}: send the API key as it is") from None
 
 
 async def llm_request(
-    request: Request, provider: Provider, path: str, body: bytes, credential: bytes, exchange: Exchange
+    request: Request, path: str, body: bytes, credential: bytes, exchange: Exchange
 ) -> HTTPResponse | None:
-    context = context_of(request)
-    config, store = context.config, context.store
+    resources = resources_of(request)
+    config, store, fmt = resources.config, resources.store, exchange.format
     parsed = json_object(body)
-    exchange.model = parsed.get("model") if isinstance(parsed.get("model"), str) else None
-    exchange.stream = parsed.get("stream") is True
-    exchange.wire = wire_format(provider, path)
+    exchange.llm = True
+    exchange.model, exchange.stream = fmt.model_and_stream(parsed, path, request.args)
     if config.log_messages:
-        exchange.messages = parsed.get("input" if exchange.wire == RESPONSES_FORMAT else "messages")
-    exchange.caller = caller_hash(context.secret, credential)
+        exchange.messages = fmt.logged_messages(parsed)
+    exchange.caller = caller_hash(resources.secret, credential)
 
     policy = response_cache.policy(config.cache, request.headers.get("cache-control", ""))
     if policy.store and not credential:
@@ -99,11 +100,11 @@ async def llm_request(
         exchange.cache = "bypass"
     elif policy.store:
         # The query is part of the request (``?beta=true`` changes the answer).
-        query = request.query_string
+        query = fmt.cache_query(request.args, request.query_string)
         exchange.cache_key = response_cache.request_key(f"{path}?{query}" if query else path, parsed)
         exchange.cache = policy.label
     lookup = (exchange.caller, exchange.cache_key) if policy.lookup and exchange.cache_key else None
-    guard = guard_request(config, context.pricing, exchange.caller, parsed, len(body))
+    guard = guard_request(config, resources.pricing, exchange.caller, parsed, len(body), fmt, exchange.model or "")
     if lookup or guard:
         try:
             admission = await store.admit(lookup, guard)  # one round trip for both
@@ -116,95 +117,56 @@ async def llm_request(
                 exchange.cache_key = None  # nothing new to store
                 return await replay(request, response_cache.CachedAnswer.decode(admission.cached), exchange)
             if admission.guard is not None:
-                enforce(config, provider, admission.guard)
+                enforce(config, fmt, admission.guard)
 
-    compressed = await compress_request(context, provider, parsed, exchange)
+    compressed = await compress_request(resources, parsed, exchange)
     if compressed is not None:
         parsed, body = compressed, dumps(compressed)
-    if exchange.wire == "openai" and ask_for_stream_usage(parsed):  # Responses streams always report it
+    if fmt.prepare(parsed):  # e.g. ask a Chat Completions stream for its usage
         body = dumps(parsed)
         exchange.strip_usage_chunk = True
-    return await forward(request, provider, path, body, exchange)
+    return await forward(request, fmt, path, body, exchange)
 
 
-@bp.post("/v1/messages")
-async def anthropic_messages(request: Request):
-    return await proxy_request(request, ANTHROPIC, "/v1/messages", llm_call=True)
+async def llm_route(request: Request, fmt: Format, upstream_path: str):
+    """A format's LLM route (:attr:`~headroom.formats.base.Format.routes`)."""
+    return await proxy_request(request, fmt, upstream_path, llm_call=True)
 
 
-@bp.post("/v1/chat/completions")
-async def openai_chat(request: Request):
-    return await proxy_request(request, OPENAI, "/v1/chat/completions", llm_call=True)
-
-
-@bp.post("/chat/completions", name="openai_chat_unversioned")
-async def openai_chat_unversioned(request: Request):
-    """Some OpenAI-compatible clients are configured with a base URL that lacks ``/v1``."""
-    return await proxy_request(request, OPENAI, "/v1/chat/completions", llm_call=True)
-
-
-@bp.post("/v1/responses")
-async def openai_responses(request: Request):
-    return await proxy_request(request, OPENAI, "/v1/responses", llm_call=True)
-
-
-@bp.post("/responses", name="openai_responses_unversioned")
-async def openai_responses_unversioned(request: Request):
-    """The Responses API for clients configured without ``/v1`` (``/responses/{id}`` …
-    pass through below)."""
-    return await proxy_request(request, OPENAI, "/v1/responses", llm_call=True)
-
-
-#: The LLM routes above handle POST; every other method on their paths is the provider's
-#: own API and passes through untouched (``GET /v1/chat/completions`` lists stored chat
-#: completions, ``client.chat.completions.list()``). Path as received → path upstream.
-_LLM_PATHS = {
-    "/v1/messages": "/v1/messages",
-    "/v1/chat/completions": "/v1/chat/completions",
-    "/chat/completions": "/v1/chat/completions",
-    "/v1/responses": "/v1/responses",
-    "/responses": "/v1/responses",
-}
 _NOT_POST = [method for method in _ALL_METHODS if method != "POST"]
 
 
-async def llm_path_other_method(request: Request, upstream_path: str):
-    """Any method but POST on an LLM route's path goes to the upstream like every pass-through.
-
-    One exception: the Responses API over a WebSocket (``GET /v1/responses`` with
-    ``Upgrade: websocket``) is refused with a 426, so that clients use HTTP. Codex with
-    OpenAI's built-in provider asks for it first. On a 426 it switches to HTTP at once
-    (measured with Codex CLI 0.171: one attempt); on a 405 it retries five times, about 6 s,
-    before it does; a 400 fails its turn. Over HTTP every request gets what this proxy is
-    for: compression, the cache, limits, budget and usage. A relayed socket would carry each
-    turn as frames that this pipeline would have to parse anew, for no saving the HTTP path
-    does not give."""
-    upgrade = request.headers.get("upgrade", "").lower()
-    if upstream_path == "/v1/responses" and request.method == "GET" and "websocket" in upgrade:
-        raise ProxyError(426, "Headroom serves the Responses API over HTTP: use POST /v1/responses "
-                              "(WebSocket transport is not supported)", "websocket_not_supported")
-    provider = provider_for_path(upstream_path, request.headers)
-    return await proxy_request(request, provider, upstream_path, llm_call=False)
+async def llm_path_other_method(request: Request, fmt: Format, upstream_path: str):
+    """Any method but POST on an LLM route's path is the provider's own API and goes to the
+    upstream like every pass-through (``GET /v1/chat/completions`` lists stored chat
+    completions, ``client.chat.completions.list()``), unless the format refuses it
+    (:meth:`~headroom.formats.base.Format.refuse_other_method`: the Responses API over a
+    WebSocket gets a 426)."""
+    refused = fmt.refuse_other_method(request.method, upstream_path, request.headers)
+    if refused is not None:
+        raise ProxyError(refused.status, refused.message, refused.code)
+    return await proxy_request(request, fmt, upstream_path, llm_call=False)
 
 
-for _path, _upstream_path in _LLM_PATHS.items():
-    bp.add_route(partial(llm_path_other_method, upstream_path=_upstream_path), _path, methods=_NOT_POST,
-                 name="other_methods" + _path.replace("/", "_"))
+async def passthrough(request: Request, rest: str, upstream_prefix: str = "/v1", fmt: Format | None = None):
+    """Every other API path (count_tokens, models, files, batches …) goes through untouched,
+    to the format the path or the headers name; a format may serve LLM calls on paths it
+    recognises here (:meth:`~headroom.formats.base.Format.is_llm_call`)."""
+    fmt = fmt or format_for_path(request.path, request.headers)
+    path = f"{upstream_prefix}/{rest}"
+    return await proxy_request(request, fmt, path, llm_call=fmt.is_llm_call(request.method, path))
 
 
-@bp.route("/chat/completions/<rest:path>", methods=_ALL_METHODS, name="openai_chat_unversioned_passthrough")
-@bp.route("/responses/<rest:path>", methods=_ALL_METHODS, name="openai_responses_unversioned_passthrough")
-async def unversioned_passthrough(request: Request, rest: str):
-    """``/responses/{id}``, ``/chat/completions/{id}`` … for clients configured without ``/v1``."""
-    prefix = "/v1/chat/completions" if request.path.startswith("/chat/") else "/v1/responses"
-    return await proxy_request(request, OPENAI, f"{prefix}/{rest}", llm_call=False)
-
-
-@bp.route("/v1/<rest:path>", methods=_ALL_METHODS, name="passthrough")
-async def passthrough(request: Request, rest: str):
-    """Every other API path (count_tokens, models, files, batches …) goes through untouched."""
-    provider = provider_for_path(request.path, request.headers)
-    return await proxy_request(request, provider, f"/v1/{rest}", llm_call=False)
+for _format in FORMATS:
+    for _route in _format.routes:
+        bp.add_route(partial(llm_route, fmt=_format, upstream_path=_route.upstream_path), _route.path,
+                     methods=["POST"], name=_route.name)
+        bp.add_route(partial(llm_path_other_method, fmt=_format, upstream_path=_route.upstream_path), _route.path,
+                     methods=_NOT_POST, name="other_methods" + _route.path.replace("/", "_"))
+    for _prefix, _upstream_prefix, _name in _format.passthrough_prefixes:
+        bp.add_route(partial(passthrough, upstream_prefix=_upstream_prefix, fmt=_format), _prefix + "/<rest:path>",
+                     methods=_ALL_METHODS, name=_name)
+bp.add_route(passthrough, "/v1/<rest:path>", methods=_ALL_METHODS, name="passthrough")
 
 
 # A "." or ".." segment, with "/" or "\\" as separators (URL parsers treat both alike).

@@ -1,85 +1,21 @@
-"""The Sanic application.
+"""The app ASGI servers load: ``headroom.proxy.server:app``.
 
-``create_app(config)`` builds one app; every worker process builds its own from the same
-config and opens its own :class:`~headroom.proxy.context.ProxyContext` (store connection,
-upstream pool). ``headroom.proxy.server:app`` is an app configured from the environment,
-for ASGI servers (gunicorn with uvicorn workers, uvicorn): see :mod:`headroom.proxy.asgi`.
+Built on first access, not at import, and configured from ``HEADROOM_*`` variables (see
+:mod:`headroom.proxy.asgi`): importing this module costs nothing, and ``headroom proxy``
+never does, since it builds its own app from its flags (:func:`headroom.proxy.factory.create_app`).
 """
 
 from __future__ import annotations
 
-import asyncio
+from typing import TYPE_CHECKING, Any
 
-from sanic import Sanic
+if TYPE_CHECKING:
+    from sanic import Sanic
 
-from headroom.config import ProxyConfig, build_config
-from headroom.observability import metrics
-from headroom.proxy import admin, compression_api, dashboard, openapi, routes
-from headroom.proxy.bookkeeping import flush_stats, flush_stats_forever
-from headroom.proxy.context import close_context, context_of, open_context
-from headroom.proxy.errors import handle_exception
-from headroom.transforms import tokens
-from headroom.workers.watchdog import honour_a_stop_sent_while_starting
-
-# Sanic's own timeout on a handler must never cut a long answer short: upstream silence is
-# bounded by --request-timeout instead, which resets with every chunk of a stream.
-_HANDLER_TIMEOUT_S = 24 * 3600
+app: Sanic  # declared, not assigned: the first access goes to __getattr__ below
 
 
-def create_app(config: ProxyConfig | None = None) -> Sanic:
-    config = config or build_config()
-    app = Sanic("headroom", configure_logging=True, request_class=routes.ProxyRequest)
-    app.config.REQUEST_MAX_SIZE = config.max_body_bytes
-    app.config.RESPONSE_TIMEOUT = _HANDLER_TIMEOUT_S
-    app.config.GRACEFUL_SHUTDOWN_TIMEOUT = config.shutdown_grace
-    # Slow clients cannot hold a worker: the whole request within --client-timeout (also the
-    # limit for a connection that never sends one), idle keep-alive connections closed.
-    app.config.REQUEST_TIMEOUT = config.client_timeout
-    app.config.KEEP_ALIVE_TIMEOUT = config.keep_alive_timeout
-    app.config.HEADROOM_MAX_CONNECTIONS = config.max_connections  # read by headroom.proxy.protocol
-    app.config.NOISY_EXCEPTIONS = False
-    app.config.AUTO_EXTEND = False  # sanic-ext builds the OpenAPI file; a worker never loads it
-    app.blueprint(admin.bp)
-    app.blueprint(dashboard.bp)
-    app.blueprint(compression_api.bp)
-    app.blueprint(routes.bp)
-    app.blueprint(openapi.bp)  # a file built by sanic-ext: see headroom.proxy.openapi
-    app.error_handler.add(Exception, handle_exception)
-    background: list[asyncio.Task] = []  # this worker's stats flusher
-
-    @app.before_server_start
-    async def open_resources(app: Sanic) -> None:
-        metrics.get_metrics()  # series exist (at 0) from the first scrape
-        app.ctx.headroom = await open_context(config)
-
-    @app.after_server_start
-    async def start_background_work(app: Sanic) -> None:
-        background.append(asyncio.get_running_loop().create_task(honour_a_stop_sent_while_starting(app)))
-        background.append(asyncio.get_running_loop().create_task(flush_stats_forever(context_of(app))))
-        if config.optimize:
-            # In the background: /health answers at once, and the first request rarely waits.
-            tokens.warm_up()  # loads in a thread of its own
-
-    @app.before_server_stop
-    async def start_draining(app: Sanic) -> None:
-        context_of(app).draining = True
-
-    @app.after_server_stop
-    async def close_resources(app: Sanic) -> None:
-        """After the last in-flight request and stream has finished (or --shutdown-grace ran
-        out): settle what is queued, flush this worker's statistics, then close."""
-        context = context_of(app)
-        await context.writes.drain()
-        for task in background:
-            task.cancel()
-        await flush_stats(context)
-        await close_context(context)
-
-    return app
-
-
-def __getattr__(name: str):
-    # Built on first access, not at import: the CLI builds its own app from its flags.
+def __getattr__(name: str) -> Any:
     if name == "app":
         from headroom.proxy.asgi import create_asgi_app
 

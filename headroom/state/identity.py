@@ -40,11 +40,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterable, Sequence
 
 #: Hex characters kept: 32 = 128 bits, ample against collisions between callers.
 HASH_HEX_CHARS = 32
 
-#: The request headers that carry a credential the upstream authenticates, in hashing order.
+#: The default credential headers, in hashing order (Anthropic's and OpenAI's, incl. Azure's
+#: ``api-key``); the proxy passes :data:`headroom.formats.CREDENTIAL_HEADERS`, every format's.
 CREDENTIAL_HEADERS = ("x-api-key", "authorization", "api-key")
 
 _OWS = " \t"  # optional whitespace around an HTTP field value (RFC 9110 §5.6.3)
@@ -54,27 +56,33 @@ class MalformedCredential(ValueError):
     """A credential header holds bytes that are not UTF-8: it cannot be forwarded as received."""
 
 
-def credential_of(headers) -> bytes:
+def credential_of(headers, names: Sequence[str] = CREDENTIAL_HEADERS,
+                  extra: Iterable[tuple[str, str]] = ()) -> bytes:
     """The caller's credential, as the exact bytes the upstream authenticates (see above).
 
     ``headers`` is a multidict of the request's headers (Sanic's ``Header``): repeated
-    fields are all taken into account. ``b""`` for an anonymous request. Raises
-    :class:`MalformedCredential` when a credential header is not valid UTF-8.
+    fields are all taken into account. ``names``: the credential headers, in hashing order
+    (the proxy passes every format's, :data:`headroom.formats.CREDENTIAL_HEADERS`).
+    ``extra``: credentials sent elsewhere than in a header, as (name, value), hashed after
+    the headers (Gemini's ``?key=``). ``b""`` for an anonymous request. Raises
+    :class:`MalformedCredential` when a credential is not valid UTF-8.
     """
     found: list[tuple[str, bytes]] = []
-    for name in CREDENTIAL_HEADERS:
-        for value in headers.getall(name, ()):
-            value = value.strip(_OWS)
-            if name == "authorization":
-                scheme, _, token = value.partition(" ")
-                if scheme.lower() == "bearer":
-                    value = token.lstrip(" ")  # "Bearer" 1*SP token (RFC 6750 §2.1)
-            try:
-                raw = value.encode()  # Sanic decoded the header with surrogateescape
-            except UnicodeEncodeError:
-                raise MalformedCredential(f"The {name} header is not valid UTF-8") from None
-            if raw and all(raw != seen for _, seen in found):
-                found.append((name, raw))
+    given = [(name, value) for name in names for value in headers.getall(name, ())]
+    for name, value in [*given, *extra]:
+        value = value.strip(_OWS)
+        if "\0" in value:  # no header holds one; a query value might, and would break the encoding below
+            raise MalformedCredential(f"The {name} credential contains a NUL byte")
+        if name == "authorization":
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() == "bearer":
+                value = token.lstrip(" ")  # "Bearer" 1*SP token (RFC 6750 §2.1)
+        try:
+            raw = value.encode()  # Sanic decoded the header with surrogateescape
+        except UnicodeEncodeError:
+            raise MalformedCredential(f"The {name} header is not valid UTF-8") from None
+        if raw and all(raw != seen for _, seen in found):
+            found.append((name, raw))
     if not found:
         return b""
     if len(found) == 1:

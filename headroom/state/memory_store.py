@@ -273,7 +273,7 @@ class MemoryStore:
                     wait, failed = w, 2
         budget = budget_micro(req.budget_usd)
         reserve = usd_to_micro_up(max(req.cost_usd, 0.0)) if budget else 0
-        spent, reset, bkey, pend = 0, 0.0, None, 0.0
+        spent, reset, bkey, pend = 0, 0.0, "", 0.0  # bkey: set with a budget, read only then
         if budget:
             period_id, pend = period_bounds(req.period, now)
             reset = pend - now

@@ -53,7 +53,8 @@ from headroom.state.keys import (
     budget_prefix,
     cache_key,
 )
-from headroom.state.resp import RespClient, redact_url  # redact_url: re-exported (cli, serve)
+from headroom.state.redis_url import redact_url  # also re-exported here, where it was first
+from headroom.state.resp import RespClient
 from headroom.state.scripts import SCRIPTS, SHAS
 from headroom.state.store import (
     LIMIT_NAMES,
@@ -283,7 +284,7 @@ class RedisStore:
         if not tokens and not cost:
             return None
         keys = [bucket_key(result.request.caller)]
-        if cost:
+        if cost and result.budget_key:  # a cost to settle: the guard reserved it under this key
             keys.append(result.budget_key)
         return "settle", keys, [self._now_arg(), result.request.tpm, tokens, cost]
 
@@ -316,7 +317,7 @@ class RedisStore:
     async def admit(self, cache: tuple[str, str] | None, req: GuardRequest | None) -> Admission:
         """Cache lookup and guards for one request: one script, one round trip."""
         guarded = req is not None and req.limited
-        if cache and guarded:
+        if cache and req is not None and guarded:
             _name, keys, args = self._guard_call(req)
             cached, verdict = await self._script("admit", [*keys, cache_key(*cache), CACHE_INDEX_KEY], args)
             return Admission(cached, self._guard_result(req, verdict))

@@ -39,9 +39,9 @@ from typing import Any
 import hiredis
 from redis import exceptions as rx
 
-from headroom.state.resp import Command, Endpoint, _Connection, open_connection, open_socket
+from headroom.state.redis_connection import Connection, new_reader, open_connection, open_socket, replies
+from headroom.state.redis_url import Command, Endpoint
 
-_PENDING = object()
 _RESUBSCRIBE_SECONDS = 1.0
 
 
@@ -61,7 +61,7 @@ async def ask_sentinel(endpoint: Endpoint, host: str, port: int, timeout: float)
 
 
 async def open_primary(endpoint: Endpoint, handshake: list[Command], timeout: float,
-                       order: list[int]) -> tuple[_Connection, tuple[str, int]]:
+                       order: list[int]) -> tuple[Connection, tuple[str, int]]:
     """A connection to the current primary (handshake done, ``ROLE`` checked) and its address.
 
     ``order`` lists the sentinels' indices in the order to ask them; the one that answered is
@@ -118,7 +118,7 @@ class _Subscriber(asyncio.Protocol):
     """A sentinel connection in subscribed mode: every reply is a push, handed to ``on_push``."""
 
     def __init__(self, on_push: Callable[[Any], None]) -> None:
-        self._reader = hiredis.Reader(notEnoughData=_PENDING)
+        self._reader = new_reader()
         self._on_push = on_push
         self.transport: asyncio.Transport | None = None
         self.lost: asyncio.Future = asyncio.get_running_loop().create_future()
@@ -127,9 +127,8 @@ class _Subscriber(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        self._reader.feed(data)
         try:
-            while (reply := self._reader.gets()) is not _PENDING:
+            for reply in replies(self._reader, data):
                 if isinstance(reply, hiredis.ReplyError):  # AUTH or SUBSCRIBE refused
                     raise hiredis.ProtocolError(str(reply))
                 self._on_push(reply)
@@ -182,6 +181,7 @@ class SwitchWatch:
         sentinel = self.endpoint.sentinel(host, port)
         subscriber = await asyncio.wait_for(open_socket(sentinel, lambda: _Subscriber(self._pushed)), self.timeout)
         commands = [*sentinel.handshake(""), ("SUBSCRIBE", "+switch-master")]
+        assert subscriber.transport is not None  # connection_made ran before open_socket returned
         subscriber.transport.write(b"".join(hiredis.pack_command(tuple(c)) for c in commands))
         return subscriber
 

@@ -8,31 +8,30 @@ and periods: :mod:`headroom.state.budget`.
 Besides plain key/value operations the store offers the hot path's guards and the response
 cache, each atomic and (on Redis) one round trip:
 
-* :meth:`Store.admit` — before forwarding: the cache lookup and :meth:`Store.guard` together.
+* :meth:`Store.admit` — before forwarding: the cache lookup and the guard together.
   The guard refills and checks the caller's request and token buckets and reserves the
   worst-case cost against the budget of the current UTC period; all or nothing. It returns
   a :class:`GuardResult` (allowed or which limit refused, retry-after, remaining and reset
   figures for the response headers).
-* :meth:`Store.settle` — after the answer: reconcile the token bucket with the tokens
-  actually used and the budget with the actual cost. :meth:`Store.settle_and_put` does many
-  settlements and cache puts in one round trip.
-* :meth:`Store.cache_get` / :meth:`Store.cache_put` — exact-match response cache,
-  partitioned by caller hash, LRU-bounded (``cache_max_entries``) with a TTL.
+* :meth:`Store.settle_and_put` — after answers: each settlement reconciles the token bucket
+  with the tokens actually used and the budget with the actual cost; each cache put fills
+  the exact-match response cache, partitioned by caller hash, LRU-bounded
+  (``cache_max_entries``) with a TTL; many of both in one round trip.
 * :meth:`Store.stats_record` / :meth:`Store.stats_read` — the global request statistics
   behind ``/health`` and ``/stats``.
 
 Failure model: a store that cannot reach its backend raises :class:`StoreUnavailable`
 (and only that) from any method; the proxy catches it and forwards unguarded (fail-open)
-or answers an error (``--fail-closed``). ``healthy`` and ``health`` feed health and metrics.
+or answers an error (``--fail-closed``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
-Period = Literal["hourly", "daily", "monthly"]
-BudgetScope = Literal["global", "key"]
+from headroom.config import BudgetPeriod as Period
+from headroom.config import BudgetScope
 
 
 class StoreUnavailable(Exception):
@@ -145,40 +144,16 @@ class StatsSnapshot:
 
 
 class Store(Protocol):
-    """What every store offers. All methods may raise :class:`StoreUnavailable`."""
-
-    @property
-    def healthy(self) -> bool: ...
-
-    @property
-    def health(self) -> StoreHealth: ...
+    """What the proxy and the pipeline use of a store, and no more. The stores offer the
+    steps these combine too (``guard``, ``settle``, ``cache_get``, ``cache_put``, ``set``,
+    ``delete``, ``incr``) and their health; the tests call those on the concrete classes.
+    All methods may raise :class:`StoreUnavailable`."""
 
     async def get(self, key: str) -> bytes | None: ...
-
-    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None: ...
 
     async def get_many(self, keys: list[str]) -> list[bytes | None]: ...
 
     async def set_many(self, items: dict[str, bytes], ttl: float | None = None) -> None: ...
-
-    async def delete(self, key: str) -> None: ...
-
-    async def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
-        """Add ``amount``; ``ttl`` (seconds) is set only when the key has no expiry yet."""
-        ...
-
-    async def guard(self, req: GuardRequest) -> GuardResult: ...
-
-    async def settle(self, result: GuardResult, actual_tokens: int, actual_cost_usd: float) -> None:
-        """Reconcile an allowed guard: ``actual_tokens`` as counted against tpm (the
-        estimate was ``result.request.tokens``) and the actual cost (the reservation was
-        ``result.request.cost_usd``). A refused result is ignored. To release a
-        reservation for a request that never reached the upstream, settle with 0, 0."""
-        ...
-
-    async def cache_get(self, caller: str, key: str) -> bytes | None: ...
-
-    async def cache_put(self, caller: str, key: str, value: bytes) -> None: ...
 
     async def admit(self, cache: tuple[str, str] | None, req: GuardRequest | None) -> Admission:
         """The hot path's one round trip: ``cache_get(*cache)`` and ``guard(req)`` together.
@@ -187,7 +162,11 @@ class Store(Protocol):
 
     async def settle_and_put(self, settles: list[Settlement], puts: list[CachePut]) -> None:
         """After answers, one round trip: ``settle(*s)`` for each of ``settles`` and
-        ``cache_put(*p)`` for each of ``puts`` (the proxy batches several requests' worth)."""
+        ``cache_put(*p)`` for each of ``puts`` (the proxy batches several requests' worth).
+        ``settle(result, actual_tokens, actual_cost_usd)`` reconciles an allowed guard: the
+        tokens as counted against tpm (the estimate was ``result.request.tokens``) and the
+        actual cost (the reservation was ``result.request.cost_usd``); a refused result is
+        ignored; 0, 0 releases a reservation for a request that never reached the upstream."""
         ...
 
     async def stats_record(self, delta: StatsDelta) -> None:

@@ -1,9 +1,9 @@
 """What every compressor receives and returns.
 
-Compressors are pure functions ``compress(text, ctx) -> Compressed | None``: the same text and
-context give the same bytes, and ``None`` means "leave this block exactly as it is". When a
+Compressors are pure functions ``compress(text, brief) -> Compressed | None``: the same text and
+brief give the same bytes, and ``None`` means "leave this block exactly as it is". When a
 compressor drops content (``omitted > 0``) its output carries a CCR marker with
-``ctx.ccr_key`` and the pipeline stores the original under that key.
+``brief.ccr_key`` and the pipeline stores the original under that key.
 """
 
 from __future__ import annotations
@@ -28,13 +28,16 @@ class Limits:
     max_term_share: float = 0.2  # a term matching more items than this is not selective
     head_lines: int = 15
     tail_lines: int = 15
-    context_lines: int = 2
+    nearby_lines: int = 2  # lines kept either side of an error line (grep -C)
     max_matches_per_file: int = 3  # grep: matches kept per file beyond question matches
     extract_prose: bool = True  # long prose: extractive compression (off when the model server does prose)
 
 
 @dataclass(frozen=True)
-class Context:
+class Brief:
+    """What a compressor is told about the block it compresses: the question's terms (what
+    must survive), the retrieval key of the original, and the limits."""
+
     terms: Terms = NO_TERMS
     ccr_key: str = ""
     limits: Limits = Limits()

@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass
 
 from headroom.transforms import ccr
-from headroom.transforms.base import Compressed, Context
+from headroom.transforms.base import Brief, Compressed
 from headroom.transforms.scan import Joined
 
 _HUNK = re.compile(r"^@@@? -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
@@ -93,13 +93,13 @@ def _hunk_end(lines: list[str], i: int, match: re.Match) -> int:
     return j
 
 
-def _chosen(lines: list[str], hunks: list[Hunk], ctx: Context) -> dict[int, set[str]]:
+def _chosen(lines: list[str], hunks: list[Hunk], brief: Brief) -> dict[int, set[str]]:
     """Hunk index → the question words it holds, for the hunks the question is about."""
-    terms = ctx.terms
+    terms = brief.terms
     if not terms:
         return {}
     texts = [h.path + "\n" + "\n".join(lines[h.start:h.stop]) for h in hunks]
-    cap = max(2, min(int(ctx.limits.max_term_share * len(texts)), ctx.limits.max_matches))
+    cap = max(2, min(int(brief.limits.max_term_share * len(texts)), brief.limits.max_matches))
     joined = Joined(texts)
     score: dict[int, float] = {}
     words: dict[int, set[str]] = {}
@@ -117,7 +117,7 @@ def _chosen(lines: list[str], hunks: list[Hunk], ctx: Context) -> dict[int, set[
     return {h: words[h] for h in ranked[:MAX_KEPT_HUNKS]}
 
 
-def _kept_lines(lines: list[str], hunk: Hunk, ctx: Context) -> set[int]:
+def _kept_lines(lines: list[str], hunk: Hunk, brief: Brief) -> set[int]:
     """The lines of a chosen hunk to keep: all of them, or for a long hunk its head and the
     lines around its matches."""
     if hunk.stop - hunk.start <= MAX_HUNK_LINES:
@@ -125,8 +125,8 @@ def _kept_lines(lines: list[str], hunk: Hunk, ctx: Context) -> set[int]:
     keep = set(range(hunk.start, hunk.start + HEAD_LINES))
     # Inside the chosen hunk every question word counts, even one too common to choose hunks by
     # ("return"): the question is about this hunk, and the word says where in it.
-    inner = Joined(lines[hunk.start:hunk.stop]).texts_with(ctx.terms.scan_words)
-    for i in sorted(inner)[: ctx.limits.max_matches]:
+    inner = Joined(lines[hunk.start:hunk.stop]).texts_with(brief.terms.scan_words)
+    for i in sorted(inner)[: brief.limits.max_matches]:
         at = hunk.start + i
         keep.update(range(max(hunk.start, at - AROUND), min(hunk.stop, at + AROUND + 1)))
     return keep
@@ -169,25 +169,25 @@ def _dropped_headers(lines: list[str], hunks: list[Hunk], chosen: dict[int, set[
     return drop
 
 
-def compress(text: str, ctx: Context) -> Compressed | None:
+def compress(text: str, brief: Brief) -> Compressed | None:
     """The diff with only the asked-about hunks' bodies, or None (small, or not a diff)."""
-    if len(text) <= ctx.limits.lossy_min_chars:
+    if len(text) <= brief.limits.lossy_min_chars:
         return None
     lines = text.split("\n")
     hunks = parse(lines)
     if not hunks:
         return None
     keep = set(range(len(lines)))
-    chosen = _chosen(lines, hunks, ctx)
+    chosen = _chosen(lines, hunks, brief)
     for index, hunk in enumerate(hunks):
         keep.difference_update(range(hunk.start + 1, hunk.stop))
         if index in chosen:
-            keep |= _kept_lines(lines, hunk, ctx)
+            keep |= _kept_lines(lines, hunk, brief)
     keep -= _dropped_headers(lines, hunks, chosen)
     omitted = len(lines) - len(keep)
     if omitted == 0:
         return None
-    out = [ccr.marker(omitted, len(lines), "lines", ctx.ccr_key)]
+    out = [ccr.marker(omitted, len(lines), "lines", brief.ccr_key)]
     i, n = 0, len(lines)
     while i < n:
         if i in keep:

@@ -210,6 +210,7 @@ def fold_goroutines(lines: list[str]) -> list[str]:
         while j < len(lines) and lines[j] and _GO_FRAME.match(lines[j]):
             j += 1
         match = _GOROUTINE.match(lines[i])
+        assert match is not None  # heads are the lines it matched
         blocks[i] = (int(match.group(1)), j, (match.group(2), *lines[i + 1:j]))
     out: list[str] = []
     i = 0

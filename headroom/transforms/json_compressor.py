@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 
 from headroom.transforms import ccr
-from headroom.transforms.base import MISSING, Compressed, Context
+from headroom.transforms.base import MISSING, Brief, Compressed
 from headroom.transforms.json_format import GAP, RawNumber, cell, encode, loads
 from headroom.transforms.json_prune import Pruner
 from headroom.transforms.scan import Joined
@@ -82,10 +82,11 @@ def _column_terms(values: list, types: set, terms: Terms, cap: int, found: dict[
             if len(hits) > cap:
                 found[word] = None
                 continue
-            if not hits or found.get(word, ()) is None:
+            rows = found.setdefault(word, set()) if hits else None
+            if rows is None:  # no hit here, or too many in an earlier column
                 continue
             matching = {distinct[i] for i in hits}
-            found.setdefault(word, set()).update(i for i, v in enumerate(values) if v in matching)
+            rows.update(i for i, v in enumerate(values) if v in matching)
         return
     if types <= _NUMBER_TYPES | {type(None), type(MISSING)}:
         if not terms.has_digits:
@@ -104,8 +105,8 @@ def _column_terms(values: list, types: set, terms: Terms, cap: int, found: dict[
         hits = joined.find_word(word, boundary, cap)
         if len(hits) > cap:
             found[word] = None
-        elif hits and found.get(word, ()) is not None:
-            found.setdefault(word, set()).update(hits)
+        elif hits and (rows := found.setdefault(word, set())) is not None:
+            rows.update(hits)
 
 
 _dump = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=lambda o: None).encode
@@ -121,8 +122,8 @@ def _dump_column(values: list) -> str:
 class _Trimmer:
     """Hooks for :func:`json_format.encode`: count tables and, in lossy mode, choose rows."""
 
-    def __init__(self, ctx: Context, lossy: bool) -> None:
-        self.ctx = ctx
+    def __init__(self, brief: Brief, lossy: bool) -> None:
+        self.brief = brief
         self.lossy = lossy
         self.tables = 0
         self.omitted = 0  # items dropped
@@ -139,13 +140,13 @@ class _Trimmer:
 
     def table(self, items: list, paths, columns: list[list], keys: list[str] | None) -> list[int] | None:
         self.tables += 1
-        lim = self.ctx.limits
+        lim = self.brief.limits
         n = len(items)
         if not self.lossy or n <= lim.max_items:
             return None
         scored: list[tuple[int, int]] = []
         found: dict[str, set[int] | None] = {}
-        terms = self.ctx.terms
+        terms = self.brief.terms
         cap = max(2, min(int(lim.max_term_share * n), lim.max_matches))
         if keys is not None and terms:
             _column_terms(keys, {str}, terms, cap, found)
@@ -163,7 +164,7 @@ class _Trimmer:
         return self._record(n, keep_indices(n, lim.head_items, lim.tail_items, anomalies, matches))
 
     def array(self, items: list, parts: list[str]) -> list[str]:
-        lim = self.ctx.limits
+        lim = self.brief.limits
         n = len(items)
         if not self.lossy or n <= lim.max_items:
             return parts
@@ -171,7 +172,7 @@ class _Trimmer:
         scored = column_anomalies("", [v if x is None else x for v, x in zip(items, numbers)], numbers)
         joined = Joined(parts)
         scored.extend((1, i) for i in error_hits(parts, max_share=0.2, joined=joined))
-        matches = term_hits(parts, self.ctx.terms, lim, joined=joined)
+        matches = term_hits(parts, self.brief.terms, lim, joined=joined)
         kept = self._record(n, keep_indices(n, lim.head_items, lim.tail_items,
                                             rank_anomalies(scored, lim.max_anomalies), matches))
         if kept is None:
@@ -188,23 +189,23 @@ class _Trimmer:
         return out
 
 
-def compress(text: str, ctx: Context, value=_UNPARSED, prefix: str = "", suffix: str = "") -> Compressed | None:
+def compress(text: str, brief: Brief, value=_UNPARSED, prefix: str = "", suffix: str = "") -> Compressed | None:
     """Compress a JSON document; pass ``value`` when it has already been parsed, and the
     ``prefix``/``suffix`` text around it in ``text`` (kept as is) if there is any."""
     if value is _UNPARSED:
         value = loads(text)
     if not isinstance(value, (dict, list)):
         return None
-    limit = ctx.limits.lossy_min_chars
+    limit = brief.limits.lossy_min_chars
     lossy = len(text) > limit
-    pruner = Pruner(ctx.terms, ctx.limits)
+    pruner = Pruner(brief.terms, brief.limits)
     original = value
     if lossy:  # big objects and long strings (json_prune); arrays are trimmed while encoding
         value = pruner.prune(value)
-    trim = _Trimmer(ctx, lossy=lossy)
+    trim = _Trimmer(brief, lossy=lossy)
     out = encode(value, table_hook=trim.table, array_hook=trim.array)
     if pruner.omitted and len(out) <= limit:  # it would have fitted without pruning?
-        whole = _Trimmer(ctx, lossy=False)
+        whole = _Trimmer(brief, lossy=False)
         lossless = encode(original, table_hook=whole.table)
         if len(lossless) <= limit:
             value, pruner.omitted, trim, out = original, 0, whole, lossless
@@ -212,16 +213,16 @@ def compress(text: str, ctx: Context, value=_UNPARSED, prefix: str = "", suffix:
         # Would the lossless form have fitted after all? (Estimated: kept rows are typical.)
         lossless_len = len(out) * (trim.kept + trim.omitted) / max(1, trim.kept)
         if lossless_len <= limit:
-            trim = _Trimmer(ctx, lossy=False)
+            trim = _Trimmer(brief, lossy=False)
             out = encode(value, table_hook=trim.table)
     transforms = ["json:table" if trim.tables else "json:minify"]
     out = prefix + out + suffix
     omitted = trim.omitted + pruner.omitted
     if pruner.omitted:
-        out = ccr.marker(omitted, trim.total + pruner.omitted, "items", ctx.ccr_key) + "\n" + out
+        out = ccr.marker(omitted, trim.total + pruner.omitted, "items", brief.ccr_key) + "\n" + out
         transforms.append("json:prune")
     elif trim.omitted:
-        out = ccr.marker(trim.omitted, trim.total, "items", ctx.ccr_key) + "\n" + out
+        out = ccr.marker(trim.omitted, trim.total, "items", brief.ccr_key) + "\n" + out
         transforms.append("json:lossy")
     elif len(out) > len(text) * (1 - MIN_SAVING):
         return None

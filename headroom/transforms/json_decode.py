@@ -37,35 +37,35 @@ class _Decoder:
             m = _KEYED_START.match(s, i)
             if m:
                 return self.table(m, keyed=True)
-            out = {}
+            obj: dict = {}
             i += 1
             if s[i] == "}":
-                return out, i + 1
+                return obj, i + 1
             while True:
                 key, i = _raw.raw_decode(s, i)
                 assert s[i] == ":"
-                out[key], i = self.value(i + 1)
+                obj[key], i = self.value(i + 1)
                 if s[i] == ",":
                     i += 1
                     continue
                 assert s[i] == "}"
-                return out, i + 1
+                return obj, i + 1
         if c == "[":
             m = _TABLE_START.match(s, i)
             if m:
                 return self.table(m)
-            out = []
+            items: list = []
             i += 1
             if s[i] == "]":
-                return out, i + 1
+                return items, i + 1
             while True:
                 item, i = self.value(i)
-                out.append(item)
+                items.append(item)
                 if s[i] == ",":
                     i += 1
                     continue
                 assert s[i] == "]"
-                return out, i + 1
+                return items, i + 1
         return _raw.raw_decode(s, i)
 
     def table(self, m: re.Match, keyed: bool = False):

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from operator import itemgetter
 
 from headroom.transforms.base import MISSING
@@ -233,7 +233,7 @@ def row_values(items: list, paths: list[tuple[str, ...]]) -> list[list]:
     columns = []
     for p in paths:
         try:  # every row has the key: C-speed itemgetter chain (flattened paths always do)
-            values = items
+            values: Iterable = items
             for seg in p:
                 values = map(itemgetter(seg), values)
             columns.append(list(values))

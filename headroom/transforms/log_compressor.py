@@ -22,7 +22,7 @@ from bisect import bisect_left
 from collections import Counter
 
 from headroom.transforms import ccr, frames, records
-from headroom.transforms.base import Compressed, Context
+from headroom.transforms.base import Brief, Compressed
 from headroom.transforms.scan import Joined
 from headroom.transforms.select import ERROR_WORDS, gaps, term_hits
 
@@ -107,17 +107,17 @@ def _error_lines(lines: list[str], joined: Joined) -> list[int]:
     return [i for i in sorted(joined.texts_with(ERROR_WORDS)) if not _reports_success(lines[i])]
 
 
-def _important(lines: list[str], ctx: Context, joined: Joined, errors: list[int]) -> set[int]:
+def _important(lines: list[str], brief: Brief, joined: Joined, errors: list[int]) -> set[int]:
     """Error/warning lines (``errors``) with context, stack traces and test-failure sections.
 
     Candidates are located with plain substring search over the joined text; the regexes
     only confirm the few candidate lines (a regex per line would dominate the cost).
     """
     keep: set[int] = set()
-    ctx_n = ctx.limits.context_lines
+    nearby = brief.limits.nearby_lines
     n = len(lines)
     for index in _distinct_events(lines, errors):
-        keep.update(range(max(0, index - ctx_n), min(n, index + ctx_n + 1)))
+        keep.update(range(max(0, index - nearby), min(n, index + nearby + 1)))
     for i in sorted(joined.texts_with(_TRACE_WORDS)):
         if _TRACE_START.match(lines[i]):
             j = i + 1
@@ -203,24 +203,24 @@ def _gap_note(lines: list[str], errors: list[int], first: int, stop: int) -> str
     return f"{head} ({approx}{like} like: {sample})"
 
 
-def compress(text: str, ctx: Context) -> Compressed | None:
+def compress(text: str, brief: Brief) -> Compressed | None:
     cleaned = clean(text).split("\n")
     deduped, runs = dedupe_spans(cleaned)
     lines = frames.fold(deduped)
     transforms = ["log:collapse"] if len(lines) == len(deduped) else ["log:collapse", "log:frames"]
     body = "\n".join(lines)
-    lim = ctx.limits
+    lim = brief.limits
     n = len(lines)
     if len(body) > lim.lossy_min_chars and n > lim.head_lines + lim.tail_lines + 10:
         keep = set(range(lim.head_lines)) | set(range(n - lim.tail_lines, n))
         joined = Joined(lines)
         errors = _error_lines(lines, joined)
-        keep |= _important(lines, ctx, joined, errors)
+        keep |= _important(lines, brief, joined, errors)
         record_starts = records.starts(lines)
         if record_starts:
-            keep |= records.matching(lines, record_starts, ctx.terms, lim)
+            keep |= records.matching(lines, record_starts, brief.terms, lim)
         else:
-            keep.update(term_hits(lines, ctx.terms, lim))
+            keep.update(term_hits(lines, brief.terms, lim))
         kept = sorted(keep)
         holes = gaps(kept, n)
         if holes:
@@ -239,7 +239,7 @@ def compress(text: str, ctx: Context) -> Compressed | None:
                     out.append(note)
                 last = stop
             out.extend(lines[last:])
-            lossy = ccr.marker(omitted, origin[-1], "lines", ctx.ccr_key) + "\n" + "\n".join(out)
+            lossy = ccr.marker(omitted, origin[-1], "lines", brief.ccr_key) + "\n" + "\n".join(out)
             if omitted and len(lossy) < len(body):  # short gaps' notes can outweigh what they stand for
                 return Compressed(lossy, (*transforms, "log:lossy"), omitted)
     if len(body) > len(text) * (1 - MIN_SAVING) or body == text:  # (== : an empty block)

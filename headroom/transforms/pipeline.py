@@ -24,21 +24,13 @@ import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Literal
 
-from headroom.savings import BlockSaving, cache_ttls
+from headroom.formats import Block, Format, named
+from headroom.savings import BlockSaving
 from headroom.state.store import Store, StoreUnavailable
-from headroom.transforms import accounting, ccr, envelope, memo, prefix_guard, responses, tokens
-from headroom.transforms.base import Compressed, Context, Limits
-from headroom.transforms.blocks import (
-    Block,
-    content_chars,
-    find_blocks,
-    iter_anthropic,
-    iter_openai,
-    question_text,
-    replace_blocks,
-)
+from headroom.transforms import accounting, ccr, envelope, memo, prefix_guard, tokens
+from headroom.transforms.base import Brief, Compressed, Limits
+from headroom.transforms.blocks import question_text
 from headroom.transforms.detect import Kind
 from headroom.transforms.fit import fit, input_budget
 from headroom.transforms.memo import BlockId, MemoEntry, block_id
@@ -48,8 +40,6 @@ from headroom.transforms.terms import Terms, extract_terms
 
 log = logging.getLogger("headroom.pipeline")
 
-#: The wire format of a body: Anthropic Messages, OpenAI Chat Completions, OpenAI Responses.
-Provider = Literal["anthropic", "openai", "responses"]
 OFFLOAD_CHARS = 32_000  # blocks this big are tokenised (and zlib'd for CCR) off the event loop
 
 
@@ -123,49 +113,29 @@ class Receipt:
 # --- the cheap gate ------------------------------------------------------------------------
 
 
-def needs_work(body: dict, provider: str, options: PipelineOptions | None = None) -> bool:
+def needs_work(body: dict, fmt: Format | str, options: PipelineOptions | None = None) -> bool:
     """Whether any tool output is big enough to compress, or the window may overflow.
 
     Runs on every request, so it only looks at lengths: about a microsecond per message.
-    Never raises; a malformed body is left to the provider to reject.
+    Never raises; a malformed body is left to the provider to reject. ``fmt``: the body's
+    format (or its name).
     """
     try:
-        return _needs_work(body, provider, options or _DEFAULT_OPTIONS)
+        return _needs_work(body, named(fmt), options or _DEFAULT_OPTIONS)
     except Exception:  # noqa: BLE001
         return False
 
 
-def _needs_work(body: dict, provider: str, opts: PipelineOptions) -> bool:
+def _needs_work(body: dict, fmt: Format, opts: PipelineOptions) -> bool:
     if type(body) is not dict:
         return False
-    if provider == responses.FORMAT:
-        input_items = responses.items(body)
-        for _found in responses.iter_outputs(input_items, opts.min_block_chars):
-            return True
-        if not opts.fit_context or not responses.fittable(body):
-            return False
-        instructions = body.get("instructions")
-        total = responses.input_chars(input_items) + (len(instructions) if type(instructions) is str else 0)
-        return (total + _tools_chars(body.get("tools"))) / 2 > input_budget(body, "openai", opts.fit_margin)
-    messages = body.get("messages")
-    if type(messages) is not list:
-        return False
-    tool_outputs = iter_anthropic if provider == "anthropic" else iter_openai
-    for _found in tool_outputs(messages, opts.min_block_chars):
+    if fmt.has_block(body, opts.min_block_chars):
         return True
-    if not opts.fit_context:
+    if not opts.fit_context or not fmt.fittable(body):
         return False
-    total = content_chars(messages) + content_chars([{"content": body.get("system")}]) + _tools_chars(body.get("tools"))
     # Fewer than 2 characters per token is rare: this practically never misses an overflow,
     # and a false alarm only costs one exact count in run_pipeline.
-    return total / 2 > input_budget(body, provider, opts.fit_margin)
-
-
-def _tools_chars(tools) -> int:
-    """A cheap stand-in for the tool definitions' size: each description, plus 300 for its schema."""
-    if type(tools) is not list:
-        return 0
-    return sum(len(t.get("description") or "") + 300 for t in tools if type(t) is dict)
+    return fmt.window_chars(body) / 2 > input_budget(body, fmt, opts.fit_margin)
 
 
 _DEFAULT_OPTIONS = PipelineOptions()
@@ -176,7 +146,7 @@ _DEFAULT_OPTIONS = PipelineOptions()
 
 async def run_pipeline(
     body: dict,
-    provider: Provider,
+    fmt: Format | str,
     store: Store,
     caller: str,
     options: PipelineOptions | None = None,
@@ -184,11 +154,12 @@ async def run_pipeline(
 ) -> tuple[dict | None, Receipt]:
     """Compress ``body``; ``(None, receipt)`` means "forward the original bytes". Never raises.
 
-    ``model``: the LLMLingua model server, for long prose tool outputs (see ``prose_model``).
+    ``fmt``: the body's format (or its name). ``model``: the LLMLingua model server, for long
+    prose tool outputs (see ``prose_model``).
     """
     opts = options or _DEFAULT_OPTIONS
     try:
-        return await _run(body, provider, store, caller, opts, model)
+        return await _run(body, named(fmt), store, caller, opts, model)
     except StoreUnavailable:  # counted by the store, warned about once per outage
         return None, Receipt(errors=1, estimated=tokens.is_estimate())
     except Exception:
@@ -196,16 +167,16 @@ async def run_pipeline(
         return None, Receipt(errors=1, estimated=tokens.is_estimate())
 
 
-async def _run(body: dict, provider: Provider, store: Store, caller: str, opts: PipelineOptions,
+async def _run(body: dict, fmt: Format, store: Store, caller: str, opts: PipelineOptions,
                model: ProseModel | None):
-    if not isinstance(body, dict) or provider not in ("anthropic", "openai", responses.FORMAT):
-        raise ValueError(f"unsupported body or provider {provider!r}")
+    if not isinstance(body, dict):
+        raise ValueError("the request body is not a JSON object")
     receipt = Receipt()
-    blocks = find_blocks(body, provider, opts.min_block_chars)
+    blocks = fmt.blocks(body, opts.min_block_chars)
     entries: dict[tuple, MemoEntry] = {}
     hits: set[tuple] = set()
     if blocks:
-        hits = await _compress_blocks(blocks, body, provider, store, caller, opts, entries, receipt, model)
+        hits = await _compress_blocks(blocks, body, fmt, store, caller, opts, entries, receipt, model)
     new_texts = {path: e.output for path, e in entries.items() if e.output is not None}
     for block in blocks:
         entry = entries.get(block.path)
@@ -213,38 +184,33 @@ async def _run(body: dict, provider: Provider, store: Store, caller: str, opts: 
             tokens.remember(block.text, entry.tokens_before)
             if entry.output is not None:
                 tokens.remember(entry.output, entry.tokens_after)
-    new_body = replace_blocks(body, provider, new_texts) if new_texts else body
+    new_body = fmt.rewrite(body, new_texts) if new_texts else body
     if blocks:
-        _note_savings(blocks, body, provider, entries, hits, receipt)
-    if provider == responses.FORMAT:
-        fixed = accounting.value_tokens(responses.fixed_text(body))
-        before = accounting.message_tokens(responses.items(body))
-        after = accounting.message_tokens(responses.items(new_body)) if new_texts else before
-    else:
-        fixed = accounting.fixed_tokens(body)
-        messages = body.get("messages") if isinstance(body.get("messages"), list) else []
-        before = accounting.message_tokens(messages)
-        after = accounting.message_tokens(new_body["messages"]) if new_texts else before
+        _note_savings(blocks, body, fmt, entries, hits, receipt)
+    fixed = accounting.value_tokens(fmt.fixed_parts(body))
+    before = accounting.message_tokens(fmt.conversation(body))
+    after = accounting.message_tokens(fmt.conversation(new_body)) if new_texts else before
     receipt.tokens_before = fixed + sum(before)
     receipt.tokens_after = fixed + sum(after)
     if opts.fit_context:
-        new_body = _fit(new_body, provider, after, receipt, opts)
+        new_body = _fit(new_body, fmt, after, receipt, opts)
     receipt.estimated = receipt.estimated or tokens.is_estimate()
     changed = new_body is not body
     return (new_body if changed else None), receipt
 
 
-def _note_savings(blocks: list[Block], body: dict, provider: Provider, entries: dict, hits: set,
+def _note_savings(blocks: list[Block], body: dict, fmt: Format, entries: dict, hits: set,
                   receipt: Receipt) -> None:
-    """Each block's figures for :mod:`headroom.savings` (Anthropic: and its cache breakpoint)."""
-    ttls = cache_ttls(body["messages"], [b.path for b in blocks]) if provider == "anthropic" else {}
+    """Each block's figures for :mod:`headroom.savings` (and its covering cache breakpoint,
+    in a format that has them)."""
+    ttls = fmt.cache_ttls(body, [b.path for b in blocks])
     for block in blocks:
         entry = entries.get(block.path)
         saved = entry.tokens_before - entry.tokens_after if entry is not None and entry.output is not None else 0
         receipt.block_savings.append(BlockSaving(saved, block.path in hits, ttls.get(block.path)))
 
 
-async def _compress_blocks(blocks: list[Block], body: dict, provider: Provider, store: Store, caller: str,
+async def _compress_blocks(blocks: list[Block], body: dict, fmt: Format, store: Store, caller: str,
                            opts: PipelineOptions, entries: dict, receipt: Receipt, model: ProseModel | None) -> set:
     """Fill ``entries`` (path → memo entry) from the memo or by compressing; store new ones.
     Returns the paths found in the memo."""
@@ -254,7 +220,7 @@ async def _compress_blocks(blocks: list[Block], body: dict, provider: Provider, 
     guard.load(found[len(ids):])
     cached = found[:len(ids)]
     receipt.blocks = len(blocks)
-    misses: list[tuple[Block, object]] = []
+    misses: list[tuple[Block, BlockId]] = []
     hits: set[tuple] = set()
     fresh: dict[str, MemoEntry] = {}  # identical blocks within one request compress once
     used: dict[str, Terms] = {}  # memo key → the terms it was compressed with just now
@@ -291,7 +257,7 @@ async def _compress_blocks(blocks: list[Block], body: dict, provider: Provider, 
             if bid.memo_key in decided:
                 continue
             if terms is None:
-                terms = extract_terms(question_text(body, provider))
+                terms = extract_terms(question_text(body, fmt))
             block_terms = used.setdefault(bid.memo_key, terms)
             # Prose too long for one model call is cut by the extractive compressor first;
             # what it keeps may then go to the model (``max_chars`` bounds the call).
@@ -356,9 +322,9 @@ def _transform(block: Block, bid: BlockId, terms: Terms, opts: PipelineOptions,
     limits = opts.limits()
     if not extract_prose:
         limits = replace(limits, extract_prose=False)
-    ctx = Context(terms=terms, ccr_key=bid.ccr_key, limits=limits)
+    brief = Brief(terms=terms, ccr_key=bid.ccr_key, limits=limits)
     try:
-        kind, result = compress_block(block.text, block.tool_name, ctx, block.tool_input)
+        kind, result = compress_block(block.text, block.tool_name, brief, block.tool_input)
     except Exception:
         log.exception("headroom transform failed on a %d-char block", len(block.text))
         return None, None, 1
@@ -402,25 +368,21 @@ async def _store(store: Store, memo_items: dict[str, bytes], ccr_items: dict[str
         await store.set_many(memo_items, ttl=opts.memo_ttl)
 
 
-def _fit(body: dict, provider: Provider, message_tokens: list[int], receipt: Receipt,
+def _fit(body: dict, fmt: Format, message_tokens: list[int], receipt: Receipt,
          opts: PipelineOptions) -> dict:
     """Drop the oldest whole turns when the request would not fit the model's window.
 
-    Responses bodies: their ``input`` items, unless the upstream holds the conversation
-    (``previous_response_id``): then the request carries only the newest items, which are
-    never the ones to drop."""
-    if provider == responses.FORMAT:
-        field, table_provider = "input", "openai"
-        if not responses.fittable(body):
-            return body
-    else:
-        field, table_provider = "messages", provider
-    budget = input_budget(body, table_provider, opts.fit_margin)
+    Only where the format says the whole conversation is in the body (a Responses request
+    with ``previous_response_id`` carries only the newest items, never the ones to drop)."""
+    field = fmt.conversation_field
+    if not fmt.fittable(body):
+        return body
+    budget = input_budget(body, fmt, opts.fit_margin)
     if receipt.tokens_after <= budget or not isinstance(body.get(field), list):
         return body
     step = max(1, int(budget * opts.fit_step_share))
     messages = body[field]
-    result = fit(messages, message_tokens, receipt.tokens_after, budget, opts.fit_keep_last_turns, step)
+    result = fit(messages, message_tokens, receipt.tokens_after, budget, opts.fit_keep_last_turns, step, fmt)
     if result is None:
         return body
     receipt.dropped_turns = result.dropped_units

@@ -12,7 +12,7 @@ is the page's outline and how it opens and closes. So, for prose over ``lossy_mi
 * each run of omitted lines becomes one note naming its line range in the original
   (``… lines 40–77 omitted``), and the marker on the first line gives the retrieval key.
 
-Lines are the original's (see :func:`text_compressor.normalise_lines`), so the ranges can be
+Lines are the original's (see :func:`whitespace.normalise_lines`), so the ranges can be
 asked for. No sentence is reworded: what stays is verbatim. ``--llmlingua`` replaces this with
 the model (``Limits.extract_prose`` off). Plain string operations, no regex over the whole
 text: under 5 ms per 100 KB.
@@ -22,8 +22,8 @@ from __future__ import annotations
 
 from bisect import bisect_right
 
-from headroom.transforms import ccr, text_compressor
-from headroom.transforms.base import Compressed, Context
+from headroom.transforms import ccr, whitespace
+from headroom.transforms.base import Brief, Compressed
 from headroom.transforms.select import term_hits
 
 LONG_LINE = 400  # longer lines are paragraphs: judged sentence by sentence
@@ -71,9 +71,9 @@ def _cut(text: str, end: str) -> list[str]:
     return out
 
 
-def compress(text: str, ctx: Context) -> Compressed | None:
+def compress(text: str, brief: Brief) -> Compressed | None:
     """The extract, or None when it would not save :data:`MIN_SAVING` over whitespace alone."""
-    lines = text_compressor.normalise_lines(text)
+    lines = whitespace.normalise_lines(text)
     # units: whole lines, or the sentences of a long line; unit_line maps each to its line
     units: list[str] = []
     unit_line: list[int] = []
@@ -99,7 +99,7 @@ def compress(text: str, ctx: Context) -> Compressed | None:
     headings = [u for u in range(n_units)
                 if u not in fenced and is_heading(units[u], units[u + 1] if u + 1 < n_units else "")]
     heading_chars = sum(len(units[u]) for u in headings)
-    hits = term_hits(units, ctx.terms, ctx.limits)
+    hits = term_hits(units, brief.terms, brief.limits)
     for u in hits:
         keep.update(range(max(0, u - NEIGHBOURS), min(n_units, u + NEIGHBOURS + 1)))
         if units[u].startswith("|"):
@@ -112,7 +112,7 @@ def compress(text: str, ctx: Context) -> Compressed | None:
             h = bisect_right(headings, u) - 1
             if h >= 0:
                 keep.add(headings[h])
-    return _render(text, lines, units, unit_line, first_unit, keep, ctx)
+    return _render(text, lines, units, unit_line, first_unit, keep, brief)
 
 
 def _edges(units: list[str], keep: set[int]) -> None:
@@ -135,7 +135,7 @@ def _table_head(units: list[str], u: int) -> range:
 
 
 def _render(text: str, lines: list[str], units: list[str], unit_line: list[int], first_unit: list[int],
-            keep: set[int], ctx: Context) -> Compressed | None:
+            keep: set[int], brief: Brief) -> Compressed | None:
     out: list[str] = []
     gap_start = gap_last = -1  # first and last line of the run of omitted lines, -1 when none is open
     omitted = 0
@@ -171,7 +171,7 @@ def _render(text: str, lines: list[str], units: list[str], unit_line: list[int],
     whitespace_only = sum(map(len, lines)) + len(lines)  # about what normalising alone would send
     if len(body) > whitespace_only * (1 - MIN_SAVING):
         return None
-    marker = ccr.marker(omitted, sum(1 for line in lines if line.strip()), "lines", ctx.ccr_key)
+    marker = ccr.marker(omitted, sum(1 for line in lines if line.strip()), "lines", brief.ccr_key)
     return Compressed(marker + "\n" + body, ("text:extract",), omitted)
 
 

@@ -34,7 +34,8 @@ TIMEOUT_S = 6.0  # the proxy's own default is headroom.config's llmlingua_timeou
 
 
 class Reply(Protocol):
-    texts: list[str]
+    @property
+    def texts(self) -> list[str]: ...
 
 
 class ProseModel(Protocol):

@@ -16,29 +16,29 @@ from headroom.transforms import (
     table_compressor,
     text_compressor,
 )
-from headroom.transforms.base import Compressed, Context
+from headroom.transforms.base import Brief, Compressed
 from headroom.transforms.detect import Detection, Kind, detect
 
 
-def _json(text: str, ctx: Context, found: Detection) -> Compressed | None:
-    return json_compressor.compress(text, ctx, found.value, found.prefix, found.suffix)
+def _json(text: str, brief: Brief, found: Detection) -> Compressed | None:
+    return json_compressor.compress(text, brief, found.value, found.prefix, found.suffix)
 
 
-def _search(text: str, ctx: Context, found: Detection) -> Compressed | None:
-    return search_compressor.compress(text, ctx) or text_compressor.compress(text, ctx)
+def _search(text: str, brief: Brief, found: Detection) -> Compressed | None:
+    return search_compressor.compress(text, brief) or text_compressor.compress(text, brief)
 
 
-COMPRESSORS: dict[Kind, Callable[[str, Context, Detection], Compressed | None]] = {
+COMPRESSORS: dict[Kind, Callable[[str, Brief, Detection], Compressed | None]] = {
     Kind.JSON: _json,
     Kind.SEARCH: _search,
-    Kind.LOG: lambda text, ctx, found: log_compressor.compress(text, ctx),
-    Kind.TABLE: lambda text, ctx, found: table_compressor.compress(text, ctx),
-    Kind.TEXT: lambda text, ctx, found: text_compressor.compress(text, ctx),
-    Kind.DIFF: lambda text, ctx, found: diff_compressor.compress(text, ctx),
+    Kind.LOG: lambda text, brief, found: log_compressor.compress(text, brief),
+    Kind.TABLE: lambda text, brief, found: table_compressor.compress(text, brief),
+    Kind.TEXT: lambda text, brief, found: text_compressor.compress(text, brief),
+    Kind.DIFF: lambda text, brief, found: diff_compressor.compress(text, brief),
 }
 
 
-def compress_block(text: str, tool_name: str | None, ctx: Context,
+def compress_block(text: str, tool_name: str | None, brief: Brief,
                    tool_input: dict | None = None) -> tuple[Kind, Compressed | None]:
     """(detected kind, result); a None result means "send the block unchanged"."""
     found = detect(text, tool_name, tool_input)
@@ -46,7 +46,7 @@ def compress_block(text: str, tool_name: str | None, ctx: Context,
     if compress is None:
         return found.kind, None
     head = found.envelope
-    result = compress(text[len(head):], ctx, found)
+    result = compress(text[len(head):], brief, found)
     if result is None or not head:
         return found.kind, result
     return found.kind, Compressed(head + result.text, result.transforms, result.omitted)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 
 from headroom.transforms import ccr
-from headroom.transforms.base import Compressed, Context
+from headroom.transforms.base import Brief, Compressed
 from headroom.transforms.scan import Joined
 from headroom.transforms.select import keep_indices, term_hits
 
@@ -94,7 +94,7 @@ def _entry_line(entry: Entry) -> str:
     return f" {number}{sep} {text}" if text else f" {number}{sep}"
 
 
-def _group_paths(paths: list[str], ctx: Context, lossy: bool) -> tuple[list[str], int]:
+def _group_paths(paths: list[str], brief: Brief, lossy: bool) -> tuple[list[str], int]:
     """``dir/: a, b, c`` lines for a plain list of paths; returns (lines, omitted paths)."""
     dirs: dict[str, list[str]] = {}
     for path in paths:
@@ -103,11 +103,11 @@ def _group_paths(paths: list[str], ctx: Context, lossy: bool) -> tuple[list[str]
         dirs.setdefault(head + "/" if head else "./", []).append(name)
     out: list[str] = []
     omitted = 0
-    per_dir = max(ctx.limits.max_items // 4, 5)
+    per_dir = max(brief.limits.max_items // 4, 5)
     for d, names in dirs.items():
         shown = names
         if lossy and len(names) > per_dir:
-            hits = set(_term_rows(names, ctx))
+            hits = set(_term_rows(names, brief))
             keep = keep_indices(len(names), per_dir, 0, sorted(hits))
             shown = [names[i] for i in keep]
             omitted += len(names) - len(shown)
@@ -121,10 +121,10 @@ def _group_paths(paths: list[str], ctx: Context, lossy: bool) -> tuple[list[str]
     return out, omitted
 
 
-def _term_rows(texts: list[str], ctx: Context) -> list[int]:
-    if not ctx.terms or not texts:
+def _term_rows(texts: list[str], brief: Brief) -> list[int]:
+    if not brief.terms or not texts:
         return []
-    return sorted(Joined(texts).texts_with(ctx.terms.scan_words))
+    return sorted(Joined(texts).texts_with(brief.terms.scan_words))
 
 
 def _weight(entry: Entry) -> int:
@@ -181,16 +181,16 @@ def _directory(path: str) -> str:
     return head + "/" if name and head.strip("./").count("/") >= FACTOR_DEPTH - 1 else ""
 
 
-def _render_common(common: dict[str, list[Location]], ctx: Context, lossy: bool) -> tuple[list[str], int, int]:
+def _render_common(common: dict[str, list[Location]], brief: Brief, lossy: bool) -> tuple[list[str], int, int]:
     """``[same line in N files, ×M] text``, then its locations: ``dir/: a.py:3,90; b.py:7``."""
     out: list[str] = []
     omitted = total = 0
     for text, locations in common.items():
         total += len(locations)
         shown = locations
-        if lossy and len(locations) > ctx.limits.max_matches_per_file:
-            hits = term_hits([path for path, _ in locations], ctx.terms, ctx.limits)
-            shown = [locations[i] for i in keep_indices(len(locations), ctx.limits.max_matches_per_file, 0, hits)]
+        if lossy and len(locations) > brief.limits.max_matches_per_file:
+            hits = term_hits([path for path, _ in locations], brief.terms, brief.limits)
+            shown = [locations[i] for i in keep_indices(len(locations), brief.limits.max_matches_per_file, 0, hits)]
         by_file: dict[str, list[str]] = {}
         for path, number in shown:
             by_file.setdefault(path, []).append(number)
@@ -208,13 +208,13 @@ def _render_common(common: dict[str, list[Location]], ctx: Context, lossy: bool)
 
 
 def _render(other: list[str], common: dict[str, list[Location]], files: dict[str, list[Entry]],
-            ctx: Context, lossy: bool) -> tuple[list[str], int, int]:
+            brief: Brief, lossy: bool) -> tuple[list[str], int, int]:
     """(lines, omitted matches, total matches)."""
-    lim = ctx.limits
-    out, omitted, total = _render_common(common, ctx, lossy)
+    lim = brief.limits
+    out, omitted, total = _render_common(common, brief, lossy)
     out = list(other) + out
     paths = list(files)
-    hits = _entry_hits(paths, files, ctx) if lossy else {}
+    hits = _entry_hits(paths, files, brief) if lossy else {}
     if lossy and len(paths) > lim.max_items:
         keep = keep_indices(len(paths), lim.head_items, lim.tail_items, sorted(hits))
         position = {i: k for k, i in enumerate(keep)}
@@ -239,7 +239,7 @@ def _render(other: list[str], common: dict[str, list[Location]], files: dict[str
             name = path[len(directory):] if directory and len(members) > 1 else path
             if factored and not (directory and len(members) > 1) and "/" not in name:
                 name = "./" + name  # not a file of the directory written above it
-            lines, n_omitted, n_total = _render_file(name, files[path], hits.get(index[path], set()), ctx, lossy)
+            lines, n_omitted, n_total = _render_file(name, files[path], hits.get(index[path], set()), brief, lossy)
             out.extend(lines)
             omitted += n_omitted
             total += n_total
@@ -263,11 +263,11 @@ def _runs(paths: list[str], groups: dict[str, list[str]]) -> list[tuple[str, lis
     return out
 
 
-def _entry_hits(paths: list[str], files: dict[str, list[Entry]], ctx: Context) -> dict[int, set[int]]:
+def _entry_hits(paths: list[str], files: dict[str, list[Entry]], brief: Brief) -> dict[int, set[int]]:
     """File index → indices of its entries with a selective question term (every entry when
     the term is in the path). Selective means rare among *all* matches: "log" in a search for
     logging calls names every line and so none in particular."""
-    if not ctx.terms:
+    if not brief.terms:
         return {}
     texts: list[str] = []
     owners: list[tuple[int, int]] = []
@@ -276,17 +276,17 @@ def _entry_hits(paths: list[str], files: dict[str, list[Entry]], ctx: Context) -
             texts.append(entry[2])
             owners.append((i, j))
     found: dict[int, set[int]] = {}
-    for k in term_hits(texts, ctx.terms, ctx.limits):
+    for k in term_hits(texts, brief.terms, brief.limits):
         i, j = owners[k]
         found.setdefault(i, set()).add(j)
-    for i in term_hits(paths, ctx.terms, ctx.limits):
+    for i in term_hits(paths, brief.terms, brief.limits):
         found.setdefault(i, set()).update(range(len(files[paths[i]])))
     return found
 
 
-def _render_file(name: str, entries: list[Entry], hits: set[int], ctx: Context,
+def _render_file(name: str, entries: list[Entry], hits: set[int], brief: Brief,
                  lossy: bool) -> tuple[list[str], int, int]:
-    lim = ctx.limits
+    lim = brief.limits
     total = max(1, sum(map(_weight, entries)))
     if not entries:
         return [name], 0, total
@@ -298,30 +298,29 @@ def _render_file(name: str, entries: list[Entry], hits: set[int], ctx: Context,
     return [head] + [_entry_line(e) for e in shown], total - count, total
 
 
-def compress(text: str, ctx: Context) -> Compressed | None:
+def compress(text: str, brief: Brief) -> Compressed | None:
     lines = [line.rstrip() for line in text.split("\n")]
     parsed = _parse(lines)
     if parsed is None:
         return None
     other, files = parsed
     for path, entries in files.items():  # drop duplicate matches, keep first occurrence order
-        seen: set[Entry] = set()
-        files[path] = [e for e in entries if not (e in seen or seen.add(e))]
-    lossy = len(text) > ctx.limits.lossy_min_chars
+        files[path] = list(dict.fromkeys(entries))
+    lossy = len(text) > brief.limits.lossy_min_chars
     if all(not entries for entries in files.values()):
-        body, omitted = _group_paths(list(files), ctx, lossy)
+        body, omitted = _group_paths(list(files), brief, lossy)
         body = other + body
         total = len(files)
         unit, name = "paths", "search:paths"
     else:
         common, files = _common_lines(files)
         files = {path: _fold_same(entries) for path, entries in files.items()}
-        body, omitted, total = _render(other, common, files, ctx, lossy)
+        body, omitted, total = _render(other, common, files, brief, lossy)
         unit, name = "matches", "search:group"
     out = "\n".join(body)
     transforms = [name]
     if omitted:
-        out = ccr.marker(omitted, total, unit, ctx.ccr_key) + "\n" + out
+        out = ccr.marker(omitted, total, unit, brief.ccr_key) + "\n" + out
         transforms.append("search:lossy")
     elif len(out) > len(text) * (1 - MIN_SAVING) or out == text:  # (== : an empty block)
         return None

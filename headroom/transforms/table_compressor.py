@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 
 from headroom.transforms import aligned, ccr
-from headroom.transforms.base import Compressed, Context
+from headroom.transforms.base import Brief, Compressed
 from headroom.transforms.select import (
     column_anomalies,
     error_hits,
@@ -77,22 +77,22 @@ def _layout(lines: list[str]):
     return start, _cells(lines[0]), _cells
 
 
-def compress(text: str, ctx: Context) -> Compressed | None:
+def compress(text: str, brief: Brief) -> Compressed | None:
     lines = [line.rstrip() for line in text.split("\n")]
     while lines and not lines[-1]:
         lines.pop()
-    if len(text) > ctx.limits.lossy_min_chars and lines:
+    if len(text) > brief.limits.lossy_min_chars and lines:
         start, header, split = _layout(lines)
-        if len(lines) - start > ctx.limits.max_items:
-            return _trim(lines, start, header, split, ctx)
+        if len(lines) - start > brief.limits.max_items:
+            return _trim(lines, start, header, split, brief)
     out = "\n".join(lines)
     if len(out) > len(text) * 0.95 or out == text:  # (== : an empty block)
         return None
     return Compressed(out, ("table:trim",))
 
 
-def _trim(lines: list[str], start: int, header: list[str], split, ctx: Context) -> Compressed | None:
-    lim = ctx.limits
+def _trim(lines: list[str], start: int, header: list[str], split, brief: Brief) -> Compressed | None:
+    lim = brief.limits
     rows = lines[start:]
     cells = [split(row) for row in rows]
     scored: list[tuple[int, int]] = []
@@ -103,7 +103,7 @@ def _trim(lines: list[str], start: int, header: list[str], split, ctx: Context) 
         scored.extend(_near_full(name, values, numbers))
     scored.extend((1, i) for i in error_hits(rows, max_share=0.2))
     anomalies = rank_anomalies(scored, lim.max_anomalies)
-    kept = keep_indices(len(rows), lim.head_items, lim.tail_items, anomalies, term_hits(rows, ctx.terms, lim))
+    kept = keep_indices(len(rows), lim.head_items, lim.tail_items, anomalies, term_hits(rows, brief.terms, lim))
     holes = gaps(kept, len(rows))
     out = lines[:start]
     last = omitted = 0
@@ -119,6 +119,6 @@ def _trim(lines: list[str], start: int, header: list[str], split, ctx: Context) 
         last = b
     if not omitted:
         return None
-    out.insert(0, ccr.marker(omitted, len(rows), "rows", ctx.ccr_key))
+    out.insert(0, ccr.marker(omitted, len(rows), "rows", brief.ccr_key))
     out.extend(rows[last:])
     return Compressed("\n".join(out), ("table:lossy",), omitted)

@@ -8,47 +8,20 @@ Long prose (over ``lossy_min_chars``) is cut down by :mod:`prose` (the original 
 
 from __future__ import annotations
 
-import re
-
 from headroom.transforms import prose
-from headroom.transforms.base import Compressed, Context
+from headroom.transforms.base import Brief, Compressed
+from headroom.transforms.whitespace import normalise, normalise_lines
 
-_INNER_SPACES = re.compile(r"(?<=\S)[ \t\u00a0]{2,}(?=\S)")
-_BLANK_RUNS = re.compile(r"\n{3,}")
-# Zero-width *spaces* only. The zero-width joiner and non-joiner (U+200D, U+200C) are not
-# spacing: they build emoji sequences and are spelling in Persian, Hindi and other scripts.
-_INVISIBLE = re.compile(r"[\u200b\ufeff]")
-_CODE_FENCE = "```"
+__all__ = ["MIN_SAVING", "compress", "normalise", "normalise_lines"]
+
 MIN_SAVING = 0.05
 
 
-def normalise(text: str) -> str:
-    return _BLANK_RUNS.sub("\n\n", "\n".join(normalise_lines(text))).strip("\n")
-
-
-def normalise_lines(text: str) -> list[str]:
-    """:func:`normalise` line by line, without collapsing blank lines: line *i* of the result
-    is line *i* of the input (``\r\n`` counted as one line end), so notes can name lines."""
-    if "\u200b" in text or "\ufeff" in text:
-        text = _INVISIBLE.sub("", text)
-    out: list[str] = []
-    in_fence = False
-    for line in text.replace("\r\n", "\n").split("\n"):
-        if line.lstrip().startswith(_CODE_FENCE):
-            in_fence = not in_fence
-        line = line.rstrip()
-        if not in_fence and ("  " in line or "\u00a0" in line or "\t" in line.lstrip()):
-            indent = len(line) - len(line.lstrip())
-            line = line[:indent] + _INNER_SPACES.sub(" ", line[indent:])
-        out.append(line)
-    return out
-
-
-def compress(text: str, ctx: Context) -> Compressed | None:
+def compress(text: str, brief: Brief) -> Compressed | None:
     """Prose: long outputs go to the extractive compressor (:mod:`prose`), unless the model
-    server compresses prose instead (``ctx.limits.extract_prose`` off); the rest is whitespace."""
-    if ctx.limits.extract_prose and len(text) > ctx.limits.lossy_min_chars:
-        extracted = prose.compress(text, ctx)
+    server compresses prose instead (``brief.limits.extract_prose`` off); the rest is whitespace."""
+    if brief.limits.extract_prose and len(text) > brief.limits.lossy_min_chars:
+        extracted = prose.compress(text, brief)
         if extracted is not None:
             return extracted
     out = normalise(text)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from headroom.state.lru import text_keyed
+from headroom.state.lru import LRU, text_keyed
 
 log = logging.getLogger("headroom.tokens")
 
@@ -115,7 +115,7 @@ def warm_up() -> threading.Thread:
     """Load the encoding in a background thread (call at proxy startup; returns the thread).
 
     A second call returns the same thread. ``/readyz`` reports the worker not ready until
-    :func:`settled`, so that no routed request waits for the load."""
+    :func:`loaded`, so that no routed request waits for the load."""
     global _warm_up_thread
     with _warm_up_lock:
         if _warm_up_thread is None:
@@ -124,7 +124,7 @@ def warm_up() -> threading.Thread:
         return _warm_up_thread
 
 
-def settled() -> bool:
+def loaded() -> bool:
     """Whether the encoding is loaded, or known to be unavailable (estimates); never blocks."""
     return _state != "unloaded"
 
@@ -156,7 +156,7 @@ class CountCache:
     counting them again would cost ~6 ms per 100 KB each turn, a lookup costs a string hash."""
 
     def __init__(self, max_chars: int = 16_000_000) -> None:
-        self._counts = text_keyed(max_chars)
+        self._counts: LRU[str, int] = text_keyed(max_chars)
 
     def __len__(self) -> int:
         return len(self._counts)

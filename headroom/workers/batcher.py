@@ -151,15 +151,15 @@ class _SmallestFirst:
                 result, error = job(), None
             except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
                 result, error = None, exc
-            _settle(loop, future, result, error)
+            _resolve(loop, future, result, error)
         while not self._jobs.empty():  # closed: whoever still waits gets Closed
             _, _, job, loop, future = self._jobs.get()
             if job is not None:
-                _settle(loop, future, None, Closed("batcher is closed"))
+                _resolve(loop, future, None, Closed("batcher is closed"))
 
 
-def _settle(loop: asyncio.AbstractEventLoop, future: asyncio.Future, result: Any, error: BaseException | None) -> None:
-    def settle() -> None:
+def _resolve(loop: asyncio.AbstractEventLoop, future: asyncio.Future, result: Any, error: BaseException | None) -> None:
+    def resolve() -> None:
         if future.done():
             return  # the caller was cancelled meanwhile
         if error is None:
@@ -168,7 +168,7 @@ def _settle(loop: asyncio.AbstractEventLoop, future: asyncio.Future, result: Any
             future.set_exception(error)
 
     try:
-        loop.call_soon_threadsafe(settle)
+        loop.call_soon_threadsafe(resolve)
     except RuntimeError:
         pass  # the loop is closed: nobody is waiting
 
@@ -271,9 +271,9 @@ class Batcher:
             lane = "short" if size <= self.short_window_tokens else "long"
             request.pending.setdefault(lane, collections.deque()).append(index)
         for name in request.pending:
-            lane = self._lanes[name]
-            lane.rotation.append(request)
-            lane.wakeup.set()
+            queue = self._lanes[name]
+            queue.rotation.append(request)
+            queue.wakeup.set()
         self._active.add(request)
         self.stats.queue_windows += len(request.windows)
         self.stats.active_requests = len(self._active)

@@ -29,6 +29,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 
 from sanic import Sanic
 from sanic.worker.constants import ProcessState
@@ -51,7 +52,7 @@ class Watchdog:
         self._workers: list = []  # the worker processes last seen, to wait for at the very end
         self._signals: list[int] = []  # stop signals queued by the main thread's handler
         self._wake = threading.Event()
-        self._handle_signal = None
+        self._handle_signal: Callable[[int, object], None] | None = None  # set once workers run
         self._signalled: set[int] = set()  # workers sent their one stop signal
 
     def start(self) -> None:

@@ -21,53 +21,10 @@ from __future__ import annotations
 import json
 import random
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
-
-@dataclass(frozen=True)
-class Case:
-    name: str
-    tool: str  # tool name as the agent calls it
-    tool_input: dict
-    content: str
-    question: str
-    answers: tuple[str, ...]
-    provider: str = "anthropic"
-    same_line: tuple[str, ...] = ()
-    deep: bool = False
-    unchanged: bool = False  # must come back byte for byte (file reads)
-    notes: str = ""
-    extra: dict = field(default_factory=dict)
-
-
-# --- helpers ----------------------------------------------------------------------------
-
-FIRST = ["anna", "ben", "chen", "diego", "elif", "femi", "greta", "hiro", "ines", "jonas", "kofi",
-         "lena", "marco", "nadia", "omar", "priya", "quinn", "rosa", "sven", "tariq", "uma", "vik",
-         "wren", "xia", "yusuf", "zoe"]
-LAST = ["schmidt", "okafor", "tanaka", "garcia", "novak", "kowalczyk", "haddad", "larsen", "moreau",
-        "rossi", "silva", "nguyen", "petrov", "kim", "ali", "brown", "fischer", "dubois"]
-
-
-def _login(rng: random.Random) -> str:
-    first, last = rng.choice(FIRST), rng.choice(LAST)
-    style = rng.randrange(3)
-    if style == 0:
-        return f"{first}{last[0]}"
-    if style == 1:
-        return f"{first[0]}{last}"
-    return f"{first}-{last}{rng.randrange(10, 99)}"
-
-
-def _iso(rng: random.Random, year: int = 2025, month: int | None = None) -> str:
-    m = month or rng.randint(1, 12)
-    return f"{year}-{m:02d}-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}Z"
-
-
-def _hex(rng: random.Random, n: int) -> str:
-    return "".join(rng.choice("0123456789abcdef") for _ in range(n))
-
+from testkit.corpus.case import Case, aligned_table, hex_digits, iso_time, login_name
+from testkit.corpus.shell_cases import shell_cases
 
 # --- 1. GitHub issues API (pretty JSON, large array of nested objects) -------------------
 
@@ -105,7 +62,7 @@ def github_issues() -> Case:
     target = 57
     for k in range(100):
         number = 4400 - k
-        login = _login(rng)
+        login = login_name(rng)
         title = rng.choice(ISSUE_TOPICS)
         if k == target:
             login, title = "mkowalczyk", "Checkout websocket reconnect loop after token refresh"
@@ -119,11 +76,11 @@ def github_issues() -> Case:
             "url": f"{repo}/issues/{number}", "repository_url": repo,
             "labels_url": f"{repo}/issues/{number}/labels{{/name}}", "comments_url": f"{repo}/issues/{number}/comments",
             "events_url": f"{repo}/issues/{number}/events", "html_url": f"https://github.com/acme/storefront/issues/{number}",
-            "id": 2900000000 + number * 17, "node_id": f"I_kwDOBx{_hex(rng, 8)}", "number": number, "title": title,
+            "id": 2900000000 + number * 17, "node_id": f"I_kwDOBx{hex_digits(rng, 8)}", "number": number, "title": title,
             "user": _gh_user(login, 10_000 + rng.randrange(900_000)), "labels": labels,
             "state": "closed" if closed else "open", "locked": False, "assignee": None, "assignees": [],
-            "milestone": None, "comments": rng.randrange(0, 14), "created_at": _iso(rng), "updated_at": _iso(rng),
-            "closed_at": _iso(rng) if closed else None, "author_association": rng.choice(["MEMBER", "CONTRIBUTOR", "NONE"]),
+            "milestone": None, "comments": rng.randrange(0, 14), "created_at": iso_time(rng), "updated_at": iso_time(rng),
+            "closed_at": iso_time(rng) if closed else None, "author_association": rng.choice(["MEMBER", "CONTRIBUTOR", "NONE"]),
             "type": None, "active_lock_reason": None, "sub_issues_summary": {"total": 0, "completed": 0, "percent_completed": 0},
             "body": f"Steps to reproduce:\n1. Open the storefront\n2. {title.lower()}\n\nExpected: works.\nActual: see logs.",
             "closed_by": None,
@@ -148,13 +105,13 @@ def orders_api() -> Case:
     orders = []
     failed = {117: "card_declined", 263: "insufficient_funds", 391: "expired_card"}
     for k in range(500):
-        oid = f"ord_{_hex(rng, 4).upper()}{k:04d}"
+        oid = f"ord_{hex_digits(rng, 4).upper()}{k:04d}"
         status = "paid" if rng.random() > 0.04 else "refunded"
         code = None
         if k in failed:
             status, code = "payment_failed", failed[k]
         orders.append({
-            "id": oid, "object": "order", "customer": {"id": f"cus_{_hex(rng, 10)}", "email": f"{_login(rng)}@example.com"},
+            "id": oid, "object": "order", "customer": {"id": f"cus_{hex_digits(rng, 10)}", "email": f"{login_name(rng)}@example.com"},
             "amount_cents": rng.randrange(900, 48_000), "currency": "eur", "status": status, "failure_code": code,
             "items": rng.randrange(1, 6), "channel": rng.choice(["web", "web", "ios", "android"]),
             "created": 1_735_689_600 + k * 811,
@@ -211,17 +168,17 @@ def k8s_pods() -> Case:
         version = f"{rng.randint(1, 3)}.{rng.randint(0, 20)}.{rng.randint(0, 9)}"
         if app == "payments-worker":
             version = "2.14.3"
-        name = f"{app}-{_hex(rng, 9)}-{_hex(rng, 5)}"
+        name = f"{app}-{hex_digits(rng, 9)}-{hex_digits(rng, 5)}"
         image = f"registry.acme.io/{app}:{version}"
         items.append({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {
-                "creationTimestamp": _iso(rng, 2025, 3), "generateName": f"{app}-{_hex(rng, 9)}-",
-                "labels": {"app.kubernetes.io/name": app, "app.kubernetes.io/part-of": "storefront", "pod-template-hash": _hex(rng, 9)},
+                "creationTimestamp": iso_time(rng, 2025, 3), "generateName": f"{app}-{hex_digits(rng, 9)}-",
+                "labels": {"app.kubernetes.io/name": app, "app.kubernetes.io/part-of": "storefront", "pod-template-hash": hex_digits(rng, 9)},
                 "name": name, "namespace": "prod",
                 "ownerReferences": [{"apiVersion": "apps/v1", "blockOwnerDeletion": True, "controller": True,
-                                     "kind": "ReplicaSet", "name": f"{app}-{_hex(rng, 9)}", "uid": f"{_hex(rng, 8)}-{_hex(rng, 4)}-{_hex(rng, 4)}-{_hex(rng, 4)}-{_hex(rng, 12)}"}],
-                "resourceVersion": str(rng.randrange(10**7, 10**8)), "uid": f"{_hex(rng, 8)}-{_hex(rng, 4)}-{_hex(rng, 4)}-{_hex(rng, 4)}-{_hex(rng, 12)}",
+                                     "kind": "ReplicaSet", "name": f"{app}-{hex_digits(rng, 9)}", "uid": f"{hex_digits(rng, 8)}-{hex_digits(rng, 4)}-{hex_digits(rng, 4)}-{hex_digits(rng, 4)}-{hex_digits(rng, 12)}"}],
+                "resourceVersion": str(rng.randrange(10**7, 10**8)), "uid": f"{hex_digits(rng, 8)}-{hex_digits(rng, 4)}-{hex_digits(rng, 4)}-{hex_digits(rng, 4)}-{hex_digits(rng, 12)}",
             },
             "spec": {
                 "containers": [{
@@ -233,7 +190,7 @@ def k8s_pods() -> Case:
                                        "periodSeconds": 10, "successThreshold": 1, "timeoutSeconds": 1},
                     "resources": {"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "250m", "memory": "512Mi"}},
                     "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File",
-                    "volumeMounts": [{"mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "name": f"kube-api-access-{_hex(rng, 5)}", "readOnly": True}],
+                    "volumeMounts": [{"mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "name": f"kube-api-access-{hex_digits(rng, 5)}", "readOnly": True}],
                 }],
                 "dnsPolicy": "ClusterFirst", "enableServiceLinks": True, "nodeName": f"ip-10-0-{rng.randint(1, 250)}-{rng.randint(1, 250)}.eu-central-1.compute.internal",
                 "preemptionPolicy": "PreemptLowerPriority", "priority": 0, "restartPolicy": "Always", "schedulerName": "default-scheduler",
@@ -242,14 +199,14 @@ def k8s_pods() -> Case:
                                 {"effect": "NoExecute", "key": "node.kubernetes.io/unreachable", "operator": "Exists", "tolerationSeconds": 300}],
             },
             "status": {
-                "conditions": [{"lastProbeTime": None, "lastTransitionTime": _iso(rng, 2025, 3), "status": "True", "type": t}
+                "conditions": [{"lastProbeTime": None, "lastTransitionTime": iso_time(rng, 2025, 3), "status": "True", "type": t}
                                for t in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled")],
-                "containerStatuses": [{"containerID": f"containerd://{_hex(rng, 64)}", "image": image,
-                                       "imageID": f"registry.acme.io/{app}@sha256:{_hex(rng, 64)}", "lastState": {}, "name": app,
+                "containerStatuses": [{"containerID": f"containerd://{hex_digits(rng, 64)}", "image": image,
+                                       "imageID": f"registry.acme.io/{app}@sha256:{hex_digits(rng, 64)}", "lastState": {}, "name": app,
                                        "ready": True, "restartCount": 0, "started": True,
-                                       "state": {"running": {"startedAt": _iso(rng, 2025, 3)}}}],
+                                       "state": {"running": {"startedAt": iso_time(rng, 2025, 3)}}}],
                 "hostIP": f"10.0.{rng.randint(1, 250)}.{rng.randint(1, 250)}", "phase": "Running",
-                "podIP": f"10.1.{rng.randint(1, 250)}.{rng.randint(1, 250)}", "qosClass": "Burstable", "startTime": _iso(rng, 2025, 3),
+                "podIP": f"10.1.{rng.randint(1, 250)}.{rng.randint(1, 250)}", "qosClass": "Burstable", "startTime": iso_time(rng, 2025, 3),
             },
         })
     doc = {"apiVersion": "v1", "items": items, "kind": "List", "metadata": {"resourceVersion": ""}}
@@ -327,7 +284,7 @@ def tsc_build() -> Case:
         elif kind < 0.85:
             lines.append(f"modules by path ./src/{d}/ {rng.randint(10, 400)} KiB {rng.randint(2, 40)} modules")
         else:
-            lines.append(f"asset {d}.{_hex(rng, 8)}.js {rng.randint(1, 300)} KiB [emitted] [immutable] [minimized] (name: {d})")
+            lines.append(f"asset {d}.{hex_digits(rng, 8)}.js {rng.randint(1, 300)} KiB [emitted] [immutable] [minimized] (name: {d})")
     error_at = 380
     lines[error_at:error_at] = [
         "src/billing/invoice.ts(88,17): error TS2345: Argument of type 'string' is not assignable to parameter of type 'Cents'.",
@@ -366,7 +323,7 @@ def app_log() -> Case:
         path = rng.choice(paths)
         method = "POST" if path in ("/api/checkout", "/api/cart/items") and rng.random() < 0.7 else "GET"
         level = "INFO "
-        lines.append(f"{ts} {level}[http] {method} {path} 200 {rng.randint(2, 180)}ms trace_id={_hex(rng, 32)} user=u_{rng.randrange(10000, 99999)}")
+        lines.append(f"{ts} {level}[http] {method} {path} 200 {rng.randint(2, 180)}ms trace_id={hex_digits(rng, 32)} user=u_{rng.randrange(10000, 99999)}")
         if k % 300 == 0:
             lines.append(f"{ts} INFO [pool] db connections in use: {rng.randint(3, 20)}/50")
     return Case(
@@ -508,12 +465,6 @@ def docs_page() -> Case:
 
 # --- 13. kubectl get pods (aligned text table) -----------------------------------------------
 
-def aligned_table(header: list[str], rows: list[list[str]], gap: int = 3) -> str:
-    """Columns padded to their widest cell, as kubectl and docker print them."""
-    widths = [max(len(r[i]) for r in [header, *rows]) + gap for i in range(len(header))]
-    return "\n".join("".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows])
-
-
 def kubectl_table() -> Case:
     rng = random.Random(1313)
     apps = ["storefront-web", "storefront-api", "payments-worker", "inventory-sync", "search-indexer", "mailer",
@@ -521,7 +472,7 @@ def kubectl_table() -> Case:
     rows = []
     for _ in range(160):
         app = rng.choice(apps)
-        rows.append([f"{app}-{_hex(rng, 9)}-{_hex(rng, 5)}", "1/1", "Running", str(rng.choice([0, 0, 0, 1])),
+        rows.append([f"{app}-{hex_digits(rng, 9)}-{hex_digits(rng, 5)}", "1/1", "Running", str(rng.choice([0, 0, 0, 1])),
                      f"{rng.randint(1, 30)}d", f"10.1.{rng.randint(1, 250)}.{rng.randint(1, 250)}",
                      f"ip-10-0-{rng.randint(1, 250)}-{rng.randint(1, 250)}"])
     crash = rows[97]
@@ -540,14 +491,14 @@ def kubectl_table() -> Case:
 
 def feature_flags() -> Case:
     rng = random.Random(1414)
-    owners = [f"{_login(rng)}@acme.io" for _ in range(30)]
+    owners = [f"{login_name(rng)}@acme.io" for _ in range(30)]
     flags = {}
     for k in range(220):
         name = f"{rng.choice(['new', 'beta', 'legacy', 'exp'])}_{rng.choice(['checkout', 'search', 'cart', 'pricing', 'mail', 'ui'])}_{rng.choice(['flow', 'ranker', 'banner', 'widget', 'cache', 'api'])}_{k}"
         flags[name] = {
             "enabled": rng.random() < 0.6,
             "rollout": {"percentage": rng.choice([0, 5, 10, 25, 50, 100]), "segments": rng.sample(["eu", "us", "staff", "beta-testers", "mobile"], 2)},
-            "owner": rng.choice(owners), "updated_at": _iso(rng, 2025),
+            "owner": rng.choice(owners), "updated_at": iso_time(rng, 2025),
         }
     flags["new_checkout_flow"] = {"enabled": True, "rollout": {"percentage": 35, "segments": ["eu", "staff"]},
                                   "owner": "sarah.okafor@acme.io", "updated_at": "2025-03-12T08:41:00Z"}
@@ -561,8 +512,6 @@ def feature_flags() -> Case:
 
 
 def all_cases() -> list[Case]:
-    from testkit.corpus.shell_cases import shell_cases  # (it builds on this module's helpers)
-
     return [github_issues(), orders_api(), endpoint_stats(), k8s_pods(), pytest_run(), tsc_build(), app_log(),
             npm_install(), grep_results(), glob_listing(), source_read(), docs_page(), kubectl_table(), feature_flags(),
             *shell_cases()]

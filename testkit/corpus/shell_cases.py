@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 
-from testkit.corpus.cases import Case, _hex, aligned_table
+from testkit.corpus.case import Case, aligned_table, hex_digits
 
 CODEX_HEADER = "Chunk ID: 3f9a1c\nWall time: 0.0412 seconds\nProcess exited with code 0\nOriginal token count: {tokens}\nOutput:\n"
 
@@ -76,7 +76,7 @@ def syslog_codex() -> Case:
     for k in range(300):
         unit = rng.choice(units)
         pid = rng.randint(1000, 65000)
-        text = rng.choice(messages[unit]).format(n=rng.randint(1, 59), port=rng.randint(30000, 60000), key=_hex(rng, 12), pid=pid)
+        text = rng.choice(messages[unit]).format(n=rng.randint(1, 59), port=rng.randint(30000, 60000), key=hex_digits(rng, 12), pid=pid)
         lines.append(f"Nov  1 10:{k // 6:02d}:{(k * 7) % 60:02d} web-1 {unit.format(pid=pid)}: {text}")
     lines[187:187] = [
         "Nov  1 10:31:12 web-1 kernel: [412345.120034] gunicorn invoked oom-killer: gfp_mask=0x140cca(GFP_HIGHUSER_MOVABLE|__GFP_COMP), order=0, oom_score_adj=0",
@@ -108,7 +108,7 @@ def kubectl_all_namespaces() -> Case:
         ns = rng.choice(sorted(namespaces))
         app = rng.choice(namespaces[ns])
         restarts = rng.choice(["0", "0", "0", "1 (6d ago)", "2 (13d ago)"])
-        rows.append([ns, f"{app}-{_hex(rng, 9)}-{_hex(rng, 5)}", "1/1", "Running", restarts, f"{rng.randint(1, 40)}d"])
+        rows.append([ns, f"{app}-{hex_digits(rng, 9)}-{hex_digits(rng, 5)}", "1/1", "Running", restarts, f"{rng.randint(1, 40)}d"])
     rows.sort(key=lambda r: (r[0], r[1]))
     target = next(i for i, r in enumerate(rows) if r[0] == "prod" and r[1].startswith("payments-api"))
     rows[target][1:5] = ["payments-api-6d9f7b8c4-7xk2m", "0/1", "ImagePullBackOff", "0"]
@@ -236,7 +236,7 @@ def java_service_log() -> Case:
         ts = f"2026-11-01T10:{k // 10:02d}:{(k * 13) % 60:02d}.{rng.randrange(1000):03d}Z"
         thread = f"http-nio-8080-exec-{rng.randint(1, 40)}"
         if k % 13 == 5:
-            lines.append(f"{ts} ERROR 1 --- [{thread}] c.a.s.checkout.CheckoutController : quote failed for cart {_hex(rng, 8)}")
+            lines.append(f"{ts} ERROR 1 --- [{thread}] c.a.s.checkout.CheckoutController : quote failed for cart {hex_digits(rng, 8)}")
             lines.append('java.lang.NullPointerException: Cannot invoke "java.math.BigDecimal.add(java.math.BigDecimal)" because "discount" is null')
             lines.extend(f"\tat {frame}" for frame in _JAVA_FRAMES)
             continue

@@ -8,8 +8,8 @@ import socket
 import httpx
 
 from headroom.outcome import RequestOutcome
-from headroom.proxy.bookkeeping import WriteBehind
 from headroom.proxy.stats import StatsBuffer, delta_of
+from headroom.proxy.write_behind import WriteBehind
 from headroom.state.keys import STATS_RECENT_LIMIT, STATS_SAMPLE_LIMIT
 from testkit.waiting import async_wait_for, wait_for
 

@@ -32,7 +32,7 @@ from headroom.transforms import (
     table_compressor,
     text_compressor,
 )
-from headroom.transforms.base import Context, Limits
+from headroom.transforms.base import Brief, Limits
 from headroom.transforms.blocks import find_blocks, question_text, replace_blocks
 from headroom.transforms.detect import FILE_TOOLS, SEARCH_TOOLS, SHELL_TOOLS, detect
 from headroom.transforms.json_decode import decode
@@ -153,8 +153,8 @@ any_text = st.one_of(_base_text, st.tuples(_envelopes, _base_text).map("".join))
 limits = st.builds(Limits, lossy_min_chars=st.integers(0, 400), max_items=st.integers(0, 12),
                    head_items=st.integers(0, 4), tail_items=st.integers(0, 4), max_anomalies=st.integers(0, 5),
                    max_matches=st.integers(0, 8), head_lines=st.integers(0, 5), tail_lines=st.integers(0, 5),
-                   context_lines=st.integers(0, 3), max_matches_per_file=st.integers(0, 4))
-contexts = st.builds(Context, terms=st.one_of(phrase, free_text).map(extract_terms),
+                   nearby_lines=st.integers(0, 3), max_matches_per_file=st.integers(0, 4))
+briefs = st.builds(Brief, terms=st.one_of(phrase, free_text).map(extract_terms),
                      ccr_key=st.just("0123456789abcdef"), limits=limits)
 tool_names = st.one_of(st.none(), st.sampled_from(sorted(FILE_TOOLS | SEARCH_TOOLS | SHELL_TOOLS)),
                        st.sampled_from(["mcp__srv__grep", "WebFetch", "Bash", "unknown_tool", ""]))
@@ -188,32 +188,32 @@ def _same(a, b) -> bool:
 
 
 @SETTINGS
-@given(any_text, contexts)
-def test_each_text_compressor_never_raises_and_is_deterministic(text, ctx):
+@given(any_text, briefs)
+def test_each_text_compressor_never_raises_and_is_deterministic(text, brief):
     for name, compress in COMPRESSORS.items():
-        first = compress(text, ctx)
+        first = compress(text, brief)
         assert first is None or (isinstance(first.text, str) and first.text != text), name  # None: unchanged
-        assert _same(first, compress(text, ctx)), name
+        assert _same(first, compress(text, brief)), name
 
 
 @SETTINGS
-@given(any_text, contexts, tool_names, tool_inputs)
-def test_routing_any_block_never_raises_and_is_deterministic(text, ctx, tool, tool_input):
-    kind, first = compress_block(text, tool, ctx, tool_input)
-    again_kind, again = compress_block(text, tool, ctx, tool_input)
+@given(any_text, briefs, tool_names, tool_inputs)
+def test_routing_any_block_never_raises_and_is_deterministic(text, brief, tool, tool_input):
+    kind, first = compress_block(text, tool, brief, tool_input)
+    again_kind, again = compress_block(text, tool, brief, tool_input)
     assert kind is again_kind and _same(first, again)
     assert detect(text, tool, tool_input).kind is kind
     if first is not None and first.omitted:
-        assert f"retrieve with key {ctx.ccr_key}" in first.text  # dropped content is always marked
+        assert f"retrieve with key {brief.ccr_key}" in first.text  # dropped content is always marked
 
 
 @SETTINGS
-@given(any_json, contexts, st.sampled_from([None, 1, 2]))
-def test_json_compressor_never_raises_and_is_deterministic(value, ctx, indent):
+@given(any_json, briefs, st.sampled_from([None, 1, 2]))
+def test_json_compressor_never_raises_and_is_deterministic(value, brief, indent):
     text = _json_text(value, indent)
-    first = json_compressor.compress(text, ctx)
-    assert _same(first, json_compressor.compress(text, ctx))
-    assert _same(first, json_compressor.compress(text, ctx, loads(text)))  # pre-parsed: the same
+    first = json_compressor.compress(text, brief)
+    assert _same(first, json_compressor.compress(text, brief))
+    assert _same(first, json_compressor.compress(text, brief, loads(text)))  # pre-parsed: the same
 
 
 @SETTINGS
@@ -265,7 +265,7 @@ def test_number_spelling_survives_the_notation(literal):
 def test_lossless_json_compression_decodes_to_the_original_document(value, indent):
     assume(isinstance(value, (dict, list)))
     text = _json_text(value, indent)
-    result = json_compressor.compress(text, Context(limits=Limits(lossy_min_chars=10**9)))
+    result = json_compressor.compress(text, Brief(limits=Limits(lossy_min_chars=10**9)))
     if result is not None:
         assert result.omitted == 0
         assert _exact(decode(result.text)) == _exact(loads(text))
@@ -293,19 +293,19 @@ def test_normalisers_are_idempotent(text):
 
 
 @SETTINGS
-@given(any_text, contexts)
-def test_text_compression_of_its_own_output_changes_nothing(text, ctx):
-    first = text_compressor.compress(text, ctx)
+@given(any_text, briefs)
+def test_text_compression_of_its_own_output_changes_nothing(text, brief):
+    first = text_compressor.compress(text, brief)
     if first is not None:
-        assert text_compressor.compress(first.text, ctx) is None
+        assert text_compressor.compress(first.text, brief) is None
 
 
 @SETTINGS
-@given(any_json, contexts)
-def test_minified_json_is_not_rewritten_again(value, ctx):
+@given(any_json, briefs)
+def test_minified_json_is_not_rewritten_again(value, brief):
     """Without tables the lossless form is plain compact JSON: compressing it again saves nothing."""
     assume(isinstance(value, (dict, list)))
-    lossless = Context(ctx.terms, ctx.ccr_key, Limits(lossy_min_chars=10**9))
+    lossless = Brief(brief.terms, brief.ccr_key, Limits(lossy_min_chars=10**9))
     first = json_compressor.compress(_json_text(value, 2), lossless)
     if first is not None and first.transforms == ("json:minify",):
         assert json_compressor.compress(first.text, lossless) is None
@@ -321,7 +321,7 @@ def test_lossless_compression_of_its_own_output_changes_nothing(text):
     equal lines), which is why no compressor is ever run on an output (see below).
     """
     assume("\u2026 \u00d7" not in text)
-    lossless = Context(limits=Limits(lossy_min_chars=10**9, max_items=10**6))
+    lossless = Brief(limits=Limits(lossy_min_chars=10**9, max_items=10**6))
     for name, compress in COMPRESSORS.items():
         first = compress(text, lossless)
         if first is not None:

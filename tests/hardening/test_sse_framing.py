@@ -18,9 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sanic.compat import Header
 
+from headroom.formats import ANTHROPIC
+from headroom.formats import CHAT as OPENAI
 from headroom.proxy.exchange import Exchange
 from headroom.proxy.forward import relay_stream
-from headroom.proxy.providers import ANTHROPIC, OPENAI
 from headroom.proxy.sse import EventBuffer, last_event_end, split_events
 from headroom.proxy.usage import StreamUsage
 

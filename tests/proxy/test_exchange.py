@@ -6,9 +6,10 @@ from time import perf_counter
 
 import pytest
 
+from headroom.formats import ANTHROPIC
+from headroom.formats import CHAT as OPENAI
 from headroom.pricing import Usage, cost_usd, load_pricing
 from headroom.proxy.exchange import Exchange, outcome_of, receipt_headers
-from headroom.proxy.providers import ANTHROPIC, OPENAI
 from headroom.transforms import Receipt
 
 PRICING = load_pricing()

@@ -7,9 +7,10 @@ from datetime import datetime, timezone
 import pytest
 
 from headroom.config import ProxyConfig
+from headroom.formats import ANTHROPIC
+from headroom.formats import CHAT as OPENAI
 from headroom.pricing import Usage, load_pricing
 from headroom.proxy.guards import Refused, guard_request, limit_headers, refusal, settlement
-from headroom.proxy.providers import ANTHROPIC, OPENAI
 from headroom.state.store import GuardRequest, GuardResult
 
 PRICING = load_pricing()

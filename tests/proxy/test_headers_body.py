@@ -8,10 +8,12 @@ import zlib
 
 import pytest
 
+from headroom.formats import ANTHROPIC
+from headroom.formats import CHAT as OPENAI
+from headroom.formats import format_for_path as provider_for_path
 from headroom.proxy.body import decoded_body, dumps, json_object
 from headroom.proxy.errors import ProxyError
 from headroom.proxy.headers import request_headers, response_headers
-from headroom.proxy.providers import ANTHROPIC, OPENAI, provider_for_path
 from headroom.proxy.request_id import new_request_id, request_id_for
 from headroom.proxy.response_cache import CachedAnswer, policy, request_key
 

@@ -15,7 +15,8 @@ import subprocess
 import pytest
 from redis import exceptions as rx
 
-from headroom.state.resp import Endpoint, RespClient, redact_url
+from headroom.state.redis_url import Endpoint, redact_url
+from headroom.state.resp import RespClient
 from testkit.waiting import async_wait_for, wait_for
 
 

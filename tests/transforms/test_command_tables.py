@@ -6,15 +6,15 @@ from __future__ import annotations
 import re
 
 from headroom.transforms import aligned, table_compressor
-from headroom.transforms.base import Context, Limits
+from headroom.transforms.base import Brief, Limits
 from headroom.transforms.detect import Kind, detect
 from headroom.transforms.terms import extract_terms
 
 KEY = "0123456789abcdef"
 
 
-def ctx(question: str = "", **limits) -> Context:
-    return Context(terms=extract_terms(question), ccr_key=KEY, limits=Limits(**limits))
+def brief(question: str = "", **limits) -> Brief:
+    return Brief(terms=extract_terms(question), ccr_key=KEY, limits=Limits(**limits))
 
 
 def marker(text: str) -> tuple[int, int]:
@@ -93,7 +93,7 @@ def test_process_table_keeps_header_once_outliers_and_question_rows():
     lines = ps_aux()
     lines[200] = lines[200].replace("  0.0 ", " 99.8 ").replace("/usr/lib/worker --id 199", "/usr/bin/python3 etl.py")
     lines[120] = lines[120].replace("--id 119", "--id 119 --queue invoices")
-    out = table_compressor.compress("\n".join(lines), ctx("is the invoices worker running?"))
+    out = table_compressor.compress("\n".join(lines), brief("is the invoices worker running?"))
     rows = out.text.split("\n")
     assert rows[1] == lines[0] and out.text.count("%CPU") == 1
     assert lines[200] in rows and lines[120] in rows  # the CPU spike and the question's row
@@ -106,7 +106,7 @@ def test_process_table_keeps_header_once_outliers_and_question_rows():
 def test_disk_table_keeps_the_full_disk():
     lines = df()
     lines[90] = "/dev/nvme0n1p2  468G  468G     0 100% /"
-    out = table_compressor.compress("\n".join(lines), ctx())
+    out = table_compressor.compress("\n".join(lines), brief())
     assert lines[90] in out.text and lines[60] not in out.text
 
 
@@ -114,16 +114,16 @@ def test_listing_keeps_preamble_and_big_files():
     lines = ["total 4812"] + [f"-rw-r--r--  1 alice staff  {1000 + i % 50:>8} Nov  1 10:00 part-{i:04d}.csv"
                               for i in range(300)]
     lines[170] = "-rw-r--r--  1 alice staff  98765432 Nov  1 10:00 part-0169.csv"
-    out = table_compressor.compress("\n".join(lines), ctx())
+    out = table_compressor.compress("\n".join(lines), brief())
     rows = out.text.split("\n")
     assert rows[1] == "total 4812" and lines[170] in rows
     assert marker(out.text)[1] == 300
 
 
 def test_small_tables_are_left_alone():
-    assert table_compressor.compress("\n".join(ps_aux(20)), ctx()) is None
+    assert table_compressor.compress("\n".join(ps_aux(20)), brief()) is None
 
 
 def test_the_same_table_gives_the_same_bytes():
     text = "\n".join(ps_aux())
-    assert table_compressor.compress(text, ctx("worker 17")) == table_compressor.compress(text, ctx("worker 17"))
+    assert table_compressor.compress(text, brief("worker 17")) == table_compressor.compress(text, brief("worker 17"))

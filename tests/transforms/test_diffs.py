@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from headroom.transforms import diff_compressor
-from headroom.transforms.base import Context
+from headroom.transforms.base import Brief
 from headroom.transforms.detect import Kind
 from headroom.transforms.router import compress_block
 from headroom.transforms.terms import extract_terms
@@ -35,8 +35,8 @@ def _diff(files: int = 30) -> str:
     return "\n".join(line for i in range(files) for line in _file(i)) + "\n"
 
 
-def _ctx(question: str) -> Context:
-    return Context(terms=extract_terms(question), ccr_key=KEY)
+def _ctx(question: str) -> Brief:
+    return Brief(terms=extract_terms(question), ccr_key=KEY)
 
 
 def test_hunks_are_delimited_by_their_counts_not_by_header_like_lines():
@@ -90,7 +90,7 @@ def test_small_diffs_and_text_without_hunks_are_left_alone():
 
 _DIFF_LINES = st.lists(st.sampled_from([
     "diff --git a/x.py b/x.py", "--- a/x.py", "+++ b/x.py", "@@ -1,3 +1,4 @@ def f():", "@@ -5 +5 @@",
-    "@@@ -1,2 -1,2 +1,3 @@@", " ctx", "+added line with value", "-removed", "\\ No newline at end of file",
+    "@@@ -1,2 -1,2 +1,3 @@@", " brief", "+added line with value", "-removed", "\\ No newline at end of file",
     "", "index 1..2 100644", "-- dashes", "+++", "@@ -x +y @@",
 ]), max_size=400)
 
@@ -101,9 +101,9 @@ def test_never_raises_never_grows_and_is_deterministic(lines, question, small):
     from headroom.transforms.base import Limits
 
     text = "\n".join(lines)
-    ctx = Context(terms=extract_terms(question), ccr_key=KEY, limits=Limits(lossy_min_chars=0 if small else 6_000))
-    out = diff_compressor.compress(text, ctx)
-    again = diff_compressor.compress(text, ctx)
+    brief = Brief(terms=extract_terms(question), ccr_key=KEY, limits=Limits(lossy_min_chars=0 if small else 6_000))
+    out = diff_compressor.compress(text, brief)
+    again = diff_compressor.compress(text, brief)
     assert out == again
     if out is not None:
         assert len(out.text) < len(text) and out.omitted > 0

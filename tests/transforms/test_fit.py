@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import itertools
 
+from headroom.formats import CHAT, RESPONSES
 from headroom.state.memory_store import MemoryStore
 from headroom.transforms import PipelineOptions, run_pipeline
-from headroom.transforms.fit import input_budget, model_limits, units
+from headroom.transforms.fit import input_budget, model_limits
 from headroom.transforms.pipeline import needs_work
 
 
@@ -115,7 +116,7 @@ def test_units_keep_tool_calls_with_their_results_openai():
         {"role": "tool", "tool_call_id": "b", "content": "rb"},
         {"role": "user", "content": "next"},
     ]
-    groups = units(messages)
+    groups = CHAT.units(messages)
     assert groups == [[2, 3], [5, 6, 7, 8]]
     assert all(messages[i]["role"] != "system" for g in groups for i in g)
 
@@ -157,7 +158,7 @@ def _codex_body(turns: int, **extra) -> dict:
 
 def test_units_of_responses_items_keep_each_response_whole():
     body = _codex_body(turns=3)
-    groups = units(body["input"])
+    groups = RESPONSES.units(body["input"])
     # reasoning + its call + the call's output; the last unit runs to the end
     assert groups == [[2, 3, 4], [5, 6, 7], [8, 9, 10], [11, 12]]
 

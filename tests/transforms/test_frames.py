@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from headroom.transforms import frames, log_compressor
-from headroom.transforms.base import Context, Limits
+from headroom.transforms.base import Brief, Limits
 from headroom.transforms.detect import Kind, detect
 from headroom.transforms.router import compress_block
 
@@ -137,7 +137,7 @@ def test_different_traces_are_not_folded_together():
 def test_short_error_log_is_compressed_losslessly():
     text = "\n".join(python_recursion(120))
     assert detect(text, "Bash", {"command": "python run.py"}).kind is Kind.LOG
-    _, out = compress_block(text, "Bash", Context(), {"command": "python run.py"})
+    _, out = compress_block(text, "Bash", Brief(), {"command": "python run.py"})
     assert out.omitted == 0 and "log:frames" in out.transforms
     assert unfold(out.text.split("\n")) == text.split("\n")
 
@@ -145,7 +145,7 @@ def test_short_error_log_is_compressed_losslessly():
 def test_folded_traces_survive_lossy_selection():
     lines = [f"2026-11-01T09:{i // 60:02d}:{i % 60:02d}Z INFO tick {i}" for i in range(600)]
     lines[300:300] = java_log(3)
-    out = log_compressor.compress("\n".join(lines), Context(ccr_key="0123456789abcdef", limits=Limits()))
+    out = log_compressor.compress("\n".join(lines), Brief(ccr_key="0123456789abcdef", limits=Limits()))
     text = out.text
     assert 'because "discount" is null' in text
     assert text.count(JAVA[0]) == 3 and text.count(JAVA[-1]) == 3

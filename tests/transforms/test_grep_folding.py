@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from headroom.transforms import search_compressor
-from headroom.transforms.base import Context, Limits
+from headroom.transforms.base import Brief, Limits
 from headroom.transforms.terms import extract_terms
 
 KEY = "0123456789abcdef"
@@ -18,8 +18,8 @@ ROOT = "services/shop/src/main/java/com/acme/shop"
 _ENTRY = re.compile(r"^ (\d+(?:,\d+)*)([:-]) ?(.*)$")
 
 
-def ctx(question: str = "", **limits) -> Context:
-    return Context(terms=extract_terms(question), ccr_key=KEY, limits=Limits(**limits))
+def brief(question: str = "", **limits) -> Brief:
+    return Brief(terms=extract_terms(question), ccr_key=KEY, limits=Limits(**limits))
 
 
 def read_back(text: str) -> set[tuple[str, str, str]]:
@@ -75,7 +75,7 @@ def deep_grep() -> list[str]:
 
 def test_deep_directories_once_and_nothing_lost():
     lines = deep_grep()
-    out = search_compressor.compress("\n".join(lines), ctx(lossy_min_chars=100_000))
+    out = search_compressor.compress("\n".join(lines), brief(lossy_min_chars=100_000))
     assert out.omitted == 0
     assert read_back(out.text) == written(lines)
     assert out.text.count(f"{ROOT}/billing/") == 2  # the heading, and the common line's locations
@@ -85,7 +85,7 @@ def test_deep_directories_once_and_nothing_lost():
 
 def test_a_line_in_many_files_is_written_once_with_its_count():
     lines = deep_grep()
-    out = search_compressor.compress("\n".join(lines), ctx(lossy_min_chars=100_000))
+    out = search_compressor.compress("\n".join(lines), brief(lossy_min_chars=100_000))
     assert out.text.count("import org.slf4j.LoggerFactory;") == 1
     assert "[same line in 10 files, \u00d710] import org.slf4j.LoggerFactory;" in out.text
     assert f" {ROOT}/cart/: CartService.java:5; CartClient.java:5; CartMapper.java:5" in out.text
@@ -93,20 +93,20 @@ def test_a_line_in_many_files_is_written_once_with_its_count():
 
 def test_a_line_repeated_in_one_file_lists_its_line_numbers():
     lines = deep_grep()
-    out = search_compressor.compress("\n".join(lines), ctx(lossy_min_chars=100_000))
+    out = search_compressor.compress("\n".join(lines), brief(lossy_min_chars=100_000))
     assert ' 40,90: log.warn("cart Client slow");' in out.text
 
 
-def test_context_lines_keep_their_order():
+def test_nearby_lines_keep_their_order():
     lines = ["src/a.py-9-    }", "src/a.py:10:    raise", "src/a.py-11-    }", "src/a.py:12:    raise",
              "src/a.py-13-    }"]
-    out = search_compressor.compress("\n".join(lines), ctx(lossy_min_chars=100_000))
+    out = search_compressor.compress("\n".join(lines), brief(lossy_min_chars=100_000))
     assert out is None or " 10: raise\n 11- }\n 12: raise" in out.text
 
 
 def test_shallow_paths_stay_whole():
     lines = [f"src/net/{name}.py:{i}:retry({i})" for i, name in enumerate(["a", "b", "c"] * 10)]
-    out = search_compressor.compress("\n".join(lines), ctx(lossy_min_chars=100_000))
+    out = search_compressor.compress("\n".join(lines), brief(lossy_min_chars=100_000))
     assert "\nsrc/net/a.py\n" in "\n" + out.text
 
 
@@ -116,7 +116,7 @@ def test_lossy_keeps_selective_matches_and_counts_what_it_drops():
         path = f"{ROOT}/pkg{i}/Thing{i}.java"
         lines += [f"{path}:{j}:        log.debug(\"step {j} of thing {i}\");" for j in range(1, 6)]
     lines.insert(333, f"{ROOT}/pkg66/Thing66.java:77:        log.error(\"refund exceeds captured amount\");")
-    out = search_compressor.compress("\n".join(lines), ctx("where do we log that a refund exceeds the amount?"))
+    out = search_compressor.compress("\n".join(lines), brief("where do we log that a refund exceeds the amount?"))
     assert 'log.error("refund exceeds captured amount");' in out.text
     m = re.match(rf"\[headroom: (\d+) of (\d+) matches omitted; retrieve with key {KEY}\]", out.text)
     omitted, total = int(m.group(1)), int(m.group(2))
@@ -129,7 +129,7 @@ def test_lossy_keeps_selective_matches_and_counts_what_it_drops():
 def test_lossy_common_lines_keep_a_few_locations():
     lines = [f"{ROOT}/p{i}/C{i}.java:5:import org.slf4j.LoggerFactory;" for i in range(400)]
     lines += [f"{ROOT}/p{i}/C{i}.java:9:class C{i} {{}}" for i in range(400)]
-    out = search_compressor.compress("\n".join(lines), ctx())
+    out = search_compressor.compress("\n".join(lines), brief())
     assert out.text.count("import org.slf4j.LoggerFactory;") == 1
     assert "\u2026 397 more locations omitted" in out.text
 
@@ -144,5 +144,5 @@ _TEXTS = ["import org.slf4j.LoggerFactory;", "log.warn(\"slow\");", "retry(3)", 
 def test_lossless_grep_folding_states_every_match(matches):
     """Any mix of depths, shared lines and repeats: every (path, line, text) can be read back."""
     lines = list(dict.fromkeys(f"{d}/{name}:{n}:{text}".removeprefix("./") for d, name, n, text in matches))
-    out = search_compressor.compress("\n".join(lines), ctx(lossy_min_chars=100_000))
+    out = search_compressor.compress("\n".join(lines), brief(lossy_min_chars=100_000))
     assert out is None or (out.omitted == 0 and read_back(out.text) == written(lines))

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from headroom.transforms import json_compressor
-from headroom.transforms.base import Context, Limits
+from headroom.transforms.base import Brief, Limits
 from headroom.transforms.json_prune import GAP_KEY, Pruner
 from headroom.transforms.terms import extract_terms
 
@@ -22,8 +22,8 @@ def _config() -> dict:
 def test_a_big_dictionary_keeps_the_key_the_question_names_and_stays_valid_json():
     doc = _config()
     text = json.dumps(doc, indent=2)
-    ctx = Context(terms=extract_terms("What is CONFIG_ARGS set to?"), ccr_key="k" * 16)
-    out = json_compressor.compress(text, ctx)
+    brief = Brief(terms=extract_terms("What is CONFIG_ARGS set to?"), ccr_key="k" * 16)
+    out = json_compressor.compress(text, brief)
     assert out is not None and out.omitted and "json:prune" in out.transforms
     marker, body = out.text.split("\n", 1)
     assert "retrieve with key kkkkkkkkkkkkkkkk" in marker
@@ -37,7 +37,7 @@ def test_a_big_dictionary_keeps_the_key_the_question_names_and_stays_valid_json(
 
 def test_small_documents_are_not_pruned():
     doc = {"a": "x" * 400, "b": 1}
-    assert "json:prune" not in (json_compressor.compress(json.dumps(doc, indent=2), Context()) or
+    assert "json:prune" not in (json_compressor.compress(json.dumps(doc, indent=2), Brief()) or
                                 json_compressor.Compressed("", ())).transforms
 
 
@@ -57,6 +57,6 @@ def test_pruning_never_raises_is_deterministic_and_keeps_the_shape(value, questi
     assert type(first) is type(value)
     assert len(json.dumps(first)) <= len(json.dumps(value)) + 40  # a gap note at most per object
     small = Limits(lossy_min_chars=200)
-    out = json_compressor.compress(json.dumps(value, indent=1), Context(terms=terms, limits=small))
+    out = json_compressor.compress(json.dumps(value, indent=1), Brief(terms=terms, limits=small))
     if out is not None:
         assert len(out.text) < len(json.dumps(value, indent=1))

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from headroom.transforms import log_compressor, table_compressor
-from headroom.transforms.base import Context, Limits
+from headroom.transforms.base import Brief, Limits
 from tests.transforms import trace_samples as samples
 from tests.transforms.test_frames import java_log, python_recursion, unfold
 
@@ -60,7 +60,7 @@ def test_log_notes_name_original_lines_after_folds():
     lines[300:300] = python_recursion(200)  # folded to a pass and a note
     lines[700:700] = samples.GO_PANIC.rstrip("\n").split("\n")  # goroutines folded
     lines[900:900] = java_log(4)  # traces folded
-    out = log_compressor.compress("\n".join(lines), Context(ccr_key=KEY, limits=Limits()))
+    out = log_compressor.compress("\n".join(lines), Brief(ccr_key=KEY, limits=Limits()))
     assert out.omitted > 500
     assert f"of {len(lines)} lines omitted" in out.text.split("\n")[0]  # counted in original lines
     assert restore(out.text, lines, _log_unfold) == lines
@@ -68,7 +68,7 @@ def test_log_notes_name_original_lines_after_folds():
 
 def test_table_notes_name_original_lines():
     lines = ["PID   USER   %CPU  COMMAND"] + [f"{1000 + i:<5} app    0.{i % 9}   worker-{i}" for i in range(300)]
-    out = table_compressor.compress("\n".join(lines), Context(ccr_key=KEY, limits=Limits()))
+    out = table_compressor.compress("\n".join(lines), Brief(ccr_key=KEY, limits=Limits()))
     assert out is not None and out.omitted > 200
     assert restore(out.text, lines) == lines
 
@@ -83,7 +83,7 @@ def test_any_cut_log_names_the_lines_it_left_out(pattern, salt):
     lines = [f"{line} #{(i * 7 + salt) % 13}" if line.startswith("INFO") else line
              for i, line in enumerate((pattern or ["INFO ok"]) * 12)]
     text = "\n".join(lines)
-    out = log_compressor.compress(text, Context(ccr_key=KEY, limits=Limits(lossy_min_chars=200)))
+    out = log_compressor.compress(text, Brief(ccr_key=KEY, limits=Limits(lossy_min_chars=200)))
     assert out is None or len(out.text) < len(text)
     if out is not None and out.omitted:
         assert restore(out.text, lines, _log_unfold) == lines

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from headroom.transforms import prose, text_compressor
-from headroom.transforms.base import Context, Limits
+from headroom.transforms.base import Brief, Limits
 from headroom.transforms.detect import Kind
 from headroom.transforms.router import compress_block
 from headroom.transforms.terms import extract_terms
@@ -37,8 +37,8 @@ def _page(sections: int = 60, seed: int = 5) -> str:
     return "\n".join(parts)
 
 
-def _ctx(question: str, **limits) -> Context:
-    return Context(terms=extract_terms(question), ccr_key=KEY, limits=Limits(**limits))
+def _ctx(question: str, **limits) -> Brief:
+    return Brief(terms=extract_terms(question), ccr_key=KEY, limits=Limits(**limits))
 
 
 def test_the_answer_its_neighbours_headings_and_edges_stay_verbatim():
@@ -99,8 +99,8 @@ def test_100_kb_of_prose_is_cheap():
 @given(text=st.text(alphabet=st.sampled_from(list("ab. ?!\n#=-|XY1\u00a0\t")), max_size=3_000),
        question=st.text(max_size=20))
 def test_never_raises_never_grows_and_is_deterministic(text, question):
-    ctx = _ctx(question, lossy_min_chars=0)
-    out = prose.compress(text, ctx)
-    assert out == prose.compress(text, ctx)
+    brief = _ctx(question, lossy_min_chars=0)
+    out = prose.compress(text, brief)
+    assert out == prose.compress(text, brief)
     if out is not None:
         assert len(out.text) < len(text) and out.omitted > 0

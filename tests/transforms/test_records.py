@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from headroom.transforms import log_compressor, records
-from headroom.transforms.base import Context, Limits
+from headroom.transforms.base import Brief, Limits
 from headroom.transforms.terms import extract_terms
 
 
@@ -23,8 +23,8 @@ def _git_log(n: int = 120) -> str:
 
 def test_a_commit_named_by_a_file_in_its_stat_is_kept_whole():
     text = _git_log()
-    ctx = Context(terms=extract_terms("Which commit changed src/billing/module_77.py?"), ccr_key="k" * 16)
-    out = log_compressor.compress(text, ctx)
+    brief = Brief(terms=extract_terms("Which commit changed src/billing/module_77.py?"), ccr_key="k" * 16)
+    out = log_compressor.compress(text, brief)
     assert out is not None and out.omitted
     assert f"commit {77:040x}" in out.text  # the hash, three lines above the matching line
     assert "Author: dev0 <dev0@example.com>" in out.text
@@ -37,8 +37,8 @@ def test_stanzas_are_records_and_common_fields_are_not_selective():
     text = "\n\n".join(stanzas)
     lines = text.split("\n")
     assert len(records.starts(lines)) == 200
-    ctx = Context(terms=extract_terms("Which version of libpkg123 is installed?"), ccr_key="k" * 16)
-    out = log_compressor.compress(text, ctx)
+    brief = Brief(terms=extract_terms("Which version of libpkg123 is installed?"), ccr_key="k" * 16)
+    out = log_compressor.compress(text, brief)
     assert "Package: libpkg123\nStatus: install ok installed\nVersion: 1.123.0" in out.text
     assert out.text.count("Version: ") < 30  # "version" and "installed" are in every stanza
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from headroom.transforms import commands, envelope
-from headroom.transforms.base import Context, Limits
+from headroom.transforms.base import Brief, Limits
 from headroom.transforms.detect import Kind, detect, tool_hint
 from headroom.transforms.router import compress_block
 from headroom.transforms.terms import extract_terms
@@ -16,8 +16,8 @@ CODEX_HEADER = ("Chunk ID: f234fc\nWall time: 0.0086 seconds\nProcess exited wit
                 "Original token count: 24\nOutput:\n")
 
 
-def ctx(question: str = "", **limits) -> Context:
-    return Context(terms=extract_terms(question), ccr_key=KEY, limits=Limits(**limits))
+def brief(question: str = "", **limits) -> Brief:
+    return Brief(terms=extract_terms(question), ccr_key=KEY, limits=Limits(**limits))
 
 
 def dpkg_lines(n: int = 400) -> list[str]:
@@ -62,7 +62,7 @@ def test_a_log_read_through_the_shell_is_compressed_as_a_log():
     lines = dpkg_lines()
     lines[250] = "2026-11-01 10:04:10 upgrade nginx:amd64 1.22.1-9 1.22.1-9+deb12u1"
     text = "\n".join(lines)
-    kind, out = compress_block(text, "Bash", ctx("which nginx version?"), {"command": "tail -400 /var/log/dpkg.log"})
+    kind, out = compress_block(text, "Bash", brief("which nginx version?"), {"command": "tail -400 /var/log/dpkg.log"})
     assert kind is Kind.LOG
     assert lines[250] in out.text and lines[120] not in out.text
     assert out.omitted > 300 and f"retrieve with key {KEY}]" in out.text
@@ -79,8 +79,8 @@ def test_a_file_of_unknown_type_is_a_log_only_if_it_reads_like_one():
 def test_source_files_stay_exact_whatever_they_contain():
     log = "\n".join(dpkg_lines())
     for command in ("cat app.py", "tail -400 scripts/deploy.sh", "sed -n 1,400p data.csv"):
-        assert compress_block(log, "Bash", ctx(), {"command": command}) == (Kind.CODE, None)
-    assert compress_block(SOURCE, "Bash", ctx(), {"command": "cat /var/log/../app.py"})[1] is None
+        assert compress_block(log, "Bash", brief(), {"command": command}) == (Kind.CODE, None)
+    assert compress_block(SOURCE, "Bash", brief(), {"command": "cat /var/log/../app.py"})[1] is None
 
 
 def test_codex_header_is_split_off_and_sent_unchanged():
@@ -89,7 +89,7 @@ def test_codex_header_is_split_off_and_sent_unchanged():
     assert (head, rest) == (CODEX_HEADER, body)
     found = detect(CODEX_HEADER + body, "exec_command", {"cmd": "tail -400 /var/log/dpkg.log"})
     assert found.kind is Kind.LOG and found.envelope == CODEX_HEADER
-    _, out = compress_block(CODEX_HEADER + body, "exec_command", ctx(), {"cmd": "tail -400 /var/log/dpkg.log"})
+    _, out = compress_block(CODEX_HEADER + body, "exec_command", brief(), {"cmd": "tail -400 /var/log/dpkg.log"})
     assert out.text.startswith(CODEX_HEADER + "[headroom: ")
     assert out.omitted > 0
 
@@ -98,7 +98,7 @@ def test_codex_header_does_not_hide_a_table_or_json():
     rows = ["NAME                 READY   STATUS    RESTARTS   AGE"]
     rows += [f"web-{i:04d}-abcde       1/1     Running   0          3d" for i in range(300)]
     rows[150] = "worker-7f9c-x2kqp    0/1     Error     5          3d"
-    kind, out = compress_block(CODEX_HEADER + "\n".join(rows), "exec_command", ctx(), {"cmd": "kubectl get pods"})
+    kind, out = compress_block(CODEX_HEADER + "\n".join(rows), "exec_command", brief(), {"cmd": "kubectl get pods"})
     assert kind is Kind.TABLE
     assert out.text.startswith(CODEX_HEADER) and rows[150] in out.text and rows[0] in out.text
     doc = '[' + ",".join(f'{{"id": {i}, "state": "ok"}}' for i in range(50)) + ']'

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from headroom.transforms import frames, log_compressor
-from headroom.transforms.base import Context, Limits
+from headroom.transforms.base import Brief, Limits
 from headroom.transforms.detect import Kind, detect
 from headroom.transforms.router import compress_block
 from tests.transforms import trace_samples as samples
@@ -48,7 +48,7 @@ def test_a_trace_alone_is_folded_losslessly_and_keeps_every_cause(name):
     text = SAMPLES[name]
     assert _causes(text), name  # the sample has what the test is about
     assert detect(text, "Bash", {"command": "./run"}).kind is Kind.LOG
-    _, out = compress_block(text, "Bash", Context(ccr_key=KEY), {"command": "./run"})
+    _, out = compress_block(text, "Bash", Brief(ccr_key=KEY), {"command": "./run"})
     folded = text if out is None else out.text
     assert len(folded) <= len(text)
     assert unfold(folded.split("\n")) == text.split("\n")
@@ -59,7 +59,7 @@ def test_a_trace_alone_is_folded_losslessly_and_keeps_every_cause(name):
 @pytest.mark.parametrize("name", sorted(SAMPLES))
 def test_in_a_long_log_every_cause_and_its_frames_reach_the_model(name):
     text = SAMPLES[name]
-    out = log_compressor.compress(_in_log(text), Context(ccr_key=KEY, limits=Limits()))
+    out = log_compressor.compress(_in_log(text), Brief(ccr_key=KEY, limits=Limits()))
     kept = out.text.split("\n")
     assert out.omitted >= 500  # the log around the trace is cut
     for cause in _causes(text):

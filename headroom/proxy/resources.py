@@ -1,7 +1,7 @@
-"""What every route of one worker shares: a typed context, opened at start and closed at stop.
+"""What every route of one worker shares, typed: opened at start and closed at stop.
 
 Sanic's ``app.ctx`` is an untyped bag; Headroom keeps exactly one thing in it, a
-:class:`ProxyContext`, and every module reads it through :func:`context_of`. Each worker
+:class:`WorkerResources`, and every module reads it through :func:`resources_of`. Each worker
 opens its own (a store connection and an upstream pool cannot cross a fork).
 """
 
@@ -15,10 +15,10 @@ from sanic import Request, Sanic
 from headroom.config import ProxyConfig
 from headroom.observability.request_log import RequestLog
 from headroom.pricing import Pricing, load_pricing
-from headroom.proxy.bookkeeping import WriteBehind
 from headroom.proxy.inflight import InFlightBytes
 from headroom.proxy.stats import StatsBuffer
 from headroom.proxy.upstream import Upstream
+from headroom.proxy.write_behind import WriteBehind
 from headroom.state.identity import new_secret, secret_from_text
 from headroom.state.memory_store import MemoryStore
 from headroom.state.store import Store, StoreUnavailable
@@ -30,7 +30,7 @@ log = logging.getLogger("headroom.proxy")
 
 
 @dataclass
-class ProxyContext:
+class WorkerResources:
     config: ProxyConfig
     pricing: Pricing
     store: Store
@@ -45,19 +45,26 @@ class ProxyContext:
     draining: bool = False  # set when the worker begins to stop: /readyz answers 503 from then on
 
 
-def context_of(target: Request | Sanic) -> ProxyContext:
+def resources_of(target: Request | Sanic) -> WorkerResources:
     app = target.app if isinstance(target, Request) else target
     return app.ctx.headroom
 
 
-def make_store(config: ProxyConfig) -> Store:
-    if config.redis_url:
-        from headroom.state.redis_store import RedisStore  # only then: Redis's client takes 0.2 s to import
+async def open_store(config: ProxyConfig) -> Store:
+    """Redis with ``--redis-url`` (reached once here, to warn at start when it is not: the
+    worker serves unguarded until it is back), otherwise this worker's memory."""
+    if not config.redis_url:
+        return MemoryStore(cache_ttl=config.cache_ttl, cache_max_entries=config.cache_max_entries,
+                           max_bytes=config.store_max_bytes)
+    from headroom.state.redis_store import RedisStore  # only then: Redis's client takes 0.2 s to import
 
-        return RedisStore(config.redis_url, cache_ttl=config.cache_ttl, cache_max_entries=config.cache_max_entries,
-                          socket_timeout=config.redis_timeout, connect_timeout=config.redis_timeout)
-    return MemoryStore(cache_ttl=config.cache_ttl, cache_max_entries=config.cache_max_entries,
-                       max_bytes=config.store_max_bytes)
+    store = RedisStore(config.redis_url, cache_ttl=config.cache_ttl, cache_max_entries=config.cache_max_entries,
+                       socket_timeout=config.redis_timeout, connect_timeout=config.redis_timeout)
+    try:
+        await store.connect()
+    except StoreUnavailable:
+        log.warning("Redis unreachable at start: serving unguarded until it is back")
+    return store
 
 
 async def deployment_secret(config: ProxyConfig, store: Store) -> bytes:
@@ -72,20 +79,15 @@ async def deployment_secret(config: ProxyConfig, store: Store) -> bytes:
         return new_secret()
 
 
-async def open_context(config: ProxyConfig) -> ProxyContext:
+async def open_resources(config: ProxyConfig) -> WorkerResources:
     if config.llmlingua and not config.model_server_url:
         # `headroom proxy` starts its own model server; an ASGI server (gunicorn, uvicorn) cannot.
         log.warning("LLMLingua is on but no model server is configured: prose goes uncompressed. Run "
                     "`headroom model-server` and set HEADROOM_MODEL_SERVER_URL")
-    store = make_store(config)
-    if config.redis_url:
-        try:
-            await store.connect()
-        except StoreUnavailable:
-            log.warning("Redis unreachable at start: serving unguarded until it is back")
+    store = await open_store(config)
     upstream = Upstream(config)
     await upstream.start()
-    return ProxyContext(
+    return WorkerResources(
         config=config,
         pricing=load_pricing(config.pricing_file),
         store=store,
@@ -104,10 +106,10 @@ async def open_context(config: ProxyConfig) -> ProxyContext:
     )
 
 
-async def close_context(context: ProxyContext) -> None:
-    await context.upstream.close()
-    await context.store.close()
-    if context.model is not None:
-        await context.model.close()
-    if context.request_log is not None:
-        context.request_log.close()
+async def close_resources(resources: WorkerResources) -> None:
+    await resources.upstream.close()
+    await resources.store.close()
+    if resources.model is not None:
+        await resources.model.close()
+    if resources.request_log is not None:
+        resources.request_log.close()

@@ -1,0 +1,300 @@
+"""What every wire format provides, as one typed Protocol, and the pieces formats share.
+
+A *format* is one request/response dialect an LLM API speaks: Anthropic Messages, OpenAI
+Chat Completions, OpenAI Responses, Google Gemini. Everything that differs between them —
+routes and upstream, where the model and the stream flag are, the caller's credential, where
+tool outputs sit and how to rewrite them, usage, native errors, how a stream ends, the
+context-window rules, rate-limit headers — is behind :class:`Format`, so the proxy and the
+pipeline read one request's path without ever asking which format it is. A request's format
+is looked up once, when it arrives (:func:`headroom.formats.format_for_path`), and travels
+on its :class:`~headroom.proxy.exchange.Exchange`.
+
+Layering: this package imports nothing from ``headroom.proxy`` or ``headroom.transforms``
+(the transforms import it), only :mod:`headroom.pricing` and :mod:`headroom.savings`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Protocol
+
+import ujson
+
+from headroom.pricing import Usage
+
+# Location of a text inside a body: (message index, content index, part index), where the
+# meaning of the last two depends on the format; None means "the whole field".
+Path = tuple[int, "int | None", "int | None"]
+
+
+@dataclass(frozen=True)
+class Block:
+    """One tool output the pipeline may compress."""
+
+    path: Path
+    text: str
+    tool_name: str | None
+    tool_input: dict | None = None  # the call's arguments (``Bash``'s command, …)
+
+
+@dataclass(frozen=True)
+class Route:
+    """A POST route that carries an LLM call: the path as received, the path upstream, and
+    the route's name (unique in the app)."""
+
+    path: str
+    upstream_path: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A request a format refuses before it goes anywhere: status, message, error code."""
+
+    status: int
+    message: str
+    code: str | None = None
+
+
+class Format(Protocol):
+    """One wire format: data (read-only attributes: plain class attributes in a format's class)
+    plus pure functions over bodies and bytes."""
+
+    #: The format's name: ``"anthropic"``, ``"chat"``, ``"responses"``, ``"gemini"``.
+    @property
+    def name(self) -> str: ...
+    #: Who runs the API: the ``provider`` label of stats, metrics and the request log.
+    @property
+    def provider(self) -> str: ...
+    #: The :class:`~headroom.config.ProxyConfig` field holding the upstream's base URL.
+    @property
+    def upstream_option(self) -> str: ...
+    #: Key into ``context_windows.json``'s per-provider defaults; ``default_window`` if absent.
+    @property
+    def window_family(self) -> str: ...
+    @property
+    def default_window(self) -> int: ...
+    #: The body field holding the conversation (``messages``, ``input``, ``contents``).
+    @property
+    def conversation_field(self) -> str: ...
+    #: Static POST routes that carry an LLM call.
+    @property
+    def routes(self) -> tuple[Route, ...]: ...
+    #: Pass-through prefixes beyond ``/v1/``: (prefix as received, prefix upstream, route name).
+    @property
+    def passthrough_prefixes(self) -> tuple[tuple[str, str, str], ...]: ...
+    #: Request headers that carry the caller's API key, in hashing order.
+    @property
+    def credential_headers(self) -> tuple[str, ...]: ...
+    #: The error code of a refusal for an exhausted budget.
+    @property
+    def budget_code(self) -> str: ...
+
+    # -- which requests are this format's ------------------------------------------------
+    def claims_path(self, path: str) -> bool: ...
+    def claims_headers(self, headers: Mapping[str, str] | Iterable[str]) -> bool: ...
+    def is_llm_call(self, method: str, path: str) -> bool: ...
+    def refuse_other_method(self, method: str, path: str, headers: Mapping[str, str]) -> Refusal | None: ...
+
+    # -- the request -----------------------------------------------------------------------
+    def query_credentials(self, query: Mapping[str, list[str]]) -> list[tuple[str, str]]: ...
+    def cache_query(self, query: Mapping[str, list[str]], query_string: str) -> str: ...
+    def model_and_stream(self, body: dict, path: str, query: Mapping[str, list[str]]) -> tuple[str | None, bool]: ...
+    def logged_messages(self, body: dict) -> list | str | None: ...
+    def prepare(self, body: dict) -> bool: ...
+
+    # -- tool outputs and the question (the pipeline's view) --------------------------------
+    def has_block(self, body: dict, min_chars: int) -> bool: ...
+    def blocks(self, body: dict, min_chars: int = 0) -> list[Block]: ...
+    def user_texts(self, body: dict) -> Iterator[str]: ...
+    def rewrite(self, body: dict, new_texts: dict[Path, str]) -> dict: ...
+    def conversation(self, body: dict) -> list: ...
+    def fixed_parts(self, body: dict) -> list: ...
+    def cache_ttls(self, body: dict, paths: list[Path]) -> dict: ...
+
+    # -- context-window fitting -------------------------------------------------------------
+    def fittable(self, body: dict) -> bool: ...
+    def window_chars(self, body: dict) -> int: ...
+    def units(self, messages: list) -> list[list[int]]: ...
+    def max_output_tokens(self, body: dict) -> int | None: ...
+
+    # -- the answer -------------------------------------------------------------------------
+    @property
+    def usage_marker(self) -> re.Pattern[bytes]: ...
+    def reported_usage(self, body: object) -> dict | None: ...
+    def usage(self, reported: dict) -> Usage: ...
+    def stream_usage(self, event: dict, reported: dict) -> tuple[dict | None, bool]: ...
+    def error_body(self, status: int, message: str, code: str | None = None) -> bytes: ...
+    def stream_error_event(self, message: str, last_sent: bytes = b"") -> bytes: ...
+    def stream_failed(self, last_events: bytes) -> bool: ...
+    def rate_limit_headers(self, kind: str, limit: int, remaining: int, reset_seconds: float) -> dict[str, str]: ...
+
+
+# --- shared helpers ------------------------------------------------------------------------
+
+
+def dumps(value) -> bytes:
+    """JSON as the providers send it: UTF-8, slashes unescaped."""
+    return ujson.dumps(value, ensure_ascii=False, escape_forward_slashes=False).encode()
+
+
+def iso_after(seconds_from_now: float) -> str:
+    """An RFC 3339 UTC time ``seconds_from_now`` from now, to the second."""
+    moment = datetime.now(timezone.utc) + timedelta(seconds=max(0.0, seconds_from_now))
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+#: A usage *object* (not "usage": null, which OpenAI sends on every chunk when asked).
+USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
+
+
+def top_level_usage(body) -> dict | None:
+    """``usage`` of a JSON answer (any JSON value)."""
+    reported = body.get("usage") if isinstance(body, dict) else None
+    return reported if isinstance(reported, dict) else None
+
+
+def max_output_tokens(body: dict) -> int | None:
+    """The output limit a request sets (``max_tokens``, ``max_completion_tokens`` or
+    ``max_output_tokens``, whichever the format uses), or None."""
+    for key in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
+        value = body.get(key)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def messages_of(body: dict) -> list:
+    messages = body.get("messages")
+    return messages if isinstance(messages, list) else []
+
+
+def arguments(raw) -> dict | None:
+    """A call's arguments as a dict: a dict, or a small JSON string of one (else None)."""
+    if isinstance(raw, dict):
+        return raw
+    if isinstance(raw, str) and len(raw) < 4096:
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
+    return None
+
+
+def content_chars(messages: list) -> int:
+    """Characters of text in these messages' content (strings, text parts, tool results'
+    text): a cheap upper-bound input for the context-window check."""
+    total = 0
+    for msg in messages:
+        if type(msg) is not dict:
+            continue
+        content = msg.get("content")
+        if type(content) is str:
+            total += len(content)
+        elif type(content) is list:
+            for part in content:
+                if type(part) is not dict:
+                    continue
+                text = part.get("text")
+                if type(text) is str:
+                    total += len(text)
+                elif part.get("type") == "tool_result":
+                    inner = part.get("content")
+                    total += content_chars([{"content": inner}])
+    return total
+
+
+def tools_chars(tools) -> int:
+    """A cheap stand-in for the tool definitions' size: each description, plus 300 for its schema."""
+    if type(tools) is not list:
+        return 0
+    return sum(len(t.get("description") or "") + 300 for t in tools if type(t) is dict)
+
+
+def user_text(content) -> str:
+    """The text of a user message's content: a string, or its text parts joined by LF."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        return ""
+    parts = []
+    for block in content:
+        if isinstance(block, dict) and block.get("type") in ("text", "input_text"):
+            text = block.get("text")
+            if isinstance(text, str):
+                parts.append(text)
+    return "\n".join(parts)
+
+
+def turn_units(messages: list, side: Callable[[dict], str | None],
+               ids: Callable[[dict], tuple[set[str], set[str]]]) -> list[list[int]]:
+    """Droppable units of a conversation (lists of message indices), oldest first.
+
+    A unit is a model turn with everything up to the next one (its tool results, the next
+    user prompt): cutting only there never separates a call from its result and keeps the
+    roles alternating. ``side`` says who wrote a message (``"assistant"`` for the model);
+    consecutive model items without a role (a Responses reasoning item and its call) start
+    one unit together. Units are merged while a call issued in one is answered in the next
+    (``ids``: the call ids a message issues and answers). System and developer messages are
+    never in a unit's way (they are never dropped)."""
+    out: list[list[int]] = []
+    current: list[int] = []
+    seen_assistant = False
+    previous: dict | None = None  # the last item that was not system or developer
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict):
+            if seen_assistant:
+                current.append(i)
+            continue
+        who = side(msg)
+        if who in ("system", "developer"):
+            continue  # never dropped; a unit may span it
+        same_response = (previous is not None and side(previous) == "assistant"
+                         and (msg.get("role") is None or previous.get("role") is None))
+        if who == "assistant" and not same_response:
+            if current:
+                out.append(current)
+            current = [i]
+            seen_assistant = True
+        elif seen_assistant:
+            current.append(i)
+        previous = msg
+    if current:
+        out.append(current)
+    merged: list[list[int]] = []
+    open_ids: set[str] = set()
+    for group in out:
+        if merged and open_ids:
+            merged[-1] = merged[-1] + group
+        else:
+            merged.append(list(group))
+        for i in group:
+            issued, answered = ids(messages[i])
+            open_ids |= issued
+            open_ids -= answered
+    return merged
+
+
+def role(message: dict) -> str | None:
+    return message.get("role")
+
+
+def data_of(event: bytes) -> bytes | None:
+    """An SSE event's data as the spec defines it: its ``data`` lines (one leading space
+    dropped) joined by LF; ``None`` when it has none."""
+    parts = []
+    for line in _LINE_END.split(event):
+        if line.startswith(b"data:"):
+            value = line[5:]
+            parts.append(value[1:] if value.startswith(b" ") else value)
+        elif line == b"data":
+            parts.append(b"")
+    return b"\n".join(parts) if parts else None
+
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")  # SSE lines end in CRLF, LF or CR
