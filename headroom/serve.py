@@ -162,7 +162,20 @@ def worker_app(config: ProxyConfig) -> Sanic:
     main = multiprocessing.parent_process()
     if main is not None:
         die_with_parent(signal.SIGKILL, main.pid)
+        _forget_main_process_app()
     return create_app(config)
+
+
+def _forget_main_process_app() -> None:
+    """A worker forked from the main process inherits its app in Sanic's registry of apps by
+    name; the worker's own app takes that name (Sanic finds its server settings by it)."""
+    from sanic import Sanic
+    from sanic.exceptions import SanicException
+
+    try:
+        Sanic.unregister_app(Sanic.get_app("headroom"))
+    except SanicException:
+        pass  # spawned, not forked: a fresh interpreter has none
 
 
 def main_process_app(shield: SpawnShield | None = None) -> Sanic:
@@ -198,14 +211,98 @@ def main_process_app(shield: SpawnShield | None = None) -> Sanic:
 
 
 def serve(config: ProxyConfig) -> None:
+    for message in startup_warnings(config):
+        print(f"headroom: WARNING: {message}", file=sys.stderr)
+    print(banner(config), file=sys.stderr, flush=True)
+    limit_malloc_arenas()
+    if config.workers == 1:
+        serve_single(config)
+    else:
+        serve_workers(config)
+
+
+def limit_malloc_arenas(arenas: int = 1) -> bool:
+    """One glibc malloc arena for the process, not one more per thread that allocates.
+
+    Why: the tokenizer is loaded in a thread of its own (:func:`headroom.transforms.tokens.warm_up`);
+    glibc gave that thread an arena of its own, and the pages the load's temporary Python
+    table left there stayed resident: ~4 MB of a worker's ~100 (measured with o200k_base).
+    The event loop runs in one thread, so nothing contends for the arena. Same effect as
+    ``MALLOC_ARENA_MAX=1``; False where the C library is not glibc (nothing changes)."""
+    import ctypes
+
+    try:
+        return ctypes.CDLL("libc.so.6").mallopt(-8, arenas) == 1  # -8: M_ARENA_MAX
+    except (OSError, AttributeError):
+        return False
+
+
+def serve_single(config: ProxyConfig) -> None:
+    """One worker: the main process serves, with no process of Sanic's beside it.
+
+    Why: Sanic's multi-process mode runs, for one worker, four processes (the main process,
+    its shared-state manager, multiprocessing's resource tracker, the worker): ~180 MB of RSS
+    where the worker alone is ~100, and a second interpreter to start before ``/health``
+    answers. What is given up is the watchdog's restart of a crashed worker: here a crash
+    ends the proxy, with a non-zero exit code, and whatever started it restarts it (systemd's
+    ``Restart=on-failure``, Kubernetes, ``headroom wrap``), as with any single-process server.
+    ``--workers 2`` or more keeps the watchdog. The helpers (private Redis, model server) die
+    with this process as before (:mod:`headroom.workers.supervisor`).
+    """
+    from sanic import Sanic
+
+    from headroom.proxy.protocol import DeadlineHttpProtocol
+
+    app = worker_app(config)
+    app.prepare(host=config.host, port=config.port, access_log=False, motd=False, verbosity=0,
+                protocol=DeadlineHttpProtocol, single_process=True)
+    Sanic.serve_single(app)
+
+
+def start_method() -> str:
+    """How the workers are started: "fork" (the default: :func:`preload_for_workers`), or
+    "spawn" with ``HEADROOM_WORKER_START=spawn``: a fresh interpreter per worker, as before,
+    for a platform or a library that is not safe to fork (and for the tests that freeze a
+    worker in the middle of its start, which a forked worker is through in milliseconds)."""
+    import os
+
+    return "spawn" if os.environ.get("HEADROOM_WORKER_START", "").strip().lower() == "spawn" else "fork"
+
+
+def preload_for_workers(config: ProxyConfig) -> None:
+    """Import the workers' code and load the tokenizer once, in the main process, before
+    the workers are forked from it.
+
+    Why: with multiprocessing's "spawn" every worker was a fresh interpreter that imported the
+    app (~0.4 s of CPU each, all at once on a small machine) and loaded tiktoken's o200k tables
+    (~48 MB each, ~0.37 s). Forked, the workers start with both in place, and the tables,
+    which live in the Rust tokenizer's memory that no Python reference count touches, stay
+    shared copy-on-write by every worker: counted once in the processes' PSS, not per worker.
+
+    Blocks for the tokenizer's load (bounded by :data:`headroom.transforms.tokens.LOAD_TIMEOUT_S`
+    when the encoding must be downloaded and the network hangs): the workers then count
+    exactly, or with estimates, from their first request, and the "not available" warning is
+    said once, here, not once per worker.
+    """
+    import headroom.proxy.server  # noqa: F401 - imported once, here, for every worker
+
+    if config.optimize:
+        from headroom.transforms import tokens
+
+        tokens.warm_up().join()
+
+
+def serve_workers(config: ProxyConfig) -> None:
+    """Several workers: Sanic's main process, its manager, and the workers it starts,
+    forked from a main process that has loaded what they share (:func:`preload_for_workers`)."""
     from sanic import Sanic
     from sanic.worker.loader import AppLoader
 
     from headroom.workers.lifetime import SpawnShield
 
-    for message in startup_warnings(config):
-        print(f"headroom: WARNING: {message}", file=sys.stderr)
-    print(banner(config), file=sys.stderr, flush=True)
+    if start_method() == "fork":
+        preload_for_workers(config)
+        Sanic.start_method = "fork"
     loader = AppLoader(factory=partial(worker_app, config))
     shield = SpawnShield()
     app = main_process_app(shield)

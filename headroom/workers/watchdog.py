@@ -29,7 +29,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 
 from sanic import Sanic
 from sanic.worker.constants import ProcessState
@@ -199,7 +199,7 @@ class Watchdog:
         self.restarts += 1
 
 
-async def honour_a_stop_sent_while_starting(app: Sanic, window_s: float = 3.0, poll_s: float = 0.1) -> None:
+def honour_a_stop_sent_while_starting(app: Sanic, window_s: float = 3.0, poll_s: float = 0.1) -> Coroutine:
     """In a worker: stop exactly once, whether the stop came as a signal or as a mark.
 
     A worker still starting when the proxy is stopped is not signalled (a signal then would
@@ -221,9 +221,13 @@ async def honour_a_stop_sent_while_starting(app: Sanic, window_s: float = 3.0, p
     worker besides the main process's own SIGINT. So after the window, this worker's signals
     go to a handler that stops it once and ignores the rest, instead of Sanic's own.
     """
-    if os.environ.get("SANIC_WORKER_PROCESS") != "true":
-        return  # under an ASGI server, whose signal handling is its own
     loop = asyncio.get_running_loop()
+    if app.state.asgi:
+        return asyncio.sleep(0)  # under an ASGI server, whose signal handling is its own
+    # Also with one worker, where the main process serves alone (headroom.serve.serve_single):
+    # there is no mark then, but a stop signal that lands in the start-up hooks is swallowed
+    # all the same. So the signals are taken over now, in the hook that calls this, not when
+    # the returned coroutine first runs: a stop in between would reach Sanic's handler.
     asked = False
     stopped = False
 
@@ -237,16 +241,23 @@ async def honour_a_stop_sent_while_starting(app: Sanic, window_s: float = 3.0, p
             stopped = True
             app.stop(terminate=False)
 
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, note)
+    return _watch_for_a_stop(app, loop, window_s, poll_s, lambda: asked, stop_once)
+
+
+async def _watch_for_a_stop(app: Sanic, loop: asyncio.AbstractEventLoop, window_s: float, poll_s: float,
+                            asked_by_signal, stop_once) -> None:
+    asked = False
     try:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, note)
         deadline = loop.time() + window_s
         while loop.time() < deadline:
             await asyncio.sleep(poll_s)
             try:
-                asked = asked or app.m.state.get("state") == ProcessState.TERMINATED.name
+                asked = asked or asked_by_signal() or app.m.state.get("state") == ProcessState.TERMINATED.name
             except (AttributeError, KeyError, EOFError, BrokenPipeError, ConnectionError):
                 pass  # not one of Sanic's managed workers: the signals are all there is
+            asked = asked or asked_by_signal()
             if asked and app.state.is_running:
                 break  # serving: a stop now ends run_forever, it is not swallowed
     finally:
