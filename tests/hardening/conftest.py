@@ -11,8 +11,10 @@ from testkit.llm_requests import ANTHROPIC_HEADERS, GOOD, HTTP, OPENAI_HEADERS
 
 
 def worker_pids(proxy) -> set[int]:
-    """The proxy's processes below the CLI's own (Sanic's workers)."""
-    return {p.pid for p in psutil.Process(proxy.proc.pid).children(recursive=True)}
+    """The proxy's processes: the CLI's own (which serves alone with one worker) and any below
+    it (Sanic's workers with several). A crash or a restart changes the set."""
+    main = psutil.Process(proxy.proc.pid)
+    return {main.pid} | {p.pid for p in main.children(recursive=True)}
 
 
 @pytest.fixture
