@@ -23,9 +23,10 @@ def anthropic_headers(api_key: str) -> dict[str, str]:
     return {"x-api-key": api_key, "anthropic-version": ANTHROPIC_VERSION}
 
 
-def store_original(proxy_url: str, api_key: str, tool_output: str) -> str:
+def store_original(proxy_url: str, api_key: str, tool_output: str, admin_token: str | None = None) -> str:
     """Compress a request carrying ``tool_output`` as ``api_key``; the retrieval key of its original."""
-    response = HTTP.post(f"{proxy_url}/v1/compress", headers=anthropic_headers(api_key),
+    admin = {"x-headroom-admin-token": admin_token} if admin_token else {}
+    response = HTTP.post(f"{proxy_url}/v1/compress", headers={**anthropic_headers(api_key), **admin},
                          json=anthropic_body("how many requests were served?", tool_output=tool_output))
     assert response.status_code == 200, response.text
     keys = response.json()["receipt"]["retrieval_keys"]
