@@ -6,6 +6,7 @@
 - ``headroom llmlingua export`` writes an ONNX model for the CPU backend;
 - ``headroom wrap claude|codex`` runs an agent through a proxy, ``headroom doctor`` checks a
   setup (:mod:`headroom.cli_tools`);
+- ``headroom mcp`` serves the ``headroom_retrieve`` tool to MCP clients (:mod:`headroom.mcp_server`);
 - ``headroom report`` summarises request logs (``--log-file``): spent, saved, cache reads
   (:mod:`headroom.report`, imported only when that command runs).
 
@@ -112,6 +113,9 @@ def make_parser() -> argparse.ArgumentParser:
     from headroom import cli_tools
 
     cli_tools.add_parsers(commands, add_option)  # wrap, doctor
+    from headroom import mcp_server
+
+    mcp_server.add_parser(commands)
     return parser
 
 
@@ -273,6 +277,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_report(args.logs, args.by, args.since, args.until, as_json=args.json, png=args.png,
                           jobs=args.jobs)
+    if args.command == "mcp":
+        from headroom import mcp_server
+
+        return mcp_server.run(args)
     if args.command in ("wrap", "doctor"):
         from headroom import cli_tools
 

@@ -4,6 +4,9 @@
 and the receipt out, nothing forwarded. ``GET /v1/retrieve/{key}`` (or ``POST /v1/retrieve``
 with ``{"key": …}``) returns an original that compression left out, to the caller whose
 request produced it — the API key in the request decides, and any other caller gets 404.
+Optional ``lines`` ("120-245") and ``query`` (query-string parameters of the GET, fields of
+the POST body) narrow it to what the ``headroom_retrieve`` tool would answer
+(:func:`headroom.transforms.retrieval.answer`): numbered lines, or the lines matching.
 Both need an API key: a request without one gets a 401 (see :func:`_caller`).
 With ``--admin-token`` both also need the ``x-headroom-admin-token`` header (not
 ``Authorization``, which carries the caller's own API key here).
@@ -26,6 +29,7 @@ from headroom.proxy.security_headers import PRIVATE
 from headroom.state.identity import caller_hash
 from headroom.state.store import StoreUnavailable
 from headroom.transforms import retrieve, run_pipeline
+from headroom.transforms.retrieval import answer
 
 bp = Blueprint("compression_api")
 
@@ -46,7 +50,13 @@ def _caller(request: Request, endpoint: str) -> str:
     return caller_hash(resources_of(request).secret, credential)
 
 
-async def _original(request: Request, key: str):
+def _optional_text(value: object, name: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise ProxyError(400, f'"{name}" must be a string ("120-245" for lines, words to look for as query)')
+
+
+async def _original(request: Request, key: str, lines: str | None = None, query: str | None = None):
     require_admin(request, header_only=True)
     try:
         original = await retrieve(resources_of(request).store, _caller(request, "/v1/retrieve"), key)
@@ -54,20 +64,23 @@ async def _original(request: Request, key: str):
         raise ProxyError(503, "Stored originals are unreachable right now (shared state is down)") from None
     if original is None:
         raise ProxyError(404, f"No stored original {key!r} for this API key (unknown, expired, or another caller's)")
-    return json({"key": key, "content": original}, headers={**PRIVATE, "x-request-id": request_id_for(request)})
+    return json({"key": key, "content": answer(original, lines, query)},
+                headers={**PRIVATE, "x-request-id": request_id_for(request)})
 
 
 @bp.get("/v1/retrieve/<key:str>")
 async def retrieve_by_path(request: Request, key: str):
-    return await _original(request, key)
+    return await _original(request, key, request.args.get("lines"), request.args.get("query"))
 
 
 @bp.post("/v1/retrieve")
 async def retrieve_by_body(request: Request):
-    key = json_object(request_body(request)).get("key")
+    body = json_object(request_body(request))
+    key = body.get("key")
     if not isinstance(key, str):
-        raise ProxyError(400, 'Send {"key": "<retrieval key>"}')
-    return await _original(request, key)
+        raise ProxyError(400, 'Send {"key": "<retrieval key>"} (optionally "lines": "120-245" or "query": "words")')
+    return await _original(request, key, _optional_text(body.get("lines"), "lines"),
+                           _optional_text(body.get("query"), "query"))
 
 
 @bp.post("/v1/compress")
