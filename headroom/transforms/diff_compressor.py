@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from headroom.transforms import ccr
 from headroom.transforms.base import Brief, Compressed
 from headroom.transforms.scan import Joined
+from headroom.transforms.select import rare_term_scores
 
 _HUNK = re.compile(r"^@@@? -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 MAX_HUNK_LINES = 80  # a longer kept hunk keeps its head and the lines around the matches
@@ -99,17 +100,7 @@ def _chosen(lines: list[str], hunks: list[Hunk], brief: Brief) -> dict[int, set[
     if not terms:
         return {}
     texts = [h.path + "\n" + "\n".join(lines[h.start:h.stop]) for h in hunks]
-    cap = max(2, min(int(brief.limits.max_term_share * len(texts)), brief.limits.max_matches))
-    joined = Joined(texts)
-    score: dict[int, float] = {}
-    words: dict[int, set[str]] = {}
-    for word, boundary in terms.scan_words:
-        hits = joined.find_word(word, boundary, cap)
-        if not hits or len(hits) > cap:
-            continue
-        for h in hits:
-            score[h] = score.get(h, 0.0) + 1.0 / len(hits)
-            words.setdefault(h, set()).add(word)
+    score, words = rare_term_scores(texts, terms, brief.limits)
     if not score:
         return {}
     best = max(score.values())

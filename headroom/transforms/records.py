@@ -20,6 +20,7 @@ from bisect import bisect_right
 
 from headroom.transforms.base import Limits
 from headroom.transforms.scan import Joined
+from headroom.transforms.select import rare_term_scores
 from headroom.transforms.terms import Terms
 
 MAX_RECORD_LINES = 60  # a longer record keeps its first lines and the lines around the match
@@ -84,17 +85,7 @@ def matching(lines: list[str], found: list[int], terms: Terms, limits: Limits) -
         return set()
     bounds = _bounds(found, len(lines))
     texts = ["\n".join(lines[a:b]) for a, b in bounds]
-    cap = max(2, min(int(limits.max_term_share * len(texts)), limits.max_matches))
-    joined = Joined(texts)
-    score: dict[int, float] = {}
-    words: dict[int, set[str]] = {}
-    for word, boundary in terms.scan_words:
-        hits = joined.find_word(word, boundary, cap)
-        if not hits or len(hits) > cap:
-            continue
-        for r in hits:
-            score[r] = score.get(r, 0.0) + 1.0 / len(hits)
-            words.setdefault(r, set()).add(word)
+    score, words = rare_term_scores(texts, terms, limits)
     if not score:
         return set()
     best = max(score.values())

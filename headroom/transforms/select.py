@@ -50,6 +50,25 @@ def term_hits(texts: list[str], terms: Terms, limits: Limits, joined: Joined | N
     return sorted(found)[: limits.max_matches]
 
 
+def rare_term_scores(texts: list[str], terms: Terms, limits: Limits) -> tuple[dict[int, float], dict[int, set[str]]]:
+    """Which of ``texts`` (records, hunks) the question's words point at, and how strongly: each
+    word found in at most the capped number of texts gives each of them ``1 / hits``, so a rare
+    word outweighs a common one; a word in more texts than that says nothing and counts for
+    none. Returns (text index → score, text index → the words found in it)."""
+    cap = max(2, min(int(limits.max_term_share * len(texts)), limits.max_matches))
+    joined = Joined(texts)
+    score: dict[int, float] = {}
+    words: dict[int, set[str]] = {}
+    for word, boundary in terms.scan_words:
+        hits = joined.find_word(word, boundary, cap)
+        if not hits or len(hits) > cap:
+            continue
+        for i in hits:
+            score[i] = score.get(i, 0.0) + 1.0 / len(hits)
+            words.setdefault(i, set()).add(word)
+    return score, words
+
+
 def error_hits(texts: list[str], max_share: float = 0.3, joined: Joined | None = None) -> list[int]:
     """Indices of texts with failure words, unless such texts are the norm, not the exception."""
     cap = max(3, int(max_share * len(texts)))
