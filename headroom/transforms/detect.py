@@ -90,6 +90,12 @@ _CODE_LINE = re.compile(
     r"[}\])];?,?$|//|/\*|\* |\*/|#!|<\?php)"
 )
 _CODE_END = re.compile(r"[{};:,(]\s*$")
+_HEADING = re.compile(r"^#{1,6} \S")  # a Markdown (ATX) heading
+_STRONG_CODE = re.compile(
+    r"^\s*(?:def |class |import |from \S+ import |return\b|function\b|const |let |var |public |private |"
+    r"#include|fn |func )"
+)
+_FENCE = "```"
 _DIFF = re.compile(r"^(?:diff --git |--- a/|\+\+\+ b/|@@ -\d)")
 _LOG_MARK = re.compile(
     r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d|\b\d\d:\d\d:\d\d\b|\b(?:INFO|WARN|WARNING|ERROR|DEBUG|TRACE|FATAL)\b"
@@ -117,6 +123,32 @@ def _sample(lines: list[str]) -> list[str]:
         half = _SAMPLE_LINES // 2
         lines = lines[:half] + lines[-half:]
     return [line[:_SAMPLE_WIDTH] for line in lines]
+
+
+def _markdown_code_share(lines: list[str]) -> float | None:
+    """For a Markdown document, the share of its lines inside fenced code blocks; None when
+    ``lines`` are not one: fewer than two headings outside fences, neither a fence pair nor a
+    Markdown link, or code statements outside fences (a script's ``# comments`` are no
+    headings). A README or documentation page fetched as text has bullets (``* item``) and
+    prose lines ending in ``:`` that read as code line by line; its code is what sits between
+    its fences."""
+    inside = False
+    fences = fenced = headings = statements = links = 0
+    for line in lines:
+        if line.lstrip().startswith(_FENCE):
+            inside = not inside
+            fences += 1
+        elif inside:
+            fenced += 1
+        elif _HEADING.match(line):
+            headings += 1
+        elif _STRONG_CODE.match(line):
+            statements += 1
+        elif "](" in line:
+            links += 1
+    if headings < 2 or not (fences >= 2 or links) or statements > 0.05 * len(lines):
+        return None
+    return fenced / len(lines)
 
 
 def _share(lines: list[str], pattern: re.Pattern) -> float:
@@ -237,9 +269,9 @@ def _detect_output(text: str, hint: str) -> Detection:
     if _share_at_start(lines, _FRAME) >= 0.25:
         return Detection(Kind.LOG)  # a stack trace (its code lines must not make it "code")
     log_share = _share(lines, _LOG_MARK)
-    code_share = sum(
-        1 for line in lines if _CODE_LINE.match(line) or _CODE_END.search(line)
-    ) / len(lines)
+    code_share = _markdown_code_share(lines)
+    if code_share is None:
+        code_share = sum(1 for line in lines if _CODE_LINE.match(line) or _CODE_END.search(line)) / len(lines)
     if code_share > 0.45 and log_share < 0.2 and len(lines) >= 5:
         return Detection(Kind.CODE)
     if log_share >= 0.25 or (hint == "shell" and len(lines) >= 20):

@@ -257,3 +257,20 @@ def test_detection_by_tool_name_and_content():
     assert detect(diff * 5, "Bash").kind is Kind.DIFF  # a command's diff: the diff compressor
     assert detect(diff * 5, "Read").kind is Kind.CODE  # a patch file read as a file: exact
     assert detect("not json {", None).kind is Kind.TEXT
+
+
+def test_a_markdown_page_with_bullets_and_code_is_prose_not_code():
+    """A README fetched as a page: headings, links, ``* item`` bullets and fenced examples. Its
+    bullets and lines ending in ':' read as code line by line; only its fences are code."""
+    from headroom.transforms.detect import Kind, detect
+
+    readme = "\n".join(
+        ["# Example Validation", "", "[![CI](https://img.example/ci.svg)](https://ci.example/)", "",
+         "## Changelog", ""]
+        + [f"* Fix handling of field {i} in nested models by @dev{i} in [#{1000 + i}](https://x.example/{i})"
+           for i in range(60)]
+        + ["", "## Usage", "", "Install it and then:", "", "```python", "from example import Model", "",
+           "class User(Model):", "    id: int", "```", ""])
+    assert detect(readme, "WebFetch", {"url": "https://example.org/project"}).kind is Kind.TEXT
+    source = "\n".join(["# settings", "# more settings", "import os", "", "def main():", "    return 1"] * 20)
+    assert detect(source).kind is Kind.CODE
