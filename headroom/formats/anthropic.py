@@ -18,6 +18,7 @@ from headroom.formats.base import (
     Block,
     Path,
     Route,
+    ToolLoop,
     content_chars,
     dumps,
     iso_after,
@@ -128,6 +129,7 @@ class AnthropicMessages:
     credential_headers = ("x-api-key", "authorization")
     budget_code = "budget_exceeded"
     usage_marker = USAGE_OBJECT
+    tool_loop: ToolLoop | None = None  # the retrieval tool: not yet in this format
 
     def claims_path(self, path: str) -> bool:
         return path.startswith("/v1/messages")

@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Protocol
+from typing import Any, Protocol
 
 import ujson
 
@@ -133,6 +133,138 @@ class Format(Protocol):
     def stream_failed(self, last_events: bytes) -> bool: ...
     def rate_limit_headers(self, kind: str, limit: int, remaining: int, reset_seconds: float) -> dict[str, str]: ...
 
+    # -- the retrieval tool -------------------------------------------------------------------
+    #: None until the format supports the retrieval loop (its requests then pass as before).
+    @property
+    def tool_loop(self) -> ToolLoop | None: ...
+
+
+
+# --- the retrieval tool's loop (headroom.proxy.tool_loop) ----------------------------------
+#
+# When the model calls ``headroom_retrieve`` (:mod:`headroom.transforms.retrieval`), the proxy
+# answers the call itself and asks the upstream again, and the client gets one ordinary
+# answer. What differs per format (how the tool is declared, how a call looks in an answer
+# and in a stream, how a conversation continues, how answers merge, how a spliced turn is
+# put back on a later request) is behind :class:`ToolLoop`; the loop itself names no format.
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One tool call in a model's answer."""
+
+    id: str  # the call's id as the format carries it ("" where the format has none)
+    name: str
+    arguments: dict  # {} when absent or not a JSON object
+
+
+@dataclass(frozen=True)
+class ToolAnswer:
+    """The proxy's answer to one retrieval call: the text the model reads, and whether it is a
+    tool error (expired key, another caller's key, store down: the model can act on it; the
+    request never fails because of it)."""
+
+    call: ToolCall
+    text: str
+    error: bool = False
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One upstream answer, as the loop needs it."""
+
+    retrieval: tuple[ToolCall, ...]  # calls to headroom_retrieve, in order
+    client_calls: int  # calls to the client's own tools in the same answer
+    #: The model's turn in this format's *request* shape, exactly what ``continue_with``
+    #: appends: every part the provider requires back (thinking blocks with their signatures,
+    #: reasoning items), every call including the retrieval ones. JSON-able.
+    message: Any
+
+
+class Splicer(Protocol):
+    """Relays one client request's stream across the upstream calls the loop makes for it
+    (one per client request). Events go out as they arrive; only the retrieval calls' own
+    events and the end of the answer (stop reason, final usage, the closing events) are held
+    back, and a continuation's events are renumbered to continue the first stream (one
+    ``message_start``, block indices continuing; one id and choice; ``output_index`` and
+    ``sequence_number`` continuing and one ``response.completed``; Gemini's chunk shape)."""
+
+    def feed(self, events: bytes) -> bytes:
+        """Complete SSE events of the current upstream stream (as
+        :class:`~headroom.proxy.sse.EventBuffer` hands them out) -> the bytes to send the
+        client now (``b""`` when all are held)."""
+        ...
+
+    def turn(self) -> Turn:
+        """The current upstream stream has ended: the turn it made."""
+        ...
+
+    def resume(self) -> None:
+        """The next upstream stream continues this answer (the loop answered the retrieval calls)."""
+        ...
+
+    def close(self) -> bytes:
+        """Nothing follows: the held-back end of the answer, with usage summed over every
+        upstream call, and the client's calls only."""
+        ...
+
+    def visible(self) -> Any:
+        """The model's turn as the client got it, in request shape (for :meth:`ToolLoop.record`)."""
+        ...
+
+    @property
+    def usage(self) -> dict | None:
+        """The usage reported so far, summed over the upstream calls (the format's shape)."""
+        ...
+
+
+class ToolLoop(Protocol):
+    """What a format does for the retrieval tool. Pure functions over bodies; the loop
+    (:mod:`headroom.proxy.tool_loop`) does the I/O."""
+
+    def declare(self, body: dict) -> bool:
+        """Append the retrieval tool's definition to a request that already declares tools
+        (a non-empty tool list), with the same bytes every time; False (body untouched) when it
+        declares none or already has it."""
+        ...
+
+    def turn(self, answer: dict) -> Turn:
+        """The turn a JSON answer made."""
+        ...
+
+    def continue_with(self, body: dict, turn: Turn, answers: list[ToolAnswer], last: bool) -> dict:
+        """The next upstream request: ``body`` with the model's turn and the tool results
+        appended in this format's shape. ``last``: the upstream is asked to answer without
+        calling a tool (``--max-retrievals`` reached); the tool definitions stay as they were."""
+        ...
+
+    def merge(self, answers: list[dict]) -> dict:
+        """The one JSON answer the client gets for the upstream answers of one request:
+        retrieval calls removed, content concatenated in order, usage summed, identity of the
+        first (or as the format requires), stop reason of the last."""
+        ...
+
+    def splicer(self) -> Splicer:
+        ...
+
+    def turn_keys(self, body: dict) -> list[tuple[int, str]]:
+        """(index in the conversation, fingerprint) of each model turn of a request that may
+        be one the client got spliced or stripped; the fingerprint survives an SDK's
+        re-serialising (call ids and texts only)."""
+        ...
+
+    def record(self, visible: Any, turns: list[Turn], answers: list[list[ToolAnswer]]) -> tuple[str, dict]:
+        """What a later request needs to put the upstream's view back: (fingerprint of
+        ``visible``, the model turn as the client got it; a JSON-able record of ``turns`` and
+        ``answers``, what the upstream saw)."""
+        ...
+
+    def restore(self, body: dict, index: int, record: dict) -> None:
+        """Where the conversation holds the turn the client got (``index``, from
+        :meth:`turn_keys`), put back what the upstream saw (the model's turns and the
+        retrieval results, in the same place with the same bytes), so the prefix the upstream
+        sees is the one it saw before."""
+        ...
 
 # --- shared helpers ------------------------------------------------------------------------
 

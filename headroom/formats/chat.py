@@ -18,6 +18,7 @@ from headroom.formats.base import (
     Block,
     Path,
     Route,
+    ToolLoop,
     arguments,
     content_chars,
     dumps,
@@ -95,6 +96,7 @@ class ChatCompletions:
     credential_headers = _openai.CREDENTIAL_HEADERS
     budget_code = _openai.BUDGET_CODE
     usage_marker = USAGE_OBJECT
+    tool_loop: ToolLoop | None = None  # the retrieval tool: not yet in this format
 
     def claims_path(self, path: str) -> bool:
         return path.endswith("/chat/completions")

@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from headroom.formats.base import Block, Path, Route, dumps, tools_chars, turn_units
+from headroom.formats.base import Block, Path, Route, ToolLoop, dumps, tools_chars, turn_units
 from headroom.pricing import Usage
 
 _CALL_PATH = re.compile(r"^/v1(?:beta)?/models/([A-Za-z0-9._-]+):(generateContent|streamGenerateContent)$")
@@ -110,6 +110,7 @@ class GeminiApi:
     credential_headers = ("x-goog-api-key",)
     budget_code = "budget_exceeded"
     usage_marker = _USAGE
+    tool_loop: ToolLoop | None = None  # the retrieval tool: not yet in this format
 
     def claims_path(self, path: str) -> bool:
         return path.startswith("/v1beta/") or _OWN_PATH.match(path) is not None

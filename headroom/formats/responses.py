@@ -28,6 +28,7 @@ from headroom.formats.base import (
     Path,
     Refusal,
     Route,
+    ToolLoop,
     arguments,
     dumps,
     max_output_tokens,
@@ -145,6 +146,7 @@ class ResponsesApi:
     credential_headers = _openai.CREDENTIAL_HEADERS
     budget_code = _openai.BUDGET_CODE
     usage_marker = USAGE_OBJECT
+    tool_loop: ToolLoop | None = None  # the retrieval tool: not yet in this format
 
     def claims_path(self, path: str) -> bool:
         return path.startswith(("/v1/responses", "/responses"))
