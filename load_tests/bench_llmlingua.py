@@ -330,7 +330,8 @@ def tail(path: Path, lines: int = 30) -> str:
 
 
 @contextmanager
-def model_server(model: Path, backend: str, device: str, workdir: Path, threads: int | None = None):
+def model_server(model: Path, backend: str, device: str, workdir: Path, threads: int | None = None,
+                 max_batch_tokens: int | None = None):
     """A ``headroom model-server`` for ``backend`` on a Unix socket; yields (url, proc)."""
     sock = workdir / f"{backend}.sock"
     log_path = workdir / f"model-server-{backend}.log"
@@ -338,6 +339,8 @@ def model_server(model: Path, backend: str, device: str, workdir: Path, threads:
             "--llmlingua-backend", backend, "--llmlingua-device", device]
     if threads:
         argv += ["--threads", str(threads)]
+    if max_batch_tokens:
+        argv += ["--max-batch-tokens", str(max_batch_tokens)]
     proc = start_group(argv, log_path)
     try:
         yield f"unix://{sock}", proc, log_path
@@ -369,7 +372,8 @@ async def wait_model_ready(url: str, proc: subprocess.Popen, log_path: Path, tim
 async def bench_backend(args: argparse.Namespace, backend: str, texts: dict[int, list[str]],
                         mixed_texts: dict[int, list[str]], workdir: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"cells": []}
-    with model_server(args.model, backend, args.device, workdir, args.threads) as (url, proc, log_path):
+    with model_server(args.model, backend, args.device, workdir, args.threads, args.max_batch_tokens) as (
+            url, proc, log_path):
         t0 = time.perf_counter()
         status = await wait_model_ready(url, proc, log_path)
         out["load_s"] = round(time.perf_counter() - t0, 2)
@@ -686,6 +690,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0,
                    help="threads per forward pass in the model servers; 0: the backend's default (every core). "
                         "A proxy's own model server uses cores - workers")
+    p.add_argument("--max-batch-tokens", type=int, default=None,
+                   help="the model servers' --max-batch-tokens (default: theirs: 1024 on a CPU, 8192 on a GPU)")
     p.add_argument("--skip-reference", action="store_true", help="do not run llmlingua's own PromptCompressor")
     p.add_argument("--skip-rss", action="store_true", help="do not start the proxies for the RSS check")
     p.add_argument("--skip-mixed", action="store_true", help="no mixed-load case")
