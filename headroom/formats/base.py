@@ -341,6 +341,22 @@ def content_chars(messages: list) -> int:
     return total
 
 
+def text_parts(content, min_chars: int = 0) -> Iterator[tuple[int | None, str]]:
+    """(index, text) of each text in a message's or tool result's content at least
+    ``min_chars`` long: the content itself when it is a string (index None), else each
+    ``{"type": "text"}`` part of its list (the part's index). Tool output in Anthropic's
+    ``tool_result`` and Chat Completions' ``tool`` messages is shaped so."""
+    if isinstance(content, str):
+        if len(content) >= min_chars:
+            yield None, content
+    elif isinstance(content, list):
+        for k, part in enumerate(content):
+            if isinstance(part, dict) and part.get("type") == "text":
+                text = part.get("text")
+                if isinstance(text, str) and len(text) >= min_chars:
+                    yield k, text
+
+
 def tools_chars(tools) -> int:
     """A cheap stand-in for the tool definitions' size: each description, plus 300 for its schema."""
     if type(tools) is not list:
