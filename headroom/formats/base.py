@@ -39,6 +39,9 @@ class Block:
     text: str
     tool_name: str | None
     tool_input: dict | None = None  # the call's arguments (``Bash``'s command, …)
+    #: The text is the compact JSON of an object or array that the format puts back as a
+    #: value (a Gemini ``functionResponse``'s): only JSON of the same shape may replace it.
+    structured: bool = False
 
 
 @dataclass(frozen=True)
