@@ -15,6 +15,8 @@ import pytest
 from google import genai
 from google.genai import types
 
+from headroom.formats.base import dumps
+
 MODEL = "gemini-2.5-flash"
 KEY = "gk-test-gemini-key-1"
 
@@ -74,6 +76,46 @@ def test_function_call_round_trip_is_compressed_and_stable(proxy, fresh_mock):
     raw_again = fresh_mock.last()["body"].encode("latin-1")
     marker = json.dumps(response["output"], ensure_ascii=False)[1:-1].encode()  # as it sits in the JSON body
     assert marker in raw_first and marker in raw_again
+
+
+def test_a_structured_function_result_is_compressed_to_json_of_the_same_shape(proxy, fresh_mock):
+    """The SDK's function results are JSON values, not texts: an array of records reaches the
+    mock as an array (the records asked about kept whole, the CCR marker its first item), the
+    other values as sent, and the next turn re-sends the part byte for byte."""
+    client = _client(proxy)
+    tool = types.Tool(function_declarations=[types.FunctionDeclaration(
+        name="list_orders", description="List recent orders",
+        parameters=types.Schema(type="OBJECT", properties={"limit": types.Schema(type="INTEGER")}))])
+    config = types.GenerateContentConfig(tools=[tool])
+    question = types.Content(role="user", parts=[types.Part(text="Why did ord_00150 fail?")])
+    first = client.models.generate_content(model=MODEL, contents=[question], config=config)
+    rows = json.loads(_orders())
+    result = {"orders": rows, "page": {"next": None, "total": 300, "price": 1.5}}
+    answer = types.Content(role="user", parts=[types.Part.from_function_response(
+        name=first.function_calls[0].name, response=result)])
+    turn = [question, first.candidates[0].content, answer]
+    second = client.models.generate_content(model=MODEL, contents=turn, config=config)
+    assert "1 function responses" in second.text
+    sent = fresh_mock.last()
+    (part,) = _function_responses(sent)
+    response = part["functionResponse"]["response"]
+    assert list(response) == ["orders", "page"] and response["page"] == result["page"]
+    orders = response["orders"]
+    assert isinstance(orders, list) and len(json.dumps(orders)) < len(json.dumps(rows)) / 5
+    assert orders[0].startswith("[headroom: ") and "retrieve with key " in orders[0]
+    kept = [row for row in orders if isinstance(row, dict)]
+    assert all(row in rows for row in kept) and rows[150] in kept  # whole records, the failed one among them
+    assert all(isinstance(gap, str) and gap.endswith("rows omitted") for gap in orders[1:] if gap not in kept)
+
+    key = orders[0].rsplit(" ", 1)[1].rstrip("]")
+    original = httpx.get(f"{proxy.url}/v1/retrieve/{key}", headers={"x-goog-api-key": KEY}, timeout=10)
+    assert original.status_code == 200 and json.loads(original.json()["content"]) == rows
+
+    follow_up = types.Content(role="user", parts=[types.Part(text="And which region was it in?")])
+    client.models.generate_content(model=MODEL, contents=[*turn, second.candidates[0].content, follow_up],
+                                   config=config)
+    exact = dumps(part)  # the part as the proxy writes it: compact, in place in the body
+    assert exact in sent["body"].encode("latin-1") and exact in fresh_mock.last()["body"].encode("latin-1")
 
 
 def test_streaming_relays_chunks_and_counts_usage(proxy, fresh_mock):

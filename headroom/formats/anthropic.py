@@ -25,6 +25,7 @@ from headroom.formats.base import (
     max_output_tokens,
     messages_of,
     role,
+    text_parts,
     tools_chars,
     top_level_usage,
     turn_units,
@@ -64,17 +65,9 @@ def iter_outputs(messages: list, min_chars: int = 0) -> Iterator[tuple[Path, str
         for j, block in enumerate(content):
             if not isinstance(block, dict) or block.get("type") != "tool_result" or block.get("is_error"):
                 continue
-            inner = block.get("content")
             tool_id = block.get("tool_use_id")
-            if isinstance(inner, str):
-                if len(inner) >= min_chars:
-                    yield (i, j, None), inner, tool_id
-            elif isinstance(inner, list):
-                for k, part in enumerate(inner):
-                    if isinstance(part, dict) and part.get("type") == "text":
-                        text = part.get("text")
-                        if isinstance(text, str) and len(text) >= min_chars:
-                            yield (i, j, k), text, tool_id
+            for k, text in text_parts(block.get("content"), min_chars):
+                yield (i, j, k), text, tool_id
 
 
 def calls(messages: list) -> dict[str, tuple[str, dict | None]]:

@@ -39,6 +39,9 @@ class Block:
     text: str
     tool_name: str | None
     tool_input: dict | None = None  # the call's arguments (``Bash``'s command, …)
+    #: The text is the compact JSON of an object or array that the format puts back as a
+    #: value (a Gemini ``functionResponse``'s): only JSON of the same shape may replace it.
+    structured: bool = False
 
 
 @dataclass(frozen=True)
@@ -339,6 +342,22 @@ def content_chars(messages: list) -> int:
                     inner = part.get("content")
                     total += content_chars([{"content": inner}])
     return total
+
+
+def text_parts(content, min_chars: int = 0) -> Iterator[tuple[int | None, str]]:
+    """(index, text) of each text in a message's or tool result's content at least
+    ``min_chars`` long: the content itself when it is a string (index None), else each
+    ``{"type": "text"}`` part of its list (the part's index). Tool output in Anthropic's
+    ``tool_result`` and Chat Completions' ``tool`` messages is shaped so."""
+    if isinstance(content, str):
+        if len(content) >= min_chars:
+            yield None, content
+    elif isinstance(content, list):
+        for k, part in enumerate(content):
+            if isinstance(part, dict) and part.get("type") == "text":
+                text = part.get("text")
+                if isinstance(text, str) and len(text) >= min_chars:
+                    yield k, text
 
 
 def tools_chars(tools) -> int:

@@ -25,6 +25,7 @@ from headroom.formats.base import (
     max_output_tokens,
     messages_of,
     role,
+    text_parts,
     tools_chars,
     top_level_usage,
     turn_units,
@@ -38,16 +39,8 @@ def iter_outputs(messages: list, min_chars: int = 0) -> Iterator[tuple[Path, str
         if not isinstance(msg, dict) or msg.get("role") not in ("tool", "function"):
             continue
         ref = msg.get("tool_call_id") if msg.get("role") == "tool" else None
-        content = msg.get("content")
-        if isinstance(content, str):
-            if len(content) >= min_chars:
-                yield (i, None, None), content, ref
-        elif isinstance(content, list):
-            for k, part in enumerate(content):
-                if isinstance(part, dict) and part.get("type") == "text":
-                    text = part.get("text")
-                    if isinstance(text, str) and len(text) >= min_chars:
-                        yield (i, k, None), text, ref
+        for k, text in text_parts(msg.get("content"), min_chars):
+            yield (i, k, None), text, ref
 
 
 def calls(messages: list) -> dict[str, tuple[str, dict | None]]:

@@ -5,10 +5,13 @@ The model and the stream flag are in the URL, not the body. The caller's key com
 ``x-goog-api-key`` or as ``?key=`` (hashed like every credential, never logged, and left out
 of the response cache's key). The conversation is ``contents``: ``{"role": "user" | "model",
 "parts": [...]}``. Tool output is in ``functionResponse`` parts of user contents, whose
-``response`` is a JSON object; Gemini CLI puts the tool's text in it as ``{"output": "…"}``.
-Its string values are the candidates: each is compressed like any tool output (a JSON text
-inside it by the JSON compressor) and put back as a string, so ``response`` stays a valid
-JSON object of the same shape, with the same keys. The call is the ``functionCall`` part of
+``response`` is a JSON object; Gemini CLI puts the tool's text in it as ``{"output": "…"}``,
+the ``google-genai`` SDK a function's return value as ``{"result": …}``. Each value of it is
+a candidate. A string is compressed like any tool output (a JSON text inside it by the JSON
+compressor) and put back as a string; an object or array is a structured block (its compact
+JSON), compressed to JSON of the same shape (:mod:`headroom.transforms.json_value`) and put
+back as that object or array. So ``response`` stays a valid JSON object of the same shape,
+with the same keys, whose values keep their types. The call is the ``functionCall`` part of
 the model content before it (``name``, ``args``). ``systemInstruction`` and ``tools`` are
 never touched.
 
@@ -25,8 +28,11 @@ passes through untouched.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
+
+import ujson
 
 from headroom.formats.base import Block, Path, Route, ToolLoop, dumps, tools_chars, turn_units
 from headroom.pricing import Usage
@@ -54,10 +60,11 @@ def _parts(content) -> list:
     return parts if type(parts) is list else []
 
 
-def iter_outputs(items: list, min_chars: int = 0) -> Iterator[tuple[Path, str, tuple[int, str | None]]]:
-    """(path, text, (content index, function name)) of every string value of a
-    ``functionResponse.response`` at least ``min_chars`` long; path: (content, part, key
-    index in ``response``)."""
+def iter_outputs(items: list, min_chars: int = 0) -> Iterator[tuple[Path, str, tuple[int, str | None], bool]]:
+    """(path, text, (content index, function name), structured) of every value of a
+    ``functionResponse.response`` whose text is at least ``min_chars`` long: a string as it
+    is, an object or array as its compact JSON (structured); path: (content, part, key index
+    in ``response``)."""
     for i, content in enumerate(items):
         if type(content) is not dict or content.get("role") == "model":
             continue
@@ -66,8 +73,22 @@ def iter_outputs(items: list, min_chars: int = 0) -> Iterator[tuple[Path, str, t
             if type(reply) is not dict or type(reply.get("response")) is not dict:
                 continue
             for k, value in enumerate(reply["response"].values()):
-                if type(value) is str and len(value) >= min_chars:
-                    yield (i, j, k), value, (i, reply.get("name"))
+                if type(value) is str:
+                    if len(value) >= min_chars:
+                        yield (i, j, k), value, (i, reply.get("name")), False
+                elif type(value) is dict or type(value) is list:
+                    text = _json_text(value)
+                    if text is not None and len(text) >= min_chars:
+                        yield (i, j, k), text, (i, reply.get("name")), True
+
+
+def _json_text(value) -> str | None:
+    """An object's or array's JSON as the body is written upstream (compact, unicode and
+    slashes as they are); None where it cannot be written (the value is then left alone)."""
+    try:
+        return ujson.dumps(value, ensure_ascii=False, escape_forward_slashes=False)
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def _call_input(items: list, before: int, name) -> dict | None:
@@ -150,8 +171,8 @@ class GeminiApi:
     def blocks(self, body: dict, min_chars: int = 0) -> list[Block]:
         items = contents(body)
         return [Block(path, text, name if isinstance(name, str) else None,
-                      _call_input(items, i, name) if isinstance(name, str) else None)
-                for path, text, (i, name) in iter_outputs(items, min_chars)]
+                      _call_input(items, i, name) if isinstance(name, str) else None, structured)
+                for path, text, (i, name), structured in iter_outputs(items, min_chars)]
 
     def user_texts(self, body: dict) -> Iterator[str]:
         for content in reversed(contents(body)):
@@ -159,7 +180,9 @@ class GeminiApi:
                 yield "\n".join(p["text"] for p in _parts(content) if type(p) is dict and type(p.get("text")) is str)
 
     def rewrite(self, body: dict, new_texts: dict[Path, str]) -> dict:
-        """A new body with the given response values replaced; shares everything else."""
+        """A new body with the given response values replaced; shares everything else. A
+        structured value's new text is JSON, put back as the object or array it holds (the
+        same text gives the same value, so the same bytes upstream on every turn)."""
         original = contents(body)
         items = list(original)
         for (i, j, k), text in new_texts.items():
@@ -170,7 +193,7 @@ class GeminiApi:
             reply = dict(parts[j]["functionResponse"])
             response = dict(reply["response"])
             key = list(response)[k]
-            response[key] = text
+            response[key] = text if type(response[key]) is str else json.loads(text)
             reply["response"] = response
             parts[j] = {**parts[j], "functionResponse": reply}
         out = dict(body)
@@ -200,7 +223,11 @@ class GeminiApi:
                     reply = part.get("functionResponse")
                     response = reply.get("response") if type(reply) is dict else None
                     if type(response) is dict:
-                        total += sum(len(v) for v in response.values() if type(v) is str)
+                        for value in response.values():
+                            if type(value) is str:
+                                total += len(value)
+                            elif type(value) is dict or type(value) is list:
+                                total += len(_json_text(value) or "")
         declarations = [d for tool in body.get("tools") or () if type(tool) is dict
                         for d in tool.get("functionDeclarations") or ()]
         return total + tools_chars(declarations)

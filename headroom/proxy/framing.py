@@ -50,6 +50,10 @@ class StrictHttp(Http):
     """Sanic's HTTP/1.1 parser, refusing (and closing on) what a front proxy could frame differently."""
 
     __slots__ = ()
+    #: Every head this parser hands on has passed :func:`head_problem`, so
+    #: :func:`headroom.proxy.body.check_head` need not read it again (it reads this flag on
+    #: ``request.stream``: under an ASGI server the stream is the server's, without it).
+    checks_heads = True
 
     async def http1_request_header(self) -> None:
         await super().http1_request_header()

@@ -119,8 +119,9 @@ def _dump_column(values: list) -> str:
         return "".join(cell(v) for v in values if v is not MISSING)
 
 
-class _Trimmer:
-    """Hooks for :func:`json_format.encode`: count tables and, in lossy mode, choose rows."""
+class Trimmer:
+    """Hooks for :func:`json_format.encode`: count tables and, in lossy mode, choose rows
+    (:mod:`json_value` asks it the same about a value it keeps as JSON)."""
 
     def __init__(self, brief: Brief, lossy: bool) -> None:
         self.brief = brief
@@ -163,20 +164,26 @@ class _Trimmer:
         anomalies = rank_anomalies(scored, lim.max_anomalies)
         return self._record(n, keep_indices(n, lim.head_items, lim.tail_items, anomalies, matches))
 
-    def array(self, items: list, parts: list[str]) -> list[str]:
+    def array_kept(self, items: list, parts: list[str]) -> list[int] | None:
+        """Indices of the items of an array that is not a table to keep (``parts``: their
+        encodings), or None for all of them."""
         lim = self.brief.limits
         n = len(items)
         if not self.lossy or n <= lim.max_items:
-            return parts
+            return None
         numbers = [_number(v) for v in items]
         scored = column_anomalies("", [v if x is None else x for v, x in zip(items, numbers)], numbers)
         joined = Joined(parts)
         scored.extend((1, i) for i in error_hits(parts, max_share=0.2, joined=joined))
         matches = term_hits(parts, self.brief.terms, lim, joined=joined)
-        kept = self._record(n, keep_indices(n, lim.head_items, lim.tail_items,
+        return self._record(n, keep_indices(n, lim.head_items, lim.tail_items,
                                             rank_anomalies(scored, lim.max_anomalies), matches))
+
+    def array(self, items: list, parts: list[str]) -> list[str]:
+        kept = self.array_kept(items, parts)
         if kept is None:
             return parts
+        n = len(items)
         out: list[str] = []
         prev = -1
         for i in kept:
@@ -202,10 +209,10 @@ def compress(text: str, brief: Brief, value=_UNPARSED, prefix: str = "", suffix:
     original = value
     if lossy:  # big objects and long strings (json_prune); arrays are trimmed while encoding
         value = pruner.prune(value)
-    trim = _Trimmer(brief, lossy=lossy)
+    trim = Trimmer(brief, lossy=lossy)
     out = encode(value, table_hook=trim.table, array_hook=trim.array)
     if pruner.omitted and len(out) <= limit:  # it would have fitted without pruning?
-        whole = _Trimmer(brief, lossy=False)
+        whole = Trimmer(brief, lossy=False)
         lossless = encode(original, table_hook=whole.table)
         if len(lossless) <= limit:
             value, pruner.omitted, trim, out = original, 0, whole, lossless
@@ -213,7 +220,7 @@ def compress(text: str, brief: Brief, value=_UNPARSED, prefix: str = "", suffix:
         # Would the lossless form have fitted after all? (Estimated: kept rows are typical.)
         lossless_len = len(out) * (trim.kept + trim.omitted) / max(1, trim.kept)
         if lossless_len <= limit:
-            trim = _Trimmer(brief, lossy=False)
+            trim = Trimmer(brief, lossy=False)
             out = encode(value, table_hook=trim.table)
     transforms = ["json:table" if trim.tables else "json:minify"]
     out = prefix + out + suffix

@@ -46,7 +46,7 @@ from operator import itemgetter
 
 from headroom.transforms.base import MISSING
 
-__all__ = ["RawNumber", "TableHook", "encode", "encode_string", "loads"]
+__all__ = ["RawNumber", "TableHook", "encode", "encode_string", "loads", "with_gaps"]
 
 
 class RawNumber(str):
@@ -293,7 +293,7 @@ def encode(value, tables: bool = True, table_hook: TableHook | None = None,
             rows = encode_rows([[col[i] for i in kept] for col in columns])
             if keys is not None:
                 rows = [_cell_string(keys[i]) + "," + row for i, row in zip(kept, rows)]
-            rows = _with_gaps(rows, kept, len(items), "entries" if keys is not None else "rows")
+            rows = with_gaps(rows, kept, len(items), "entries" if keys is not None else "rows")
         if keys is None:
             return f"[\n# {len(items)} rows: {header(paths)}\n" + "\n".join(rows) + "\n]"
         return f"{{\n# {len(items)} entries: {KEY_COLUMN},{header(paths)}\n" + "\n".join(rows) + "\n}"
@@ -323,9 +323,10 @@ def encode(value, tables: bool = True, table_hook: TableHook | None = None,
 GAP = "\u2026 {count} {unit} omitted"
 
 
-def _with_gaps(rows: list[str], kept: list[int], total: int, unit: str) -> list[str]:
-    """Kept rows with one ``… N rows omitted`` line per run of dropped rows."""
-    out: list[str] = []
+def with_gaps(rows: list, kept: list[int], total: int, unit: str) -> list:
+    """Kept rows with one ``… N rows omitted`` line per run of dropped rows (``rows``: the
+    kept ones, in order; lines here, items of a JSON array in :mod:`json_value`)."""
+    out: list = []
     prev = -1
     for row, i in zip(rows, kept):
         if i > prev + 1:

@@ -44,11 +44,14 @@ def clear_digests() -> None:
     _digests.clear()
 
 
-def block_id(caller: str, text: str, tool_name: str | None, tool_input: dict | None = None) -> BlockId:
+def block_id(caller: str, text: str, tool_name: str | None, tool_input: dict | None = None,
+             structured: bool = False) -> BlockId:
     """One SHA-256 of the text gives both keys; the tool's class is part of the memo key
-    because the same bytes from ``Read`` (kept exact) and ``Bash`` are treated differently."""
+    because the same bytes from ``Read`` (kept exact) and ``Bash`` are treated differently,
+    and so is a structured block's (``value``: its output is JSON, never the notation)."""
     digest_hex = digest(text)
-    ident = f"{tool_hint(tool_name, tool_input) or 'any'}.{digest_hex[:32]}"
+    kind = "value" if structured else tool_hint(tool_name, tool_input) or "any"
+    ident = f"{kind}.{digest_hex[:32]}"
     return BlockId(make_key(MEMO_KIND, caller, ident), digest_hex[: ccr.KEY_CHARS],
                    make_key(SENT_KIND, caller, ident))
 

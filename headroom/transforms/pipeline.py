@@ -214,7 +214,7 @@ async def _compress_blocks(blocks: list[Block], body: dict, fmt: Format, store: 
                            opts: PipelineOptions, entries: dict, receipt: Receipt, model: ProseModel | None) -> set:
     """Fill ``entries`` (path → memo entry) from the memo or by compressing; store new ones.
     Returns the paths found in the memo."""
-    ids = [block_id(caller, b.text, b.tool_name, b.tool_input) for b in blocks]
+    ids = [block_id(caller, b.text, b.tool_name, b.tool_input, b.structured) for b in blocks]
     guard = prefix_guard.PrefixGuard(ids)
     found = await store.get_many([i.memo_key for i in ids] + guard.keys())  # one round trip for both
     guard.load(found[len(ids):])
@@ -324,7 +324,7 @@ def _transform(block: Block, bid: BlockId, terms: Terms, opts: PipelineOptions,
         limits = replace(limits, extract_prose=False)
     brief = Brief(terms=terms, ccr_key=bid.ccr_key, limits=limits)
     try:
-        kind, result = compress_block(block.text, block.tool_name, brief, block.tool_input)
+        kind, result = compress_block(block.text, block.tool_name, brief, block.tool_input, block.structured)
     except Exception:
         log.exception("headroom transform failed on a %d-char block", len(block.text))
         return None, None, 1

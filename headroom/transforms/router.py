@@ -11,6 +11,7 @@ from collections.abc import Callable
 from headroom.transforms import (
     diff_compressor,
     json_compressor,
+    json_value,
     log_compressor,
     search_compressor,
     table_compressor,
@@ -39,8 +40,13 @@ COMPRESSORS: dict[Kind, Callable[[str, Brief, Detection], Compressed | None]] = 
 
 
 def compress_block(text: str, tool_name: str | None, brief: Brief,
-                   tool_input: dict | None = None) -> tuple[Kind, Compressed | None]:
-    """(detected kind, result); a None result means "send the block unchanged"."""
+                   tool_input: dict | None = None, structured: bool = False) -> tuple[Kind, Compressed | None]:
+    """(detected kind, result); a None result means "send the block unchanged".
+
+    ``structured``: the text is the JSON of an object or array that the format puts back as a
+    value, so only JSON of the same shape may replace it (:mod:`json_value`); no detection."""
+    if structured:
+        return Kind.JSON, json_value.compress(text, brief)
     found = detect(text, tool_name, tool_input)
     compress = COMPRESSORS.get(found.kind)  # Kind.CODE has none: sent exactly
     if compress is None:

@@ -112,3 +112,21 @@ def test_request_ids_adopt_a_clean_client_id_and_are_unique_otherwise():
     made = {request_id_for(_Request({"x-request-id": "bad id\r\n"})) for _ in range(100)}
     assert len(made) == 100 and all(i.startswith("hr_") for i in made)
     assert new_request_id() != new_request_id()
+
+
+def test_a_head_is_checked_in_the_request_path_only_where_the_strict_parser_did_not():
+    from sanic import Request, Sanic
+    from sanic.compat import Header
+
+    from headroom.proxy.body import check_head
+    from headroom.proxy.framing import StrictHttp
+    from headroom.proxy.protocol import DeadlineHttpProtocol
+
+    bad = Request(b"/v1/messages", Header([("x-api-key", "k")]), "1.1", "POST", None, Sanic("head_check"),
+                  head=b"POST /v1/messages HTTP/1.1\r\nx-api-key : k")
+    with pytest.raises(ProxyError) as refused:  # an ASGI server's stream (or none): checked here
+        check_head(bad)
+    assert refused.value.status == 400
+    assert DeadlineHttpProtocol.HTTP_CLASS is StrictHttp  # Sanic's own server parses every head strictly,
+    bad.stream = StrictHttp.__new__(StrictHttp)  # so a head it handed on is not read again
+    check_head(bad)
