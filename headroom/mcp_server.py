@@ -107,7 +107,7 @@ def _arguments(raw: Mapping[str, Any] | None) -> dict[str, str] | str:
     raw = raw or {}
     key = raw.get("key")
     if not isinstance(key, str) or not key.strip():
-        return 'headroom_retrieve needs "key": the 16 hex digits after "retrieve with key" in a [headroom: …] note'
+        return 'headroom_retrieve needs "key": the 16 hex digits after "key=" in a [headroom: …] note'
     body = {"key": key.strip()}
     for name in ("lines", "query"):
         value = raw.get(name)
@@ -187,7 +187,7 @@ def build_server(settings: Settings) -> Any:
 
     return Server("headroom", version=__version__,
                   instructions=f"{TOOL_NAME} gets back what Headroom left out of a tool result: call it with the "
-                               "key of a [headroom: … retrieve with key K] note.",
+                               "key of a [headroom: … key=K …] note.",
                   on_list_tools=list_tools, on_call_tool=call_tool)
 
 
