@@ -68,6 +68,10 @@ INPUT_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
 }
 
+#: Marks a try at ``/v1/retrieve`` that is not the last (``headroom mcp`` asks with each API key
+#: it has in turn): its miss is not counted, so that one retrieval counts once.
+PROBE_HEADER = "x-headroom-retrieval-probe"
+
 CONTEXT = 2  # lines shown either side of a match
 MAX_MATCHES = 50  # matching lines shown at most; the rest are counted
 MAX_LINE_CHARS = 2000  # a longer matching or context line is shown around its first hit
