@@ -161,7 +161,7 @@ def test_a_codex_command_header_is_never_reworded(start_proxy, fresh_mock, lingu
     assert "llmlingua" in answer.headers["x-headroom-transforms"]
     sent = json.loads(fresh_mock.last()["body"].encode("latin-1"))["input"][2]["output"]
     assert sent.startswith(header) and len(sent) < 0.8 * len(header + page)
-    assert "ZanzibarCodex" in sent and "words omitted; retrieve with key" in sent
+    assert "ZanzibarCodex" in sent and "words omitted; headroom_retrieve key=" in sent
 
 
 def test_code_json_and_short_prose_never_reach_the_model(start_proxy, fresh_mock, lingua_model):
