@@ -147,3 +147,14 @@ def _lines(path, n: int) -> list[dict] | None:
         return None
     lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return lines if len(lines) >= n else None
+
+
+def test_a_retrieval_the_store_cannot_answer_is_counted_as_an_error(start_proxy, own_redis, mock):
+    proxy = start_proxy("--no-cache", "--redis-url", own_redis.url)
+    me = Session(proxy, mock, "sk-ant-policy-outage")
+    text, _ = me.turn(service_log("outage"))
+    (key,) = ccr.marker_keys(text)
+    own_redis.kill()
+    response = me.retrieve(key, query="declined")
+    assert response.status_code == 503 and "unreachable" in response.json()["error"]["message"]
+    assert _metrics(proxy)[("headroom_retrievals_total", (("outcome", "error"), ("tool", "unknown")))] == 1
