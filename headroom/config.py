@@ -38,6 +38,7 @@ class ProxyConfig:
     state_secret: str | None = None
     fail_closed: bool = False
     ccr_ttl: float = 86_400.0
+    retrieval_backoff: float = 0.2
     cache_ttl: float = 300.0
     cache_max_entries: int = 10_000
     rpm: int = 600
@@ -176,6 +177,10 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("ccr_ttl", "--ccr-ttl", "HEADROOM_CCR_TTL",
            "seconds an original left out by compression stays retrievable (/v1/retrieve)", TTL),
+    Option("retrieval_backoff", "--retrieval-backoff", "HEADROOM_RETRIEVAL_BACKOFF",
+           "when the model retrieves more than this share of a tool's lossily compressed outputs (over at least "
+           "10), that tool's new outputs get only lossless transforms for the caller for an hour (0: never)",
+           Number(float, 0, 100)),
     Option("cache", "--no-cache", "HEADROOM_CACHE", "turn the response cache off", parse_bool, "store_false"),
     Option("cache_ttl", "--cache-ttl", "HEADROOM_CACHE_TTL", "seconds a cached response is served", TTL),
     Option("cache_max_entries", "--cache-max-entries", "HEADROOM_CACHE_MAX_ENTRIES",

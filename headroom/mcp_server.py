@@ -10,7 +10,8 @@ Originals belong to the API key whose request produced them, so the server sends
 the client itself uses, read from the same environment variables (``ANTHROPIC_API_KEY``,
 ``OPENAI_API_KEY``, ``GEMINI_API_KEY``, ``GOOGLE_API_KEY``). An agent started by a user
 whose shell holds several keys may have stored an original under any of them, so each is
-tried in that order until one finds it; a key never appears in a message. Every failure
+tried in that order until one finds it (each try but the last marked as a probe, so that the
+proxy counts the retrieval once); a key never appears in a message. Every failure
 (no key, proxy down, unknown or expired key, another caller's key) is a tool error whose
 text says what to do: the model reads it, the server never crashes on it.
 
@@ -107,7 +108,7 @@ def _arguments(raw: Mapping[str, Any] | None) -> dict[str, str] | str:
     raw = raw or {}
     key = raw.get("key")
     if not isinstance(key, str) or not key.strip():
-        return 'headroom_retrieve needs "key": the 16 hex digits after "retrieve with key" in a [headroom: …] note'
+        return 'headroom_retrieve needs "key": the 16 hex digits after "key=" in a [headroom: …] note'
     body = {"key": key.strip()}
     for name in ("lines", "query"):
         value = raw.get(name)
@@ -140,11 +141,14 @@ async def retrieve(settings: Settings, raw_arguments: Mapping[str, Any] | None,
         names = ", ".join(variable for variable, _ in KEY_VARIABLES)
         return Outcome(f"headroom_retrieve has no API key to ask with: originals belong to the key whose requests "
                        f"Headroom compressed; set one of {names} where headroom mcp is started", is_error=True)
+    from headroom.transforms.retrieval import PROBE_HEADER
+
     admin = {"x-headroom-admin-token": settings.admin_token} if settings.admin_token else {}
-    for credential in settings.credentials:
+    for number, credential in enumerate(settings.credentials, 1):
+        probe = {PROBE_HEADER: "1"} if number < len(settings.credentials) else {}
         try:
             async with session.post(f"{settings.url}/v1/retrieve", json=body,
-                                    headers={**credential.headers(), **admin}) as response:
+                                    headers={**credential.headers(), **admin, **probe}) as response:
                 status, payload = response.status, await response.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError) as exc:
             return Outcome(f"The Headroom proxy at {settings.url} did not answer ({type(exc).__name__}): is "
@@ -187,7 +191,7 @@ def build_server(settings: Settings) -> Any:
 
     return Server("headroom", version=__version__,
                   instructions=f"{TOOL_NAME} gets back what Headroom left out of a tool result: call it with the "
-                               "key of a [headroom: … retrieve with key K] note.",
+                               "key of a [headroom: … key=K …] note.",
                   on_list_tools=list_tools, on_call_tool=call_tool)
 
 

@@ -42,6 +42,12 @@ class RequestOutcome:
     error: str | None = None  # kind of failure, e.g. "upstream_unreachable"
     model_fallback: str | None = None  # why LLMLingua did not compress this request's prose
     prefix_changes: int = 0  # blocks sent on an earlier turn that went out with other bytes (a bug)
+    # The retrieval policy: retrievals answered in this request (by /v1/retrieve, or by the
+    # retrieval tool loop), the tokens they gave back, and the tools whose new outputs this
+    # request kept lossless because they are backed off.
+    retrievals: int = 0
+    retrieved_tokens: int = 0
+    backed_off: tuple[str, ...] = ()
     bytes_in: int = 0
     bytes_out: int = 0
     messages: list | str | None = None  # only with --log-messages (a Responses ``input`` may be a string)

@@ -61,4 +61,4 @@ def bulky_json(rows: int = 400, salt: str = "") -> str:
 
 def retrieval_keys(text: str) -> list[str]:
     """The retrieval keys named by compression markers in ``text``."""
-    return re.findall(r"retrieve with key ([0-9a-f]{16})", text)
+    return re.findall(r"\[headroom:[^\]]*?\b([0-9a-f]{16})\b[^\]]*\]", text)

@@ -11,7 +11,7 @@ with the exact *needles* (strings) that must reach the model for the question to
 :func:`judge` runs every question through the real pipeline (default options, the question as
 the newest user text) and reports, per kind and in total: tokens saved, needles in the
 compressed context, needles only reachable by retrieval (in the stored original behind a
-``[headroom: … retrieve with key …]`` marker), and the worst cases.
+``[headroom: … key=… …]`` marker), and the worst cases.
 
 Two seeds are kept apart (:data:`TUNE_SEED`, :data:`CHECK_SEED`): tune on one, report both.
 ``python load_tests/realworld.py`` prints the full table; the test suite runs a bounded sample.
@@ -888,6 +888,7 @@ class KindReport:
 async def judge(outputs: list[Output]) -> list[Trial]:
     """Run every question through the pipeline with default options and a fresh store."""
     from headroom.state.memory_store import MemoryStore
+    from headroom.transforms import ccr
     from headroom.transforms.pipeline import run_pipeline
     from headroom.transforms.tokens import count_tokens
     from testkit.corpus.cases import Case, body_for, tool_output
@@ -901,7 +902,7 @@ async def judge(outputs: list[Output]) -> list[Trial]:
                         content=output.content, question=question.text, answers=question.needles)
             new_body, receipt = await run_pipeline(body_for(case), "anthropic", MemoryStore(), "realworld")
             text = tool_output(new_body, "anthropic") if new_body is not None else output.content
-            marker = any(f"retrieve with key {key}]" in text for key in receipt.ccr_keys)
+            marker = any(key in ccr.marker_keys(text) for key in receipt.ccr_keys)
             if question.same_line:
                 together = any(all(n in line for n in question.needles) for line in text.split("\n"))
                 inside = len(question.needles) if together else 0

@@ -133,7 +133,7 @@ def test_codex_runs_a_function_call_round_trip_through_the_proxy_compressed(star
     # rest retrievable; Codex's own header in front of the output kept.
     sent = output["output"]
     assert len(sent) * 5 < len(printed)
-    assert "ord_00097" in sent and "insufficient_funds" in sent and "retrieve with key" in sent
+    assert "ord_00097" in sent and "insufficient_funds" in sent and "headroom_retrieve key=" in sent
     assert "Process exited with code 0" in sent
 
     # Everything else is Codex's own, re-sent unchanged: the ~20 KB developer prompt and the

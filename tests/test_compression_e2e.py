@@ -15,6 +15,7 @@ import httpx
 import openai
 import pytest
 
+from headroom.transforms import ccr
 from testkit.corpus.cases import all_cases, body_for, tool_output
 
 CASES = all_cases()
@@ -100,8 +101,7 @@ def test_cache_control_and_system_stay_where_the_client_put_them(corpus_results)
 
 def test_retrieve_returns_the_original_to_its_caller_only(corpus_results, optimizing):
     case, _, sent = corpus_results["app_server_log"]
-    marker = next(line for line in tool_output(sent, case.provider).splitlines() if "retrieve with key" in line)
-    key = marker.rsplit("key ", 1)[1].strip(" ]")
+    (key,) = ccr.marker_keys(tool_output(sent, case.provider))
     mine = httpx.get(f"{optimizing.url}/v1/retrieve/{key}", headers=ANTHROPIC_HEADERS)
     assert mine.status_code == 200 and mine.json()["content"] == case.content
     by_body = httpx.post(f"{optimizing.url}/v1/retrieve", json={"key": key}, headers=ANTHROPIC_HEADERS)

@@ -23,6 +23,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from testkit.originals import service_log, store_original
+
 ADMIN = "dash-admin-T0ken-4f2a"
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
 REQUIRE_ENV = "HEADROOM_REQUIRE_CHROMIUM"
@@ -40,8 +42,15 @@ def _require_chromium() -> str:
 
 @pytest.fixture(scope="module")
 def busy_proxy(start_proxy):
-    """A proxy with the admin token set that has answered a few requests of each kind."""
+    """A proxy with the admin token set that has answered a few requests of each kind, and
+    retrievals enough (through /v1/compress and /v1/retrieve, which are not requests) to back
+    a tool off."""
     proxy = start_proxy("--no-cache", "--admin-token", ADMIN)
+    keys = [store_original(proxy.url, ANTHROPIC["x-api-key"], service_log(f"dash{i}"), ADMIN) for i in range(10)]
+    for key in keys[:3]:  # 3 of 10: past the default 0.2
+        response = httpx.post(f"{proxy.url}/v1/retrieve", json={"key": key, "query": "ERROR"},
+                              headers={**ANTHROPIC, "x-headroom-admin-token": ADMIN})
+        assert response.status_code == 200, response.text
     body = {"model": "claude-sonnet-4-5", "max_tokens": 8,
             "messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": BIG}]}]}
     with httpx.Client(base_url=proxy.url, timeout=30) as client:
@@ -73,15 +82,20 @@ def _console(stderr: str) -> list[str]:
 
 
 class _Dom(html.parser.HTMLParser):
-    """Attributes by element id, the body's attributes, the recent-requests rows."""
+    """Attributes by element id, the body's attributes, the rows of each table body by its id
+    (``rows``: the recent requests')."""
 
     def __init__(self) -> None:
         super().__init__()
         self.by_id: dict[str, dict] = {}
         self.body: dict = {}
-        self.rows: list[dict] = []
-        self._in_recent = False
+        self.tables: dict[str, list[dict]] = {}
+        self._tbody: str | None = None
         self.texts: list[str] = []
+
+    @property
+    def rows(self) -> list[dict]:
+        return self.tables.get("recent", [])
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
@@ -89,14 +103,15 @@ class _Dom(html.parser.HTMLParser):
             self.by_id[attrs["id"]] = attrs
         if tag == "body":
             self.body = attrs
-        if attrs.get("id") == "recent":
-            self._in_recent = True
-        elif tag == "tr" and self._in_recent:
-            self.rows.append(attrs)
+        if tag == "tbody":
+            self._tbody = attrs.get("id")
+            self.tables.setdefault(self._tbody, [])
+        elif tag == "tr" and self._tbody is not None:
+            self.tables[self._tbody].append(attrs)
 
     def handle_endtag(self, tag):
         if tag == "tbody":
-            self._in_recent = False
+            self._tbody = None
 
     def handle_data(self, data):
         self.texts.append(data)
@@ -181,6 +196,14 @@ def test_dashboard_in_chromium_matches_stats(busy_proxy, tmp_path):
     assert _value(dom, "cache-read-tokens") == read
     if "prefix_changes" in stats:
         assert _value(dom, "prefix-changes") == stats["prefix_changes"] == 0
+    retrievals = stats["retrievals"]
+    assert retrievals["total"] == retrievals["by_tool"]["fetch_orders"]["ok"] == 3
+    assert _value(dom, "retrievals-total") == 3
+    assert _value(dom, "retrieved-tokens") == retrievals["retrieved_tokens"] > 0
+    assert _value(dom, "tokens-saved-net") == stats["tokens_saved_net"] == (
+        stats["tokens_before"] - stats["tokens_after"] - retrievals["retrieved_tokens"])
+    assert [row["data-tool"] for row in dom.tables["backed-off"]] == ["fetch_orders"] == [
+        b["tool"] for b in stats["backed_off"]["now"]]
     recent = stats["recent_requests"]
     assert [int(r["data-status"]) for r in dom.rows] == [r["status"] for r in recent]
     assert [float(r["data-tokens-saved"]) for r in dom.rows] == [r["tokens_saved"] for r in recent]

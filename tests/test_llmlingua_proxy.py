@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from headroom.transforms import ccr
 from headroom.transforms.prose_model import MAX_CHARS
 from testkit import ROOT
 from testkit.ports import free_port
@@ -125,13 +126,13 @@ def test_prose_is_compressed_memoised_and_retrievable(start_proxy, fresh_mock, l
     sent = sent_page(fresh_mock)
     assert len(sent) < 0.8 * len(page)
     assert f"Zanzibar{backend}" in sent and "xylophone" in sent  # the question's words are kept
-    assert "words omitted; retrieve with key" in sent
+    assert "words omitted; headroom_retrieve key=" in sent
     # A later turn, with another question: the block goes out byte for byte as the first time.
     later = conversation(page, "And what did customers report?")
     later["messages"] += [{"role": "assistant", "content": "Noted."}, {"role": "user", "content": "Thanks."}]
     post(proxy, later)
     assert sent_page(fresh_mock) == sent
-    key = sent.rsplit("retrieve with key ", 1)[1].split("]")[0]
+    key = ccr.marker_keys(sent)[-1]
     original = httpx.get(f"{proxy.url}/v1/retrieve/{key}", headers=ANTHROPIC)
     assert original.status_code == 200 and original.json()["content"] == page
     assert metric(proxy, "headroom_llmlingua_compressions_total") >= 1
@@ -160,7 +161,7 @@ def test_a_codex_command_header_is_never_reworded(start_proxy, fresh_mock, lingu
     assert "llmlingua" in answer.headers["x-headroom-transforms"]
     sent = json.loads(fresh_mock.last()["body"].encode("latin-1"))["input"][2]["output"]
     assert sent.startswith(header) and len(sent) < 0.8 * len(header + page)
-    assert "ZanzibarCodex" in sent and "words omitted; retrieve with key" in sent
+    assert "ZanzibarCodex" in sent and "words omitted; headroom_retrieve key=" in sent
 
 
 def test_code_json_and_short_prose_never_reach_the_model(start_proxy, fresh_mock, lingua_model):

@@ -22,6 +22,7 @@ from headroom import cli
 from headroom.transforms.retrieval import INPUT_SCHEMA, TOOL_DESCRIPTION, TOOL_NAME, answer
 from testkit import ROOT
 from testkit.leftovers import SESSION_ENV
+from testkit.llm_requests import HTTP
 from testkit.originals import service_log, store_original
 from testkit.ports import free_port
 
@@ -89,6 +90,21 @@ async def test_each_key_in_the_environment_is_tried(proxy, stored, errlog):
         result = await session.call_tool(TOOL_NAME, {"key": key})
     assert not result.is_error, text_of(result)
     assert text_of(result) == original
+
+
+async def test_a_retrieval_tried_with_several_keys_is_counted_once(start_proxy, errlog):
+    """The proxy counts what headroom mcp fetched (the policy, /stats, the metrics) once: the
+    try with a key that does not hold the original is a probe, not a miss; a last try is."""
+    counted = start_proxy("--no-cache")
+    key = store_original(counted.url, MINE, service_log("mcp-once"))
+    async with connected(counted.url, {"ANTHROPIC_API_KEY": THEIRS, "OPENAI_API_KEY": MINE}, errlog) as session:
+        found = await session.call_tool(TOOL_NAME, {"key": key, "query": "declined"})
+    async with connected(counted.url, {"ANTHROPIC_API_KEY": THEIRS}, errlog) as session:
+        missed = await session.call_tool(TOOL_NAME, {"key": key})
+    assert not found.is_error and missed.is_error
+    retrievals = HTTP.get(f"{counted.url}/stats").json()["retrievals"]
+    assert retrievals["by_outcome"] == {"ok": 1, "miss": 1, "error": 0}
+    assert retrievals["by_tool"]["fetch_orders"] == {"ok": 1, "miss": 0, "error": 0}  # the tool it was stored for
 
 
 async def test_failures_are_tool_errors_and_the_server_keeps_answering(proxy, stored, errlog):

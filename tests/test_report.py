@@ -130,6 +130,39 @@ def test_dates_gzip_and_several_files(small_log, tmp_path):
     assert [(r["day"], r["requests"]) for r in json.loads(out)["rows"]] == [("2026-03-01", 3)]
 
 
+RETRIEVAL_LOG = SMALL_LOG + "\n".join([
+    # a retrieval answered by /v1/retrieve, one within a request (the tool loop), a request that kept
+    # Bash's new output lossless (twice, two callers), and malformed figures that count 0
+    json.dumps({"timestamp": "2026-03-02T10:00:00.000Z", "path": "/v1/retrieve", "status": 200, "api_key_hash": A,
+                "model": None, "retrievals": 1, "retrieved_tokens": 120}),
+    _rec("2026-03-02T10:01:00.000Z", "claude-sonnet-4-5", A, 200, 1000, 500, 10, 5, 0, 0, 0.001, 0.0005,
+         retrievals=2, retrieved_tokens=80, backed_off=["Bash"]),
+    _rec("2026-03-02T10:02:00.000Z", "claude-sonnet-4-5", B, 200, 1000, 1000, 10, 5, 0, 0, 0.001, 0.0,
+         backed_off=["Bash", "Grep"]),
+    _rec("2026-03-02T10:03:00.000Z", "gpt-4o", B, 200, 100, 100, 1, 1, 0, 0, 0.0, 0.0,
+         retrievals="2", retrieved_tokens=-5, backed_off="Bash"),
+]) + "\n"
+
+
+def test_retrievals_and_backed_off_tools_are_reported_with_savings_net_of_them(tmp_path):
+    path = tmp_path / "requests.jsonl"
+    path.write_text(RETRIEVAL_LOG)
+    rc, out, _ = run_report(str(path), "--json")
+    data = json.loads(out)
+    saved = data["totals"]["tokens_saved"]
+    assert saved == 3600 + 500  # the small log's, and the request that saved 500
+    assert data["retrieval"] == {
+        "retrievals": 3, "retrieved_tokens": 200, "tokens_saved_net": saved - 200,
+        "backed_off": {"Bash": {"requests": 2, "callers": 2}, "Grep": {"requests": 1, "callers": 1}},
+    }
+    rc, out, _ = run_report(str(path))
+    assert rc == 0
+    assert (f"retrievals: 3, giving back 200 tokens; tokens saved net of them: {saved - 200:,} "
+            f"({(saved - 200) / data['totals']['tokens_before'] * 100:.1f}%).") in out.splitlines()
+    assert ("backed off (retrieved too often; new outputs kept lossless): Bash in 2 requests (2 callers), "
+            "Grep in 1 request (1 caller).") in out.splitlines()
+
+
 def test_bad_arguments_and_unreadable_files(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["report", "x.jsonl", "--by", "day,provider"])
@@ -176,6 +209,7 @@ def test_hot_loop_applies_the_same_rules_as_parse_line(record):
         plain = report.Aggregator()
         plain.add(entry)
         assert agg.groups == plain.groups
+        assert agg.retrieval == plain.retrieval
 
 
 def test_parallel_reading_gives_the_same_answer(tmp_path, monkeypatch):

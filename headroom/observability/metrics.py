@@ -69,6 +69,9 @@ INFERENCE_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 BATCH_WINDOW_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 BATCH_TOKEN_BUCKETS = (64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
 MODEL_FALLBACK_REASONS = ("timeout", "down", "loading", "overloaded", "error")
+# Tool names come from clients (the tool whose output was retrieved): at most this many per process.
+TOOL_LABEL_LIMIT = 50
+RETRIEVAL_OUTCOMES = ("ok", "miss", "error")
 
 
 def prepare_multiprocess_dir(path: str | None = None) -> str:
@@ -174,6 +177,15 @@ class Metrics:
             "bytes (a prompt-cache break it caused; should stay 0)", ("provider",))
         for provider in PROVIDERS:
             self.prefix_changes.labels(provider)
+        self.retrievals = counter(
+            "headroom_retrievals", "Retrievals of originals compression left out, by the tool whose output it was "
+            "and outcome (ok, miss: unknown/expired/another caller's, error: store down)", ("tool", "outcome"))
+        self.retrieved_tokens = counter(
+            "headroom_retrieved_tokens", "Tokens given back to the model by retrievals (savings are net of them)",
+            ("tool",))
+        self.backoffs = counter(
+            "headroom_retrieval_backoffs", "Times a tool's outputs were retrieved so often that its new outputs went "
+            "lossless for a caller (--retrieval-backoff)", ("tool",))
         self.store_outages = counter("headroom_store_unavailable", "Operations that found the shared store unavailable")
         self.request_log_lost = counter(
             "headroom_request_log_lines_lost", "Request log lines dropped because the file could not take them whole")
@@ -203,6 +215,7 @@ class Metrics:
         self._model = BoundedLabel(MODEL_LABEL_LIMIT)
         self._reason = BoundedLabel(8, ("rpm", "tpm", "budget"))
         self._kind = BoundedLabel(32)
+        self._tool = BoundedLabel(TOOL_LABEL_LIMIT)
         self._request_children: dict[tuple[str, str, int], Any] = {}
         self._model_children: dict[tuple[str, str], tuple[Any, ...]] = {}
         self._provider_children: dict[str, tuple[Any, Any, Any]] = {}
@@ -277,6 +290,15 @@ class Metrics:
         kind = upstream_error_kind(outcome.error)
         if kind:
             self.upstream_errors.labels(self._kind(kind)).inc()
+
+    def tool_label(self, tool: str) -> str:
+        return self._tool(tool)
+
+    def observe_retrieval(self, tool: str, outcome: str, tokens: int) -> None:
+        label = self._tool(tool)
+        self.retrievals.labels(label, outcome if outcome in RETRIEVAL_OUTCOMES else "error").inc()
+        if tokens > 0:
+            self.retrieved_tokens.labels(label).inc(tokens)
 
     def set_budget_remaining(self, usd: float | None) -> None:
         """Record the budget left; ``None`` (no budget configured) leaves the gauge as it was.
@@ -417,6 +439,17 @@ def model_batch(windows: int, padded_tokens: int, seconds: float, queue_windows:
 @fail_open
 def model_queue(queue_windows: int) -> None:
     get_metrics().model_queue.set(queue_windows)
+
+
+@fail_open
+def retrieval(tool: str, outcome: str, tokens: int) -> None:
+    """One retrieval the proxy answered (``headroom.transforms.retrieval_policy``)."""
+    get_metrics().observe_retrieval(tool, outcome, tokens)
+
+
+@fail_open
+def backoff_started(tool: str) -> None:
+    get_metrics().backoffs.labels(get_metrics().tool_label(tool)).inc()
 
 
 @fail_open

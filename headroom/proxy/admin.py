@@ -129,7 +129,11 @@ async def detailed_stats(request: Request):
     snapshot = await _snapshot(request)
     if snapshot is None:
         raise ProxyError(503, "Statistics are kept in the shared store, which is unreachable right now")
-    body = stats.detailed(snapshot)
+    try:
+        backoffs = await resources_of(request).store.tool_backoffs()
+    except StoreUnavailable:
+        backoffs = []
+    body = stats.detailed(snapshot, backoffs)
     model = await _model_status(request)
     if model is not None:
         body["llmlingua"] = {k: v for k, v in model.items() if k != "id"}

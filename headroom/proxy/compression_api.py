@@ -10,14 +10,24 @@ the POST body) narrow it to what the ``headroom_retrieve`` tool would answer
 Both need an API key: a request without one gets a 401 (see :func:`_caller`).
 With ``--admin-token`` both also need the ``x-headroom-admin-token`` header (not
 ``Authorization``, which carries the caller's own API key here).
+
+Every retrieval answered here is counted, once, by
+:func:`~headroom.transforms.retrieval_policy.note_retrieval` (the learning back-off, the
+``headroom_retrievals_total`` metric, ``/stats``) and, with ``--log-file``, written to the
+request log (``retrievals``, ``retrieved_tokens``: what ``headroom report`` nets savings by).
+``headroom mcp`` tries each API key it has in turn: it marks every try but the last with
+:data:`PROBE_HEADER`, and a miss so marked is not counted (the next key may hold it).
 """
 
 from __future__ import annotations
+
+import time
 
 from sanic import Blueprint, Request
 from sanic.response import json
 
 from headroom.formats import format_for_path, named, names
+from headroom.outcome import RequestOutcome
 from headroom.proxy.admin import require_admin
 from headroom.proxy.body import json_object, request_body
 from headroom.proxy.errors import ProxyError
@@ -29,7 +39,8 @@ from headroom.proxy.security_headers import PRIVATE
 from headroom.state.identity import caller_hash
 from headroom.state.store import StoreUnavailable
 from headroom.transforms import retrieve, run_pipeline
-from headroom.transforms.retrieval import answer
+from headroom.transforms.retrieval import PROBE_HEADER, answer
+from headroom.transforms.retrieval_policy import Outcome, RetrievalNote, note_retrieval
 
 bp = Blueprint("compression_api")
 
@@ -58,14 +69,34 @@ def _optional_text(value: object, name: str) -> str | None:
 
 async def _original(request: Request, key: str, lines: str | None = None, query: str | None = None):
     require_admin(request, header_only=True)
+    caller = _caller(request, "/v1/retrieve")
+    request_id = request_id_for(request)
     try:
-        original = await retrieve(resources_of(request).store, _caller(request, "/v1/retrieve"), key)
+        original = await retrieve(resources_of(request).store, caller, key)
     except StoreUnavailable:
+        await _count(request, request_id, caller, key, "error", 503)
         raise ProxyError(503, "Stored originals are unreachable right now (shared state is down)") from None
     if original is None:
+        if PROBE_HEADER not in request.headers:
+            await _count(request, request_id, caller, key, "miss", 404)
         raise ProxyError(404, f"No stored original {key!r} for this API key (unknown, expired, or another caller's)")
-    return json({"key": key, "content": answer(original, lines, query)},
-                headers={**PRIVATE, "x-request-id": request_id_for(request)})
+    content = answer(original, lines, query)
+    await _count(request, request_id, caller, key, "ok", 200, content)
+    return json({"key": key, "content": content}, headers={**PRIVATE, "x-request-id": request_id})
+
+
+async def _count(request: Request, request_id: str, caller: str, key: str, outcome: Outcome, status: int,
+                 content: str = "") -> RetrievalNote:
+    """Count one retrieval for the policy, the metrics and ``/stats``, and log it (never raises)."""
+    resources = resources_of(request)
+    note = await note_retrieval(resources.store, caller, key, outcome, content, resources.pipeline_options.backoff)
+    if resources.request_log is not None:
+        resources.request_log.write(RequestOutcome(
+            request_id=request_id, timestamp=time.time(), path="/v1/retrieve", status=status, caller=caller,
+            provider=format_for_path(request.path, request.headers).provider,
+            error=None if status == 200 else f"retrieval_{outcome}",
+            retrievals=1, retrieved_tokens=note.tokens))
+    return note
 
 
 @bp.get("/v1/retrieve/<key:str>")

@@ -19,6 +19,7 @@ from headroom.pricing import Pricing, Usage, cost_usd
 from headroom.proxy.response_cache import CachedAnswer
 from headroom.state.store import GuardResult
 from headroom.transforms import Receipt
+from headroom.transforms.retrieval_policy import RetrievalNote
 
 log = logging.getLogger("headroom.proxy")
 
@@ -72,6 +73,15 @@ class Exchange:
     usage: Usage | None = None
     answer: CachedAnswer | None = None  # the complete answer, when it is to be cached
     bytes_out: int = 0
+    # -- retrievals the retrieval tool loop answered within this request (count_retrieval) ---
+    retrievals: int = 0
+    retrieved_tokens: int = 0  # tokens given back to the model by them (savings are net of them)
+
+    def count_retrieval(self, note: RetrievalNote) -> None:
+        """A retrieval answered within this request (the note
+        :func:`~headroom.transforms.retrieval_policy.note_retrieval` returned), for its log line."""
+        self.retrievals += 1
+        self.retrieved_tokens += note.tokens
 
     def fail(self, status: int, error: str) -> None:
         """The request ends with an error Headroom produced or detected (first kind wins)."""
@@ -162,4 +172,7 @@ def outcome_of(exchange: Exchange, pricing: Pricing) -> RequestOutcome:
         bytes_in=exchange.bytes_in,
         bytes_out=exchange.bytes_out,
         messages=exchange.messages,
+        retrievals=exchange.retrievals,
+        retrieved_tokens=exchange.retrieved_tokens,
+        backed_off=tuple(receipt.backed_off) if receipt is not None else (),
     )

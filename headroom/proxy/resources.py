@@ -22,6 +22,7 @@ from headroom.proxy.write_behind import WriteBehind
 from headroom.state.identity import new_secret, secret_from_text
 from headroom.state.memory_store import MemoryStore
 from headroom.state.store import Store, StoreUnavailable
+from headroom.state.tool_use import BackoffRule
 from headroom.transforms import PipelineOptions
 from headroom.transforms.prose_model import ProseSettings
 from headroom.workers.model_client import ModelClient
@@ -95,6 +96,7 @@ async def open_resources(config: ProxyConfig) -> WorkerResources:
         upstream=upstream,
         pipeline_options=PipelineOptions(
             ccr_ttl=config.ccr_ttl,
+            backoff=BackoffRule(threshold=config.retrieval_backoff, counts_ttl_s=config.ccr_ttl),
             prose=ProseSettings(rate=config.llmlingua_rate, timeout_s=config.llmlingua_timeout_ms / 1000),
         ),
         stats_buffer=StatsBuffer(),

@@ -7,15 +7,23 @@ increments, latency samples, a recent-requests entry). Each worker merges its de
 on every request. ``/stats`` flushes its own worker's buffer, reads the totals back and
 renders figures; other workers' last fraction of a second shows up at their next flush.
 Latency series are bounded (the most recent samples), so memory stays flat.
+
+Retrievals are counted where they are answered (``retrievals:{tool}:{outcome}``,
+``retrieved_tokens``, ``backoffs:{tool}``: :mod:`headroom.transforms.retrieval_policy` adds
+them to the totals itself), and the back-offs in force come from the store
+(:meth:`~headroom.state.store.Store.tool_backoffs`).
 """
 
 from __future__ import annotations
+
+from datetime import datetime, timezone
 
 import ujson
 
 from headroom.outcome import RequestOutcome
 from headroom.state.keys import STATS_RECENT_LIMIT, STATS_SAMPLE_LIMIT
 from headroom.state.store import StatsDelta, StatsSnapshot
+from headroom.state.tool_use import Backoff
 
 #: Latency series kept in the store, one bounded list each.
 SERIES = ("latency_ms", "overhead_ms", "ttfb_ms")
@@ -200,7 +208,31 @@ def prompt_cache_of(counters: dict[str, float]) -> dict[str, dict]:
     return table
 
 
-def detailed(snapshot: StatsSnapshot) -> dict:
+def retrievals_of(counters: dict[str, float]) -> dict:
+    """Retrievals answered, by the tool whose output was retrieved and outcome (ok, miss,
+    error), and the tokens they gave back."""
+    by_tool: dict[str, dict[str, int]] = {}
+    for name, value in _prefixed(counters, "retrievals:").items():
+        tool, _, outcome = name.rpartition(":")
+        by_tool.setdefault(tool, {"ok": 0, "miss": 0, "error": 0})[outcome] = int(value)
+    by_outcome = {outcome: sum(row.get(outcome, 0) for row in by_tool.values()) for outcome in ("ok", "miss", "error")}
+    return {"total": sum(by_outcome.values()), "by_outcome": by_outcome, "by_tool": by_tool,
+            "retrieved_tokens": int(counters.get("retrieved_tokens", 0))}
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def backed_off_of(counters: dict[str, float], backoffs: list[Backoff]) -> dict:
+    """The tools backed off now (per caller hash, until when) and how often each has been."""
+    return {
+        "now": [{"tool": b.tool, "caller": b.caller, "until": _iso(b.until)} for b in backoffs],
+        "started": _prefixed(counters, "backoffs:"),
+    }
+
+
+def detailed(snapshot: StatsSnapshot, backoffs: list[Backoff] | None = None) -> dict:
     counters = snapshot.counters
     models: dict[str, dict] = {}
     for name, value in _prefixed(counters, "model:").items():
@@ -232,5 +264,10 @@ def detailed(snapshot: StatsSnapshot) -> dict:
         # Earlier tool outputs re-sent with other bytes (a cache break Headroom caused): should stay 0.
         "prefix_changes": int(counters.get("prefix_changes", 0)),
         "prefix_changes_by_provider": _prefixed(counters, "prefix_changes:"),
+        # What compression left out and the model fetched back; savings net of it.
+        "retrievals": retrievals_of(counters),
+        "tokens_saved_net": int(counters.get("tokens_before", 0) - counters.get("tokens_after", 0)
+                                - counters.get("retrieved_tokens", 0)),
+        "backed_off": backed_off_of(counters, backoffs or []),
         "recent_requests": [ujson.loads(entry) for entry in snapshot.recent],
     }

@@ -9,6 +9,10 @@ than on every line. ``tests/test_report.py`` checks that the two agree, line by 
 
 Days are UTC (the log's timestamps are). The caller is only ever the key hash the log already
 carries (``api_key_hash``).
+
+The retrieval policy's figures (``retrievals``, ``retrieved_tokens``, ``backed_off``: newer
+fields, absent from older logs) are summed for the whole report, not per group: a value of
+the wrong type there counts 0 rather than making the line malformed (:func:`retrieval_figures`).
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ import ujson
 
 MALFORMED_EXAMPLES = 5  # how many malformed line positions are kept for the message
 
-# day, model, caller, error, tokens_before, tokens_after, input, output, cache_read, cache_write, usd_spent, usd_saved
-Entry = tuple[str, str | None, str | None, bool, int, int, int, int, int, int, float, float]
+# day, model, caller, error, tokens_before, tokens_after, input, output, cache_read, cache_write, usd_spent, usd_saved,
+# retrievals, retrieved_tokens, backed-off tools
+Entry = tuple[str, str | None, str | None, bool, int, int, int, int, int, int, float, float, int, int,
+              tuple[str, ...]]
 
 # Number of summed figures per group, in this order (an accumulator is a list of them).
 _REQUESTS, _ERRORS, _BEFORE, _AFTER, _INPUT, _OUTPUT, _READ, _WRITE, _SPENT, _SAVED = range(10)
@@ -39,6 +45,38 @@ def _is_day(day: str) -> bool:
 def _valid_key(day: Any, model: Any, caller: Any) -> bool:
     return type(day) is str and _is_day(day) and (model is None or type(model) is str) \
         and (caller is None or type(caller) is str)
+
+
+def retrieval_figures(record: dict) -> tuple[int, int, tuple[str, ...]]:
+    """(retrievals, retrieved tokens, backed-off tools) of a record; anything malformed counts 0."""
+    get = record.get
+    count, used, tools = get("retrievals"), get("retrieved_tokens"), get("backed_off")
+    return (count if type(count) is int and count > 0 else 0, used if type(used) is int and used > 0 else 0,
+            tuple(t for t in tools if type(t) is str) if type(tools) is list else ())
+
+
+@dataclass
+class RetrievalSums:
+    """The retrieval policy's figures over the whole report."""
+
+    retrievals: int = 0
+    retrieved_tokens: int = 0
+    # tool → (requests that kept its new outputs lossless, the callers (key hashes) they came from)
+    backed_off: dict[str, tuple[int, set[str]]] = field(default_factory=dict)
+
+    def add(self, retrievals: int, tokens: int, tools: tuple[str, ...], caller: str | None) -> None:
+        self.retrievals += retrievals
+        self.retrieved_tokens += tokens
+        for tool in tools:
+            requests, callers = self.backed_off.get(tool, (0, set()))
+            self.backed_off[tool] = (requests + 1, callers | ({caller} if caller else set()))
+
+    def merge(self, other: RetrievalSums) -> None:
+        self.retrievals += other.retrievals
+        self.retrieved_tokens += other.retrieved_tokens
+        for tool, (requests, callers) in other.backed_off.items():
+            mine = self.backed_off.get(tool, (0, set()))
+            self.backed_off[tool] = (mine[0] + requests, mine[1] | callers)
 
 
 def entry_of(record: Any) -> Entry:
@@ -62,7 +100,7 @@ def entry_of(record: Any) -> Entry:
                spent or 0.0, get("usd_saved") or 0.0)
     for value in figures:
         value + 0  # TypeError unless a number, as when it is summed
-    return (day, model, caller, error, *figures)  # type: ignore[return-value]
+    return (day, model, caller, error, *figures, *retrieval_figures(record))  # type: ignore[return-value]
 
 
 def parse_line(line: bytes) -> Entry | None:
@@ -85,6 +123,7 @@ class Aggregator:
     # (file, line number) of the first few malformed lines; line 0 for a file that could not be read to its end
     malformed_at: list[tuple[str, int]] = field(default_factory=list)
     excluded: int = 0  # well-formed, but outside --since/--until
+    retrieval: RetrievalSums = field(default_factory=RetrievalSums)
 
     def count_malformed(self, name: str, number: int) -> None:
         self.malformed += 1
@@ -102,6 +141,7 @@ class Aggregator:
                     mine[i] += value
         self.lines += other.lines
         self.excluded += other.excluded
+        self.retrieval.merge(other.retrieval)
         self.malformed += other.malformed
         room = MALFORMED_EXAMPLES - len(self.malformed_at)
         self.malformed_at += [(name, n + line_offset if n else 0) for name, n in other.malformed_at[:max(room, 0)]]
@@ -121,6 +161,8 @@ class Aggregator:
         acc[_ERRORS] += entry[3]
         for i in range(8):
             acc[_BEFORE + i] += entry[4 + i]
+        if entry[12] or entry[13] or entry[14]:
+            self.retrieval.add(entry[12], entry[13], entry[14], entry[2])
 
     def feed(self, lines: Iterable[bytes], name: str = "-") -> int:
         """Parse and add every line of one file (``name`` only labels malformed lines); the number of lines.
@@ -128,6 +170,7 @@ class Aggregator:
         This is the hot loop (a million lines in seconds): :func:`entry_of`'s rules, inline, with
         the key's checks done once per new (day, model, caller) rather than once per line."""
         loads, groups, since, until = ujson.loads, self.groups, self.since, self.until
+        retrieval = self.retrieval
         read = excluded = number = 0
         for number, line in enumerate(lines, 1):  # number: the count, afterwards
             try:
@@ -170,6 +213,8 @@ class Aggregator:
             acc[_ERRORS] += error
             acc[_BEFORE], acc[_AFTER], acc[_INPUT], acc[_OUTPUT] = before, after, inp, out
             acc[_READ], acc[_WRITE], acc[_SPENT], acc[_SAVED] = c_read, c_write, usd_spent, usd_saved
+            if get("retrievals") or get("retrieved_tokens") or get("backed_off"):  # rare
+                retrieval.add(*retrieval_figures(record), key[2])
         self.lines += read
         self.excluded += excluded
         return number

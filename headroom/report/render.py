@@ -42,6 +42,24 @@ def summary_line(report: Report) -> str:
     return text + "."
 
 
+def retrieval_lines(report: Report) -> list[str]:
+    """What the retrieval policy did, when the log says it did anything: retrievals, the
+    savings net of what they gave back, and the tools whose new outputs were kept lossless."""
+    sums = report.retrieval
+    lines: list[str] = []
+    if sums.retrievals or sums.retrieved_tokens:
+        before = report.totals.tokens_before
+        share = f" ({report.tokens_saved_net / before * 100:.1f}%)" if before else ""
+        lines.append(f"retrievals: {sums.retrievals:,}, giving back {sums.retrieved_tokens:,} tokens; tokens saved "
+                     f"net of them: {report.tokens_saved_net:,}{share}.")
+    if sums.backed_off:
+        tools = ", ".join(f"{tool} in {requests:,} request{'s' if requests != 1 else ''} "
+                          f"({len(callers)} caller{'s' if len(callers) != 1 else ''})"
+                          for tool, (requests, callers) in sorted(sums.backed_off.items()))
+        lines.append(f"backed off (retrieved too often; new outputs kept lossless): {tools}.")
+    return lines
+
+
 def render_table(report: Report) -> str:
     """An aligned text table: one row per group, then a totals row, then a line about the input."""
     head = [_HEADINGS[name] for name in report.by] + list(_FIGURE_HEADINGS)
@@ -59,7 +77,7 @@ def render_table(report: Report) -> str:
     rule = "  ".join("-" * w for w in widths)
     out = [line(head), rule, *(line(r) for r in body), rule, line(total), "",
            f"cache read = {CACHE_SHARE_FORMULA}; saved = tokens removed / tokens before; days are UTC.",
-           summary_line(report)]
+           *retrieval_lines(report), summary_line(report)]
     return "\n".join(out) + "\n"
 
 
@@ -70,6 +88,12 @@ def report_dict(report: Report) -> dict[str, Any]:
         "excluded": report.excluded, "cache_read_share_formula": CACHE_SHARE_FORMULA,
         "rows": [dict(zip(report.by, row.key), **row.totals.as_dict()) for row in report.rows],
         "totals": report.totals.as_dict(),
+        "retrieval": {
+            "retrievals": report.retrieval.retrievals, "retrieved_tokens": report.retrieval.retrieved_tokens,
+            "tokens_saved_net": report.tokens_saved_net,
+            "backed_off": {tool: {"requests": requests, "callers": len(callers)}
+                           for tool, (requests, callers) in sorted(report.retrieval.backed_off.items())},
+        },
     }
 
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from headroom.report.aggregate import Aggregator
+from headroom.report.aggregate import Aggregator, RetrievalSums
 
 DIMENSIONS = ("day", "model", "caller")
 CACHE_SHARE_FORMULA = "cache_read_tokens / (input_tokens + cache_read_tokens + cache_write_tokens)"
@@ -88,6 +88,12 @@ class Report:
     files: tuple[str, ...] = ()
     since: str | None = None
     until: str | None = None
+    retrieval: RetrievalSums = field(default_factory=RetrievalSums)
+
+    @property
+    def tokens_saved_net(self) -> int:
+        """Tokens compression saved, less those retrievals gave back to the model."""
+        return self.totals.tokens_saved - self.retrieval.retrieved_tokens
 
 
 def _sort_key(key: tuple[str | None, ...]) -> tuple[str, ...]:
@@ -113,5 +119,5 @@ def summarise(agg: Aggregator, by: Sequence[str] = DIMENSIONS, files: Sequence[s
         by=tuple(by), rows=rows, totals=total, days=sorted(days.items()),
         lines=agg.lines, malformed=agg.malformed, excluded=agg.excluded,
         malformed_at=[f"{name}:{n}" if n else name for name, n in agg.malformed_at],
-        files=tuple(files), since=agg.since, until=agg.until,
+        files=tuple(files), since=agg.since, until=agg.until, retrieval=agg.retrieval,
     )

@@ -20,6 +20,27 @@ MEMO_KIND = "memo"  # what was sent for a tool output the first time (transforms
 SENT_KIND = "sent"  # digest of those bytes and the terms used (transforms.prefix_guard)
 
 
+#: Per caller and tool (``hr:{kind}:{callerhash}:{tool}``), the retrieval policy's state
+#: (:mod:`headroom.state.tool_use`): its counts (a hash in Redis, TTL ``counts_ttl_s``
+#: refreshed on every write) and, while it is backed off, a flag (a plain string, so that the
+#: pipeline's ``get_many`` reads it with the memo; TTL: the back-off's end).
+TOOL_USE_KIND = "tooluse"
+BACKOFF_KIND = "backoff"
+#: Every back-off now in force, for ``/stats``: ``"{callerhash}|{tool}"`` -> its end (ms), a
+#: sorted set pruned on every write, at most :data:`BACKOFF_INDEX_LIMIT` members, expiring with
+#: the last back-off.
+BACKOFF_INDEX_KEY = "hr:backoff:_all:index"
+BACKOFF_INDEX_LIMIT = 10_000
+
+
+def tool_use_key(caller: str, tool: str) -> str:
+    return make_key(TOOL_USE_KIND, caller, tool)
+
+
+def backoff_key(caller: str, tool: str) -> str:
+    return make_key(BACKOFF_KIND, caller, tool)
+
+
 def bucket_key(caller: str) -> str:
     """One caller's request and token buckets (one entry for both)."""
     return make_key("rl", caller, "b")

@@ -21,6 +21,11 @@ one recency order they would not (a block's memo entry and record are written an
 together). A record the LRU pushes out therefore gets a second life in a small LRU of its
 own (a sixteenth of ``max_bytes``: tens of thousands of records), read like any entry.
 
+The retrieval policy's counts live in a table of their own too (bounded by entries, with
+their TTL): a byte-heavy burst of originals must not reset what the policy has learnt. Its
+back-off flags are ordinary entries (the pipeline reads them with ``get_many``); losing one
+only ends a back-off early.
+
 Rate-limit buckets, budgets and the deployment secret are *never* evicted by weight: they
 live in tables of their own (small fixed-size records, one per caller or per caller and
 period), bounded by entries and by expiry, because forgetting a budget would let a caller
@@ -44,12 +49,15 @@ from headroom.state.budget import (
     usd_to_micro_up,
 )
 from headroom.state.keys import (
+    BACKOFF_INDEX_LIMIT,
     SENT_KIND,
     STATS_RECENT_LIMIT,
     STATS_SAMPLE_LIMIT,
+    backoff_key,
     budget_prefix,
     cache_key,
     make_key,
+    tool_use_key,
 )
 from headroom.state.lru import LRU
 from headroom.state.store import (
@@ -63,6 +71,7 @@ from headroom.state.store import (
     StatsSnapshot,
     StoreHealth,
 )
+from headroom.state.tool_use import Backoff, BackoffRule, ToolUse, index_member
 
 
 class _Bucket:
@@ -143,6 +152,9 @@ class MemoryStore:
         self.cache_ttl = cache_ttl
         self._budget_slack = budget_slack
         self._secret: bytes | None = None
+        # retrieval policy: tool_use_key -> [lossy, retrieved, expires (clock)]; back-offs in force
+        self._tool_use: LRU[str, list[float]] = LRU(max_entries)
+        self._backoffs: LRU[str, Backoff] = LRU(BACKOFF_INDEX_LIMIT)
         self._health = StoreHealth()
         self._counters: dict[str, float] = {}
         self._samples: dict[str, deque] = {}
@@ -385,6 +397,40 @@ class MemoryStore:
             samples={name: list(reversed(self._samples.get(name, ()))) for name in series},  # newest first
             recent=list(self._recent),
         )
+
+    # -- retrieval policy ---------------------------------------------------
+
+    async def count_tool_use(self, caller: str, uses: dict[str, ToolUse], rule: BackoffRule) -> list[str]:
+        clock, now = self._clock(), self._now()
+        started: list[str] = []
+        for tool, use in uses.items():
+            if self._live(backoff_key(caller, tool)) is not None:
+                continue  # backed off: nothing is learnt until it ends
+            key = tool_use_key(caller, tool)
+            counts = self._tool_use.get(key)
+            if counts is None or counts[2] <= clock:
+                counts = [0, 0, 0.0]
+            lossy, retrieved = rule.halved(int(counts[0]) + use.lossy, int(counts[1]) + use.retrieved)
+            if rule.backs_off(lossy, retrieved):
+                until = now + rule.period_s
+                self._put(backoff_key(caller, tool), (str(int(until * 1000)).encode(), clock + rule.period_s))
+                self._tool_use.pop(key)
+                self._backoffs.put(index_member(caller, tool), Backoff(caller, tool, until))
+                started.append(tool)
+            else:
+                self._tool_use.put(key, [lossy, retrieved, clock + rule.counts_ttl_s])
+        return started
+
+    async def tool_backoffs(self, limit: int = 100) -> list[Backoff]:
+        now = self._now()
+        live: list[Backoff] = []
+        for member in list(self._backoffs):
+            backoff = self._backoffs.peek(member)
+            if backoff is None or backoff.until <= now:
+                self._backoffs.pop(member)
+            else:
+                live.append(backoff)
+        return sorted(live, key=lambda b: (b.until, b.caller, b.tool))[:limit]
 
     # -- misc ---------------------------------------------------------------
 

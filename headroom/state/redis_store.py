@@ -41,6 +41,8 @@ from headroom.state.budget import (
     usd_to_micro_up,
 )
 from headroom.state.keys import (
+    BACKOFF_INDEX_KEY,
+    BACKOFF_INDEX_LIMIT,
     CACHE_INDEX_KEY,
     SECRET_KEY,
     STATS_COUNTERS_KEY,
@@ -49,9 +51,11 @@ from headroom.state.keys import (
     STATS_SAMPLE_LIMIT,
     STATS_SAMPLES_KEY,
     STATS_TTL_SECONDS,
+    backoff_key,
     bucket_key,
     budget_prefix,
     cache_key,
+    tool_use_key,
 )
 from headroom.state.redis_url import redact_url  # also re-exported here, where it was first
 from headroom.state.resp import RespClient
@@ -68,6 +72,7 @@ from headroom.state.store import (
     StoreHealth,
     StoreUnavailable,
 )
+from headroom.state.tool_use import Backoff, BackoffRule, ToolUse, backoff_of, index_member
 
 log = logging.getLogger("headroom.state")
 
@@ -388,6 +393,26 @@ class RedisStore:
             samples={name: [float(v) for v in values] for name, values in zip(series, samples)},
             recent=list(recent),
         )
+
+    # -- retrieval policy ---------------------------------------------------
+
+    async def count_tool_use(self, caller: str, uses: dict[str, ToolUse], rule: BackoffRule) -> list[str]:
+        if not uses:
+            return []
+        tools = list(uses)
+        keys = [BACKOFF_INDEX_KEY]
+        args: list[Any] = [self._now_arg(), repr(float(rule.threshold)), rule.min_compressions,
+                           max(1, int(rule.period_s * 1000)), max(1, int(rule.counts_ttl_s * 1000)), rule.halve_at,
+                           BACKOFF_INDEX_LIMIT]
+        for tool in tools:
+            keys += [tool_use_key(caller, tool), backoff_key(caller, tool)]
+            args += [uses[tool].lossy, uses[tool].retrieved, index_member(caller, tool)]
+        started = await self._script("tool_use", keys, args)
+        return [tools[int(i) - 1] for i in started]
+
+    async def tool_backoffs(self, limit: int = 100) -> list[Backoff]:
+        reply = await self._script("tool_backoffs", [BACKOFF_INDEX_KEY], [self._now_arg(), max(0, limit)])
+        return [backoff_of(_text(member), float(score)) for member, score in zip(reply[::2], reply[1::2])]
 
     async def shared_secret(self) -> bytes:
         """Created once with ``SET NX`` (the one entry without a TTL: a single, fixed key,

@@ -290,12 +290,60 @@ if redis.call('PTTL', KEYS[2]) < ttl then redis.call('PEXPIRE', KEYS[2], ttl) en
 return 1
 """
 
+TOOL_USE = _NOW + """
+-- The retrieval policy (headroom.state.tool_use): add to each tool's counts for one caller;
+-- back off a tool whose counts pass the rule. A tool backed off now is left alone.
+-- KEYS[1] back-off index, then per tool: counts hash, back-off flag.
+-- ARGV: 1 now override | 2 threshold | 3 min compressions | 4 period ms | 5 counts TTL ms |
+-- 6 halve at | 7 index limit | then per tool: lossy, retrieved, index member.
+-- Returns the (1-based) positions of the tools backed off by this call.
+local threshold, least = tonumber(ARGV[2]), tonumber(ARGV[3])
+local period, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+local halve_at, limit = tonumber(ARGV[6]), tonumber(ARGV[7])
+local index = KEYS[1]
+local started = {}
+for i = 1, (#KEYS - 1) / 2 do
+  local counts, flag = KEYS[2 * i], KEYS[2 * i + 1]
+  local a = 7 + 3 * (i - 1)
+  if redis.call('EXISTS', flag) == 0 then
+    local l = tonumber(redis.call('HINCRBY', counts, 'l', ARGV[a + 1]))
+    local r = tonumber(redis.call('HINCRBY', counts, 'r', ARGV[a + 2]))
+    if l >= halve_at then
+      l, r = math.floor(l / 2), math.floor(r / 2)
+      redis.call('HSET', counts, 'l', l, 'r', r)
+    end
+    if threshold > 0 and l >= least and r > threshold * l then
+      local untill = math.floor(now + period)
+      redis.call('SET', flag, tostring(untill), 'PX', period)
+      redis.call('DEL', counts)
+      redis.call('ZADD', index, untill, ARGV[a + 3])
+      if redis.call('PTTL', index) < period then redis.call('PEXPIRE', index, period) end
+      started[#started + 1] = i
+    else
+      redis.call('PEXPIRE', counts, ttl)
+    end
+  end
+end
+redis.call('ZREMRANGEBYSCORE', index, '-inf', now)
+local over = redis.call('ZCARD', index) - limit
+if over > 0 then redis.call('ZPOPMIN', index, over) end
+return started
+"""
+
+TOOL_BACKOFFS = _NOW + """
+-- The back-offs in force, soonest to end first. KEYS[1] back-off index | ARGV: 1 now override | 2 limit
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
+"""
+
 SCRIPTS: dict[str, str] = {
     "admit": ADMIT,
     "guard": GUARD,
     "settle": SETTLE,
     "cache_get": CACHE_GET,
     "cache_put": CACHE_PUT,
+    "tool_use": TOOL_USE,
+    "tool_backoffs": TOOL_BACKOFFS,
 }
 
 SHAS: dict[str, str] = {name: hashlib.sha1(body.encode()).hexdigest() for name, body in SCRIPTS.items()}

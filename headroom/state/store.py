@@ -19,6 +19,8 @@ cache, each atomic and (on Redis) one round trip:
   (``cache_max_entries``) with a TTL; many of both in one round trip.
 * :meth:`Store.stats_record` / :meth:`Store.stats_read` — the global request statistics
   behind ``/health`` and ``/stats``.
+* :meth:`Store.count_tool_use` / :meth:`Store.tool_backoffs` — the retrieval policy's
+  counts per caller and tool, and the back-offs they lead to (:mod:`headroom.state.tool_use`).
 
 Failure model: a store that cannot reach its backend raises :class:`StoreUnavailable`
 (and only that) from any method; the proxy catches it and forwards unguarded (fail-open)
@@ -32,6 +34,7 @@ from typing import Protocol
 
 from headroom.config import BudgetPeriod as Period
 from headroom.config import BudgetScope
+from headroom.state.tool_use import Backoff, BackoffRule, ToolUse
 
 
 class StoreUnavailable(Exception):
@@ -174,6 +177,17 @@ class Store(Protocol):
         ...
 
     async def stats_read(self, series: tuple[str, ...]) -> StatsSnapshot: ...
+
+    async def count_tool_use(self, caller: str, uses: dict[str, ToolUse], rule: BackoffRule) -> list[str]:
+        """Add to each tool's counts for this caller (one round trip, atomic): a tool backed
+        off now is left as it is; one whose counts then pass ``rule`` is backed off for
+        ``rule.period_s`` (its flag set, its counts cleared). Returns the tools this call
+        backed off, in the order given."""
+        ...
+
+    async def tool_backoffs(self, limit: int = 100) -> list[Backoff]:
+        """The back-offs in force, for every caller, the soonest to end first (at most ``limit``)."""
+        ...
 
     async def shared_secret(self) -> bytes:
         """The per-deployment HMAC secret for caller hashes, created once and then the

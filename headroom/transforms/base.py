@@ -8,7 +8,8 @@ compressor drops content (``omitted > 0``) its output carries a CCR marker with
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, replace
 
 from headroom.transforms.terms import NO_TERMS, Terms
 
@@ -41,6 +42,21 @@ class Brief:
     terms: Terms = NO_TERMS
     ccr_key: str = ""
     limits: Limits = Limits()
+    # Lines of the block before the text the compressor sees (a client's envelope header, split
+    # off by the router): added to every line number a note or marker names, so that the
+    # numbers are the whole original's, as a retrieval counts them.
+    line_offset: int = 0
+
+    def line(self, index: int) -> int:
+        """The original's 1-based number of the compressed text's line ``index`` (0-based)."""
+        return index + 1 + self.line_offset
+
+
+def lossless_only(limits: Limits) -> Limits:
+    """Limits under which no compressor drops anything: every lossy step waits for a text
+    longer than any there is, and long prose is not extracted (the retrieval policy's
+    back-off, :mod:`headroom.transforms.retrieval_policy`)."""
+    return replace(limits, lossy_min_chars=sys.maxsize, extract_prose=False)
 
 
 @dataclass(frozen=True)

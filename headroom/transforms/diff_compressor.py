@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from headroom.transforms import ccr
 from headroom.transforms.base import Brief, Compressed
+from headroom.transforms.retrieval import split_lines
 from headroom.transforms.scan import Joined
 from headroom.transforms.select import rare_term_scores
 
@@ -123,7 +124,7 @@ def _kept_lines(lines: list[str], hunk: Hunk, brief: Brief) -> set[int]:
     return keep
 
 
-def _note(lines: list[str], start: int, stop: int) -> str:
+def _note(lines: list[str], start: int, stop: int, brief: Brief) -> str:
     """The note standing for ``lines[start:stop]`` (1-based line numbers of the original)."""
     added = removed = hunks = 0
     for line in lines[start:stop]:
@@ -134,7 +135,8 @@ def _note(lines: list[str], start: int, stop: int) -> str:
             removed += 1
         elif head == "@" and _HUNK.match(line):
             hunks += 1
-    where = f"line {start + 1}" if stop - start == 1 else f"lines {start + 1}\u2013{stop}"
+    first, last = brief.line(start), brief.line(stop - 1)
+    where = f"line {first}" if first == last else f"lines {first}\u2013{last}"
     what = f"{hunks} hunks, " if hunks > 1 else ""
     return f"\u2026 {where} omitted: {what}+{added} \u2212{removed}"
 
@@ -175,10 +177,13 @@ def compress(text: str, brief: Brief) -> Compressed | None:
         if index in chosen:
             keep |= _kept_lines(lines, hunk, brief)
     keep -= _dropped_headers(lines, hunks, chosen)
+    if text.endswith("\n"):
+        keep.add(len(lines) - 1)  # the empty piece after the last newline: no line of the original
     omitted = len(lines) - len(keep)
     if omitted == 0:
         return None
-    out = [ccr.marker(omitted, len(lines), "lines", brief.ccr_key)]
+    out: list[str] = []
+    ranges: list[tuple[int, int]] = []  # the original's lines left out, 1-based
     i, n = 0, len(lines)
     while i < n:
         if i in keep:
@@ -188,9 +193,11 @@ def compress(text: str, brief: Brief) -> Compressed | None:
         j = i
         while j < n and j not in keep:
             j += 1
-        out.append(_note(lines, i, j))
+        out.append(_note(lines, i, j, brief))
+        ranges.append((brief.line(i), brief.line(j - 1)))
         i = j
-    result = "\n".join(out)
+    total = len(split_lines(text)) + brief.line_offset
+    result = "\n".join([ccr.marker(omitted, total, "lines", brief.ccr_key, ranges), *out])
     if len(result) >= len(text):
         return None
     return Compressed(result, ("diff:hunks",), omitted)

@@ -23,6 +23,7 @@ from collections import Counter
 
 from headroom.transforms import ccr, frames, records
 from headroom.transforms.base import Brief, Compressed
+from headroom.transforms.retrieval import split_lines
 from headroom.transforms.scan import Joined
 from headroom.transforms.select import ERROR_WORDS, gaps, term_hits
 
@@ -179,11 +180,11 @@ def _shape(line: str) -> str:
     )
 
 
-def _gap_note(lines: list[str], errors: list[int], first: int, stop: int) -> str:
-    """The note standing for omitted ``lines``, which were lines ``first`` to ``stop - 1`` of the
-    original (named 1-based, so a retrieval can ask for them); ``errors``: the error lines among
+def _gap_note(lines: list[str], errors: list[int], first: int, last: int) -> str:
+    """The note standing for omitted ``lines``, which were lines ``first`` to ``last`` of the
+    original (1-based, so a retrieval can ask for them); ``errors``: the error lines among
     them (indices into ``lines``), repeats of errors kept elsewhere, said first with one of them."""
-    where = f"line {first + 1}" if stop - first == 1 else f"lines {first + 1}\u2013{stop}"
+    where = f"line {first}" if first == last else f"lines {first}\u2013{last}"
     head = f"\u2026 {where} omitted"
     if errors:
         sample = lines[errors[0]] if len(lines[errors[0]]) <= 120 else lines[errors[0]][:117] + "..."
@@ -225,21 +226,25 @@ def compress(text: str, brief: Brief) -> Compressed | None:
         holes = gaps(kept, n)
         if holes:
             origin = original_lines(cleaned, deduped, runs, lines)
-            omitted = sum(origin[stop] - origin[start] for start, stop in holes)
+            omitted = 0
+            ranges: list[tuple[int, int]] = []  # the original's lines left out, 1-based
             out: list[str] = []
             last = 0
             for start, stop in holes:
                 out.extend(lines[last:start])
                 inside = errors[bisect_left(errors, start):bisect_left(errors, stop)]
-                note = _gap_note(lines[start:stop], [i - start for i in inside], origin[start], origin[stop])
+                first_line, last_line = brief.line(origin[start]), brief.line(origin[stop] - 1)
+                note = _gap_note(lines[start:stop], [i - start for i in inside], first_line, last_line)
                 if sum(len(line) + 1 for line in lines[start:stop]) <= len(note) + 1:
                     out.extend(lines[start:stop])  # the lines cost no more than their note
-                    omitted -= origin[stop] - origin[start]
                 else:
                     out.append(note)
+                    omitted += origin[stop] - origin[start]
+                    ranges.append((first_line, last_line))
                 last = stop
             out.extend(lines[last:])
-            lossy = ccr.marker(omitted, origin[-1], "lines", brief.ccr_key) + "\n" + "\n".join(out)
+            total = len(split_lines(text)) + brief.line_offset
+            lossy = ccr.marker(omitted, total, "lines", brief.ccr_key, ranges) + "\n" + "\n".join(out)
             if omitted and len(lossy) < len(body):  # short gaps' notes can outweigh what they stand for
                 return Compressed(lossy, (*transforms, "log:lossy"), omitted)
     if len(body) > len(text) * (1 - MIN_SAVING) or body == text:  # (== : an empty block)

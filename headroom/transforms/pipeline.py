@@ -2,14 +2,17 @@
 
 Steps, each with one store round trip at most:
 
-1. find tool outputs big enough to bother (``min_block_chars``);
+1. find tool outputs big enough to bother (``min_block_chars``; the answers of the retrieval
+   tool itself are never touched);
 2. look all of them up in the memo (one ``get_many``, which also fetches the prefix guard's
-   records): a block seen before is re-sent exactly as it was the first time, whatever the
-   question is now;
+   records and the retrieval policy's back-off flags of their tools): a block seen before is
+   re-sent exactly as it was the first time, whatever the question is now;
 3. compress the new ones (detect → compressor) with the terms of the newest user question;
+   lossless only for a tool backed off for this caller (:mod:`retrieval_policy`);
 4. check every block sent against what was sent for it before (:mod:`prefix_guard`); store
    new memo entries and guard records and, where content was dropped, the originals for
-   retrieval (one ``set_many``);
+   retrieval with their tool's name (one ``set_many``), and count the lossy compressions
+   per tool for the policy (alongside);
 5. only if the request would not fit the model's window, drop the oldest whole turns.
 
 The input body is never mutated; untouched parts of the new body are shared with it.
@@ -28,8 +31,9 @@ from dataclasses import dataclass, field, replace
 from headroom.formats import Block, Format, named
 from headroom.savings import BlockSaving
 from headroom.state.store import Store, StoreUnavailable
-from headroom.transforms import accounting, ccr, envelope, memo, prefix_guard, tokens
-from headroom.transforms.base import Brief, Compressed, Limits
+from headroom.state.tool_use import BackoffRule
+from headroom.transforms import accounting, ccr, envelope, memo, prefix_guard, retrieval_policy, tokens
+from headroom.transforms.base import Brief, Compressed, Limits, lossless_only
 from headroom.transforms.blocks import question_text
 from headroom.transforms.detect import Kind
 from headroom.transforms.fit import fit, input_budget
@@ -66,6 +70,9 @@ class PipelineOptions:
     # character estimates instead, and receipts say estimated=True.
     exact_tokens: bool = True
     prose: ProseSettings = field(default_factory=ProseSettings)  # the model server, when there is one
+    # When a tool's outputs are retrieved so often that they go lossless (retrieval_policy);
+    # the proxy sets its threshold (--retrieval-backoff) and counts' TTL (--ccr-ttl).
+    backoff: BackoffRule = field(default_factory=BackoffRule)
 
     def limits(self) -> Limits:
         return Limits(
@@ -99,6 +106,8 @@ class Receipt:
     block_savings: list[BlockSaving] = field(default_factory=list)
     # Blocks sent before with other bytes (prefix_guard): short ids of their originals. A bug.
     prefix_changes: list[str] = field(default_factory=list)
+    # Tools whose new outputs were kept lossless because they are backed off (retrieval_policy).
+    backed_off: list[str] = field(default_factory=list)
 
     @property
     def tokens_saved(self) -> int:
@@ -172,7 +181,8 @@ async def _run(body: dict, fmt: Format, store: Store, caller: str, opts: Pipelin
     if not isinstance(body, dict):
         raise ValueError("the request body is not a JSON object")
     receipt = Receipt()
-    blocks = fmt.blocks(body, opts.min_block_chars)
+    blocks = [block for block in fmt.blocks(body, opts.min_block_chars)
+              if not retrieval_policy.is_retrieval_tool(block.tool_name)]
     entries: dict[tuple, MemoEntry] = {}
     hits: set[tuple] = set()
     if blocks:
@@ -216,14 +226,19 @@ async def _compress_blocks(blocks: list[Block], body: dict, fmt: Format, store: 
     Returns the paths found in the memo."""
     ids = [block_id(caller, b.text, b.tool_name, b.tool_input, b.structured) for b in blocks]
     guard = prefix_guard.PrefixGuard(ids)
-    found = await store.get_many([i.memo_key for i in ids] + guard.keys())  # one round trip for both
-    guard.load(found[len(ids):])
-    cached = found[:len(ids)]
+    tools = list(dict.fromkeys(retrieval_policy.tool_label(b.tool_name) for b in blocks))
+    flags = retrieval_policy.backoff_keys(caller, tools, opts.backoff)
+    found = await store.get_many([i.memo_key for i in ids] + guard.keys() + flags)  # one round trip for all
+    n = len(ids)
+    guard.load(found[n:2 * n])
+    backed = retrieval_policy.backed_off(tools, found[2 * n:]) if flags else set()
+    cached = found[:n]
     receipt.blocks = len(blocks)
     misses: list[tuple[Block, BlockId]] = []
     hits: set[tuple] = set()
     fresh: dict[str, MemoEntry] = {}  # identical blocks within one request compress once
     used: dict[str, Terms] = {}  # memo key → the terms it was compressed with just now
+    sent: dict[str, str] = {}  # memo key → digest of the bytes sent for it before (prefix_guard)
     for index, (block, bid, raw) in enumerate(zip(blocks, ids, cached)):
         entry = MemoEntry.from_bytes(raw) if raw is not None else None
         if entry is None:
@@ -233,12 +248,16 @@ async def _compress_blocks(blocks: list[Block], body: dict, fmt: Format, store: 
             earlier = guard.terms_for(index)
             if earlier is not None:
                 used[bid.memo_key] = earlier
+            digest = guard.digest_for(index)
+            if digest is not None:
+                sent[bid.memo_key] = digest
             continue
         receipt.memo_hits += 1
         entries[block.path] = entry
         hits.add(block.path)
     terms: Terms | None = None
     ccr_items: dict[str, bytes] = {}
+    lossy: dict[str, int] = {}  # tool → new blocks compressed lossily (for the retrieval policy)
     # Exact BPE counts of big new blocks run on another core while this one compresses:
     # tiktoken releases the GIL, so the event loop is not held up by the count.
     loop = asyncio.get_running_loop()
@@ -262,10 +281,24 @@ async def _compress_blocks(blocks: list[Block], body: dict, fmt: Format, store: 
             # Prose too long for one model call is cut by the extractive compressor first;
             # what it keeps may then go to the model (``max_chars`` bounds the call).
             extract = model is None or len(block.text) > opts.prose.max_chars
-            kind, result, failed = _transform(block, bid, block_terms, opts, extract)
+            tool = retrieval_policy.tool_label(block.tool_name)
+            lossless = tool in backed
+            kind, result, failed = _transform(block, bid, block_terms, opts, extract, lossless)
+            earlier_digest = sent.get(bid.memo_key)
+            if earlier_digest is not None and not failed and _digest(result) != earlier_digest:
+                # Sent before, memo entry gone, and the tool's back-off began or ended since:
+                # the other mode may be what gives the bytes sent before back.
+                other = _transform(block, bid, block_terms, opts, extract, not lossless)
+                if not other[2] and _digest(other[1]) == earlier_digest:
+                    (kind, result, failed), lossless = other, not lossless
+            if lossless and tool in backed:
+                if tool not in receipt.backed_off:
+                    receipt.backed_off.append(tool)
+                receipt.add_transforms([retrieval_policy.TRANSFORM])
             receipt.errors += failed
             decided[bid.memo_key] = (block, bid, result)
-            if model is not None and kind is Kind.TEXT and not failed and len(block.text) >= opts.prose.min_chars:
+            if (model is not None and kind is Kind.TEXT and not failed and not lossless
+                    and len(block.text) >= opts.prose.min_chars):
                 head, prose = envelope.split(result.text if result is not None else block.text)
                 candidates.append(Candidate(bid.memo_key, prose, bid.ccr_key, head))
         # 2. long prose goes to the model server, all of this request's in one call
@@ -292,7 +325,10 @@ async def _compress_blocks(blocks: list[Block], body: dict, fmt: Format, store: 
             if entry.ccr_key:
                 original = (await loop.run_in_executor(_executor(), ccr.encode_original, block.text)
                             if len(block.text) >= OFFLOAD_CHARS else ccr.encode_original(block.text))
+                tool = retrieval_policy.tool_label(block.tool_name)
                 ccr_items[ccr.store_key(caller, bid.ccr_key)] = original
+                ccr_items[ccr.tool_key(caller, bid.ccr_key)] = tool.encode()
+                lossy[tool] = lossy.get(tool, 0) + 1
             fresh[key] = entry
         for block, bid in misses:
             entries[block.path] = fresh[bid.memo_key]
@@ -306,29 +342,40 @@ async def _compress_blocks(blocks: list[Block], body: dict, fmt: Format, store: 
                 receipt.ccr_keys.append(entry.ccr_key)
     changed, records = guard.check([b.path for b in blocks], entries, used)
     receipt.prefix_changes.extend(changed)
-    await _store(store, {**{k: e.to_bytes() for k, e in fresh.items()}, **records}, ccr_items, opts)
+    await asyncio.gather(_store(store, {**{k: e.to_bytes() for k, e in fresh.items()}, **records}, ccr_items, opts),
+                         retrieval_policy.note_compressions(store, caller, lossy, opts.backoff))
     return hits
 
 
 def _transform(block: Block, bid: BlockId, terms: Terms, opts: PipelineOptions,
-               extract_prose: bool = True) -> tuple[Kind | None, Compressed | None, int]:
+               extract_prose: bool = True, lossless: bool = False) -> tuple[Kind | None, Compressed | None, int]:
     """(detected kind, compressor result or None, 1 if the transform raised else 0).
 
     A failing transform leaves its block exactly as the client sent it, and the memo keeps it
     that way on later turns (same bytes, so the provider's cache still hits).
     ``extract_prose`` off: the model server compresses long prose, so the text compressor
-    only normalises whitespace (:mod:`prose` is what runs without a model).
+    only normalises whitespace (:mod:`prose` is what runs without a model). ``lossless``:
+    nothing may be dropped (the block's tool is backed off, :mod:`retrieval_policy`).
     """
     limits = opts.limits()
     if not extract_prose:
         limits = replace(limits, extract_prose=False)
+    if lossless:
+        limits = lossless_only(limits)
     brief = Brief(terms=terms, ccr_key=bid.ccr_key, limits=limits)
     try:
         kind, result = compress_block(block.text, block.tool_name, brief, block.tool_input, block.structured)
     except Exception:
         log.exception("headroom transform failed on a %d-char block", len(block.text))
         return None, None, 1
+    if lossless and result is not None and result.omitted:
+        return kind, None, 0  # a compressor that dropped content anyway: the block goes as it is
     return kind, result, 0
+
+
+def _digest(result: Compressed | None) -> str:
+    """:func:`prefix_guard.sent_digest` of what ``result`` would send."""
+    return prefix_guard.sent_digest(MemoEntry(result.text if result is not None else None, 0, 0))
 
 
 def _entry(result, before: int, after: int | None, bid) -> MemoEntry:

@@ -95,6 +95,11 @@ class PrefixGuard:
             return None
         return Terms(record.terms)
 
+    def digest_for(self, index: int) -> str | None:
+        """The digest of the bytes block ``index`` was sent with before, when it was."""
+        record = self.records[index] if index < len(self.records) else None
+        return record.digest if record is not None else None
+
     def check(self, paths: list[tuple], entries: dict[tuple, MemoEntry],
               terms_used: dict[str, Terms]) -> tuple[list[str], dict[str, bytes]]:
         """Compare what is sent now with each block's record.

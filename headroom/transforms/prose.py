@@ -24,6 +24,7 @@ from bisect import bisect_right
 
 from headroom.transforms import ccr, whitespace
 from headroom.transforms.base import Brief, Compressed
+from headroom.transforms.retrieval import split_lines
 from headroom.transforms.select import term_hits
 
 LONG_LINE = 400  # longer lines are paragraphs: judged sentence by sentence
@@ -139,6 +140,7 @@ def _render(text: str, lines: list[str], units: list[str], unit_line: list[int],
     out: list[str] = []
     gap_start = gap_last = -1  # first and last line of the run of omitted lines, -1 when none is open
     omitted = 0
+    ranges: list[tuple[int, int]] = []  # the original's lines left out whole, 1-based
     n_units = len(units)
     for i, line in enumerate(lines):
         lo = first_unit[i]
@@ -154,7 +156,8 @@ def _render(text: str, lines: list[str], units: list[str], unit_line: list[int],
                 out.append("")
             continue
         if gap_start >= 0:
-            out.append(_note(gap_start, gap_last + 1))
+            out.append(_note(brief.line(gap_start), brief.line(gap_last)))
+            ranges.append((brief.line(gap_start), brief.line(gap_last)))
             gap_start = -1
         if kept == hi - lo:
             out.append(line)
@@ -162,7 +165,8 @@ def _render(text: str, lines: list[str], units: list[str], unit_line: list[int],
             out.append(_partial(units, lo, hi, keep))
             omitted += 1
     if gap_start >= 0:
-        out.append(_note(gap_start, gap_last + 1))
+        out.append(_note(brief.line(gap_start), brief.line(gap_last)))
+        ranges.append((brief.line(gap_start), brief.line(gap_last)))
     if not omitted:
         return None
     while out and not out[-1]:
@@ -171,7 +175,7 @@ def _render(text: str, lines: list[str], units: list[str], unit_line: list[int],
     whitespace_only = sum(map(len, lines)) + len(lines)  # about what normalising alone would send
     if len(body) > whitespace_only * (1 - MIN_SAVING):
         return None
-    marker = ccr.marker(omitted, sum(1 for line in lines if line.strip()), "lines", brief.ccr_key)
+    marker = ccr.marker(omitted, len(split_lines(text)) + brief.line_offset, "lines", brief.ccr_key, ranges)
     return Compressed(marker + "\n" + body, ("text:extract",), omitted)
 
 
@@ -186,8 +190,8 @@ def _partial(units: list[str], lo: int, hi: int, keep: set[int]) -> str:
     return " ".join(parts)
 
 
-def _note(start: int, stop: int) -> str:
-    """The note for omitted lines ``start`` to ``stop - 1`` (1-based in the note)."""
-    if stop - start == 1:
-        return f"\u2026 line {start + 1} omitted"
-    return f"\u2026 lines {start + 1}\u2013{stop} omitted"
+def _note(first: int, last: int) -> str:
+    """The note for the original's omitted lines ``first`` to ``last`` (1-based)."""
+    if first == last:
+        return f"\u2026 line {first} omitted"
+    return f"\u2026 lines {first}\u2013{last} omitted"

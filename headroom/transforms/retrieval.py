@@ -1,11 +1,12 @@
 """The ``headroom_retrieve`` tool: its definition, and the answer it gives from an original.
 
-A marker (``[headroom: 370 of 400 lines omitted; retrieve with key K]``) is only useful if
-the model can act on it, and acting on it must not re-flood the context it was meant to
-save. So the tool takes, besides the key, either ``lines`` ("120-245", or "120") to read
-one stretch of the original, or ``query`` (text to look for) to pull one fact back: the
-matching lines with their numbers and two lines of context either side, as ``grep -n -C2``
-shows them. Neither gives back the whole original.
+A marker (``[headroom: 370 of 400 lines omitted (16-385); headroom_retrieve key=K lines="16-385"
+or query="…"]``, see :func:`headroom.transforms.ccr.marker`) is only useful if the model can
+act on it, and acting on it must not re-flood the context it was meant to save. So the tool
+takes, besides the key, either ``lines`` ("120-245", or "120") to read one stretch of the
+original, or ``query`` (text to look for) to pull one fact back: the matching lines with
+their numbers and two lines of context either side, as ``grep -n -C2`` shows them. Neither
+gives back the whole original.
 
 Everything here is pure and deterministic: the same original and arguments always give
 the same bytes, so an answer placed in a conversation never disturbs the prompt cache on
@@ -37,7 +38,8 @@ TOOL_NAME = "headroom_retrieve"
 
 TOOL_DESCRIPTION = (
     "Get back content that Headroom left out of a tool result to save context. A note such as "
-    "[headroom: 370 of 400 lines omitted; retrieve with key 3f9c0a1b2c3d4e5f] marks where; call this with that key. "
+    '[headroom: 370 of 400 lines omitted (16-385); headroom_retrieve key=3f9c0a1b2c3d4e5f lines="16-385" or '
+    'query="…"] marks where, names the lines left out where it can, and shows the call. '
     "Prefer the smallest answer that will do: `query` returns only the lines containing every word of it "
     "(case-insensitive), numbered, with 2 lines of context; `lines` returns a line or range of the original "
     "(\"120\" or \"120-245\"), numbered; with neither, the whole original comes back."
@@ -48,7 +50,7 @@ INPUT_SCHEMA: dict[str, Any] = {
     "properties": {
         "key": {
             "type": "string",
-            "description": "The key named in the [headroom: … retrieve with key K] note (16 hex digits).",
+            "description": "The key named in the [headroom: … key=K …] note (16 hex digits).",
         },
         "lines": {
             "type": "string",
@@ -65,6 +67,10 @@ INPUT_SCHEMA: dict[str, Any] = {
     "required": ["key"],
     "additionalProperties": False,
 }
+
+#: Marks a try at ``/v1/retrieve`` that is not the last (``headroom mcp`` asks with each API key
+#: it has in turn): its miss is not counted, so that one retrieval counts once.
+PROBE_HEADER = "x-headroom-retrieval-probe"
 
 CONTEXT = 2  # lines shown either side of a match
 MAX_MATCHES = 50  # matching lines shown at most; the rest are counted

@@ -7,6 +7,7 @@ compressor sees only the output, and the header is put back in front of its resu
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from headroom.transforms import (
     diff_compressor,
@@ -52,6 +53,8 @@ def compress_block(text: str, tool_name: str | None, brief: Brief,
     if compress is None:
         return found.kind, None
     head = found.envelope
+    if head:
+        brief = replace(brief, line_offset=brief.line_offset + head.count("\n"))
     result = compress(text[len(head):], brief, found)
     if result is None or not head:
         return found.kind, result

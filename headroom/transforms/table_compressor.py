@@ -107,18 +107,21 @@ def _trim(lines: list[str], start: int, header: list[str], split, brief: Brief) 
     holes = gaps(kept, len(rows))
     out = lines[:start]
     last = omitted = 0
-    for a, b in holes:  # rows[a:b] are lines start + a + 1 .. start + b of the original, 1-based
+    ranges: list[tuple[int, int]] = []  # the original's lines left out, 1-based
+    for a, b in holes:  # rows[a:b] are lines[start + a:start + b]
         out.extend(rows[last:a])
-        where = f"line {start + a + 1}" if b - a == 1 else f"lines {start + a + 1}\u2013{start + b}"
+        first, final = brief.line(start + a), brief.line(start + b - 1)
+        where = f"line {first}" if b - a == 1 else f"lines {first}\u2013{final}"
         note = f"\u2026 {b - a} rows omitted: {where}"
         if sum(len(row) + 1 for row in rows[a:b]) <= len(note) + 1:
             out.extend(rows[a:b])  # the rows cost no more than their note
         else:
             out.append(note)
             omitted += b - a
+            ranges.append((first, final))
         last = b
     if not omitted:
         return None
-    out.insert(0, ccr.marker(omitted, len(rows), "rows", brief.ccr_key))
+    out.insert(0, ccr.marker(omitted, len(rows), "rows", brief.ccr_key, ranges))
     out.extend(rows[last:])
     return Compressed("\n".join(out), ("table:lossy",), omitted)

@@ -18,7 +18,8 @@ def brief(question: str = "", **limits) -> Brief:
 
 
 def marker(text: str) -> tuple[int, int]:
-    m = re.match(rf"\[headroom: (\d+) of (\d+) rows omitted; retrieve with key {KEY}\]\n", text)
+    m = re.match(rf"\[headroom: (\d+) of (\d+) rows omitted \(lines [^)]+\); headroom_retrieve key={KEY} [^\]]*\]\n",
+                 text)
     assert m, text[:120]
     return int(m.group(1)), int(m.group(2))
 

@@ -25,7 +25,7 @@ def brief(question: str = "", **limits) -> Brief:
 
 
 def marker_counts(text: str) -> tuple[int, int]:
-    m = re.search(rf"\[headroom: (\d+) of (\d+) \w+ omitted; retrieve with key {KEY}\]", text)
+    m = re.search(rf"\[headroom: (\d+) of (\d+) \w+ omitted[^;\]]*; headroom_retrieve key={KEY} [^\]]*\]", text)
     assert m, text[:200]
     return int(m.group(1)), int(m.group(2))
 

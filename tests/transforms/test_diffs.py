@@ -51,7 +51,7 @@ def test_the_asked_hunk_stays_whole_and_every_file_is_still_listed():
     text = _diff()
     out = diff_compressor.compress(text, _ctx("What changed in src/mod17.py about new_value_17_1?"))
     assert out is not None and out.omitted and out.transforms == ("diff:hunks",)
-    assert f"retrieve with key {KEY}]" in out.text.split("\n")[0]
+    assert f"headroom_retrieve key={KEY} " in out.text.split("\n")[0]
     lines = text.split("\n")
     asked = next(h for h in diff_compressor.parse(lines) if "new_value_17_1 " in "\n".join(lines[h.start:h.stop]))
     assert "\n".join(lines[asked.start:asked.stop]) in out.text

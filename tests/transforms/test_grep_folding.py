@@ -118,7 +118,7 @@ def test_lossy_keeps_selective_matches_and_counts_what_it_drops():
     lines.insert(333, f"{ROOT}/pkg66/Thing66.java:77:        log.error(\"refund exceeds captured amount\");")
     out = search_compressor.compress("\n".join(lines), brief("where do we log that a refund exceeds the amount?"))
     assert 'log.error("refund exceeds captured amount");' in out.text
-    m = re.match(rf"\[headroom: (\d+) of (\d+) matches omitted; retrieve with key {KEY}\]", out.text)
+    m = re.match(rf"\[headroom: (\d+) of (\d+) matches omitted; headroom_retrieve key={KEY} query=\"…\"\]", out.text)
     omitted, total = int(m.group(1)), int(m.group(2))
     assert total == len(lines) and omitted == out.omitted
     assert total - omitted == len(read_back(out.text.split("\n", 1)[1]))

@@ -26,7 +26,7 @@ def test_a_big_dictionary_keeps_the_key_the_question_names_and_stays_valid_json(
     out = json_compressor.compress(text, brief)
     assert out is not None and out.omitted and "json:prune" in out.transforms
     marker, body = out.text.split("\n", 1)
-    assert "retrieve with key kkkkkkkkkkkkkkkk" in marker
+    assert "headroom_retrieve key=kkkkkkkkkkkkkkkk" in marker
     assert "--with-lto" in body and "3.11.7" in body
     assert len(out.text) < len(text) / 10
     pruned = json.loads(body)  # valid JSON, the same shape along the kept paths

@@ -8,9 +8,11 @@ import json
 import pytest
 
 from headroom.state.memory_store import MemoryStore
+from headroom.state.tool_use import ToolUse
 from headroom.transforms import (
     PipelineOptions,
     Receipt,
+    ccr,
     needs_work,
     retrieve,
     router,
@@ -294,3 +296,55 @@ async def test_shell_commands_that_print_a_file_count_as_file_reads(store):
     for command in ("cat data/orders.json | jq .", "curl -s https://api/orders", "cat a.json > b.json"):
         new, _ = await run_pipeline(body(command), "anthropic", store, "c", OPTS)
         assert new is not None and len(result_text(new, 2)) < len(orders()) / 3, command
+
+
+# --- the retrieval policy -----------------------------------------------------------------
+
+
+async def _back_off(store, caller: str, tool: str) -> None:
+    rule = OPTS.backoff
+    started = await store.count_tool_use(caller, {tool: ToolUse(lossy=rule.min_compressions,
+                                                                retrieved=rule.min_compressions)}, rule)
+    assert started == [tool]
+
+
+async def test_a_backed_off_tool_gets_lossless_transforms_only_and_others_do_not(store):
+    await _back_off(store, "c", "Bash")
+    body = anthropic([("Bash", "t1", orders()), ("Grep", "t2", orders(failing=151))], "Why did ord_00150 fail?")
+    out, receipt = await run_pipeline(body, "anthropic", store, "c", OPTS)
+    bash, grep = result_text(out, 2), result_text(out, 4)
+    assert "[headroom:" not in bash and all(f"ord_{i:05d}" in bash for i in range(300))  # everything, re-encoded
+    assert len(bash) < len(orders()) and ccr.marker_keys(grep)  # lossless still saves; Grep is still cut
+    assert receipt.backed_off == ["Bash"] and "policy:lossless" in receipt.transforms
+    other, theirs = await run_pipeline(body, "anthropic", store, "d", OPTS)  # another caller: cut as ever
+    assert ccr.marker_keys(result_text(other, 2)) and theirs.backed_off == []
+
+
+async def test_a_block_sent_before_a_back_off_keeps_its_bytes_even_when_its_memo_entry_is_gone(store):
+    body = anthropic([("Bash", "t1", orders())], "Why did ord_00150 fail?")
+    first, _ = await run_pipeline(body, "anthropic", store, "c", OPTS)
+    sent = result_text(first, 2)
+    assert ccr.marker_keys(sent)
+    await _back_off(store, "c", "Bash")
+    for key in [key for key in list(store._data) if key.startswith("hr:memo:")]:
+        await store.delete(key)  # evicted: the block is compressed again, in the mode it was sent in
+    later, receipt = await run_pipeline(body, "anthropic", store, "c", OPTS)
+    assert result_text(later, 2) == sent and receipt.prefix_changes == [] and receipt.backed_off == []
+
+
+async def test_originals_name_their_tool_and_lossy_compressions_are_counted(store):
+    body = anthropic([("Bash", "t1", orders()), ("Bash", "t2", builds())], "Why did ord_00150 fail?")
+    _, receipt = await run_pipeline(body, "anthropic", store, "c", OPTS)
+    assert len(receipt.ccr_keys) == 2
+    for key in receipt.ccr_keys:
+        assert await store.get(ccr.tool_key("c", key)) == b"Bash"
+    rule = OPTS.backoff  # 2 lossy compressions counted: 8 more and 3 retrievals back it off
+    assert await store.count_tool_use("c", {"Bash": ToolUse(lossy=rule.min_compressions - 2)}, rule) == []
+    assert await store.count_tool_use("c", {"Bash": ToolUse(retrieved=3)}, rule) == ["Bash"]
+
+
+async def test_the_retrieval_tools_own_answers_are_never_touched(store):
+    body = anthropic([("headroom_retrieve", "t1", orders()), ("mcp__headroom__headroom_retrieve", "t2", builds())],
+                     "Why did ord_00150 fail?")
+    out, receipt = await run_pipeline(body, "anthropic", store, "c", OPTS)
+    assert out is None and receipt.blocks == 0

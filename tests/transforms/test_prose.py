@@ -45,7 +45,7 @@ def test_the_answer_its_neighbours_headings_and_edges_stay_verbatim():
     text = _page()
     out = prose.compress(text, _ctx("How long is the idempotency window for payment retries?"))
     assert out is not None and out.transforms == ("text:extract",) and out.omitted
-    assert out.text.startswith("[headroom: ") and f"retrieve with key {KEY}]" in out.text.split("\n")[0]
+    assert out.text.startswith("[headroom: ") and f"headroom_retrieve key={KEY} " in out.text.split("\n")[0]
     assert "The idempotency window for payment retries is 36 hours, after which keys expire." in out.text
     assert "Clients should send the same Idempotency-Key header on every retry." in out.text  # its neighbour
     assert all(f"## Part {k}" in out.text for k in range(60))

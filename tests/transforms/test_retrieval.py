@@ -42,7 +42,7 @@ def test_the_tool_definition_names_key_as_required_and_lines_and_query_as_option
     assert schema["required"] == ["key"]
     assert set(schema["properties"]) == {"key", "lines", "query"}
     assert all(schema["properties"][name]["type"] == "string" for name in schema["properties"])
-    assert "retrieve with key" in retrieval.TOOL_DESCRIPTION  # the model links the marker to the tool
+    assert "headroom_retrieve key=" in retrieval.TOOL_DESCRIPTION  # the model links the marker to the tool
 
 
 # -- lines --------------------------------------------------------------------------------

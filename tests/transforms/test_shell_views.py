@@ -65,7 +65,7 @@ def test_a_log_read_through_the_shell_is_compressed_as_a_log():
     kind, out = compress_block(text, "Bash", brief("which nginx version?"), {"command": "tail -400 /var/log/dpkg.log"})
     assert kind is Kind.LOG
     assert lines[250] in out.text and lines[120] not in out.text
-    assert out.omitted > 300 and f"retrieve with key {KEY}]" in out.text
+    assert out.omitted > 300 and f"headroom_retrieve key={KEY} " in out.text
 
 
 def test_a_file_of_unknown_type_is_a_log_only_if_it_reads_like_one():
