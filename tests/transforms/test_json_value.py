@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from headroom.formats.base import dumps
-from headroom.transforms import PipelineOptions, json_value, needs_work, retrieve, run_pipeline
+from headroom.transforms import PipelineOptions, ccr, json_value, needs_work, retrieve, run_pipeline
 from headroom.transforms.base import Brief, Limits
 from headroom.transforms.terms import extract_terms
 
@@ -34,7 +34,8 @@ def test_an_array_of_records_stays_an_array_of_those_records_with_the_asked_one_
     assert out is not None and out.omitted > 0 and "json:value" in out.transforms
     value = json.loads(out.text)
     assert isinstance(value, list)
-    assert value[0] == f"[headroom: {out.omitted} of 300 items omitted; retrieve with key {KEY}]"
+    assert value[0] == ccr.marker(out.omitted, 300, "items", KEY)
+    assert ccr.marker_keys(value[0]) == [KEY]
     records = [v for v in value[1:] if isinstance(v, dict)]
     gaps = [v for v in value[1:] if isinstance(v, str)]
     assert all(r in rows for r in records)  # kept items are the client's own, whole
