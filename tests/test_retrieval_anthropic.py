@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 
 import anthropic
+import httpx
 import pytest
 
 from headroom.transforms.retrieval import INPUT_SCHEMA, TOOL_DESCRIPTION, TOOL_NAME
@@ -77,3 +78,46 @@ def test_the_model_retrieves_what_compression_hid_and_the_client_gets_one_answer
     result = second["messages"][-1]["content"][0]
     assert result["tool_use_id"] == call["id"] and FACT_LINE in result["content"] and "is_error" not in result
     assert second["messages"][:-2] == first["messages"]  # the continuation extends what was sent
+
+
+def sse_events(raw: bytes) -> list[dict]:
+    return [json.loads(line[6:]) for line in raw.split(b"\n") if line.startswith(b"data: ")]
+
+
+def test_a_streamed_answer_is_spliced_into_one_message(client, proxy, fresh_mock):
+    messages = conversation(service_log())
+    plain = client.messages.create(model=MODEL, max_tokens=256, tools=[BASH], messages=messages)
+    with client.messages.stream(model=MODEL, max_tokens=256, tools=[BASH], messages=messages) as stream:
+        texts = list(stream.text_stream)
+        final = stream.get_final_message()
+    assert [block.model_dump() for block in final.content] == [block.model_dump() for block in plain.content]
+    assert "".join(texts) == "".join(block.text for block in final.content)
+    assert final.stop_reason == plain.stop_reason == "end_turn"
+    assert final.usage.model_dump().keys() == plain.usage.model_dump().keys()
+    assert final.id.startswith("msg_mock")
+
+    fresh_mock.reset()
+    raw = httpx.post(f"{proxy.url}/v1/messages",
+                     headers={"x-api-key": "sk-ant-retrieval", "x-mock-seek": FACT, "x-mock-usage": FIXED_USAGE},
+                     json={"model": MODEL, "max_tokens": 256, "tools": [BASH], "messages": messages, "stream": True},
+                     timeout=30).content
+    assert TOOL_NAME.encode() not in raw
+    events = sse_events(raw)
+    kinds = [event["type"] for event in events]
+    assert kinds.count("message_start") == 1 and kinds.count("message_stop") == 1 and kinds[-1] == "message_stop"
+    assert kinds.count("message_delta") == 1
+    starts = [event["index"] for event in events if event["type"] == "content_block_start"]
+    assert starts == [0, 1]  # the retrieval call's index left no gap
+    for event in events:
+        if event["type"] in ("content_block_delta", "content_block_stop"):
+            assert event["index"] in starts
+    calls = upstream_bodies(fresh_mock)
+    assert len(calls) == 2 and all(body["stream"] for body in calls)
+    final_usage = next(event for event in events if event["type"] == "message_delta")["usage"]
+    assert final_usage == SUMMED_USAGE
+
+
+FIXED_USAGE = json.dumps({"input_tokens": 100, "output_tokens": 7, "cache_read_input_tokens": 50,
+                          "cache_creation_input_tokens": 5})
+SUMMED_USAGE = {"input_tokens": 200, "output_tokens": 14, "cache_read_input_tokens": 100,
+                "cache_creation_input_tokens": 10}
