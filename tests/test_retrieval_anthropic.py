@@ -155,11 +155,19 @@ def test_usage_of_every_upstream_call_is_in_the_answer_the_stats_and_the_request
     assert stats["models"][MODEL]["input_tokens"] >= 200
 
 
+def ask(client, stream: bool, **arguments):
+    if not stream:
+        return client.messages.create(**arguments)
+    with client.messages.stream(**arguments) as events:
+        return events.get_final_message()
+
+
+@pytest.mark.parametrize("stream", [False, True])
 def test_a_mixed_answer_gives_the_client_its_own_call_and_the_model_its_result_on_the_next_request(
-        client, fresh_mock):
+        client, fresh_mock, stream):
     messages = conversation(service_log())
-    first = client.messages.create(model=MODEL, max_tokens=256, tools=[BASH], messages=messages,
-                                   extra_headers={"x-mock-mixed": "Bash"})
+    first = ask(client, stream, model=MODEL, max_tokens=256, tools=[BASH], messages=messages,
+                extra_headers={"x-mock-mixed": "Bash"})
     assert first.stop_reason == "tool_use"
     assert [(b.type, getattr(b, "name", None)) for b in first.content] == [("text", None), ("tool_use", "Bash")]
     assert TOOL_NAME not in first.model_dump_json()
@@ -167,7 +175,7 @@ def test_a_mixed_answer_gives_the_client_its_own_call_and_the_model_its_result_o
     bash = first.content[1]
     messages += [as_sent(first),
                  {"role": "user", "content": [{"type": "tool_result", "tool_use_id": bash.id, "content": "done"}]}]
-    second = client.messages.create(model=MODEL, max_tokens=256, tools=[BASH], messages=messages)
+    second = ask(client, stream, model=MODEL, max_tokens=256, tools=[BASH], messages=messages)
     assert FACT_LINE in second.content[-1].text  # the retrieval result reached the model
     upstream = upstream_bodies(fresh_mock)[-1]["messages"]
     turn, results = upstream[3], upstream[4]["content"]
