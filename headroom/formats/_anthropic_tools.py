@@ -241,51 +241,74 @@ def _load(event: bytes) -> dict:
     return value if type(value) is dict else {}
 
 
-class _Block:
-    """One content block of the current upstream stream, built up from its events."""
+_DELTA_FIELDS = {"text_delta": "text", "thinking_delta": "thinking", "signature_delta": "signature"}
 
-    __slots__ = ("block", "json", "retrieval")
+
+class _Block:
+    """One content block of an upstream stream, built up from its events."""
+
+    __slots__ = ("block", "json", "parts")
 
     def __init__(self, block: dict) -> None:
         self.block = request_block(block)
-        self.retrieval = is_retrieval(self.block)
+        self.parts: dict[str, list[str]] = {}  # text, thinking, signature: the deltas, in order
         self.json: list[str] = []  # a tool call's input, as partial JSON
 
     def add(self, delta: dict) -> None:
         kind = delta.get("type")
-        block = self.block
-        if kind == "text_delta":
-            block["text"] = block.get("text", "") + str(delta.get("text") or "")
-        elif kind == "thinking_delta":
-            block["thinking"] = block.get("thinking", "") + str(delta.get("thinking") or "")
-        elif kind == "signature_delta":
-            block["signature"] = block.get("signature", "") + str(delta.get("signature") or "")
+        field = _DELTA_FIELDS.get(kind) if type(kind) is str else None
+        if field is not None:
+            self.parts.setdefault(field, []).append(str(delta.get(field) or ""))
         elif kind == "input_json_delta":
             self.json.append(str(delta.get("partial_json") or ""))
         elif kind == "citations_delta" and type(delta.get("citation")) is dict:
-            block.setdefault("citations", []).append(delta["citation"])
+            self.block.setdefault("citations", []).append(delta["citation"])
 
     def finished(self) -> dict:
-        if self.json or self.block.get("type") in ("tool_use", "server_tool_use"):
+        block = self.block
+        for field, parts in self.parts.items():
+            block[field] = str(block.get(field) or "") + "".join(parts)
+        if self.json or block.get("type") in ("tool_use", "server_tool_use"):
+            text = "".join(self.json)
             try:
-                value = ujson.loads("".join(self.json)) if "".join(self.json).strip() else {}
+                value = ujson.loads(text) if text.strip() else block.get("input")
             except ValueError:
                 value = {}
-            self.block["input"] = value if type(value) is dict else {}
-        return self.block
+            block["input"] = value if type(value) is dict else {}
+        return block
+
+
+def _blocks(events: list[bytes]) -> dict[int, dict]:
+    """The content blocks an upstream stream's block events make, by their index there."""
+    built: dict[int, _Block] = {}
+    for chunk in events:
+        for event in split_events(chunk):
+            payload = _load(event)
+            index = payload.get("index")
+            if type(index) is not int:
+                continue
+            if payload.get("type") == "content_block_start" and type(payload.get("content_block")) is dict:
+                built[index] = _Block(payload["content_block"])
+            elif payload.get("type") == "content_block_delta" and index in built:
+                built[index].add(_dict(payload.get("delta")))
+    return {index: block.finished() for index, block in built.items()}
 
 
 class AnthropicSplicer:
-    """:class:`~headroom.formats.base.Splicer` for Anthropic Messages streams."""
+    """:class:`~headroom.formats.base.Splicer` for Anthropic Messages streams.
+
+    Cheap on the way: events pass as they come (a batch of deltas of the first stream is not
+    even split), and what a turn needs (its blocks, thinking and signatures included) is read
+    from the stream's block events only once the stream has ended (:meth:`turn`)."""
 
     def __init__(self) -> None:
         self._sent = 0  # content blocks the client has been given
         self._streams = 0  # upstream streams begun
         self._index: dict[int, int | None] = {}  # this stream's block index -> the client's (None: held)
-        self._blocks: dict[int, _Block] = {}  # this stream's blocks, for its turn
-        self._visible: list[dict] = []  # the blocks the client got, in request shape
+        self._identity = True  # so far every block keeps its index: a batch of deltas passes as it is
+        self._events: list[bytes] = []  # this stream's block events, as received
+        self._visible: list[dict] = []  # the blocks the client got, in request shape (up to the last turn())
         self._usages: list[dict] = []  # per upstream stream, its latest figures
-        self._start: dict = {}  # the first message_start's message (the client's identity)
         self._end: list[bytes] = []  # this stream's held message_delta / message_stop events
         self._delta: dict = {}  # the latest message_delta
         self._client_calls = 0  # in the current stream
@@ -294,7 +317,8 @@ class AnthropicSplicer:
     # -- relaying --------------------------------------------------------------------------
 
     def feed(self, events: bytes) -> bytes:
-        if self._fast(events):
+        if self._identity and b"content_block_start" not in events and b"message_" not in events:
+            self._events.append(events)  # deltas and stops of blocks the client has, with their indices
             return events
         out: list[bytes] = []
         for event in split_events(events):
@@ -303,86 +327,61 @@ class AnthropicSplicer:
                 out.append(sent)
         return b"".join(out)
 
-    def _fast(self, events: bytes) -> bool:
-        """Deltas of a block the client gets, with its own index: passed untouched (the common case)."""
-        if self._streams != 1 or b"content_block_delta" not in events:
-            return False
-        kinds = set(_TYPE.findall(events))
-        if not kinds <= {b"content_block_delta", b"text_delta", b"thinking_delta", b"signature_delta",
-                         b"input_json_delta", b"citations_delta", b"char_location", b"page_location",
-                         b"content_block_location"}:
-            return False
-        indices = {int(i) for i in _INDEX.findall(events)}
-        if not all(self._index.get(i) == i for i in indices):
-            return False
-        for event in split_events(events):
-            self._note_delta(event)
-        return True
-
-    def _note_delta(self, event: bytes) -> None:
-        payload = _load(event)
-        index = payload.get("index")
-        block = self._blocks.get(index) if type(index) is int else None
-        if block is not None and type(payload.get("delta")) is dict:
-            block.add(payload["delta"])
-
     def _one(self, event: bytes) -> bytes:
         found = _EVENT_LINE.match(event) or _TYPE.search(event)  # Anthropic names every event first
-        kind = found.group(1).decode() if found else ""
-        if kind == "message_start":
-            return self._message_start(event)
-        if kind == "content_block_start":
+        kind = found.group(1) if found else b""
+        if kind in (b"content_block_delta", b"content_block_stop"):
+            self._events.append(event)
+            return self._block_event(event)
+        if kind == b"content_block_start":
+            self._events.append(event)
             return self._block_start(event)
-        if kind in ("content_block_delta", "content_block_stop"):
-            return self._block_event(event, kind)
-        if kind == "message_delta":
+        if kind == b"message_start":
+            return self._message_start(event)
+        if kind == b"message_delta":
             payload = _load(event)
             self._delta = payload
-            if type(payload.get("usage")) is dict and self._usages:
-                self._usages[-1] = {**self._usages[-1], **{k: v for k, v in payload["usage"].items() if v is not None}}
+            usage = payload.get("usage")
+            if type(usage) is dict and self._usages:
+                self._usages[-1] = {**self._usages[-1], **{k: v for k, v in usage.items() if v is not None}}
             self._end.append(event)
             return b""
-        if kind == "message_stop":
+        if kind == b"message_stop":
             self._end.append(event)
             return b""
         return event  # ping, error and anything new pass as they come
 
     def _message_start(self, event: bytes) -> bytes:
-        payload = _load(event)
-        message = _dict(payload.get("message"))
+        message = _dict(_load(event).get("message"))
         self._usages.append({k: v for k, v in _dict(message.get("usage")).items() if v is not None})
         self._streams += 1
-        self._index, self._blocks, self._end, self._client_calls = {}, {}, [], 0
+        self._index, self._events, self._end, self._client_calls = {}, [], [], 0
         if self._streams == 1:
-            self._start = message
             return event
+        self._identity = False
         return b""  # a continuation: the client has its message already
 
     def _block_start(self, event: bytes) -> bytes:
-        payload = _load(event)
-        index, block = payload.get("index"), payload.get("content_block")
-        if type(index) is not int or type(block) is not dict:
+        found = _INDEX.search(event)
+        if found is None:
             return event
-        built = _Block(block)
-        self._blocks[index] = built
-        if built.retrieval:
+        index = int(found.group(1))
+        if _NAME_BYTES in event and is_retrieval(_dict(_load(event).get("content_block"))):
             self._index[index] = None
+            self._identity = False
             return b""
-        if block.get("type") == "tool_use":
+        if b'"tool_use"' in event:
             self._client_calls += 1
         self._index[index] = self._sent
+        self._identity = self._identity and index == self._sent
         self._sent += 1
         return self._renumbered(event, index)
 
-    def _block_event(self, event: bytes, kind: str) -> bytes:
+    def _block_event(self, event: bytes) -> bytes:
         found = _INDEX.search(event)
         index = int(found.group(1)) if found else None
         if index is None or index not in self._index:
             return event
-        if kind == "content_block_delta":
-            self._note_delta(event)
-        elif index in self._blocks and not self._blocks[index].retrieval:
-            self._visible.append(self._blocks[index].finished())
         if self._index[index] is None:
             return b""  # the retrieval call's own events: the client never sees them
         return self._renumbered(event, index)
@@ -396,8 +395,14 @@ class AnthropicSplicer:
     # -- between and after the upstream calls ------------------------------------------------
 
     def turn(self) -> Turn:
-        blocks = [self._blocks[i].finished() for i in sorted(self._blocks)]
-        turn = turn_of(blocks)
+        if self._streams <= 1 and self._identity:
+            # No retrieval call, and the answer's only upstream call: nothing will be appended
+            # or recorded, so its blocks are not read back (a long answer's end would wait).
+            self._retrieval_left = False
+            return Turn((), self._client_calls, None)
+        blocks = _blocks(self._events)
+        turn = turn_of([blocks[i] for i in sorted(blocks)])
+        self._visible += [blocks[i] for i in sorted(blocks) if self._index.get(i) is not None]
         self._retrieval_left = bool(turn.retrieval) and not turn.client_calls
         return turn
 
@@ -416,6 +421,8 @@ class AnthropicSplicer:
         return _event("message_delta", delta) + _event("message_stop", {"type": "message_stop"})
 
     def visible(self) -> Any:
+        """The blocks the client got from every stream whose :meth:`turn` was read (the loop
+        reads each at its end)."""
         return {"role": "assistant", "content": list(self._visible)}
 
     @property

@@ -213,7 +213,10 @@ class Turn:
     client_calls: int  # calls to the client's own tools in the same answer
     #: The model's turn in this format's *request* shape, exactly what ``continue_with``
     #: appends: every part the provider requires back (thinking blocks with their signatures,
-    #: reasoning items), every call including the retrieval ones. JSON-able.
+    #: reasoning items), every call including the retrieval ones. JSON-able. A splicer may
+    #: leave it None for the turn of an answer's only upstream stream when it made no
+    #: retrieval call (nothing is then appended or recorded; reading a long stream back
+    #: would only delay its end).
     message: Any
 
 
@@ -455,6 +458,12 @@ def role(message: dict) -> str | None:
 def data_of(event: bytes) -> bytes | None:
     """An SSE event's data as the spec defines it: its ``data`` lines (one leading space
     dropped) joined by LF; ``None`` when it has none."""
+    if b"\r" not in event and event.count(b"data:") == 1:  # one data line, LF ends (the common case)
+        start = event.find(b"data:")
+        if start == 0 or event[start - 1] == 0x0A:
+            end = event.find(b"\n", start)
+            value = event[start + 5:] if end < 0 else event[start + 5:end]
+            return value[1:] if value.startswith(b" ") else value
     parts = []
     for line in _LINE_END.split(event):
         if line.startswith(b"data:"):
@@ -471,6 +480,14 @@ _LINE_END = re.compile(rb"\r\n|\r|\n")  # SSE lines end in CRLF, LF or CR
 def split_events(data: bytes) -> list[bytes]:
     """Complete events, from the start of one (as :class:`~headroom.proxy.sse.EventBuffer` hands them out), cut
     into single events, each with its own terminator; joined, they give ``data`` back."""
+    if b"\r" not in data and b"\n\n\n" not in data and not data.startswith(b"\n"):
+        # LF line ends and no empty event (the common case): every "\n\n" ends one event.
+        pieces = data.split(b"\n\n")
+        tail = pieces.pop()
+        events = [piece + b"\n\n" for piece in pieces]
+        if tail:
+            events.append(tail)
+        return events
     out: list[bytes] = []
     last = 0
     for end in _event_ends(data):
