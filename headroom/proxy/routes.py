@@ -3,8 +3,9 @@
 One LLM request's path, in :func:`llm_request`: parse the body once (its format, looked up
 once from the route, reads the model and the stream flag) → identify the caller
 (a keyed hash of the API key) → response cache (a hit is replayed and we are done) →
-rate limits and budget (one atomic store call) → compression (see ``compression``) →
-upstream (see ``forward``) → the books are closed once the answer is out (see ``bookkeeping``).
+rate limits and budget (one atomic store call) → the retrieval tool declared, and turns the
+client got spliced put back as the upstream saw them (see ``tool_loop``) → compression (see
+``compression``) → upstream (see ``forward``) → the books are closed once the answer is out (see ``bookkeeping``).
 Everything else under ``/v1`` (and a format's own prefixes), and every method but POST on
 the LLM routes' paths, passes through untouched. The routes come from the formats
 (:mod:`headroom.formats`), so this module never names one. What the steps learn about the
