@@ -304,3 +304,16 @@ def test_a_request_without_tools_is_left_alone(proxy, fresh_mock):
                             json={"model": MODEL, "max_tokens": 64, "messages": conversation(service_log())})
     assert compressed.headers["x-headroom-transforms"] != "none"  # compressed, yet no tool list appears
     assert "tools" not in upstream_bodies(fresh_mock)[-1]
+
+
+def test_an_anonymous_request_is_never_offered_the_tool(proxy, fresh_mock):
+    """Anonymous callers share one partition: none may read another's originals (as
+    /v1/retrieve refuses them), so the proxy does not offer them the tool at all."""
+    response = httpx.post(f"{proxy.url}/v1/messages", timeout=30,
+                          headers={"anthropic-version": "2023-06-01", "x-mock-seek": FACT},
+                          json={"model": MODEL, "max_tokens": 64, "tools": [BASH],
+                                "messages": conversation(service_log())})
+    assert response.status_code == 200
+    assert response.json()["content"][-1]["text"] == f"Not found: {FACT}"
+    [sent] = upstream_bodies(fresh_mock)
+    assert sent["tools"] == [BASH]

@@ -93,7 +93,7 @@ async def llm_request(
     exchange.model, exchange.stream = fmt.model_and_stream(parsed, path, request.args)
     if config.log_messages:
         exchange.messages = fmt.logged_messages(parsed)
-    exchange.caller = caller_hash(resources.secret, credential)
+    exchange.caller = caller = caller_hash(resources.secret, credential)
 
     policy = response_cache.policy(config.cache, request.headers.get("cache-control", ""))
     if policy.store and not credential:
@@ -123,11 +123,13 @@ async def llm_request(
 
     # The retrieval tool (tool_loop): declared on every request that carries tools, and the
     # turns the client got spliced put back as the upstream saw them, before compression.
-    loop = tool_loop_of(config, fmt)
-    looped = loop is not None and loop.declare(parsed)
-    if looped:
-        assert loop is not None and exchange.caller is not None
-        await restore_turns(store, exchange.caller, loop, parsed)
+    # Never for anonymous callers: they all share one partition, so none may read another's
+    # originals (as /v1/retrieve refuses them) or conversation.
+    loop = tool_loop_of(config, fmt) if credential else None
+    looped = False
+    if loop is not None and loop.declare(parsed):
+        looped = True
+        await restore_turns(store, caller, loop, parsed)
         body = dumps(parsed)
     compressed = await compress_request(resources, parsed, exchange)
     if compressed is not None:
