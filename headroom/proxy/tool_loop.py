@@ -97,26 +97,30 @@ def limit_reached(call: ToolCall, rounds: int) -> ToolAnswer:
                             "retrieval(s) (--max-retrievals); answer with what you have]", error=True)
 
 
-async def answer_call(store: Store, caller: str, call: ToolCall, ttl: float) -> ToolAnswer:
-    """The proxy's answer to one retrieval call, from the caller's own originals."""
+#: How a retrieval went: "ok" (answered from the original), "miss" (not a key, or nothing stored
+#: under it for this caller: unknown, expired, another API key's), "error" (the store is down).
+Outcome = str
+
+
+async def answer_call(store: Store, caller: str, call: ToolCall, ttl: float) -> tuple[ToolAnswer, Outcome]:
+    """The proxy's answer to one retrieval call, from the caller's own originals, and how it went."""
     key, lines, query = (call.arguments.get(name) for name in ("key", "lines", "query"))
     key = key.strip().lower() if isinstance(key, str) else ""
     if not ccr.is_key(key):
         return ToolAnswer(call, f"[headroom_retrieve: `key` must be the {ccr.KEY_CHARS} hex digits named in a "
-                                "[headroom: … retrieve with key K] note]", error=True)
+                                "[headroom: …] note]", error=True), "miss"
     try:
         original = await ccr.retrieve(store, caller, key)
     except StoreUnavailable:
         metrics.store_unavailable()
         return ToolAnswer(call, "[headroom_retrieve: Headroom's store cannot be reached right now, so the "
-                                f"original under key {key} cannot be read; go on without it]", error=True)
+                                f"original under key {key} cannot be read; go on without it]", error=True), "error"
     if original is None:
         hours = ttl / 3600
         return ToolAnswer(call, f"[headroom_retrieve: nothing is stored under key {key} for this API key: "
                                 f"originals are kept {hours:g} h and only for the API key that sent them; "
-                                "go on without it]", error=True)
-    text = retrieval.answer(original, _text(lines), _text(query))
-    return ToolAnswer(call, text)
+                                "go on without it]", error=True), "miss"
+    return ToolAnswer(call, retrieval.answer(original, _text(lines), _text(query))), "ok"
 
 
 def _text(value) -> str | None:
@@ -141,6 +145,7 @@ class Retrieval:
     ttl: float  # of the records, as of the originals they point at
     max_response_bytes: int
     rounds: int = 0
+    failed: bool = False  # the loop itself failed (a format's bug): the answer ends where it was
     turns: list[Turn] = field(default_factory=list)
     answers: list[list[ToolAnswer]] = field(default_factory=list)
 
@@ -155,9 +160,10 @@ class Retrieval:
         if self.rounds >= self.max_rounds:
             answers = [limit_reached(call, self.rounds) for call in turn.retrieval]
         else:
-            answers = list(await asyncio.gather(*(answer_call(self.store, self.caller, call, self.ttl)
-                                                  for call in turn.retrieval)))
-            self.exchange.retrievals += len(answers)
+            answered = await asyncio.gather(*(answer_call(self.store, self.caller, call, self.ttl)
+                                              for call in turn.retrieval))
+            answers = [self.counted(call, answer, outcome) for call, (answer, outcome)
+                       in zip(turn.retrieval, answered)]
         self.turns.append(turn)
         self.answers.append(answers)
         if turn.client_calls or self.rounds >= self.max_rounds:
@@ -166,6 +172,12 @@ class Retrieval:
         self.body = self.loop.continue_with(self.body, turn, answers, last=self.rounds >= self.max_rounds)
         return self.body
 
+    def counted(self, call: ToolCall, answer: ToolAnswer, outcome: Outcome) -> ToolAnswer:
+        """Every retrieval the loop answered passes here once: the request's count (request log,
+        ``/stats``)."""
+        self.exchange.retrievals += 1
+        return answer
+
     async def follow(self, turn: Callable[[], Turn]) -> dict | None:
         """:meth:`next_body` of the turn ``turn()`` reads, except that a failure of the loop's own
         (a format's bug) ends the answer where it is instead of failing the request."""
@@ -173,6 +185,7 @@ class Retrieval:
             return await self.next_body(turn())
         except Exception:
             log.exception("the retrieval loop failed; the answer ends without the retrieval")
+            self.failed = True
             return None
 
     async def open(self, body: dict) -> aiohttp.ClientResponse:
@@ -187,8 +200,10 @@ class Retrieval:
         if not self.turns:
             return
         try:
-            fingerprint, record = self.loop.record(visible, self.turns, self.answers)
-            await self.store.set_many({turn_key(self.caller, fingerprint): dumps(record)}, ttl=self.ttl)
+            found, record = self.loop.record(visible, self.turns, self.answers)
+            value = dumps(record)  # under each of its fingerprints (a format may give several)
+            fingerprints = (found,) if isinstance(found, str) else found
+            await self.store.set_many({turn_key(self.caller, fp): value for fp in fingerprints}, ttl=self.ttl)
         except StoreUnavailable:
             metrics.store_unavailable()
         except Exception:  # a later turn then goes as the client sends it: a cache miss, no more
@@ -215,9 +230,13 @@ class Retrieval:
                 self.exchange.error = self.exchange.error or "retrieval_continuation_failed"
                 return status, raw
             answers.append(answer)
-        if not self.turns:
+        if not self.turns and not self.failed:
             return 200, payload
-        merged = self.loop.merge(answers)
+        try:
+            merged = self.loop.merge(answers)  # without the retrieval calls, even if the loop failed
+        except Exception:
+            log.exception("merging the answers failed; the client gets the last one")
+            return 200, dumps(answers[-1])
         await self.remember(self.loop.turn(merged).message)
         return 200, dumps(merged)
 
