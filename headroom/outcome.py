@@ -50,6 +50,7 @@ class RequestOutcome:
     backed_off: tuple[str, ...] = ()
     bytes_in: int = 0
     bytes_out: int = 0
+    upstream_calls: int = 0  # calls to the upstream (more than one when the proxy answered retrievals)
     messages: list | str | None = None  # only with --log-messages (a Responses ``input`` may be a string)
 
     @property

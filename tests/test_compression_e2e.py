@@ -91,7 +91,9 @@ def test_receipts_feed_health(corpus_results, optimizing):
 def test_cache_control_and_system_stay_where_the_client_put_them(corpus_results):
     case, _, sent = corpus_results["github_issues_json"]
     original = body_for(case)
-    assert sent["system"] == original["system"] and sent["tools"] == original["tools"]
+    assert sent["system"] == original["system"]
+    # The client's tools as sent, then the retrieval tool Headroom declares (--retrieval-tool on).
+    assert sent["tools"][:-1] == original["tools"] and sent["tools"][-1]["name"] == "headroom_retrieve"
     assert sent["messages"][:2] == original["messages"][:2]  # the question and the tool call
     block = sent["messages"][2]["content"][0]
     assert block["cache_control"] == {"type": "ephemeral"}
@@ -150,7 +152,12 @@ def test_store_outage_forwards_the_original_bytes(start_proxy, own_redis, fresh_
     raw = json.dumps(body_for(CASES[0])).encode()
     response = httpx.post(f"{proxy.url}/v1/messages", content=raw, headers=ANTHROPIC_HEADERS)
     assert response.status_code == 200
-    assert fresh_mock.last()["body"].encode("latin-1") == raw  # fail-open: the client's own bytes
+    # Fail-open: the client's own body, nothing compressed; only the retrieval tool is declared as on
+    # every request (dropping it during an outage would change the tool list mid-conversation).
+    sent = json.loads(fresh_mock.last()["body"].encode("latin-1"))
+    original = json.loads(raw)
+    assert sent["tools"][:-1] == original.pop("tools") and sent.pop("tools")[-1]["name"] == "headroom_retrieve"
+    assert sent == original
 
 
 # --- cache safety over a conversation -----------------------------------------------------------

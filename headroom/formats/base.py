@@ -152,6 +152,43 @@ class Format(Protocol):
 # put back on a later request) is behind :class:`ToolLoop`; the loop itself names no format.
 
 
+#: The retrieval tool's definition: one source for every format's declaration (each in its own
+#: shape), ``headroom mcp`` and :mod:`headroom.transforms.retrieval`, which answers the calls.
+TOOL_NAME = "headroom_retrieve"
+
+TOOL_DESCRIPTION = (
+    "Get back content that Headroom left out of a tool result to save context. A note such as "
+    '[headroom: 370 of 400 lines omitted (16-385); headroom_retrieve key=3f9c0a1b2c3d4e5f lines="16-385" or '
+    'query="…"] marks where, names the lines left out where it can, and shows the call. '
+    "Prefer the smallest answer that will do: `query` returns only the lines containing every word of it "
+    "(case-insensitive), numbered, with 2 lines of context; `lines` returns a line or range of the original "
+    "(\"120\" or \"120-245\"), numbered; with neither, the whole original comes back."
+)
+
+INPUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "key": {
+            "type": "string",
+            "description": "The key named in the [headroom: … key=K …] note (16 hex digits).",
+        },
+        "lines": {
+            "type": "string",
+            "description": 'Optional: a line number ("120") or an inclusive range ("120-245") of the original, '
+                           "numbered from 1.",
+        },
+        "query": {
+            "type": "string",
+            "description": "Optional: text to look for. Lines holding every word of it (case-insensitive) come "
+                           "back with their line numbers and 2 lines of context. With `lines`, only that range "
+                           "is searched.",
+        },
+    },
+    "required": ["key"],
+    "additionalProperties": False,
+}
+
+
 @dataclass(frozen=True)
 class ToolCall:
     """One tool call in a model's answer."""
@@ -180,7 +217,10 @@ class Turn:
     client_calls: int  # calls to the client's own tools in the same answer
     #: The model's turn in this format's *request* shape, exactly what ``continue_with``
     #: appends: every part the provider requires back (thinking blocks with their signatures,
-    #: reasoning items), every call including the retrieval ones. JSON-able.
+    #: reasoning items), every call including the retrieval ones. JSON-able. A splicer may
+    #: leave it None for the turn of an answer's only upstream stream when it made no
+    #: retrieval call (nothing is then appended or recorded; reading a long stream back
+    #: would only delay its end).
     message: Any
 
 
@@ -256,10 +296,14 @@ class ToolLoop(Protocol):
         re-serialising (call ids and texts only)."""
         ...
 
-    def record(self, visible: Any, turns: list[Turn], answers: list[list[ToolAnswer]]) -> tuple[str, dict]:
+    def record(self, visible: Any, turns: list[Turn], answers: list[list[ToolAnswer]]
+               ) -> tuple[str | tuple[str, ...], dict]:
         """What a later request needs to put the upstream's view back: (fingerprint of
         ``visible``, the model turn as the client got it; a JSON-able record of ``turns`` and
-        ``answers``, what the upstream saw)."""
+        ``answers``, what the upstream saw). The fingerprint may be a tuple of several: the
+        record is stored under each (a Responses turn is found by its texts when the client
+        re-sends it, and by its response id when a later request names it in
+        ``previous_response_id``)."""
         ...
 
     def restore(self, body: dict, index: int, record: dict) -> None:
@@ -438,6 +482,12 @@ def role(message: dict) -> str | None:
 def data_of(event: bytes) -> bytes | None:
     """An SSE event's data as the spec defines it: its ``data`` lines (one leading space
     dropped) joined by LF; ``None`` when it has none."""
+    if b"\r" not in event and event.count(b"data:") == 1:  # one data line, LF ends (the common case)
+        start = event.find(b"data:")
+        if start == 0 or event[start - 1] == 0x0A:
+            end = event.find(b"\n", start)
+            value = event[start + 5:] if end < 0 else event[start + 5:end]
+            return value[1:] if value.startswith(b" ") else value
     parts = []
     for line in _LINE_END.split(event):
         if line.startswith(b"data:"):
@@ -449,3 +499,44 @@ def data_of(event: bytes) -> bytes | None:
 
 
 _LINE_END = re.compile(rb"\r\n|\r|\n")  # SSE lines end in CRLF, LF or CR
+
+
+def split_events(data: bytes) -> list[bytes]:
+    """Complete events, from the start of one (as :class:`~headroom.proxy.sse.EventBuffer` hands them out), cut
+    into single events, each with its own terminator; joined, they give ``data`` back."""
+    if b"\r" not in data and b"\n\n\n" not in data and not data.startswith(b"\n"):
+        # LF line ends and no empty event (the common case): every "\n\n" ends one event.
+        pieces = data.split(b"\n\n")
+        tail = pieces.pop()
+        events = [piece + b"\n\n" for piece in pieces]
+        if tail:
+            events.append(tail)
+        return events
+    out: list[bytes] = []
+    last = 0
+    for end in _event_ends(data):
+        out.append(data[last:end])
+        last = end
+    if last < len(data):
+        out.append(data[last:])
+    return out
+
+
+def _event_ends(data: bytes):
+    """Every event end in ``data`` (which starts at the beginning of a line), in order."""
+    line_start = True
+    previous_end = 0
+    for run in _EOL_RUN.finditer(data):
+        run_start, run_end = run.span()
+        if run_start > previous_end:
+            line_start = False  # text since the last line end
+        position = run_start
+        while position < run_end:
+            position += 2 if data.startswith(b"\r\n", position) else 1
+            if line_start:
+                yield position  # this line end closed an empty line
+            line_start = True
+        previous_end = run_end
+
+
+_EOL_RUN = re.compile(rb"[\r\n]+")  # a run of line-end bytes (CR, LF)

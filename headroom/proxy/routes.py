@@ -3,8 +3,9 @@
 One LLM request's path, in :func:`llm_request`: parse the body once (its format, looked up
 once from the route, reads the model and the stream flag) → identify the caller
 (a keyed hash of the API key) → response cache (a hit is replayed and we are done) →
-rate limits and budget (one atomic store call) → compression (see ``compression``) →
-upstream (see ``forward``) → the books are closed once the answer is out (see ``bookkeeping``).
+rate limits and budget (one atomic store call) → the retrieval tool declared, and turns the
+client got spliced put back as the upstream saw them (see ``tool_loop``) → compression (see
+``compression``) → upstream (see ``forward``) → the books are closed once the answer is out (see ``bookkeeping``).
 Everything else under ``/v1`` (and a format's own prefixes), and every method but POST on
 the LLM routes' paths, passes through untouched. The routes come from the formats
 (:mod:`headroom.formats`), so this module never names one. What the steps learn about the
@@ -33,6 +34,7 @@ from headroom.proxy.forward import forward, replay
 from headroom.proxy.guards import Refused, enforce, guard_request, store_down
 from headroom.proxy.request_id import request_id_for
 from headroom.proxy.resources import resources_of
+from headroom.proxy.tool_loop import restore_turns, tool_loop_of
 from headroom.state.identity import MalformedCredential, caller_hash, credential_of
 from headroom.state.store import StoreUnavailable
 
@@ -91,7 +93,7 @@ async def llm_request(
     exchange.model, exchange.stream = fmt.model_and_stream(parsed, path, request.args)
     if config.log_messages:
         exchange.messages = fmt.logged_messages(parsed)
-    exchange.caller = caller_hash(resources.secret, credential)
+    exchange.caller = caller = caller_hash(resources.secret, credential)
 
     policy = response_cache.policy(config.cache, request.headers.get("cache-control", ""))
     if policy.store and not credential:
@@ -119,13 +121,23 @@ async def llm_request(
             if admission.guard is not None:
                 enforce(config, fmt, admission.guard)
 
+    # The retrieval tool (tool_loop): declared on every request that carries tools, and the
+    # turns the client got spliced put back as the upstream saw them, before compression.
+    # Never for anonymous callers: they all share one partition, so none may read another's
+    # originals (as /v1/retrieve refuses them) or conversation.
+    loop = tool_loop_of(config, fmt) if credential else None
+    looped = False
+    if loop is not None and loop.declare(parsed):
+        looped = True
+        await restore_turns(store, caller, loop, parsed)
+        body = dumps(parsed)
     compressed = await compress_request(resources, parsed, exchange)
     if compressed is not None:
         parsed, body = compressed, dumps(compressed)
     if fmt.prepare(parsed):  # e.g. ask a Chat Completions stream for its usage
         body = dumps(parsed)
         exchange.strip_usage_chunk = True
-    return await forward(request, fmt, path, body, exchange)
+    return await forward(request, fmt, path, body, exchange, parsed if looped else None)
 
 
 async def llm_route(request: Request, fmt: Format, upstream_path: str):

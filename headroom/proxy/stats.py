@@ -64,6 +64,10 @@ def delta_of(outcome: RequestOutcome) -> StatsDelta:
     if all_input:
         counters[f"prompt_cache:{outcome.provider}:input_tokens"] = all_input
         counters[f"prompt_cache:{outcome.provider}:read_tokens"] = outcome.cache_read_tokens
+    if outcome.upstream_calls > 1:  # the retrieval loop asked the upstream again (tool_loop)
+        counters["loop:continuations"] = outcome.upstream_calls - 1
+    if outcome.retrievals:
+        counters["loop:retrievals"] = outcome.retrievals
     if outcome.prefix_changes:
         counters["prefix_changes"] = outcome.prefix_changes
         counters[f"prefix_changes:{outcome.provider}"] = outcome.prefix_changes
@@ -269,5 +273,9 @@ def detailed(snapshot: StatsSnapshot, backoffs: list[Backoff] | None = None) -> 
         "tokens_saved_net": int(counters.get("tokens_before", 0) - counters.get("tokens_after", 0)
                                 - counters.get("retrieved_tokens", 0)),
         "backed_off": backed_off_of(counters, backoffs or []),
+        # The retrieval loop: calls to headroom_retrieve the proxy answered, and the extra upstream
+        # calls they took (their tokens are in the usage and cost figures above).
+        "retrieval_loop": {"retrievals": int(counters.get("loop:retrievals", 0)),
+                           "continuations": int(counters.get("loop:continuations", 0))},
         "recent_requests": [ujson.loads(entry) for entry in snapshot.recent],
     }

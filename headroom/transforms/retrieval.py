@@ -34,39 +34,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-TOOL_NAME = "headroom_retrieve"
+from headroom.formats import base
 
-TOOL_DESCRIPTION = (
-    "Get back content that Headroom left out of a tool result to save context. A note such as "
-    '[headroom: 370 of 400 lines omitted (16-385); headroom_retrieve key=3f9c0a1b2c3d4e5f lines="16-385" or '
-    'query="…"] marks where, names the lines left out where it can, and shows the call. '
-    "Prefer the smallest answer that will do: `query` returns only the lines containing every word of it "
-    "(case-insensitive), numbered, with 2 lines of context; `lines` returns a line or range of the original "
-    "(\"120\" or \"120-245\"), numbered; with neither, the whole original comes back."
-)
-
-INPUT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "key": {
-            "type": "string",
-            "description": "The key named in the [headroom: … key=K …] note (16 hex digits).",
-        },
-        "lines": {
-            "type": "string",
-            "description": 'Optional: a line number ("120") or an inclusive range ("120-245") of the original, '
-                           "numbered from 1.",
-        },
-        "query": {
-            "type": "string",
-            "description": "Optional: text to look for. Lines holding every word of it (case-insensitive) come "
-                           "back with their line numbers and 2 lines of context. With `lines`, only that range "
-                           "is searched.",
-        },
-    },
-    "required": ["key"],
-    "additionalProperties": False,
-}
+# The definition lives with the formats (each declares it in its own shape, and formats may not
+# import the transforms); these names stay here for everyone who reads them from this module.
+TOOL_NAME = base.TOOL_NAME
+TOOL_DESCRIPTION = base.TOOL_DESCRIPTION
+INPUT_SCHEMA: dict[str, Any] = base.INPUT_SCHEMA
 
 #: Marks a try at ``/v1/retrieve`` that is not the last (``headroom mcp`` asks with each API key
 #: it has in turn): its miss is not counted, so that one retrieval counts once.
