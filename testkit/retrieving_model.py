@@ -26,6 +26,9 @@ TOOL_NAME = "headroom_retrieve"
 _SEEK_IN_TEXT = re.compile(r"\[seek: ([^\]]+)\]")
 # A Headroom marker: "[headroom: … <16 hex digits> …]", whatever its wording around the key.
 _MARKER_KEY = re.compile(r"\[headroom:[^\]]*?\b([0-9a-f]{16})\b[^\]]*\]")
+# Headroom's own notes, which quote the query ("[1 line(s) of 400 lines match 'q' …]",
+# "[headroom_retrieve: no line … contains 'q' …]") or name a key: never the fact itself.
+_NOTE = re.compile(r"^\s*\[(?:\d+ line\(s\) of |headroom)")
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,7 @@ def decide(seek: str, seen: Seen) -> Retrieve | Answer:
     needle = seek.lower()
     for text in seen.texts:
         for line in text.splitlines():
-            if needle in line.lower() and not _SEEK_IN_TEXT.search(line):
+            if needle in line.lower() and not _SEEK_IN_TEXT.search(line) and not _NOTE.match(line):
                 return Answer(f"Found: {line.strip()}")
     if seen.declared and seen.may_call:
         for text in seen.texts:
