@@ -54,6 +54,14 @@ def definition() -> dict:
                                              "parameters": json.loads(json.dumps(INPUT_SCHEMA))}}
 
 
+def _dict(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
 def _name_of(call: Any) -> str | None:
     fn = call.get("function") if isinstance(call, dict) else None
     name = fn.get("name") if isinstance(fn, dict) else None
@@ -159,8 +167,8 @@ class ChatToolLoop:
 
     def turn(self, answer: dict) -> Turn:
         message = _message_of(answer)
-        calls = message.get("tool_calls") if isinstance(message.get("tool_calls"), list) else []
-        retrieval = tuple(ToolCall(c.get("id") or "", TOOL_NAME, _parsed((c.get("function") or {}).get("arguments")))
+        calls = message["tool_calls"] if isinstance(message.get("tool_calls"), list) else []
+        retrieval = tuple(ToolCall(_str(c.get("id")), TOOL_NAME, _parsed(_dict(c.get("function")).get("arguments")))
                           for c in calls if _is_retrieval(c))
         return Turn(retrieval, len(calls) - len(retrieval), request_message(message))
 
@@ -202,10 +210,9 @@ class ChatToolLoop:
         choice["message"] = message
         if choice.get("finish_reason") == "tool_calls" and not calls:
             choice["finish_reason"] = "stop"  # only retrieval calls, which the client never sees
-        logprobs = [c.get("logprobs") for c in choices]
-        if all(isinstance(p, dict) for p in logprobs) and len(logprobs) > 1:
-            keys = {k for p in logprobs for k in p}  # type: ignore[union-attr]
-            choice["logprobs"] = {k: _joined([p.get(k) for p in logprobs]) for k in keys}  # type: ignore[union-attr]
+        logprobs = [c["logprobs"] for c in choices if isinstance(c.get("logprobs"), dict)]
+        if len(choices) > 1 and len(logprobs) == len(choices):  # token logprobs of every call, in order
+            choice["logprobs"] = {k: _joined([p.get(k) for p in logprobs]) for k in logprobs[0]}
         out["choices"] = [choice]
         return out
 
@@ -271,7 +278,8 @@ class _Call:
     arguments: list[str] = field(default_factory=list)
 
     def request_shape(self) -> dict:
-        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": "".join(self.arguments)}}
+        arguments = "".join(self.arguments)
+        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": arguments}}
 
 
 @dataclass
@@ -343,8 +351,7 @@ class ChatSplicer:
                 return b""
             return self._out(event, chunk, changed)
         choice = dict(choices[0])
-        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
-        kept, changed_delta = self._delta(delta)
+        kept, changed_delta = self._delta(_dict(choice.get("delta")))
         changed = changed or changed_delta
         if choice.get("finish_reason") is not None:
             finish = {**chunk, "choices": [{**choice, "delta": {}}, *choices[1:]]}
@@ -407,11 +414,11 @@ class ChatSplicer:
         if not isinstance(piece, dict) or not isinstance(piece.get("index"), int):
             return None
         call = self._calls.get(piece["index"])
-        fn = piece.get("function") if isinstance(piece.get("function"), dict) else {}
+        fn = _dict(piece.get("function"))
         if call is None:
-            name = fn.get("name") if isinstance(fn.get("name"), str) else ""
+            name = _str(fn.get("name"))
             retrieval = name == TOOL_NAME
-            call = _Call(piece.get("id") or "", name, retrieval, -1 if retrieval else len(self._client_calls))
+            call = _Call(_str(piece.get("id")), name, retrieval, -1 if retrieval else len(self._client_calls))
             self._calls[piece["index"]] = call
             if not retrieval:
                 self._client_calls.append(call)
