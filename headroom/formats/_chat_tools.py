@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,11 +40,11 @@ from headroom.formats.base import (
     data_of,
     dumps,
     messages_of,
+    split_events,
 )
 
 #: The fields that say which completion a chunk belongs to: the first stream's win.
 IDENTITY = ("id", "object", "created", "model", "system_fingerprint", "service_tier")
-_LINE = re.compile(rb"([^\r\n]*)(\r\n|\r|\n)")
 
 
 def definition() -> dict:
@@ -139,18 +138,6 @@ def _joined(values: list) -> Any:
         return "".join(strings)
     lists = [v for v in values if isinstance(v, list)]
     return [x for v in lists for x in v] if lists else None
-
-
-def split_events(data: bytes) -> list[bytes]:
-    """Complete SSE events (LF, CRLF or CR line ends), each with its terminator."""
-    out, start = [], 0
-    for line in _LINE.finditer(data):
-        if not line.group(1):  # an empty line ends an event
-            out.append(data[start:line.end()])
-            start = line.end()
-    if start < len(data):
-        out.append(data[start:])
-    return out
 
 
 class ChatToolLoop:

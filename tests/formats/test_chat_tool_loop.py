@@ -276,11 +276,12 @@ def test_mixed_stream_holds_the_retrieval_call_and_renumbers_the_clients(mock):
     assert visible["content"] == "Let me look that up. "
 
 
+@pytest.mark.parametrize("eol", [b"\n", b"\r\n"], ids=["LF", "CRLF"])
 @pytest.mark.parametrize("headers", [{}, {"x-mock-no-tools": "1"}], ids=["client-tool-call", "text"])
-def test_stream_without_retrieval_passes_byte_for_byte_as_it_arrives(mock, headers):
+def test_stream_without_retrieval_passes_byte_for_byte_as_it_arrives(mock, headers, eol):
     body = conversation(stream=True, stream_options={"include_usage": True})
-    upstream = ask(mock, body, headers).content
-    events = [e + b"\n\n" for e in upstream.split(b"\n\n") if e]
+    upstream = ask(mock, body, headers).content.replace(b"\n", eol)
+    events = [e + eol + eol for e in upstream.split(eol + eol) if e]
     splicer = LOOP.splicer()
     sent = [splicer.feed(event) for event in events]
     assert sent[0] == events[0]  # relayed at once: the first byte is not delayed
