@@ -26,9 +26,9 @@ TOOL_NAME = "headroom_retrieve"
 _SEEK_IN_TEXT = re.compile(r"\[seek: ([^\]]+)\]")
 # A Headroom marker: "[headroom: … <16 hex digits> …]", whatever its wording around the key.
 _MARKER_KEY = re.compile(r"\[headroom:[^\]]*?\b([0-9a-f]{16})\b[^\]]*\]")
-# Headroom's own notes, which quote the query ("[1 line(s) of 400 lines match 'q' …]",
-# "[headroom_retrieve: no line … contains 'q' …]") or name a key: never the fact itself.
-_NOTE = re.compile(r"^\s*\[(?:\d+ line\(s\) of |headroom)")
+# Headroom's own notes (markers, a retrieval answer's header, a tool error): they may quote the
+# fact sought (a query echoed back) without holding it.
+_NOTE = re.compile(r"^\s*\[(?:headroom|\d+ line\(s\) of |lines? \d+)")
 
 
 @dataclass(frozen=True)
