@@ -168,12 +168,14 @@ def test_mixed_turn_gives_the_client_its_own_call_and_the_model_its_result_next_
 # -- a long session: the prefix the upstream saw never changes ---------------------------------
 
 
-def messages_prefix(raw: bytes) -> bytes:
-    """A recorded request body up to the end of its last message (before the array's ``]``)."""
+def messages_bytes(raw: bytes) -> bytes:
+    """The ``messages`` array of a recorded request body, as the upstream got its bytes, less
+    its closing ``]`` (where the body's other fields sit is the SDK's choice: the stream
+    helper puts ``stream`` first, ``create`` does not)."""
     text = raw.decode()
     start = text.index('"messages":') + len('"messages":')
     _, end = json.JSONDecoder().raw_decode(text, start)
-    return text[:end - 1].encode()
+    return text[start:end - 1].encode()
 
 
 def prefix_changes(proxy) -> float:
@@ -182,7 +184,7 @@ def prefix_changes(proxy) -> float:
 
 
 RETRIEVING = {0: 120, 3: 130, 6: 140, 9: 150, 12: 160}  # turn -> hidden line sought
-MIXED = {4: 170, 10: 180}  # turns whose retrieval comes with the client's own call
+MIXED = {5: 170, 10: 180}  # turns whose retrieval comes with the client's own call
 
 
 def ask(client, messages: list, headers: dict, stream: bool, got: list[str]) -> dict:
@@ -240,6 +242,7 @@ def test_a_long_session_with_retrievals_keeps_the_upstreams_prefix(session_proxy
     assert sum(len(retrieval_calls(p)) for p in parsed[-1:]) == len(RETRIEVING) + len(MIXED)
     assert len({json.dumps(p["tools"]) for p in parsed}) == 1
     assert parsed[0]["tools"][-1]["function"]["name"] == TOOL_NAME
+    sent_messages = [messages_bytes(b) for b in bodies]
     for k in range(1, len(bodies)):
-        assert bodies[k].startswith(messages_prefix(bodies[k - 1])), f"upstream request {k}: an earlier byte changed"
+        assert sent_messages[k].startswith(sent_messages[k - 1]), f"upstream request {k}: an earlier byte changed"
     assert prefix_changes(session_proxy) == 0
