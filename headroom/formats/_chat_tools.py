@@ -57,6 +57,10 @@ def _dict(value: Any) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+def _list(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
 def _str(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
@@ -187,9 +191,10 @@ class ChatToolLoop:
         message["content"] = _joined([m.get("content") for m in messages])
         if any("annotations" in m for m in messages):
             message["annotations"] = _joined([m.get("annotations") for m in messages]) or []
-        calls = [c for m in messages for c in m.get("tool_calls") or () if not _is_retrieval(c)]
+        calls = [c for m in messages for c in _list(m.get("tool_calls")) if not _is_retrieval(c)]
         if calls:
-            message["tool_calls"] = [{**c, "index": i} if "index" in c else c for i, c in enumerate(calls)]
+            message["tool_calls"] = [{**c, "index": i} if isinstance(c, dict) and "index" in c else c
+                                     for i, c in enumerate(calls)]
         else:
             message.pop("tool_calls", None)
         choice = dict(choices[-1])

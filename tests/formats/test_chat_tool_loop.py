@@ -383,3 +383,21 @@ def test_turn_keys_ignore_turns_without_text_or_calls():
     body = {"messages": [{"role": "assistant", "content": None}, {"role": "assistant", "content": ""},
                          {"role": "assistant", "content": [{"type": "text", "text": "hi"}]}]}
     assert [i for i, _ in LOOP.turn_keys(body)] == [2]
+
+
+def test_odd_events_pass_and_a_finish_chunk_with_text_is_split():
+    """Comments, error events and unparsable data go out as they came; a provider that puts the
+    last text in the finish chunk has the text relayed at once and only the finish held."""
+    def event(obj) -> bytes:
+        return b"data: " + dumps(obj) + b"\n\n"
+
+    base = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    odd = [b": keep-alive\n\n", b"data: not json\n\n", event({"error": {"message": "overloaded"}}),
+           event({**base, "choices": "x"})]
+    splicer = LOOP.splicer()
+    assert [splicer.feed(e) for e in odd] == odd
+    last = event({**base, "choices": [{"index": 0, "delta": {"content": "bye"}, "finish_reason": "stop"}]})
+    now = chunks(splicer.feed(last))
+    assert now == [{**base, "choices": [{"index": 0, "delta": {"content": "bye"}, "finish_reason": None}]}]
+    assert chunks(splicer.close()) == [{**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}]
+    assert splicer.visible() == {"role": "assistant", "content": "bye"}
