@@ -401,3 +401,21 @@ def test_odd_events_pass_and_a_finish_chunk_with_text_is_split():
     assert now == [{**base, "choices": [{"index": 0, "delta": {"content": "bye"}, "finish_reason": None}]}]
     assert chunks(splicer.close()) == [{**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}]
     assert splicer.visible() == {"role": "assistant", "content": "bye"}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_answer_left_with_only_retrieval_calls_ends_as_a_plain_answer(mock, stream):
+    """When the loop stops at a turn that still calls the tool (an upstream that ignored
+    ``tool_choice: none``), the client gets the text, no call, and ``stop``."""
+    if stream:
+        splicer = LOOP.splicer()
+        upstream = ask(mock, conversation(stream=True), SEEK).content
+        out = splicer.feed(upstream) + splicer.close()
+        assert TOOL_NAME.encode() not in out and b"tool_calls" not in out
+        finishes = [c["choices"][0]["finish_reason"] for c in chunks(out)
+                    if isinstance(c, dict) and c["choices"] and c["choices"][0]["finish_reason"]]
+        assert finishes == ["stop"] and splicer.visible() == {"role": "assistant", "content": "Let me look that up. "}
+    else:
+        merged = LOOP.merge([ask(mock, conversation(), SEEK).json()])
+        assert merged["choices"][0]["finish_reason"] == "stop" and TOOL_NAME not in json.dumps(merged)
+        assert merged["choices"][0]["message"]["content"] == "Let me look that up. "
