@@ -30,6 +30,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import ujson
+
 from headroom.formats.base import (
     INPUT_SCHEMA,
     TOOL_DESCRIPTION,
@@ -316,17 +318,22 @@ class ChatSplicer:
         return self._usage
 
     def feed(self, events: bytes) -> bytes:
+        if events.find(b"\n\n") == len(events) - 2 and b"\r" not in events:  # one event, the common case
+            return self._one(events)
         return b"".join(self._one(event) for event in split_events(events))
 
     def _one(self, event: bytes) -> bytes:
-        data = data_of(event)
+        if event.startswith(b"data: ") and event.find(b"\n") == len(event) - 2:  # one data line (LF)
+            data: bytes | None = event[6:-2]
+        else:
+            data = data_of(event)
         if data is None:
             return event  # a comment (keep-alive) or an empty event
         if data.strip() == b"[DONE]":
             self._done = _Held(event, None)
             return b""
         try:
-            chunk = json.loads(data)
+            chunk = ujson.loads(data)
         except ValueError:
             return event
         if not isinstance(chunk, dict) or "error" in chunk:
@@ -342,8 +349,15 @@ class ChatSplicer:
                 self._usage_chunk = _Held(event, chunk)
                 return b""
             return self._out(event, chunk, changed)
+        delta = choices[0].get("delta")
+        if (self._streams == 1 and isinstance(delta, dict) and "tool_calls" not in delta
+                and choices[0].get("finish_reason") is None and not isinstance(usage, dict)):
+            if isinstance(delta.get("content"), str):  # the common chunk: text, relayed as it came
+                self._stream_texts.append(delta["content"])
+                self._stream_any_text = True
+            return event
         choice = dict(choices[0])
-        kept, changed_delta = self._delta(_dict(choice.get("delta")))
+        kept, changed_delta = self._delta(_dict(delta))
         changed = changed or changed_delta
         if choice.get("finish_reason") is not None:
             finish = {**chunk, "choices": [{**choice, "delta": {}}, *choices[1:]]}
