@@ -112,7 +112,7 @@ from typing import Any, NamedTuple
 
 from aiohttp import web
 
-from testkit import retrieving_anthropic
+from testkit import retrieving_anthropic, retrieving_model
 
 try:  # ujson is a Headroom dependency and ~3x faster than json here.
     import ujson
@@ -238,6 +238,62 @@ def openai_reply(req: dict[str, Any], events: int) -> Reply:
         fn = tools[0].get("function") or {}
         return Reply(tool_name=fn.get("name", "tool"), tool_input=_tool_input(fn.get("parameters")))
     return _text_reply(f"mock reply: {_last_user_text(messages)[:40]}", events)
+
+
+MIXED_HEADER = "x-mock-mixed"  # the careful model also calls this client tool when it retrieves
+LOOKING = "Let me look that up. "  # the short text before a retrieval call
+
+
+class ChatTurn(NamedTuple):
+    """A Chat Completions answer of the careful model: its text and its calls (name, arguments)."""
+
+    text: str | None
+    calls: list[tuple[str, dict[str, Any]]]
+
+
+def chat_seen(req: dict[str, Any]) -> retrieving_model.Seen:
+    """A Chat Completions request as the careful model reads it: user texts and tool results
+    in order, the retrieval calls it already made, whether the tool is declared and callable."""
+    seen = retrieving_model.Seen()
+    seen.declared = any(isinstance(t, dict) and isinstance(t.get("function"), dict)
+                        and t["function"].get("name") == retrieving_model.TOOL_NAME
+                        for t in req.get("tools") or ())
+    seen.may_call = req.get("tool_choice") != "none"
+    for msg in req.get("messages") or ():
+        if not isinstance(msg, dict):
+            continue
+        if msg.get("role") in ("user", "tool", "function"):
+            seen.texts.append(_text_of(msg.get("content")))
+        elif msg.get("role") == "assistant":
+            for call in msg.get("tool_calls") or ():
+                fn = call.get("function") if isinstance(call, dict) else None
+                if isinstance(fn, dict) and fn.get("name") == retrieving_model.TOOL_NAME:
+                    try:
+                        args = json.loads(fn.get("arguments") or "{}")
+                    except ValueError:
+                        continue
+                    if isinstance(args, dict):
+                        seen.asked.append((args.get("key"), args.get("query")))
+    return seen
+
+
+def chat_seeking(req: dict[str, Any], headers: Any) -> ChatTurn | None:
+    """The careful model's Chat Completions answer when the request seeks a fact (else None):
+    ``Found: …``, ``Not found: …``, or a short text and a call to ``headroom_retrieve``, after
+    a call to the client tool named in ``x-mock-mixed`` when that header is set."""
+    seek = retrieving_model.seek_of(headers, _last_user_text(req.get("messages") or []))
+    if seek is None:
+        return None
+    move = retrieving_model.decide(seek, chat_seen(req))
+    if isinstance(move, retrieving_model.Answer):
+        return ChatTurn(move.text, [])
+    calls: list[tuple[str, dict[str, Any]]] = [(retrieving_model.TOOL_NAME, {"key": move.key, "query": move.query})]
+    mixed = headers.get(MIXED_HEADER)
+    tool = next((t["function"] for t in req.get("tools") or () if isinstance(t, dict)
+                 and isinstance(t.get("function"), dict) and t["function"].get("name") == mixed), None)
+    if tool is not None:
+        calls.append((mixed, _tool_input(tool.get("parameters"))))
+    return ChatTurn(LOOKING, calls)
 
 
 def _responses_messages(req: dict[str, Any]) -> list[Any]:
@@ -744,18 +800,19 @@ class MockUpstream:
         if isinstance(call, web.StreamResponse):
             return call
         body, req, events, reply = call
+        answer = chat_seeking(req, request.headers)
+        if answer is None:
+            answer = ChatTurn(reply.text, [] if reply.text is not None else [(reply.tool_name, reply.tool_input)])
         model = req.get("model", "gpt-mock")
         n = next(self._ids)
         cmpl_id = f"chatcmpl-mock{n:016d}"
         created = int(time.time())
         prompt_tokens = max(1, len(body) // 4)
-        if reply.text is not None:
-            completion_tokens, finish = max(1, len(reply.text) // 4), "stop"
-            arguments = ""
-        else:
-            completion_tokens, finish = 16, "tool_calls"
-            arguments = _dumps(reply.tool_input).decode()
-        call_id = f"call_mock{n:016d}"
+        completion_tokens = max(1, len(answer.text or "") // 4) if not answer.calls else 16 * len(answer.calls)
+        finish = "tool_calls" if answer.calls else "stop"
+        calls = [{"id": f"call_mock{n:016d}" + (f"_{i}" if i else ""), "type": "function",
+                  "function": {"name": name, "arguments": _dumps(arguments).decode()}}
+                 for i, (name, arguments) in enumerate(answer.calls)]
         usage = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
@@ -769,10 +826,9 @@ class MockUpstream:
             wait = self._pace(request).total_s(completion_tokens)
             if wait > 0:
                 await asyncio.sleep(wait)
-            message: dict[str, Any] = {"role": "assistant", "content": reply.text, "refusal": None}
-            if reply.text is None:
-                message["tool_calls"] = [{"id": call_id, "type": "function",
-                                          "function": {"name": reply.tool_name, "arguments": arguments}}]
+            message: dict[str, Any] = {"role": "assistant", "content": answer.text, "refusal": None}
+            if calls:
+                message["tool_calls"] = calls
             return self._json(request, False, {
                 "id": cmpl_id, "object": "chat.completion", "created": created, "model": model,
                 "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
@@ -791,15 +847,19 @@ class MockUpstream:
                 obj["usage"] = None
             return _openai_event(obj)
 
-        if reply.text is not None:
-            frames = [chunk({"role": "assistant", "content": "", "refusal": None})]
-            frames += [chunk({"content": p}) for p in split_pieces(reply.text, events)]
-        else:
-            frames = [chunk({"role": "assistant", "content": None, "tool_calls": [{
-                "index": 0, "id": call_id, "type": "function",
-                "function": {"name": reply.tool_name, "arguments": ""}}]})]
-            frames += [chunk({"tool_calls": [{"index": 0, "function": {"arguments": p}}]})
-                       for p in split_pieces(arguments, events)]
+        frames = []
+        if answer.text is not None:
+            frames.append(chunk({"role": "assistant", "content": "", "refusal": None}))
+            # a text before calls is one short delta; a text answer takes x-mock-events deltas
+            frames += [chunk({"content": p}) for p in split_pieces(answer.text, 1 if calls else events)]
+        for i, tool_call in enumerate(calls):
+            opening = {"index": i, **tool_call, "function": {**tool_call["function"], "arguments": ""}}
+            if answer.text is None and i == 0:
+                frames.append(chunk({"role": "assistant", "content": None, "tool_calls": [opening]}))
+            else:
+                frames.append(chunk({"tool_calls": [opening]}))
+            frames += [chunk({"tool_calls": [{"index": i, "function": {"arguments": p}}]})
+                       for p in split_pieces(tool_call["function"]["arguments"], events)]
         deltas = range(1, len(frames))
         frames.append(chunk({}, finish))
         if include_usage:

@@ -5,7 +5,8 @@ Tool output sits in ``tool`` messages (and legacy ``function`` messages, named o
 message); the calls are the assistant's ``tool_calls`` with JSON-string ``arguments``. A
 stream reports usage only when asked (``stream_options.include_usage``): Headroom asks for it
 itself (:meth:`ChatCompletions.prepare`) and the relay removes that chunk again when the
-client had not asked. Errors, usage and rate-limit headers: :mod:`headroom.formats._openai`.
+client had not asked. Errors, usage and rate-limit headers: :mod:`headroom.formats._openai`;
+the retrieval tool's loop: :mod:`headroom.formats._chat_tools`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from headroom.formats import _openai
+from headroom.formats._chat_tools import ChatToolLoop
 from headroom.formats.base import (
     USAGE_OBJECT,
     Block,
@@ -89,7 +91,7 @@ class ChatCompletions:
     credential_headers = _openai.CREDENTIAL_HEADERS
     budget_code = _openai.BUDGET_CODE
     usage_marker = USAGE_OBJECT
-    tool_loop: ToolLoop | None = None  # the retrieval tool: not yet in this format
+    tool_loop: ToolLoop | None = ChatToolLoop()  # the retrieval tool (headroom.formats._chat_tools)
 
     def claims_path(self, path: str) -> bool:
         return path.endswith("/chat/completions")
