@@ -253,10 +253,14 @@ class ToolLoop(Protocol):
         re-serialising (call ids and texts only)."""
         ...
 
-    def record(self, visible: Any, turns: list[Turn], answers: list[list[ToolAnswer]]) -> tuple[str, dict]:
+    def record(self, visible: Any, turns: list[Turn], answers: list[list[ToolAnswer]]
+               ) -> tuple[str | tuple[str, ...], dict]:
         """What a later request needs to put the upstream's view back: (fingerprint of
         ``visible``, the model turn as the client got it; a JSON-able record of ``turns`` and
-        ``answers``, what the upstream saw)."""
+        ``answers``, what the upstream saw). The fingerprint may be a tuple of several: the
+        record is stored under each (a Responses turn is found by its texts when the client
+        re-sends it, and by its response id when a later request names it in
+        ``previous_response_id``)."""
         ...
 
     def restore(self, body: dict, index: int, record: dict) -> None:
