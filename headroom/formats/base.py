@@ -149,6 +149,42 @@ class Format(Protocol):
 # put back on a later request) is behind :class:`ToolLoop`; the loop itself names no format.
 
 
+#: The retrieval tool's definition: one source for every format's declaration (each in its own
+#: shape), ``headroom mcp`` and :mod:`headroom.transforms.retrieval`, which answers the calls.
+TOOL_NAME = "headroom_retrieve"
+
+TOOL_DESCRIPTION = (
+    "Get back content that Headroom left out of a tool result to save context. A note such as "
+    "[headroom: 370 of 400 lines omitted; retrieve with key 3f9c0a1b2c3d4e5f] marks where; call this with that key. "
+    "Prefer the smallest answer that will do: `query` returns only the lines containing every word of it "
+    "(case-insensitive), numbered, with 2 lines of context; `lines` returns a line or range of the original "
+    "(\"120\" or \"120-245\"), numbered; with neither, the whole original comes back."
+)
+
+INPUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "key": {
+            "type": "string",
+            "description": "The key named in the [headroom: … retrieve with key K] note (16 hex digits).",
+        },
+        "lines": {
+            "type": "string",
+            "description": 'Optional: a line number ("120") or an inclusive range ("120-245") of the original, '
+                           "numbered from 1.",
+        },
+        "query": {
+            "type": "string",
+            "description": "Optional: text to look for. Lines holding every word of it (case-insensitive) come "
+                           "back with their line numbers and 2 lines of context. With `lines`, only that range "
+                           "is searched.",
+        },
+    },
+    "required": ["key"],
+    "additionalProperties": False,
+}
+
+
 @dataclass(frozen=True)
 class ToolCall:
     """One tool call in a model's answer."""
@@ -434,3 +470,36 @@ def data_of(event: bytes) -> bytes | None:
 
 
 _LINE_END = re.compile(rb"\r\n|\r|\n")  # SSE lines end in CRLF, LF or CR
+
+
+def split_events(data: bytes) -> list[bytes]:
+    """Complete events, from the start of one (as :class:`~headroom.proxy.sse.EventBuffer` hands them out), cut
+    into single events, each with its own terminator; joined, they give ``data`` back."""
+    out: list[bytes] = []
+    last = 0
+    for end in _event_ends(data):
+        out.append(data[last:end])
+        last = end
+    if last < len(data):
+        out.append(data[last:])
+    return out
+
+
+def _event_ends(data: bytes):
+    """Every event end in ``data`` (which starts at the beginning of a line), in order."""
+    line_start = True
+    previous_end = 0
+    for run in _EOL_RUN.finditer(data):
+        run_start, run_end = run.span()
+        if run_start > previous_end:
+            line_start = False  # text since the last line end
+        position = run_start
+        while position < run_end:
+            position += 2 if data.startswith(b"\r\n", position) else 1
+            if line_start:
+                yield position  # this line end closed an empty line
+            line_start = True
+        previous_end = run_end
+
+
+_EOL_RUN = re.compile(rb"[\r\n]+")  # a run of line-end bytes (CR, LF)

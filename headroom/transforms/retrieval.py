@@ -33,38 +33,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-TOOL_NAME = "headroom_retrieve"
+from headroom.formats import base
 
-TOOL_DESCRIPTION = (
-    "Get back content that Headroom left out of a tool result to save context. A note such as "
-    "[headroom: 370 of 400 lines omitted; retrieve with key 3f9c0a1b2c3d4e5f] marks where; call this with that key. "
-    "Prefer the smallest answer that will do: `query` returns only the lines containing every word of it "
-    "(case-insensitive), numbered, with 2 lines of context; `lines` returns a line or range of the original "
-    "(\"120\" or \"120-245\"), numbered; with neither, the whole original comes back."
-)
-
-INPUT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "key": {
-            "type": "string",
-            "description": "The key named in the [headroom: … retrieve with key K] note (16 hex digits).",
-        },
-        "lines": {
-            "type": "string",
-            "description": 'Optional: a line number ("120") or an inclusive range ("120-245") of the original, '
-                           "numbered from 1.",
-        },
-        "query": {
-            "type": "string",
-            "description": "Optional: text to look for. Lines holding every word of it (case-insensitive) come "
-                           "back with their line numbers and 2 lines of context. With `lines`, only that range "
-                           "is searched.",
-        },
-    },
-    "required": ["key"],
-    "additionalProperties": False,
-}
+# The definition lives with the formats (each declares it in its own shape, and formats may not
+# import the transforms); these names stay here for everyone who reads them from this module.
+TOOL_NAME = base.TOOL_NAME
+TOOL_DESCRIPTION = base.TOOL_DESCRIPTION
+INPUT_SCHEMA: dict[str, Any] = base.INPUT_SCHEMA
 
 CONTEXT = 2  # lines shown either side of a match
 MAX_MATCHES = 50  # matching lines shown at most; the rest are counted
