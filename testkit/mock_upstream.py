@@ -104,6 +104,8 @@ from typing import Any, NamedTuple
 
 from aiohttp import web
 
+from testkit import retrieving_model
+
 try:  # ujson is a Headroom dependency and ~3x faster than json here.
     import ujson
 
@@ -258,6 +260,164 @@ def responses_reply(req: dict[str, Any], events: int) -> Reply:
     if tools and last.get("role") == "user" and req.get("tool_choice") != "none":
         return Reply(tool_name=tools[0].get("name", "tool"), tool_input=_tool_input(tools[0].get("parameters")))
     return _text_reply(f"mock reply: {_last_user_text(messages)[:40]}", events)
+
+
+MIXED_HEADER = "x-mock-mixed"  # the careful model also calls this client tool when it retrieves
+LOOKING = "Let me look that up. "  # the short text before a retrieval call
+REASONING_INCLUDE = "reasoning.encrypted_content"
+
+
+class ResponsesTurn(NamedTuple):
+    """A Responses answer of the careful model: whether it reasons first (the request asks for
+    encrypted reasoning), its text, and its calls (name, arguments)."""
+
+    reasoning: bool
+    text: str | None
+    calls: list[tuple[str, dict[str, Any]]]
+
+
+def _reasons(req: dict[str, Any]) -> bool:
+    include = req.get("include")
+    return isinstance(include, list) and REASONING_INCLUDE in include
+
+
+def responses_seen(req: dict[str, Any]) -> retrieving_model.Seen:
+    """A Responses request as the careful model reads it: user texts and call outputs in
+    order, the retrieval calls it already made, whether the tool is declared and callable."""
+    seen = retrieving_model.Seen()
+    seen.declared = any(isinstance(t, dict) and t.get("type") == "function"
+                        and t.get("name") == retrieving_model.TOOL_NAME for t in req.get("tools") or ())
+    seen.may_call = req.get("tool_choice") != "none"
+    value = req.get("input")
+    if isinstance(value, str):
+        seen.texts.append(value)
+    for item in value if isinstance(value, list) else ():
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") in ("function_call_output", "custom_tool_call_output"):
+            output = item.get("output")
+            seen.texts.append(output if isinstance(output, str) else _text_of(output))
+        elif item.get("role") == "user":
+            seen.texts.append(_text_of(item.get("content")))
+        elif item.get("type") == "function_call" and item.get("name") == retrieving_model.TOOL_NAME:
+            try:
+                args = json.loads(item.get("arguments") or "{}")
+            except ValueError:
+                continue
+            if isinstance(args, dict):
+                seen.asked.append((args.get("key"), args.get("query")))
+    return seen
+
+
+def responses_seeking(req: dict[str, Any], headers: Any) -> ResponsesTurn | None:
+    """The careful model's Responses answer when the request seeks a fact (else None):
+    ``Found: …``, ``Not found: …``, or a short text and a call to ``headroom_retrieve``, then
+    a call to the client tool named in ``x-mock-mixed`` when that header is set. A reasoning
+    item comes first when the request includes ``reasoning.encrypted_content``."""
+    seek = retrieving_model.seek_of(headers, _last_user_text(_responses_messages(req)))
+    if seek is None:
+        return None
+    reasoning = _reasons(req)
+    move = retrieving_model.decide(seek, responses_seen(req))
+    if isinstance(move, retrieving_model.Answer):
+        return ResponsesTurn(reasoning, move.text, [])
+    calls: list[tuple[str, dict[str, Any]]] = [(retrieving_model.TOOL_NAME, {"key": move.key, "query": move.query})]
+    mixed = headers.get(MIXED_HEADER)
+    tool = next((t for t in req.get("tools") or () if isinstance(t, dict) and t.get("type") == "function"
+                 and t.get("name") == mixed), None)
+    if tool is not None:
+        calls.append((mixed, _tool_input(tool.get("parameters"))))
+    return ResponsesTurn(reasoning, LOOKING, calls)
+
+
+def responses_missing_reasoning(req: dict[str, Any]) -> str | None:
+    """Like the real API with reasoning models: a call the mock made after reasoning must come
+    back after its reasoning item (matched by ``encrypted_content``). The refusal's message,
+    or None."""
+    if not _reasons(req) or not isinstance(req.get("input"), list):
+        return None
+    seen: set[str] = set()
+    for item in req["input"]:
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") == "reasoning" and isinstance(item.get("encrypted_content"), str):
+            seen.add(item["encrypted_content"])
+        elif (item.get("type") == "function_call" and item.get("name") == retrieving_model.TOOL_NAME
+              and str(item.get("call_id", "")).startswith("call_mock")
+              and f"mock-encrypted:{item['call_id']}" not in seen):
+            return (f"Item '{item.get('id', item['call_id'])}' of type 'function_call' was provided without "
+                    "its required 'reasoning' item.")
+    return None
+
+
+def _responses_output(turn: ResponsesTurn, n: int, resp_id: str) -> tuple[list[dict[str, Any]], int]:
+    """The careful model's output items (and its reasoning tokens): a reasoning item whose
+    ``encrypted_content`` names the first call it led to, a message, the calls."""
+    call_ids = [f"call_mock{n:016d}" + (f"_{i}" if i else "") for i in range(len(turn.calls))]
+    output: list[dict[str, Any]] = []
+    if turn.reasoning:
+        output.append({"id": f"rs_mock{n:016d}", "type": "reasoning",
+                       "summary": [{"type": "summary_text", "text": "The answer needs one fact."}],
+                       "encrypted_content": f"mock-encrypted:{call_ids[0] if call_ids else resp_id}"})
+    if turn.text is not None:
+        output.append({"id": f"msg_mock{n:016d}", "type": "message", "status": "completed", "role": "assistant",
+                       "content": [{"type": "output_text", "text": turn.text, "annotations": []}]})
+    for i, (name, arguments) in enumerate(turn.calls):
+        output.append({"id": f"fc_mock{n:016d}" + (f"_{i}" if i else ""), "type": "function_call",
+                       "status": "completed", "call_id": call_ids[i], "name": name,
+                       "arguments": _dumps(arguments).decode()})
+    return output, 8 if turn.reasoning else 0
+
+
+def _responses_item_frames(output: list[dict[str, Any]], events: int, calls: int,
+                           event: Callable[[dict[str, Any]], bytes], frames: list[bytes]) -> range:
+    """Append each output item's stream events to ``frames``, as the API sends them; the range
+    of frames that carry deltas (the model pace spreads its time over them). A text before
+    calls is one delta; a text answer and a call's arguments take ``events`` deltas each."""
+    first = last = len(frames)
+    for index, item in enumerate(output):
+        item_id = item["id"]
+        if item["type"] == "message":
+            text = item["content"][0]["text"]
+            part = {"type": "output_text", "text": "", "annotations": []}
+            frames.append(event({"type": "response.output_item.added", "output_index": index,
+                                 "item": {**item, "status": "in_progress", "content": []}}))
+            frames.append(event({"type": "response.content_part.added", "item_id": item_id, "output_index": index,
+                                 "content_index": 0, "part": part}))
+            first = len(frames) if first == last else first
+            frames += [event({"type": "response.output_text.delta", "item_id": item_id, "output_index": index,
+                              "content_index": 0, "delta": p, "logprobs": []})
+                       for p in split_pieces(text, 1 if calls else events)]
+            last = len(frames)
+            frames.append(event({"type": "response.output_text.done", "item_id": item_id, "output_index": index,
+                                 "content_index": 0, "text": text, "logprobs": []}))
+            frames.append(event({"type": "response.content_part.done", "item_id": item_id, "output_index": index,
+                                 "content_index": 0, "part": {**part, "text": text}}))
+        elif item["type"] == "function_call":
+            frames.append(event({"type": "response.output_item.added", "output_index": index,
+                                 "item": {**item, "status": "in_progress", "arguments": ""}}))
+            first = len(frames) if first == last else first
+            frames += [event({"type": "response.function_call_arguments.delta", "item_id": item_id,
+                              "output_index": index, "delta": p})
+                       for p in split_pieces(item["arguments"], events)]
+            last = len(frames)
+            frames.append(event({"type": "response.function_call_arguments.done", "item_id": item_id,
+                                 "output_index": index, "arguments": item["arguments"]}))
+        else:  # reasoning: its summary, streamed
+            summary = item["summary"][0]["text"]
+            part = {"type": "summary_text", "text": ""}
+            frames.append(event({"type": "response.output_item.added", "output_index": index,
+                                 "item": {"id": item_id, "type": "reasoning", "summary": []}}))
+            frames.append(event({"type": "response.reasoning_summary_part.added", "item_id": item_id,
+                                 "output_index": index, "summary_index": 0, "part": part}))
+            frames.append(event({"type": "response.reasoning_summary_text.delta", "item_id": item_id,
+                                 "output_index": index, "summary_index": 0, "delta": summary}))
+            frames.append(event({"type": "response.reasoning_summary_text.done", "item_id": item_id,
+                                 "output_index": index, "summary_index": 0, "text": summary}))
+            frames.append(event({"type": "response.reasoning_summary_part.done", "item_id": item_id,
+                                 "output_index": index, "summary_index": 0, "part": {**part, "text": summary}}))
+        frames.append(event({"type": "response.output_item.done", "output_index": index, "item": item}))
+    return range(first, last)
 
 
 def split_pieces(s: str, n: int) -> list[str]:
@@ -783,20 +943,28 @@ class MockUpstream:
             return call
         body, req, events, reply = call
         n = next(self._ids)
-        resp_id, item_id = f"resp_mock{n:016d}", f"msg_mock{n:016d}"
+        resp_id = f"resp_mock{n:016d}"
         input_tokens = max(1, len(body) // 4)
-        if reply.text is not None:
+        reasoning_tokens = 0
+        seeking = responses_seeking(req, request.headers)
+        if seeking is not None:
+            refusal = responses_missing_reasoning(req)
+            if refusal is not None:
+                return self._error(request, False, 400, refusal)
+            output, reasoning_tokens = _responses_output(seeking, n, resp_id)
+            output_tokens = max(1, len(seeking.text or "") // 4) + 16 * len(seeking.calls) + reasoning_tokens
+        elif reply.text is not None:
             output_tokens = max(1, len(reply.text) // 4)
-            item: dict[str, Any] = {"id": item_id, "type": "message", "status": "completed", "role": "assistant",
-                                    "content": [{"type": "output_text", "text": reply.text, "annotations": []}]}
+            output = [{"id": f"msg_mock{n:016d}", "type": "message", "status": "completed", "role": "assistant",
+                       "content": [{"type": "output_text", "text": reply.text, "annotations": []}]}]
         else:
             output_tokens = 16
-            item = {"id": f"fc_mock{n:016d}", "type": "function_call", "status": "completed",
-                    "call_id": f"call_mock{n:016d}", "name": reply.tool_name,
-                    "arguments": _dumps(reply.tool_input).decode()}
+            output = [{"id": f"fc_mock{n:016d}", "type": "function_call", "status": "completed",
+                       "call_id": f"call_mock{n:016d}", "name": reply.tool_name,
+                       "arguments": _dumps(reply.tool_input).decode()}]
         usage: dict[str, Any] = {
             "input_tokens": input_tokens, "input_tokens_details": {"cached_tokens": 0},
-            "output_tokens": output_tokens, "output_tokens_details": {"reasoning_tokens": 0},
+            "output_tokens": output_tokens, "output_tokens_details": {"reasoning_tokens": reasoning_tokens},
             "total_tokens": input_tokens + output_tokens,
         }
         usage.update(_usage_header(request))
@@ -818,7 +986,7 @@ class MockUpstream:
             wait = self._pace(request).total_s(output_tokens)
             if wait > 0:
                 await asyncio.sleep(wait)
-            return self._json(request, False, response_obj("completed", [item], usage), extra=receipt)
+            return self._json(request, False, response_obj("completed", output, usage), extra=receipt)
 
         seq = itertools.count()
 
@@ -828,33 +996,9 @@ class MockUpstream:
 
         frames = [event({"type": "response.created", "response": response_obj("in_progress", [], None)}),
                   event({"type": "response.in_progress", "response": response_obj("in_progress", [], None)})]
-        if reply.text is not None:
-            part = {"type": "output_text", "text": "", "annotations": []}
-            frames.append(event({"type": "response.output_item.added", "output_index": 0,
-                                 "item": {**item, "status": "in_progress", "content": []}}))
-            frames.append(event({"type": "response.content_part.added", "item_id": item_id, "output_index": 0,
-                                 "content_index": 0, "part": part}))
-            first = len(frames)
-            frames += [event({"type": "response.output_text.delta", "item_id": item_id, "output_index": 0,
-                              "content_index": 0, "delta": p, "logprobs": []})
-                       for p in split_pieces(reply.text, events)]
-            deltas = range(first, len(frames))
-            frames.append(event({"type": "response.output_text.done", "item_id": item_id, "output_index": 0,
-                                 "content_index": 0, "text": reply.text, "logprobs": []}))
-            frames.append(event({"type": "response.content_part.done", "item_id": item_id, "output_index": 0,
-                                 "content_index": 0, "part": {**part, "text": reply.text}}))
-        else:
-            frames.append(event({"type": "response.output_item.added", "output_index": 0,
-                                 "item": {**item, "status": "in_progress", "arguments": ""}}))
-            first = len(frames)
-            frames += [event({"type": "response.function_call_arguments.delta", "item_id": item["id"],
-                              "output_index": 0, "delta": p})
-                       for p in split_pieces(item["arguments"], events)]
-            deltas = range(first, len(frames))
-            frames.append(event({"type": "response.function_call_arguments.done", "item_id": item["id"],
-                                 "output_index": 0, "arguments": item["arguments"]}))
-        frames.append(event({"type": "response.output_item.done", "output_index": 0, "item": item}))
-        frames.append(event({"type": "response.completed", "response": response_obj("completed", [item], usage)}))
+        calls = sum(1 for item in output if item["type"] == "function_call")
+        deltas = _responses_item_frames(output, events, calls, event, frames)
+        frames.append(event({"type": "response.completed", "response": response_obj("completed", output, usage)}))
         return await self._stream(request, False, frames, deltas, output_tokens, receipt, responses_api=True)
 
     async def get_response(self, request: web.Request) -> web.Response:

@@ -37,14 +37,23 @@ response id, for requests that name it in ``previous_response_id`` instead of re
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterable
 from typing import Any
 
 import ujson
 
-from headroom.formats._retrieval_shim import INPUT_SCHEMA, TOOL_DESCRIPTION, TOOL_NAME
-from headroom.formats.base import ToolAnswer, ToolCall, Turn, arguments, data_of, dumps
+from headroom.formats.base import (
+    INPUT_SCHEMA,
+    TOOL_DESCRIPTION,
+    TOOL_NAME,
+    ToolAnswer,
+    ToolCall,
+    Turn,
+    arguments,
+    data_of,
+    dumps,
+    split_events,
+)
 
 #: Items the client sends with the result of a call (never produced by the model).
 RESULT_ITEMS = frozenset({
@@ -65,8 +74,6 @@ FROM_LAST = ("id", "status", "incomplete_details", "error", "completed_at")
 
 _DEFINITION = dumps({"type": "function", "name": TOOL_NAME, "description": TOOL_DESCRIPTION,
                      "parameters": INPUT_SCHEMA})
-# An event ends at an empty line; a line ends in CRLF, CR or LF (the SSE spec).
-_EVENT_END = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r(?!\n)|\n)")
 
 
 # --- items ----------------------------------------------------------------------------------
@@ -365,7 +372,7 @@ def _leading_results(items: list) -> list[dict]:
 def _insert_results(items: list, at: int, pending: list, client_ids: set[str]) -> None:
     """Put the retrieval results right after the client's own results for that turn (the
     results that follow ``at``), once."""
-    present = {item.get("call_id") for item in items if type(item) is dict}
+    present = {item.get("call_id") for item in items if type(item) is dict and item.get("type") in RESULT_ITEMS}
     pending = [p for p in pending if type(p) is dict and p.get("call_id") not in present]
     if not pending:
         return
@@ -380,17 +387,6 @@ def _insert_results(items: list, at: int, pending: list, client_ids: set[str]) -
 
 
 # --- streams --------------------------------------------------------------------------------
-
-
-def split_events(data: bytes) -> list[bytes]:
-    """Complete SSE events cut one by one, each with its terminator (joined: ``data``)."""
-    out, last = [], 0
-    for end in _EVENT_END.finditer(data):
-        out.append(data[last:end.end()])
-        last = end.end()
-    if last < len(data):
-        out.append(data[last:])
-    return out
 
 
 def event_bytes(obj: dict) -> bytes:
