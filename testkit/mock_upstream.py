@@ -53,6 +53,12 @@ the upstream through it)
                                  ``{"cmd": "cat app.log"}`` for Codex's ``exec_command``
     x-mock-no-tools: 1           answer in text even when the request offers tools (one turn of an
                                  agent such as Claude Code, whose first tool starts a sub-agent)
+    x-mock-seek: FACT            answer as a careful model that needs FACT (also ``[seek: FACT]`` in
+                                 the newest user text): it calls ``headroom_retrieve`` when a Headroom
+                                 marker hid it, and answers ``Found: <line>`` (testkit.retrieving_model;
+                                 Anthropic: testkit.retrieving_anthropic, with a thinking block when
+                                 the request enables thinking)
+    x-mock-mixed: NAME           with x-mock-seek, a retrieving answer also calls the client's tool NAME
     x-mock-usage: JSON           a JSON object merged over the answer's ``usage`` (top-level
                                  keys replace), e.g. ``{"input_tokens": 10,
                                  "cache_read_input_tokens": 900}`` or, for OpenAI,
@@ -104,7 +110,7 @@ from typing import Any, NamedTuple
 
 from aiohttp import web
 
-from testkit import retrieving_model
+from testkit import retrieving_anthropic, retrieving_model
 
 try:  # ujson is a Headroom dependency and ~3x faster than json here.
     import ujson
@@ -804,6 +810,9 @@ class MockUpstream:
         if isinstance(call, web.StreamResponse):
             return call
         body, req, events, reply = call
+        fact = retrieving_anthropic.seek(req, request.headers)
+        if fact is not None:
+            return await self._seeking(request, req, body, fact)
         model = req.get("model", "claude-mock")
         msg_id = f"msg_mock{next(self._ids):016d}"
         input_tokens = max(1, len(body) // 4)
@@ -857,6 +866,26 @@ class MockUpstream:
             _anthropic_event({"type": "message_stop"}),
         ]
         return await self._stream(request, True, frames, range(3, 3 + len(deltas)), output_tokens, receipt)
+
+    async def _seeking(self, request: web.Request, req: dict[str, Any], body: bytes, fact: str) -> web.StreamResponse:
+        """The careful model's answer (:mod:`testkit.retrieving_anthropic`), JSON or stream."""
+        refusal = retrieving_anthropic.thinking_refusal(req)
+        if refusal is not None:
+            return self._error(request, True, 400, refusal)
+        blocks = retrieving_anthropic.reply_blocks(req, fact, request.headers,
+                                                   lambda: f"toolu_mock{next(self._ids):016d}")
+        calls = any(block["type"] == "tool_use" for block in blocks)
+        usage = {"input_tokens": max(1, len(body) // 4), "cache_creation_input_tokens": 0,
+                 "cache_read_input_tokens": 0, "output_tokens": retrieving_anthropic.output_tokens(blocks)}
+        usage.update(_usage_header(request))
+        message = {"id": f"msg_mock{next(self._ids):016d}", "type": "message", "role": "assistant",
+                   "model": req.get("model", "claude-mock"), "content": blocks,
+                   "stop_reason": "tool_use" if calls else "end_turn", "stop_sequence": None, "usage": usage}
+        receipt = {"x-mock-tool-results-sha256": tool_result_digests(req, True)}
+        if not req.get("stream"):
+            return self._json(request, True, message, extra=receipt)
+        frames = retrieving_anthropic.stream_frames(message)
+        return await self._stream(request, True, frames, extra=receipt)
 
     async def count_tokens(self, request: web.Request) -> web.Response:
         body, err = await self._begin(request, True)
