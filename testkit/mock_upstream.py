@@ -57,7 +57,9 @@ the upstream through it)
                                  the newest user text): it calls ``headroom_retrieve`` when a Headroom
                                  marker hid it, and answers ``Found: <line>`` (testkit.retrieving_model;
                                  Anthropic: testkit.retrieving_anthropic, with a thinking block when
-                                 the request enables thinking)
+                                 the request enables thinking; Responses: testkit.retrieving_responses,
+                                 with a reasoning item when the request includes
+                                 reasoning.encrypted_content)
     x-mock-mixed: NAME           with x-mock-seek, a retrieving answer also calls the client's tool NAME
     x-mock-usage: JSON           a JSON object merged over the answer's ``usage`` (top-level
                                  keys replace), e.g. ``{"input_tokens": 10,
@@ -110,7 +112,7 @@ from typing import Any, NamedTuple
 
 from aiohttp import web
 
-from testkit import retrieving_anthropic, retrieving_model
+from testkit import retrieving_anthropic, retrieving_responses
 
 try:  # ujson is a Headroom dependency and ~3x faster than json here.
     import ujson
@@ -266,113 +268,6 @@ def responses_reply(req: dict[str, Any], events: int) -> Reply:
     if tools and last.get("role") == "user" and req.get("tool_choice") != "none":
         return Reply(tool_name=tools[0].get("name", "tool"), tool_input=_tool_input(tools[0].get("parameters")))
     return _text_reply(f"mock reply: {_last_user_text(messages)[:40]}", events)
-
-
-MIXED_HEADER = "x-mock-mixed"  # the careful model also calls this client tool when it retrieves
-LOOKING = "Let me look that up. "  # the short text before a retrieval call
-REASONING_INCLUDE = "reasoning.encrypted_content"
-
-
-class ResponsesTurn(NamedTuple):
-    """A Responses answer of the careful model: whether it reasons first (the request asks for
-    encrypted reasoning), its text, and its calls (name, arguments)."""
-
-    reasoning: bool
-    text: str | None
-    calls: list[tuple[str, dict[str, Any]]]
-
-
-def _reasons(req: dict[str, Any]) -> bool:
-    include = req.get("include")
-    return isinstance(include, list) and REASONING_INCLUDE in include
-
-
-def responses_seen(req: dict[str, Any]) -> retrieving_model.Seen:
-    """A Responses request as the careful model reads it: user texts and call outputs in
-    order, the retrieval calls it already made, whether the tool is declared and callable."""
-    seen = retrieving_model.Seen()
-    seen.declared = any(isinstance(t, dict) and t.get("type") == "function"
-                        and t.get("name") == retrieving_model.TOOL_NAME for t in req.get("tools") or ())
-    seen.may_call = req.get("tool_choice") != "none"
-    value = req.get("input")
-    if isinstance(value, str):
-        seen.texts.append(value)
-    for item in value if isinstance(value, list) else ():
-        if not isinstance(item, dict):
-            continue
-        if item.get("type") in ("function_call_output", "custom_tool_call_output"):
-            output = item.get("output")
-            seen.texts.append(output if isinstance(output, str) else _text_of(output))
-        elif item.get("role") == "user":
-            seen.texts.append(_text_of(item.get("content")))
-        elif item.get("type") == "function_call" and item.get("name") == retrieving_model.TOOL_NAME:
-            try:
-                args = json.loads(item.get("arguments") or "{}")
-            except ValueError:
-                continue
-            if isinstance(args, dict):
-                seen.asked.append((args.get("key"), args.get("query")))
-    return seen
-
-
-def responses_seeking(req: dict[str, Any], headers: Any) -> ResponsesTurn | None:
-    """The careful model's Responses answer when the request seeks a fact (else None):
-    ``Found: …``, ``Not found: …``, or a short text and a call to ``headroom_retrieve``, then
-    a call to the client tool named in ``x-mock-mixed`` when that header is set. A reasoning
-    item comes first when the request includes ``reasoning.encrypted_content``."""
-    seek = retrieving_model.seek_of(headers, _last_user_text(_responses_messages(req)))
-    if seek is None:
-        return None
-    reasoning = _reasons(req)
-    move = retrieving_model.decide(seek, responses_seen(req))
-    if isinstance(move, retrieving_model.Answer):
-        return ResponsesTurn(reasoning, move.text, [])
-    calls: list[tuple[str, dict[str, Any]]] = [(retrieving_model.TOOL_NAME, {"key": move.key, "query": move.query})]
-    mixed = headers.get(MIXED_HEADER)
-    tool = next((t for t in req.get("tools") or () if isinstance(t, dict) and t.get("type") == "function"
-                 and t.get("name") == mixed), None)
-    if tool is not None:
-        calls.append((mixed, _tool_input(tool.get("parameters"))))
-    return ResponsesTurn(reasoning, LOOKING, calls)
-
-
-def responses_missing_reasoning(req: dict[str, Any]) -> str | None:
-    """Like the real API with reasoning models: a call the mock made after reasoning must come
-    back after its reasoning item (matched by ``encrypted_content``). The refusal's message,
-    or None."""
-    if not _reasons(req) or not isinstance(req.get("input"), list):
-        return None
-    seen: set[str] = set()
-    for item in req["input"]:
-        if not isinstance(item, dict):
-            continue
-        if item.get("type") == "reasoning" and isinstance(item.get("encrypted_content"), str):
-            seen.add(item["encrypted_content"])
-        elif (item.get("type") == "function_call" and item.get("name") == retrieving_model.TOOL_NAME
-              and str(item.get("call_id", "")).startswith("call_mock")
-              and f"mock-encrypted:{item['call_id']}" not in seen):
-            return (f"Item '{item.get('id', item['call_id'])}' of type 'function_call' was provided without "
-                    "its required 'reasoning' item.")
-    return None
-
-
-def _responses_output(turn: ResponsesTurn, n: int, resp_id: str) -> tuple[list[dict[str, Any]], int]:
-    """The careful model's output items (and its reasoning tokens): a reasoning item whose
-    ``encrypted_content`` names the first call it led to, a message, the calls."""
-    call_ids = [f"call_mock{n:016d}" + (f"_{i}" if i else "") for i in range(len(turn.calls))]
-    output: list[dict[str, Any]] = []
-    if turn.reasoning:
-        output.append({"id": f"rs_mock{n:016d}", "type": "reasoning",
-                       "summary": [{"type": "summary_text", "text": "The answer needs one fact."}],
-                       "encrypted_content": f"mock-encrypted:{call_ids[0] if call_ids else resp_id}"})
-    if turn.text is not None:
-        output.append({"id": f"msg_mock{n:016d}", "type": "message", "status": "completed", "role": "assistant",
-                       "content": [{"type": "output_text", "text": turn.text, "annotations": []}]})
-    for i, (name, arguments) in enumerate(turn.calls):
-        output.append({"id": f"fc_mock{n:016d}" + (f"_{i}" if i else ""), "type": "function_call",
-                       "status": "completed", "call_id": call_ids[i], "name": name,
-                       "arguments": _dumps(arguments).decode()})
-    return output, 8 if turn.reasoning else 0
 
 
 def _responses_item_frames(output: list[dict[str, Any]], events: int, calls: int,
@@ -975,12 +870,12 @@ class MockUpstream:
         resp_id = f"resp_mock{n:016d}"
         input_tokens = max(1, len(body) // 4)
         reasoning_tokens = 0
-        seeking = responses_seeking(req, request.headers)
+        seeking = retrieving_responses.seeking(req, request.headers)
         if seeking is not None:
-            refusal = responses_missing_reasoning(req)
+            refusal = retrieving_responses.missing_reasoning(req)
             if refusal is not None:
                 return self._error(request, False, 400, refusal)
-            output, reasoning_tokens = _responses_output(seeking, n, resp_id)
+            output, reasoning_tokens = retrieving_responses.output_items(seeking, n, resp_id)
             output_tokens = max(1, len(seeking.text or "") // 4) + 16 * len(seeking.calls) + reasoning_tokens
         elif reply.text is not None:
             output_tokens = max(1, len(reply.text) // 4)

@@ -187,8 +187,10 @@ class Retrieval:
         if not self.turns:
             return
         try:
-            fingerprint, record = self.loop.record(visible, self.turns, self.answers)
-            await self.store.set_many({turn_key(self.caller, fingerprint): dumps(record)}, ttl=self.ttl)
+            found, record = self.loop.record(visible, self.turns, self.answers)
+            value = dumps(record)  # under each of its fingerprints (a format may give several)
+            fingerprints = (found,) if isinstance(found, str) else found
+            await self.store.set_many({turn_key(self.caller, fp): value for fp in fingerprints}, ttl=self.ttl)
         except StoreUnavailable:
             metrics.store_unavailable()
         except Exception:  # a later turn then goes as the client sends it: a cache miss, no more
