@@ -61,6 +61,8 @@ the upstream through it)
                                  with a reasoning item when the request includes
                                  reasoning.encrypted_content)
     x-mock-mixed: NAME           with x-mock-seek, a retrieving answer also calls the client's tool NAME
+    x-mock-call-first: NAME      with x-mock-seek, before any tool result: call the client's tool NAME
+                                 (arguments from x-mock-tool-arguments)
     x-mock-usage: JSON           a JSON object merged over the answer's ``usage`` (top-level
                                  keys replace), e.g. ``{"input_tokens": 10,
                                  "cache_read_input_tokens": 900}`` or, for OpenAI,

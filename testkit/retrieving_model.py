@@ -7,7 +7,7 @@ text as ``[seek: FACT]`` (for real CLIs, whose headers a test cannot set). The m
 1. answers ``Found: <the line holding the fact>`` as soon as anything it received (tool
    outputs, tool results, user texts) holds the fact;
 2. otherwise, when a Headroom marker is in what it received and it has not yet asked that
-   key for this fact, and the request declares the ``headroom_retrieve`` tool and lets it
+   key for this fact (the newest marker first), and the request declares the ``headroom_retrieve`` tool and lets it
    call tools, calls ``headroom_retrieve`` with the marker's key and ``query`` = the fact;
 3. otherwise answers ``Not found: <fact>``.
 
@@ -70,7 +70,7 @@ def decide(seek: str, seen: Seen) -> Retrieve | Answer:
             if needle in line.lower() and not _SEEK_IN_TEXT.search(line) and not _NOTE.match(line):
                 return Answer(f"Found: {line.strip()}")
     if seen.declared and seen.may_call:
-        for text in seen.texts:
+        for text in reversed(seen.texts):  # the newest output first, as an agent reads its session
             for key in _MARKER_KEY.findall(text):
                 if (key, seek) not in seen.asked:
                     return Retrieve(key, seek)
