@@ -9,8 +9,10 @@ Codex asks of reasoning models) the answer starts with a reasoning item, whose
 ``encrypted_content`` names the call it led to; :func:`missing_reasoning` refuses a request
 that sends such a call back without it, as the real API refuses a reasoning model's call
 whose reasoning item was dropped. ``x-mock-mixed: NAME`` makes a retrieving answer also call
-the client's tool ``NAME`` (after the retrieval call). The mock streams the items as the API
-does (``testkit.mock_upstream``).
+the client's tool ``NAME`` (after the retrieval call). ``x-mock-call-first: NAME`` (with
+``x-mock-tool-arguments``) makes the first answer of a conversation, before any call output, a
+call to the client's tool ``NAME`` (an agent reading the file that holds the fact: a real CLI
+runs it). The mock streams the items as the API does (``testkit.mock_upstream``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import Any, NamedTuple
 from testkit.retrieving_model import TOOL_NAME, Answer, Seen, decide, seek_of
 
 MIXED_HEADER = "x-mock-mixed"
+FIRST_HEADER = "x-mock-call-first"  # before any call output: call the client's tool NAME first
+ARGUMENTS_HEADER = "x-mock-tool-arguments"  # its arguments (a JSON object)
 LOOKING = "Let me look that up. "  # the short text before a retrieval call
 REASONING_INCLUDE = "reasoning.encrypted_content"
 OUTPUT_ITEMS = ("function_call_output", "custom_tool_call_output")
@@ -89,16 +93,34 @@ def seeking(req: dict[str, Any], headers: Any) -> ResponsesTurn | None:
     fact = seek_of(headers, newest_user_text(req))
     if fact is None:
         return None
+    first = headers.get(FIRST_HEADER)
+    tool = _client_tool(req, first)
+    if tool is not None and not any(item.get("type") in OUTPUT_ITEMS for item in _items(req)):
+        return ResponsesTurn(reasons(req), "Let me look.", [(first, _arguments(headers, tool))])
     move = decide(fact, seen_of(req))
     if isinstance(move, Answer):
         return ResponsesTurn(reasons(req), move.text, [])
     calls: list[tuple[str, dict[str, Any]]] = [(TOOL_NAME, {"key": move.key, "query": move.query})]
     mixed = headers.get(MIXED_HEADER)
-    tool = next((t for t in req.get("tools") or () if isinstance(t, dict) and t.get("type") == "function"
-                 and t.get("name") == mixed), None)
+    tool = _client_tool(req, mixed)
     if tool is not None:
         calls.append((mixed, _required_strings(tool.get("parameters"))))
     return ResponsesTurn(reasons(req), LOOKING, calls)
+
+
+def _client_tool(req: dict[str, Any], name: Any) -> dict[str, Any] | None:
+    if not name:
+        return None
+    return next((t for t in req.get("tools") or () if isinstance(t, dict) and t.get("type") == "function"
+                 and t.get("name") == name), None)
+
+
+def _arguments(headers: Any, tool: dict[str, Any]) -> dict[str, Any]:
+    try:
+        value = json.loads(headers.get(ARGUMENTS_HEADER) or "null")
+    except ValueError:
+        value = None
+    return value if isinstance(value, dict) else _required_strings(tool.get("parameters"))
 
 
 def _required_strings(schema: Any) -> dict[str, str]:
