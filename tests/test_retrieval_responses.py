@@ -187,14 +187,14 @@ def _prefix_changes(proxy) -> float:
     return sum(float(v) for v in re.findall(r"^headroom_prefix_changes_total\{[^}]*\} (\S+)$", text, re.M))
 
 
-def test_a_15_turn_session_with_retrievals_sends_the_upstream_the_same_prefix_every_turn(start_proxy, fresh_mock):
+def test_a_15_turn_session_with_retrievals_sends_the_upstream_the_same_prefix_every_turn(start_proxy, module_redis,
+                                                                                         fresh_mock):
     """Each turn: a question, the client's command and its output; every third output hides a
-    fact the model then retrieves. JSON and stream turns alternate; the application sends back
-    the SDK's output objects. Every upstream request begins with the bytes of the one before.
-
-    The mock's model tries the markers oldest first, so the n-th hidden fact takes n
-    retrievals: up to 5 here, hence ``--max-retrievals 6``, and 15 retrievals in all."""
-    proxy = start_proxy("--no-cache", "--no-rate-limit", "--max-retrievals", "6")
+    fact the model then retrieves (the last one from an older log, which takes two retrievals:
+    the model reads the newest marker first). JSON and stream turns alternate; the application
+    sends back the SDK's output objects. Every upstream request begins with the bytes of the one
+    before. Two workers on Redis: a turn's record, written by one, is read by the other."""
+    proxy = start_proxy("--workers", "2", "--redis-url", module_redis.url, "--no-cache", "--no-rate-limit")
     client = openai.OpenAI(base_url=f"{proxy.url}/v1", api_key=API_KEY, max_retries=0)
     changes = _prefix_changes(proxy)
     history: list = []
@@ -205,8 +205,9 @@ def test_a_15_turn_session_with_retrievals_sends_the_upstream_the_same_prefix_ev
         hides = t % 3 == 1
         output = service_log(t) if hides else f"exit 0 (step {t})"
         history += conversation(output, call_id=f"call_{t:02d}", question=f"Step {t}: check the log.")
+        sought = ticket(10, 150) if t == 13 else fact(t)  # t == 13: a line of the log of step 10
         kwargs = {"model": MODEL, "tools": [SHELL], "input": history, "include": REASONING,
-                  "prompt_cache_key": "session-15", "extra_headers": seek(fact(t)) if hides else {}}
+                  "prompt_cache_key": "session-15", "extra_headers": seek(sought) if hides else {}}
         if t % 2:
             with client.responses.stream(**kwargs) as stream:
                 answer = stream.get_final_response()
@@ -217,17 +218,17 @@ def test_a_15_turn_session_with_retrievals_sends_the_upstream_the_same_prefix_ev
         history += answer.output
         bodies = upstream(fresh_mock)[seen:]
         seen += len(bodies)
-        assert len(bodies) == (1 + (t + 2) // 3 if hides else 1)  # one retrieval per marker so far
-        retrieved += len(bodies) - 1
         (raw, body), *_ = bodies
         if previous is not None:
             assert previous in raw  # what the upstream saw before, byte for byte, at the head of input
+        assert len(bodies) == (1 + (2 if t == 13 else 1) if hides else 1)
+        retrieved += len(bodies) - 1
         for later_raw, _ in bodies[1:]:  # a continuation extends the request it continues
             assert b'"input":' + dumps(body["input"])[:-1] in later_raw
         last_raw, last = bodies[-1]
         previous = b'"input":' + dumps(last["input"])[:-1]
         assert previous in last_raw
-    assert retrieved == 1 + 2 + 3 + 4 + 5
+    assert retrieved == 6
     stats = httpx.get(f"{proxy.url}/stats").json()["retrieval_loop"]
     assert stats == {"retrievals": retrieved, "continuations": retrieved}
     assert _prefix_changes(proxy) == changes == 0

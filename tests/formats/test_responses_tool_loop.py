@@ -390,3 +390,15 @@ def test_restore_leaves_a_turn_it_does_not_know_alone():
     assert dumps(other) == before
     assert LOOP.turn_keys({"input": "just text"}) == []
     assert LOOP.turn_keys({"previous_response_id": "resp_x", "input": "q"})[0][0] == 0
+
+
+def test_splicer_reads_crlf_streams_and_passes_comments_on():
+    lf, _ = spliced(FIRST, SECOND)
+    splicer = LOOP.splicer()
+    crlf = stream_of(FIRST).replace(b"\n", b"\r\n")
+    sent = splicer.feed(b": keep-alive\r\n\r\n" + crlf)
+    assert sent.startswith(b": keep-alive\r\n\r\n")
+    splicer.turn()
+    splicer.resume()
+    sent += splicer.feed(stream_of(SECOND).replace(b"\n", b"\r\n")) + splicer.close()
+    assert parsed(sent) == parsed(lf)
