@@ -57,7 +57,9 @@ the upstream through it)
                                  the newest user text): it calls ``headroom_retrieve`` when a Headroom
                                  marker hid it, and answers ``Found: <line>`` (testkit.retrieving_model;
                                  Anthropic: testkit.retrieving_anthropic, with a thinking block when
-                                 the request enables thinking)
+                                 the request enables thinking; Responses: testkit.retrieving_responses,
+                                 with a reasoning item when the request includes
+                                 reasoning.encrypted_content)
     x-mock-mixed: NAME           with x-mock-seek, a retrieving answer also calls the client's tool NAME
     x-mock-call-first: NAME      with x-mock-seek, before any tool result: call the client's tool NAME
                                  (arguments from x-mock-tool-arguments)
@@ -112,7 +114,7 @@ from typing import Any, NamedTuple
 
 from aiohttp import web
 
-from testkit import retrieving_anthropic, retrieving_model
+from testkit import retrieving_anthropic, retrieving_model, retrieving_responses
 
 try:  # ujson is a Headroom dependency and ~3x faster than json here.
     import ujson
@@ -324,6 +326,57 @@ def responses_reply(req: dict[str, Any], events: int) -> Reply:
     if tools and last.get("role") == "user" and req.get("tool_choice") != "none":
         return Reply(tool_name=tools[0].get("name", "tool"), tool_input=_tool_input(tools[0].get("parameters")))
     return _text_reply(f"mock reply: {_last_user_text(messages)[:40]}", events)
+
+
+def _responses_item_frames(output: list[dict[str, Any]], events: int, calls: int,
+                           event: Callable[[dict[str, Any]], bytes], frames: list[bytes]) -> range:
+    """Append each output item's stream events to ``frames``, as the API sends them; the range
+    of frames that carry deltas (the model pace spreads its time over them). A text before
+    calls is one delta; a text answer and a call's arguments take ``events`` deltas each."""
+    first = last = len(frames)
+    for index, item in enumerate(output):
+        item_id = item["id"]
+        if item["type"] == "message":
+            text = item["content"][0]["text"]
+            part = {"type": "output_text", "text": "", "annotations": []}
+            frames.append(event({"type": "response.output_item.added", "output_index": index,
+                                 "item": {**item, "status": "in_progress", "content": []}}))
+            frames.append(event({"type": "response.content_part.added", "item_id": item_id, "output_index": index,
+                                 "content_index": 0, "part": part}))
+            first = len(frames) if first == last else first
+            frames += [event({"type": "response.output_text.delta", "item_id": item_id, "output_index": index,
+                              "content_index": 0, "delta": p, "logprobs": []})
+                       for p in split_pieces(text, 1 if calls else events)]
+            last = len(frames)
+            frames.append(event({"type": "response.output_text.done", "item_id": item_id, "output_index": index,
+                                 "content_index": 0, "text": text, "logprobs": []}))
+            frames.append(event({"type": "response.content_part.done", "item_id": item_id, "output_index": index,
+                                 "content_index": 0, "part": {**part, "text": text}}))
+        elif item["type"] == "function_call":
+            frames.append(event({"type": "response.output_item.added", "output_index": index,
+                                 "item": {**item, "status": "in_progress", "arguments": ""}}))
+            first = len(frames) if first == last else first
+            frames += [event({"type": "response.function_call_arguments.delta", "item_id": item_id,
+                              "output_index": index, "delta": p})
+                       for p in split_pieces(item["arguments"], events)]
+            last = len(frames)
+            frames.append(event({"type": "response.function_call_arguments.done", "item_id": item_id,
+                                 "output_index": index, "arguments": item["arguments"]}))
+        else:  # reasoning: its summary, streamed
+            summary = item["summary"][0]["text"]
+            part = {"type": "summary_text", "text": ""}
+            frames.append(event({"type": "response.output_item.added", "output_index": index,
+                                 "item": {"id": item_id, "type": "reasoning", "summary": []}}))
+            frames.append(event({"type": "response.reasoning_summary_part.added", "item_id": item_id,
+                                 "output_index": index, "summary_index": 0, "part": part}))
+            frames.append(event({"type": "response.reasoning_summary_text.delta", "item_id": item_id,
+                                 "output_index": index, "summary_index": 0, "delta": summary}))
+            frames.append(event({"type": "response.reasoning_summary_text.done", "item_id": item_id,
+                                 "output_index": index, "summary_index": 0, "text": summary}))
+            frames.append(event({"type": "response.reasoning_summary_part.done", "item_id": item_id,
+                                 "output_index": index, "summary_index": 0, "part": {**part, "text": summary}}))
+        frames.append(event({"type": "response.output_item.done", "output_index": index, "item": item}))
+    return range(first, last)
 
 
 def split_pieces(s: str, n: int) -> list[str]:
@@ -876,20 +929,28 @@ class MockUpstream:
             return call
         body, req, events, reply = call
         n = next(self._ids)
-        resp_id, item_id = f"resp_mock{n:016d}", f"msg_mock{n:016d}"
+        resp_id = f"resp_mock{n:016d}"
         input_tokens = max(1, len(body) // 4)
-        if reply.text is not None:
+        reasoning_tokens = 0
+        seeking = retrieving_responses.seeking(req, request.headers)
+        if seeking is not None:
+            refusal = retrieving_responses.missing_reasoning(req)
+            if refusal is not None:
+                return self._error(request, False, 400, refusal)
+            output, reasoning_tokens = retrieving_responses.output_items(seeking, n, resp_id)
+            output_tokens = max(1, len(seeking.text or "") // 4) + 16 * len(seeking.calls) + reasoning_tokens
+        elif reply.text is not None:
             output_tokens = max(1, len(reply.text) // 4)
-            item: dict[str, Any] = {"id": item_id, "type": "message", "status": "completed", "role": "assistant",
-                                    "content": [{"type": "output_text", "text": reply.text, "annotations": []}]}
+            output = [{"id": f"msg_mock{n:016d}", "type": "message", "status": "completed", "role": "assistant",
+                       "content": [{"type": "output_text", "text": reply.text, "annotations": []}]}]
         else:
             output_tokens = 16
-            item = {"id": f"fc_mock{n:016d}", "type": "function_call", "status": "completed",
-                    "call_id": f"call_mock{n:016d}", "name": reply.tool_name,
-                    "arguments": _dumps(reply.tool_input).decode()}
+            output = [{"id": f"fc_mock{n:016d}", "type": "function_call", "status": "completed",
+                       "call_id": f"call_mock{n:016d}", "name": reply.tool_name,
+                       "arguments": _dumps(reply.tool_input).decode()}]
         usage: dict[str, Any] = {
             "input_tokens": input_tokens, "input_tokens_details": {"cached_tokens": 0},
-            "output_tokens": output_tokens, "output_tokens_details": {"reasoning_tokens": 0},
+            "output_tokens": output_tokens, "output_tokens_details": {"reasoning_tokens": reasoning_tokens},
             "total_tokens": input_tokens + output_tokens,
         }
         usage.update(_usage_header(request))
@@ -911,7 +972,7 @@ class MockUpstream:
             wait = self._pace(request).total_s(output_tokens)
             if wait > 0:
                 await asyncio.sleep(wait)
-            return self._json(request, False, response_obj("completed", [item], usage), extra=receipt)
+            return self._json(request, False, response_obj("completed", output, usage), extra=receipt)
 
         seq = itertools.count()
 
@@ -921,33 +982,9 @@ class MockUpstream:
 
         frames = [event({"type": "response.created", "response": response_obj("in_progress", [], None)}),
                   event({"type": "response.in_progress", "response": response_obj("in_progress", [], None)})]
-        if reply.text is not None:
-            part = {"type": "output_text", "text": "", "annotations": []}
-            frames.append(event({"type": "response.output_item.added", "output_index": 0,
-                                 "item": {**item, "status": "in_progress", "content": []}}))
-            frames.append(event({"type": "response.content_part.added", "item_id": item_id, "output_index": 0,
-                                 "content_index": 0, "part": part}))
-            first = len(frames)
-            frames += [event({"type": "response.output_text.delta", "item_id": item_id, "output_index": 0,
-                              "content_index": 0, "delta": p, "logprobs": []})
-                       for p in split_pieces(reply.text, events)]
-            deltas = range(first, len(frames))
-            frames.append(event({"type": "response.output_text.done", "item_id": item_id, "output_index": 0,
-                                 "content_index": 0, "text": reply.text, "logprobs": []}))
-            frames.append(event({"type": "response.content_part.done", "item_id": item_id, "output_index": 0,
-                                 "content_index": 0, "part": {**part, "text": reply.text}}))
-        else:
-            frames.append(event({"type": "response.output_item.added", "output_index": 0,
-                                 "item": {**item, "status": "in_progress", "arguments": ""}}))
-            first = len(frames)
-            frames += [event({"type": "response.function_call_arguments.delta", "item_id": item["id"],
-                              "output_index": 0, "delta": p})
-                       for p in split_pieces(item["arguments"], events)]
-            deltas = range(first, len(frames))
-            frames.append(event({"type": "response.function_call_arguments.done", "item_id": item["id"],
-                                 "output_index": 0, "arguments": item["arguments"]}))
-        frames.append(event({"type": "response.output_item.done", "output_index": 0, "item": item}))
-        frames.append(event({"type": "response.completed", "response": response_obj("completed", [item], usage)}))
+        calls = sum(1 for item in output if item["type"] == "function_call")
+        deltas = _responses_item_frames(output, events, calls, event, frames)
+        frames.append(event({"type": "response.completed", "response": response_obj("completed", output, usage)}))
         return await self._stream(request, False, frames, deltas, output_tokens, receipt, responses_api=True)
 
     async def get_response(self, request: web.Request) -> web.Response:

@@ -27,6 +27,7 @@ import sys
 import httpx
 import pytest
 
+from headroom.formats.base import dumps
 from testkit import ROOT
 from testkit.waiting import wait_for
 
@@ -173,3 +174,54 @@ def test_codex_with_openais_built_in_provider_goes_over_http_at_once(start_proxy
     assert seen[0]["headers"]["authorization"] == "Bearer sk-codex-test"
     assert _stats_once(proxy, 2)["requests_by_provider"]["openai"] == 2
 
+
+
+def test_codex_session_where_the_model_retrieves_what_compression_left_out(start_proxy, fresh_mock, codex, tmp_path):
+    """The model (the mock, as a careful model seeking one ticket) has Codex read a log; Headroom
+    compresses it, the model calls ``headroom_retrieve``, the proxy answers it and asks again,
+    and Codex shows a normal answer quoting the line: no unknown tool, no error. The next turn
+    of the session sends the upstream the very bytes of the continuation (the prompt cache)."""
+    ticket = "TK-3f9c0a"
+    lines = [f"2024-05-01T10:{i // 60:02d}:{i % 60:02d}Z INFO api-{i % 5} served request {5000 + i} "
+             f"ticket TK-{(i * 104729) % 16**6:06x}" for i in range(300)]
+    lines[171] = lines[171].rsplit(" ", 1)[0] + f" ticket {ticket}"
+    (tmp_path / "work" / "app.log").write_text("\n".join(lines) + "\n")
+    proxy = start_proxy("--no-cache")
+    headers = {"x-mock-seek": ticket, "x-mock-call-first": "exec_command",
+               "x-mock-tool-arguments": json.dumps({"cmd": "cat app.log"})}
+    inline = "{ " + ", ".join(f'"{k}" = {json.dumps(v)}' for k, v in headers.items()) + " }"
+    config = (f'model_provider = "headroom"\n\n[model_providers.headroom]\nname = "Headroom"\n'
+              f'base_url = "{proxy.url}/v1"\nenv_key = "OPENAI_API_KEY"\nwire_api = "responses"\n'
+              f"http_headers = {inline}\n")
+    run = codex("Which request carried the ticket?", "tool_output_token_limit=50000", config_toml=config)
+    assert run.returncode == 0, run.stderr[-2000:]
+    (command,) = run.items("command_execution")
+    assert "cat app.log" in command["command"] and ticket in command["aggregated_output"]
+    messages = [item["text"] for item in run.items("agent_message")]
+    assert messages and messages[-1].startswith("Found: ") and lines[171] in messages[-1]
+    assert "headroom_retrieve" not in json.dumps(run.events) + run.stderr  # Codex never saw the proxy's tool
+    assert not [e for e in run.events if e.get("type") in ("error", "turn.failed")]
+
+    raw = [r["body"].encode("latin-1") for r in fresh_mock.requests() if r["path"] == "/v1/responses"]
+    assert len(raw) == 3  # Codex's question, its command's output, the proxy's continuation
+    _, compressed, continuation = (json.loads(body) for body in raw)
+    # Codex asks for encrypted reasoning, so the mock reasons; the continuation keeps it before the call.
+    assert "reasoning.encrypted_content" in compressed["include"]
+    assert [i["type"] for i in continuation["input"][-4:]] == ["reasoning", "message", "function_call",
+                                                              "function_call_output"]
+    (output,) = [i for i in compressed["input"] if i.get("type") == "function_call_output"]
+    assert ticket not in output["output"] and "headroom:" in output["output"]  # compression hid the line
+    assert compressed["tools"][-1]["name"] == "headroom_retrieve" and compressed["store"] is False
+    call, result = continuation["input"][-2:]
+    assert call["name"] == "headroom_retrieve" and json.loads(call["arguments"])["query"] == ticket
+    assert result["call_id"] == call["call_id"] and lines[171] in result["output"]
+    assert all("id" not in item for item in continuation["input"][len(compressed["input"]):])  # store: false
+    assert continuation["input"][:len(compressed["input"])] == compressed["input"]
+
+    fresh_mock.reset()
+    again = codex("Thanks. And which one was served last?", "tool_output_token_limit=50000", resume=True,
+                  config_toml=config)
+    assert again.returncode == 0, again.stderr[-2000:]
+    nxt = fresh_mock.requests()[0]["body"].encode("latin-1")
+    prefix = b'"input":' + dumps(continuation["input"])[:-1]  # byte for byte what the upstream saw
+    assert prefix in raw[2] and prefix in nxt

@@ -13,6 +13,7 @@ import httpx
 import openai
 import pytest
 
+from headroom.formats.base import INPUT_SCHEMA, TOOL_DESCRIPTION, TOOL_NAME
 from testkit.corpus.cases import orders_api
 from testkit.waiting import wait_for
 
@@ -20,6 +21,7 @@ API_KEY = "sk-responses-test-key"
 TOOLS = [{"type": "function", "name": "lookup_order", "description": "Look an order up.",
           "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}},
                          "required": ["order_id"]}}]
+RETRIEVAL_TOOL = {"type": "function", "name": TOOL_NAME, "description": TOOL_DESCRIPTION, "parameters": INPUT_SCHEMA}
 USAGE = {"input_tokens": 1000, "input_tokens_details": {"cached_tokens": 800}, "output_tokens": 50,
          "output_tokens_details": {"reasoning_tokens": 30}, "total_tokens": 1050}
 
@@ -92,8 +94,9 @@ def test_function_call_then_compressed_output_resent_byte_for_byte(proxy, client
     assert len(output) < len(case.content) / 2
     for needle in case.answers:
         assert needle in output, needle
-    for key in base:
-        assert sent[key] == body[key], key  # instructions, tools, prompt_cache_key, store, include
+    for key in base:  # instructions, tools, prompt_cache_key, store, include
+        expected = [*body[key], RETRIEVAL_TOOL] if key == "tools" else body[key]  # the retrieval tool, appended
+        assert sent[key] == expected, key
     assert sent["input"][:3] == items[:3] and sent["input"][3]["id"] == "fco_456"
     assert len(second.headers["x-mock-tool-results-sha256"]) == 16  # the mock's prefix receipt: one output
 

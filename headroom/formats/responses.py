@@ -22,6 +22,7 @@ import re
 from collections.abc import Iterator
 
 from headroom.formats import _openai
+from headroom.formats._responses_tools import ResponsesToolLoop
 from headroom.formats.base import (
     USAGE_OBJECT,
     Block,
@@ -146,7 +147,7 @@ class ResponsesApi:
     credential_headers = _openai.CREDENTIAL_HEADERS
     budget_code = _openai.BUDGET_CODE
     usage_marker = USAGE_OBJECT
-    tool_loop: ToolLoop | None = None  # the retrieval tool: not yet in this format
+    tool_loop: ToolLoop | None = ResponsesToolLoop()  # the retrieval tool (formats/_responses_tools.py)
 
     def claims_path(self, path: str) -> bool:
         return path.startswith(("/v1/responses", "/responses"))
