@@ -104,6 +104,9 @@ from typing import Any, NamedTuple
 
 from aiohttp import web
 
+from testkit.retrieving_model import TOOL_NAME as RETRIEVE_TOOL
+from testkit.retrieving_model import Answer, Seen, decide, seek_of
+
 try:  # ujson is a Headroom dependency and ~3x faster than json here.
     import ujson
 
@@ -349,6 +352,68 @@ def tool_result_digests(req: dict[str, Any], anthropic: bool, responses_api: boo
         elif msg.get("role") == "tool":
             out.append(_content_digest(msg.get("content", "")))
     return ",".join(out)
+
+
+# --------------------------------------------------------------------------
+# Gemini's careful model (testkit/retrieving_model.py in Gemini's shape)
+# --------------------------------------------------------------------------
+
+GEMINI_LEAD = "Let me look that up. "  # the text before a retrieval call (its own chunk in a stream)
+GEMINI_SIGNATURE = base64.b64encode(b"mock thought signature").decode()  # on the retrieval call, as Gemini 2.5+
+
+
+def _gemini_newest_user_text(contents: list[Any]) -> str:
+    for content in reversed(contents):
+        if isinstance(content, dict) and content.get("role", "user") == "user":
+            texts = [p["text"] for p in content.get("parts") or () if isinstance(p, dict)
+                     and isinstance(p.get("text"), str)]
+            if texts:
+                return "\n".join(texts)
+    return ""
+
+
+def gemini_seen(req: dict[str, Any]) -> Seen:
+    """What the careful model received in a Gemini request: user texts and function
+    responses' values (not the model's own calls), its retrieval calls so far, whether the
+    tool is declared and whether ``toolConfig`` lets it call one."""
+    seen = Seen()
+    for tool in req.get("tools") or ():
+        for declaration in (tool.get("functionDeclarations") if isinstance(tool, dict) else None) or ():
+            if isinstance(declaration, dict) and declaration.get("name") == RETRIEVE_TOOL:
+                seen.declared = True
+    config = req.get("toolConfig") if isinstance(req.get("toolConfig"), dict) else {}
+    calling = config.get("functionCallingConfig") if isinstance(config.get("functionCallingConfig"), dict) else {}
+    seen.may_call = str(calling.get("mode", "AUTO")).upper() != "NONE"
+    for content in req.get("contents") or ():
+        if not isinstance(content, dict):
+            continue
+        for part in content.get("parts") or ():
+            if not isinstance(part, dict):
+                continue
+            if content.get("role") == "model":
+                call = part.get("functionCall")
+                if isinstance(call, dict) and call.get("name") == RETRIEVE_TOOL:
+                    args = call.get("args") if isinstance(call.get("args"), dict) else {}
+                    seen.asked.append((str(args.get("key")), str(args.get("query"))))
+            elif isinstance(part.get("text"), str):
+                seen.texts.append(part["text"])
+            elif isinstance(part.get("functionResponse"), dict):
+                response = part["functionResponse"].get("response")
+                for value in (response.values() if isinstance(response, dict) else ()):
+                    seen.texts.append(value if isinstance(value, str) else _dumps(value).decode())
+    return seen
+
+
+def _gemini_seeking(req: dict[str, Any], seek: str, mixed: str | None, events: int) -> list[list[dict]]:
+    """The careful model's answer as Gemini parts, one list per stream chunk."""
+    move = decide(seek, gemini_seen(req))
+    if isinstance(move, Answer):
+        return [[{"text": piece}] for piece in split_pieces(move.text, events)]
+    calls: list[dict] = [{"functionCall": {"name": RETRIEVE_TOOL, "args": {"key": move.key, "query": move.query}},
+                          "thoughtSignature": GEMINI_SIGNATURE}]
+    if mixed:
+        calls.append({"functionCall": {"name": mixed, "args": {}}})
+    return [[{"text": GEMINI_LEAD}], calls]
 
 
 # --------------------------------------------------------------------------
@@ -914,7 +979,13 @@ class MockUpstream:
     async def gemini(self, request: web.Request) -> web.StreamResponse:
         """``generateContent`` / ``streamGenerateContent?alt=sse``: a function call to the
         first declared function when the newest content is a user question and tools are
-        declared, else a text that names the digest of the function responses it got."""
+        declared, else a text that names the digest of the function responses it got.
+
+        Seeking a fact (``x-mock-seek: FACT`` or ``[seek: FACT]`` in the newest user text), it
+        answers as the careful model (:mod:`testkit.retrieving_model`): a ``headroom_retrieve``
+        call after a short text (in a stream, the text is a chunk of its own), or a text
+        answer. ``x-mock-mixed: NAME`` adds a call to the client's function ``NAME`` to a
+        retrieval call, in the same answer."""
         body, err = await self._begin(request, False)
         if err is not None:
             return err
@@ -926,6 +997,13 @@ class MockUpstream:
             error = {"code": 400, "message": "Invalid JSON payload received.", "status": "INVALID_ARGUMENT"}
             return web.Response(status=400, body=_dumps({"error": error}), content_type="application/json")
         contents = req.get("contents") or []
+        model, action = request.match_info["call"].rsplit(":", 1)
+        prompt = max(1, len(body) // 4)
+        seek = seek_of(request.headers, _gemini_newest_user_text(contents))
+        if seek is not None:
+            chunks = _gemini_seeking(req, seek, request.headers.get("x-mock-mixed"),
+                                     max(1, _int_header(request, "x-mock-events", DEFAULT_EVENTS)))
+            return await self._gemini_answer(request, action, chunks, prompt, model, thoughts=5)
         last = contents[-1] if contents and isinstance(contents[-1], dict) else {}
         answered = [p["functionResponse"] for c in contents if isinstance(c, dict)
                     for p in c.get("parts") or () if isinstance(p, dict) and "functionResponse" in p]
@@ -936,10 +1014,8 @@ class MockUpstream:
         else:
             digest = hashlib.sha256(_dumps(answered)).hexdigest()[:12]
             parts = [{"text": f"Gemini mock reply ({len(answered)} function responses, {digest})."}]
-        prompt = max(1, len(body) // 4)
         usage = {"promptTokenCount": prompt, "candidatesTokenCount": 7, "totalTokenCount": prompt + 7,
                  "cachedContentTokenCount": prompt // 2}
-        model, action = request.match_info["call"].rsplit(":", 1)
         whole = {"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}],
                  "usageMetadata": usage, "modelVersion": model, "responseId": f"gm_{next(self._ids)}"}
         if action != "streamGenerateContent":
@@ -948,6 +1024,33 @@ class MockUpstream:
                  "usageMetadata": {"promptTokenCount": prompt, "totalTokenCount": prompt}}
         frames = [b"data: " + _dumps(chunk) + b"\r\n\r\n" for chunk in (first, whole)]
         return await self._stream(request, False, frames)
+
+    async def _gemini_answer(self, request: web.Request, action: str, chunks: list[list[dict]], prompt: int,
+                             model: str, thoughts: int = 0) -> web.StreamResponse:
+        """The careful model's answer whose parts come in ``chunks`` (stream: one chunk each,
+        the last with ``finishReason`` and the full usage; JSON: their parts joined)."""
+        output = sum(max(1, len(_dumps(p)) // 4) for chunk in chunks for p in chunk)
+        usage = {"promptTokenCount": prompt, "candidatesTokenCount": output,
+                 "totalTokenCount": prompt + output + thoughts, "cachedContentTokenCount": prompt // 2,
+                 "thoughtsTokenCount": thoughts}
+        response_id = f"gm_{next(self._ids)}"
+        if action != "streamGenerateContent":
+            parts = [p for chunk in chunks for p in chunk]
+            whole = {"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP",
+                                     "index": 0}],
+                     "usageMetadata": usage, "modelVersion": model, "responseId": response_id}
+            return web.Response(body=_dumps(whole), content_type="application/json")
+        frames = []
+        for i, parts in enumerate(chunks):
+            candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
+            chunk_usage: dict[str, Any] = {"promptTokenCount": prompt, "totalTokenCount": prompt}
+            if i == len(chunks) - 1:
+                candidate["finishReason"] = "STOP"
+                chunk_usage = usage
+            chunk = {"candidates": [candidate], "usageMetadata": chunk_usage, "modelVersion": model,
+                     "responseId": response_id}
+            frames.append(b"data: " + _dumps(chunk) + b"\r\n\r\n")
+        return await self._stream(request, False, frames, range(1, len(frames)), output)
 
     # -- /_mock control plane --------------------------------------------------
 
