@@ -15,6 +15,7 @@ from typing import Any, Literal, get_args
 
 BudgetPeriod = Literal["hourly", "daily", "monthly"]  # UTC periods
 BudgetScope = Literal["global", "key"]  # one budget for everyone, or one per API key
+Switch = Literal["on", "off"]
 
 ANTHROPIC_API_URL = "https://api.anthropic.com"
 LLMLINGUA_MODEL = "microsoft/llmlingua-2-bert-base-multilingual-cased-meetingbank"
@@ -38,6 +39,8 @@ class ProxyConfig:
     state_secret: str | None = None
     fail_closed: bool = False
     ccr_ttl: float = 86_400.0
+    retrieval_tool: Switch = "on"
+    max_retrievals: int = 3
     cache_ttl: float = 300.0
     cache_max_entries: int = 10_000
     rpm: int = 600
@@ -176,6 +179,13 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("ccr_ttl", "--ccr-ttl", "HEADROOM_CCR_TTL",
            "seconds an original left out by compression stays retrievable (/v1/retrieve)", TTL),
+    Option("retrieval_tool", "--retrieval-tool", "HEADROOM_RETRIEVAL_TOOL",
+           "declare the headroom_retrieve tool on every request that already carries tools (compression on), "
+           "and answer the model's calls to it inside the proxy; off: the tool list goes upstream as sent",
+           choices=get_args(Switch)),
+    Option("max_retrievals", "--max-retrievals", "HEADROOM_MAX_RETRIEVALS",
+           "retrieval rounds per client request; then the upstream is asked to answer without calling a tool",
+           Number(int, 1, 100)),
     Option("cache", "--no-cache", "HEADROOM_CACHE", "turn the response cache off", parse_bool, "store_false"),
     Option("cache_ttl", "--cache-ttl", "HEADROOM_CACHE_TTL", "seconds a cached response is served", TTL),
     Option("cache_max_entries", "--cache-max-entries", "HEADROOM_CACHE_MAX_ENTRIES",

@@ -466,3 +466,36 @@ def data_of(event: bytes) -> bytes | None:
 
 
 _LINE_END = re.compile(rb"\r\n|\r|\n")  # SSE lines end in CRLF, LF or CR
+
+
+def split_events(data: bytes) -> list[bytes]:
+    """Complete events, from the start of one (as :class:`~headroom.proxy.sse.EventBuffer` hands them out), cut
+    into single events, each with its own terminator; joined, they give ``data`` back."""
+    out: list[bytes] = []
+    last = 0
+    for end in _event_ends(data):
+        out.append(data[last:end])
+        last = end
+    if last < len(data):
+        out.append(data[last:])
+    return out
+
+
+def _event_ends(data: bytes):
+    """Every event end in ``data`` (which starts at the beginning of a line), in order."""
+    line_start = True
+    previous_end = 0
+    for run in _EOL_RUN.finditer(data):
+        run_start, run_end = run.span()
+        if run_start > previous_end:
+            line_start = False  # text since the last line end
+        position = run_start
+        while position < run_end:
+            position += 2 if data.startswith(b"\r\n", position) else 1
+            if line_start:
+                yield position  # this line end closed an empty line
+            line_start = True
+        previous_end = run_end
+
+
+_EOL_RUN = re.compile(rb"[\r\n]+")  # a run of line-end bytes (CR, LF)

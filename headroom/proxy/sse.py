@@ -20,6 +20,10 @@ from __future__ import annotations
 
 import re
 
+from headroom.formats.base import split_events
+
+__all__ = ["MAX_EVENT_BYTES", "EventBuffer", "EventTooLong", "last_event_end", "split_events"]
+
 _EOL_RUN = re.compile(rb"[\r\n]+")
 _CR = 0x0D
 _EOL_BYTES = (0x0A, 0x0D)
@@ -69,36 +73,6 @@ def last_event_end(data: bytes, final: bool = False) -> int:
     ``final``: the stream ends there (a last CR is a line end)."""
     end = _last_end(b"\n" + data, 1, final, b"\r" in data)
     return end - 1 if end else 0
-
-
-def split_events(data: bytes) -> list[bytes]:
-    """Complete events, from the start of one (as :class:`EventBuffer` hands them out), cut
-    into single events, each with its own terminator; joined, they give ``data`` back."""
-    out: list[bytes] = []
-    last = 0
-    for end in _event_ends(data):
-        out.append(data[last:end])
-        last = end
-    if last < len(data):
-        out.append(data[last:])
-    return out
-
-
-def _event_ends(data: bytes):
-    """Every event end in ``data`` (which starts at the beginning of a line), in order."""
-    line_start = True
-    previous_end = 0
-    for run in _EOL_RUN.finditer(data):
-        run_start, run_end = run.span()
-        if run_start > previous_end:
-            line_start = False  # text since the last line end
-        position = run_start
-        while position < run_end:
-            position += 2 if data.startswith(b"\r\n", position) else 1
-            if line_start:
-                yield position  # this line end closed an empty line
-            line_start = True
-        previous_end = run_end
 
 
 class EventBuffer:
