@@ -34,7 +34,6 @@ retrieval calls were answered only in the record (it also called the client's to
 from __future__ import annotations
 
 import hashlib
-import re
 from typing import Any
 
 import ujson
@@ -48,6 +47,7 @@ from headroom.formats.base import (
     Turn,
     data_of,
     dumps,
+    split_events,
 )
 
 #: Schema keywords Gemini's ``Schema`` takes (OpenAPI 3.0 subset); any other is left out.
@@ -60,8 +60,6 @@ _END_FIELDS = ("finishReason", "finishMessage")  # what makes a chunk the end of
 _USAGE_DETAILS = ("promptTokensDetails", "cacheTokensDetails", "candidatesTokensDetails",
                   "toolUsePromptTokensDetails")
 _TEXT_ONLY = (frozenset({"text"}), frozenset({"text", "thought"}))
-# An event ends at a blank line: two line ends, a CRLF counting as one.
-_EVENT_END = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r(?!\n)|\n)")
 _SSE_END = b"\r\n\r\n"  # as Google ends its events
 
 
@@ -352,18 +350,6 @@ class GeminiToolLoop:
 
 
 # --- the stream ----------------------------------------------------------------------------------
-
-
-def split_events(data: bytes) -> list[bytes]:
-    """Whole SSE events, each with its terminator (a trailing unterminated piece as well)."""
-    out = []
-    start = 0
-    for end in _EVENT_END.finditer(data):
-        out.append(data[start:end.end()])
-        start = end.end()
-    if start < len(data):
-        out.append(data[start:])
-    return out
 
 
 class _Held:

@@ -10,8 +10,7 @@ import json
 from google.genai import types
 
 from headroom.formats import GEMINI
-from headroom.formats._gemini_tools import split_events
-from headroom.formats.base import ToolAnswer, data_of, dumps
+from headroom.formats.base import ToolAnswer, data_of, dumps, split_events
 from headroom.transforms.retrieval import INPUT_SCHEMA, TOOL_DESCRIPTION, TOOL_NAME
 
 LOOP = GEMINI.tool_loop
