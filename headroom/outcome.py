@@ -44,6 +44,8 @@ class RequestOutcome:
     prefix_changes: int = 0  # blocks sent on an earlier turn that went out with other bytes (a bug)
     bytes_in: int = 0
     bytes_out: int = 0
+    upstream_calls: int = 0  # calls to the upstream (more than one when the proxy answered retrievals)
+    retrievals: int = 0  # calls to headroom_retrieve the proxy answered
     messages: list | str | None = None  # only with --log-messages (a Responses ``input`` may be a string)
 
     @property

@@ -53,6 +53,12 @@ the upstream through it)
                                  ``{"cmd": "cat app.log"}`` for Codex's ``exec_command``
     x-mock-no-tools: 1           answer in text even when the request offers tools (one turn of an
                                  agent such as Claude Code, whose first tool starts a sub-agent)
+    x-mock-seek: FACT            answer as a careful model that needs FACT (also ``[seek: FACT]`` in
+                                 the newest user text): it calls ``headroom_retrieve`` when a Headroom
+                                 marker hid it, and answers ``Found: <line>`` (testkit.retrieving_model;
+                                 Anthropic: testkit.retrieving_anthropic, with a thinking block when
+                                 the request enables thinking)
+    x-mock-mixed: NAME           with x-mock-seek, a retrieving answer also calls the client's tool NAME
     x-mock-usage: JSON           a JSON object merged over the answer's ``usage`` (top-level
                                  keys replace), e.g. ``{"input_tokens": 10,
                                  "cache_read_input_tokens": 900}`` or, for OpenAI,
@@ -104,8 +110,7 @@ from typing import Any, NamedTuple
 
 from aiohttp import web
 
-from testkit.retrieving_model import TOOL_NAME as RETRIEVE_TOOL
-from testkit.retrieving_model import Answer, Seen, decide, seek_of
+from testkit import retrieving_anthropic, retrieving_gemini
 
 try:  # ujson is a Headroom dependency and ~3x faster than json here.
     import ujson
@@ -352,68 +357,6 @@ def tool_result_digests(req: dict[str, Any], anthropic: bool, responses_api: boo
         elif msg.get("role") == "tool":
             out.append(_content_digest(msg.get("content", "")))
     return ",".join(out)
-
-
-# --------------------------------------------------------------------------
-# Gemini's careful model (testkit/retrieving_model.py in Gemini's shape)
-# --------------------------------------------------------------------------
-
-GEMINI_LEAD = "Let me look that up. "  # the text before a retrieval call (its own chunk in a stream)
-GEMINI_SIGNATURE = base64.b64encode(b"mock thought signature").decode()  # on the retrieval call, as Gemini 2.5+
-
-
-def _gemini_newest_user_text(contents: list[Any]) -> str:
-    for content in reversed(contents):
-        if isinstance(content, dict) and content.get("role", "user") == "user":
-            texts = [p["text"] for p in content.get("parts") or () if isinstance(p, dict)
-                     and isinstance(p.get("text"), str)]
-            if texts:
-                return "\n".join(texts)
-    return ""
-
-
-def gemini_seen(req: dict[str, Any]) -> Seen:
-    """What the careful model received in a Gemini request: user texts and function
-    responses' values (not the model's own calls), its retrieval calls so far, whether the
-    tool is declared and whether ``toolConfig`` lets it call one."""
-    seen = Seen()
-    for tool in req.get("tools") or ():
-        for declaration in (tool.get("functionDeclarations") if isinstance(tool, dict) else None) or ():
-            if isinstance(declaration, dict) and declaration.get("name") == RETRIEVE_TOOL:
-                seen.declared = True
-    config = req.get("toolConfig") if isinstance(req.get("toolConfig"), dict) else {}
-    calling = config.get("functionCallingConfig") if isinstance(config.get("functionCallingConfig"), dict) else {}
-    seen.may_call = str(calling.get("mode", "AUTO")).upper() != "NONE"
-    for content in req.get("contents") or ():
-        if not isinstance(content, dict):
-            continue
-        for part in content.get("parts") or ():
-            if not isinstance(part, dict):
-                continue
-            if content.get("role") == "model":
-                call = part.get("functionCall")
-                if isinstance(call, dict) and call.get("name") == RETRIEVE_TOOL:
-                    args = call.get("args") if isinstance(call.get("args"), dict) else {}
-                    seen.asked.append((str(args.get("key")), str(args.get("query"))))
-            elif isinstance(part.get("text"), str):
-                seen.texts.append(part["text"])
-            elif isinstance(part.get("functionResponse"), dict):
-                response = part["functionResponse"].get("response")
-                for value in (response.values() if isinstance(response, dict) else ()):
-                    seen.texts.append(value if isinstance(value, str) else _dumps(value).decode())
-    return seen
-
-
-def _gemini_seeking(req: dict[str, Any], seek: str, mixed: str | None, events: int) -> list[list[dict]]:
-    """The careful model's answer as Gemini parts, one list per stream chunk."""
-    move = decide(seek, gemini_seen(req))
-    if isinstance(move, Answer):
-        return [[{"text": piece}] for piece in split_pieces(move.text, events)]
-    calls: list[dict] = [{"functionCall": {"name": RETRIEVE_TOOL, "args": {"key": move.key, "query": move.query}},
-                          "thoughtSignature": GEMINI_SIGNATURE}]
-    if mixed:
-        calls.append({"functionCall": {"name": mixed, "args": {}}})
-    return [[{"text": GEMINI_LEAD}], calls]
 
 
 # --------------------------------------------------------------------------
@@ -709,6 +652,9 @@ class MockUpstream:
         if isinstance(call, web.StreamResponse):
             return call
         body, req, events, reply = call
+        fact = retrieving_anthropic.seek(req, request.headers)
+        if fact is not None:
+            return await self._seeking(request, req, body, fact)
         model = req.get("model", "claude-mock")
         msg_id = f"msg_mock{next(self._ids):016d}"
         input_tokens = max(1, len(body) // 4)
@@ -762,6 +708,26 @@ class MockUpstream:
             _anthropic_event({"type": "message_stop"}),
         ]
         return await self._stream(request, True, frames, range(3, 3 + len(deltas)), output_tokens, receipt)
+
+    async def _seeking(self, request: web.Request, req: dict[str, Any], body: bytes, fact: str) -> web.StreamResponse:
+        """The careful model's answer (:mod:`testkit.retrieving_anthropic`), JSON or stream."""
+        refusal = retrieving_anthropic.thinking_refusal(req)
+        if refusal is not None:
+            return self._error(request, True, 400, refusal)
+        blocks = retrieving_anthropic.reply_blocks(req, fact, request.headers,
+                                                   lambda: f"toolu_mock{next(self._ids):016d}")
+        calls = any(block["type"] == "tool_use" for block in blocks)
+        usage = {"input_tokens": max(1, len(body) // 4), "cache_creation_input_tokens": 0,
+                 "cache_read_input_tokens": 0, "output_tokens": retrieving_anthropic.output_tokens(blocks)}
+        usage.update(_usage_header(request))
+        message = {"id": f"msg_mock{next(self._ids):016d}", "type": "message", "role": "assistant",
+                   "model": req.get("model", "claude-mock"), "content": blocks,
+                   "stop_reason": "tool_use" if calls else "end_turn", "stop_sequence": None, "usage": usage}
+        receipt = {"x-mock-tool-results-sha256": tool_result_digests(req, True)}
+        if not req.get("stream"):
+            return self._json(request, True, message, extra=receipt)
+        frames = retrieving_anthropic.stream_frames(message)
+        return await self._stream(request, True, frames, extra=receipt)
 
     async def count_tokens(self, request: web.Request) -> web.Response:
         body, err = await self._begin(request, True)
@@ -982,10 +948,9 @@ class MockUpstream:
         declared, else a text that names the digest of the function responses it got.
 
         Seeking a fact (``x-mock-seek: FACT`` or ``[seek: FACT]`` in the newest user text), it
-        answers as the careful model (:mod:`testkit.retrieving_model`): a ``headroom_retrieve``
+        answers as the careful model (:mod:`testkit.retrieving_gemini`): a ``headroom_retrieve``
         call after a short text (in a stream, the text is a chunk of its own), or a text
-        answer. ``x-mock-mixed: NAME`` adds a call to the client's function ``NAME`` to a
-        retrieval call, in the same answer."""
+        answer; a retrieval call sent back without its ``thoughtSignature`` is refused (400)."""
         body, err = await self._begin(request, False)
         if err is not None:
             return err
@@ -999,10 +964,14 @@ class MockUpstream:
         contents = req.get("contents") or []
         model, action = request.match_info["call"].rsplit(":", 1)
         prompt = max(1, len(body) // 4)
-        seek = seek_of(request.headers, _gemini_newest_user_text(contents))
-        if seek is not None:
-            chunks = _gemini_seeking(req, seek, request.headers.get("x-mock-mixed"),
-                                     max(1, _int_header(request, "x-mock-events", DEFAULT_EVENTS)))
+        refusal = retrieving_gemini.signature_refusal(req)
+        if refusal is not None:
+            error = {"code": 400, "message": refusal, "status": "INVALID_ARGUMENT"}
+            return web.Response(status=400, body=_dumps({"error": error}), content_type="application/json")
+        fact = retrieving_gemini.seek(req, request.headers)
+        if fact is not None:
+            chunks = retrieving_gemini.reply_chunks(req, fact, request.headers,
+                                                    max(1, _int_header(request, "x-mock-events", DEFAULT_EVENTS)))
             return await self._gemini_answer(request, action, chunks, prompt, model, thoughts=5)
         last = contents[-1] if contents and isinstance(contents[-1], dict) else {}
         answered = [p["functionResponse"] for c in contents if isinstance(c, dict)

@@ -26,6 +26,9 @@ TOOL_NAME = "headroom_retrieve"
 _SEEK_IN_TEXT = re.compile(r"\[seek: ([^\]]+)\]")
 # A Headroom marker: "[headroom: … <16 hex digits> …]", whatever its wording around the key.
 _MARKER_KEY = re.compile(r"\[headroom:[^\]]*?\b([0-9a-f]{16})\b[^\]]*\]")
+# Headroom's own notes (markers, a retrieval answer's header, a tool error): they may quote the
+# fact sought (a query echoed back) without holding it.
+_NOTE = re.compile(r"^\s*\[(?:headroom|\d+ line\(s\) of |lines? \d+)")
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,7 @@ def decide(seek: str, seen: Seen) -> Retrieve | Answer:
     needle = seek.lower()
     for text in seen.texts:
         for line in text.splitlines():
-            if needle in line.lower() and not _SEEK_IN_TEXT.search(line):
+            if needle in line.lower() and not _SEEK_IN_TEXT.search(line) and not _NOTE.match(line):
                 return Answer(f"Found: {line.strip()}")
     if seen.declared and seen.may_call:
         for text in seen.texts:

@@ -19,8 +19,8 @@ import pytest
 from google import genai
 from google.genai import types
 
-from testkit.mock_upstream import GEMINI_LEAD, GEMINI_SIGNATURE
 from testkit.originals import service_log
+from testkit.retrieving_gemini import LEAD, SIGNATURE
 from testkit.retrieving_model import TOOL_NAME
 
 MODEL = "gemini-2.5-flash"
@@ -99,7 +99,7 @@ def test_a_retrieval_is_answered_by_the_proxy_in_json_and_in_a_stream(proxy, fre
     fresh_mock.reset()
 
     whole = client.models.generate_content(model=MODEL, contents=conversation, config=_config(fact))
-    assert whole.text == f"{GEMINI_LEAD}Found: {line}"
+    assert whole.text == f"{LEAD}Found: {line}"
     _no_retrieval_call(whole)
     first, second = _bodies(fresh_mock)
     sent = json.dumps(first)
@@ -108,7 +108,7 @@ def test_a_retrieval_is_answered_by_the_proxy_in_json_and_in_a_stream(proxy, fre
     assert second["contents"][:len(first["contents"])] == first["contents"]
     model, results = second["contents"][len(first["contents"]):]
     call_part = model["parts"][-1]
-    assert call_part["functionCall"]["name"] == TOOL_NAME and call_part["thoughtSignature"] == GEMINI_SIGNATURE
+    assert call_part["functionCall"]["name"] == TOOL_NAME and call_part["thoughtSignature"] == SIGNATURE
     (reply,) = results["parts"]
     assert reply["functionResponse"]["name"] == TOOL_NAME and line in reply["functionResponse"]["response"]["content"]
     usage = whole.usage_metadata
@@ -143,7 +143,7 @@ def test_a_retrieval_beside_the_clients_own_call_is_answered_on_the_next_request
     answer = client.models.generate_content(model=MODEL, contents=conversation, config=_config(fact, "read_log"))
     assert [c.name for c in answer.function_calls] == ["read_log"]  # the client's own call only
     _no_retrieval_call(answer)
-    assert answer.text == GEMINI_LEAD
+    assert answer.text == LEAD
     (upstream_saw,) = _bodies(fresh_mock)  # no continuation: the client has a call to answer
 
     conversation += [answer.candidates[0].content, _log_result("mixed-2")]

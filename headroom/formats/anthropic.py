@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from headroom.formats._anthropic_tools import AnthropicToolLoop
 from headroom.formats.base import (
     USAGE_OBJECT,
     Block,
@@ -129,7 +130,7 @@ class AnthropicMessages:
     credential_headers = ("x-api-key", "authorization")
     budget_code = "budget_exceeded"
     usage_marker = USAGE_OBJECT
-    tool_loop: ToolLoop | None = None  # the retrieval tool: not yet in this format
+    tool_loop: ToolLoop | None = AnthropicToolLoop()
 
     def claims_path(self, path: str) -> bool:
         return path.startswith("/v1/messages")

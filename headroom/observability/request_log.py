@@ -44,7 +44,7 @@ FIELDS = (
     "tokens_before", "tokens_after", "tokens_saved",
     "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
     "cost_usd", "usd_spent", "usd_saved", "latency_ms", "overhead_ms", "ttfb_ms",
-    "cache", "transforms", "limited", "error", "api_key_hash",
+    "cache", "transforms", "limited", "error", "api_key_hash", "upstream_calls", "retrievals",
 )
 
 _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
@@ -87,6 +87,8 @@ def record_of(outcome: RequestOutcome, log_messages: bool = False) -> dict[str, 
         "limited": outcome.limited,
         "error": outcome.error,
         "api_key_hash": outcome.caller,
+        "upstream_calls": outcome.upstream_calls,  # usage and cost above count every one of them
+        "retrievals": outcome.retrievals,
     }
     if log_messages and outcome.messages is not None:
         record["messages"] = outcome.messages

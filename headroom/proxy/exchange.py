@@ -65,11 +65,13 @@ class Exchange:
     # -- the answer (forward / replay; Headroom's own errors through fail()) -----------------
     status: int = 0
     error: str | None = None  # kind of failure, e.g. "upstream_unreachable"
+    upstream_calls: int = 0  # every call upstream for this request (the retrieval loop adds its own)
+    retrievals: int = 0  # calls to headroom_retrieve the proxy answered (tool_loop)
     upstream_started: float = 0.0
     upstream_answered: float = 0.0  # the upstream's status line and headers arrived
     upstream_finished: float = 0.0
     first_byte_at: float = 0.0
-    usage: Usage | None = None
+    usage: Usage | None = None  # summed over every upstream call of the request
     answer: CachedAnswer | None = None  # the complete answer, when it is to be cached
     bytes_out: int = 0
 
@@ -161,5 +163,7 @@ def outcome_of(exchange: Exchange, pricing: Pricing) -> RequestOutcome:
         prefix_changes=len(changed),
         bytes_in=exchange.bytes_in,
         bytes_out=exchange.bytes_out,
+        upstream_calls=exchange.upstream_calls,
+        retrievals=exchange.retrievals,
         messages=exchange.messages,
     )

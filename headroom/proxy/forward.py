@@ -26,14 +26,16 @@ from sanic.compat import Header
 from sanic.response import HTTPResponse
 
 from headroom.formats import Format
+from headroom.formats.base import Splicer
 from headroom.proxy.errors import ProxyError
 from headroom.proxy.exchange import Exchange
 from headroom.proxy.headers import request_headers, response_headers
 from headroom.proxy.resources import resources_of
 from headroom.proxy.response_cache import MAX_ENTRY_BYTES, CachedAnswer
 from headroom.proxy.sse import EventBuffer, EventTooLong
-from headroom.proxy.upstream import UpstreamRequest, read_body
-from headroom.proxy.usage import StreamUsage, usage_from_body
+from headroom.proxy.tool_loop import Retrieval
+from headroom.proxy.upstream import UpstreamError, UpstreamRequest, read_body
+from headroom.proxy.usage import StreamUsage, normalised, usage_from_body
 
 
 def upstream_url(request: Request, fmt: Format, path: str) -> str:
@@ -44,19 +46,30 @@ def upstream_url(request: Request, fmt: Format, path: str) -> str:
 
 
 async def forward(
-    request: Request, fmt: Format, path: str, body: bytes | None, exchange: Exchange
+    request: Request, fmt: Format, path: str, body: bytes | None, exchange: Exchange,
+    looped: dict | None = None,
 ) -> HTTPResponse | None:
     """Proxy ``request`` (with ``body``) to ``path`` on the format's upstream.
 
     Returns the response for a buffered answer, or ``None`` once a streamed answer (SSE, or
     a pass-through download) has been relayed in full through ``request.respond()``.
+    ``looped``: ``body`` parsed, when it declares the retrieval tool (:mod:`~headroom.proxy.tool_loop`
+    answers the model's calls to it).
     """
+    resources = resources_of(request)
     upstream_request = UpstreamRequest(
         request.method, upstream_url(request, fmt, path), request_headers(request.headers.items()), body
     )
     exchange.upstream_started = perf_counter()
-    resp = await resources_of(request).upstream.open(upstream_request)
+    exchange.upstream_calls += 1
+    resp = await resources.upstream.open(upstream_request)
     exchange.upstream_answered = perf_counter()
+    retrieval = None
+    if looped is not None and fmt.tool_loop is not None and exchange.caller is not None and resp.status == 200:
+        config = resources.config
+        retrieval = Retrieval(fmt.tool_loop, resources.store, exchange.caller, exchange, resources.upstream,
+                              upstream_request, looped, config.max_retrievals, config.ccr_ttl,
+                              config.max_response_bytes)
     try:
         exchange.status = resp.status
         headers = Header(response_headers(resp.headers.items()))
@@ -64,7 +77,7 @@ async def forward(
             headers["x-request-id"] = exchange.request_id
         if resp.content_type == "text/event-stream":
             headers.update(exchange.headroom_headers())
-            await relay_stream(request, resp, headers, fmt, exchange)
+            await relay_stream(request, resp, headers, fmt, exchange, retrieval)
             return None
         if not exchange.llm and _is_download(request, resp):  # a pass-through non-JSON body
             await relay_download(request, resp, headers, exchange)
@@ -75,14 +88,16 @@ async def forward(
             raise ProxyError(504, "upstream did not finish its answer in time") from None
         except aiohttp.ClientError as exc:
             raise ProxyError(502, f"upstream answer broke off: {type(exc).__name__}") from None
+        if retrieval is not None:
+            exchange.status, payload = await retrieval.json_answer(payload)
         exchange.upstream_finished = perf_counter()
         exchange.bytes_out = len(payload)
-        if resp.status < 400:
+        if exchange.status < 400:
             exchange.usage = usage_from_body(fmt, payload)
-            if exchange.cache_key and resp.status == 200 and len(payload) <= MAX_ENTRY_BYTES:
+            if exchange.cache_key and exchange.status == 200 and len(payload) <= MAX_ENTRY_BYTES:
                 exchange.answer = CachedAnswer(resp.headers.get("content-type", "application/json"), payload)
-        headers.update(exchange.headroom_headers(resources_of(request).pricing))
-        return HTTPResponse(payload, status=resp.status, headers=headers)
+        headers.update(exchange.headroom_headers(resources.pricing))
+        return HTTPResponse(payload, status=exchange.status, headers=headers)
     except asyncio.CancelledError:
         # The client went away: drop the upstream connection instead of reusing it.
         resp.close()
@@ -135,7 +150,8 @@ async def relay_download(
 
 
 async def relay_stream(
-    request: Request, resp: aiohttp.ClientResponse, headers: Header, fmt: Format, exchange: Exchange
+    request: Request, resp: aiohttp.ClientResponse, headers: Header, fmt: Format, exchange: Exchange,
+    retrieval: Retrieval | None = None,
 ) -> None:
     """Relay SSE as whole events, as soon as each arrives.
 
@@ -144,6 +160,11 @@ async def relay_stream(
     The same error event ends a stream whose event (or line) grows past
     :data:`~headroom.proxy.sse.MAX_EVENT_BYTES` without ending: waiting for its end would
     hold whatever the upstream sends.
+
+    With ``retrieval`` the events go through the format's splicer on their way (nothing is
+    buffered: only a retrieval call's own events and the end of the answer are held), and
+    when the model called the retrieval tool the continuation's stream follows in the same
+    response (:mod:`~headroom.proxy.tool_loop`).
     """
     response = await request.respond(status=resp.status, headers=headers)
     meter = StreamUsage(fmt, strip_usage_chunk=exchange.strip_usage_chunk)
@@ -152,11 +173,14 @@ async def relay_stream(
     framing = EventBuffer()
     broken = False
     last_sent = b""  # the latest events passed on (an error event may continue their numbering)
+    splicer = retrieval.loop.splicer() if retrieval is not None else None
 
-    async def pass_on(complete: bytes) -> None:
+    async def pass_on(complete: bytes, splice: bool = True) -> None:
         nonlocal kept, kept_bytes, last_sent
         if not exchange.first_byte_at:
             exchange.first_byte_at = perf_counter()
+        if splicer is not None and splice:
+            complete = splicer.feed(complete)
         events = meter.feed(complete)
         if events:
             last_sent = events
@@ -168,36 +192,75 @@ async def relay_stream(
                 if kept_bytes > MAX_ENTRY_BYTES:
                     kept = None
 
+    source = resp
     try:
-        async for chunk in resp.content.iter_any():
-            complete = framing.push(chunk)
+        while True:
+            async for chunk in source.content.iter_any():
+                complete = framing.push(chunk)
+                if complete:
+                    await pass_on(complete)
+            complete, pending = framing.close()  # the end of the stream settles a final CR
             if complete:
                 await pass_on(complete)
-        complete, pending = framing.close()  # the end of the stream settles a final CR
-        if complete:
-            await pass_on(complete)
-        if pending:  # the upstream ended without a final blank line: pass it on as is
-            await response.send(pending)
-            exchange.bytes_out += len(pending)
-            kept = None  # not a well-formed stream: never replay it
-    except (aiohttp.ClientError, asyncio.TimeoutError, EventTooLong) as exc:
+            if pending:  # the upstream ended without a final blank line: pass it on as is
+                await response.send(pending)
+                exchange.bytes_out += len(pending)
+                kept = None  # not a well-formed stream: never replay it
+                break
+            if retrieval is None or splicer is None:
+                break
+            following = await _continuation(retrieval, splicer)
+            if following is None:
+                break
+            if source is not resp:
+                source.release()
+            source = following
+            if source.status != 200 or source.content_type != "text/event-stream":
+                broken = True
+                exchange.error = exchange.error or "retrieval_continuation_failed"
+                await response.send(fmt.stream_error_event(
+                    f"The upstream answered the retrieval continuation with HTTP {source.status}", last_sent))
+                break
+            splicer.resume()
+        if splicer is not None and retrieval is not None and not broken:
+            await retrieval.remember(splicer.visible())
+            await pass_on(splicer.close(), splice=False)
+    except (aiohttp.ClientError, asyncio.TimeoutError, EventTooLong, UpstreamError) as exc:
         broken = True
         if isinstance(exc, EventTooLong):
-            resp.close()  # the rest of the event is still on its way: never reuse this connection
+            source.close()  # the rest of the event is still on its way: never reuse this connection
             exchange.error = "stream_event_too_large"
             message = f"The upstream sent an event over {exc.limit / 2**20:g} MiB; the stream was cut"
+        elif isinstance(exc, UpstreamError):
+            exchange.error = exchange.error or "retrieval_continuation_failed"
+            message = f"The retrieval continuation failed: {exc.message}"
         else:
             timed_out = isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError))
             reason = "timed out" if timed_out else "broke off"
             exchange.error = exchange.error or ("stream_timeout" if timed_out else "stream_broken")
             message = f"The upstream stream {reason} before it was complete"
         await response.send(fmt.stream_error_event(message, last_sent))
+    except asyncio.CancelledError:
+        if source is not resp:
+            source.close()
+        raise
+    finally:
+        if source is not resp:
+            source.release()
     exchange.upstream_finished = perf_counter()
     exchange.usage = meter.usage
+    if splicer is not None and splicer.usage is not None:
+        exchange.usage = normalised(fmt, splicer.usage) or meter.usage
     # An upstream may end a 200 stream with its own error event: such a stream is not cached.
     if kept is not None and not broken and not fmt.stream_failed(b"".join(kept[-1:])):
         exchange.answer = CachedAnswer(headers.get("content-type", "text/event-stream"), b"".join(kept))
     await response.eof()
+
+
+async def _continuation(retrieval: Retrieval, splicer: Splicer) -> aiohttp.ClientResponse | None:
+    """The next upstream stream of the answer, when the model called the retrieval tool."""
+    body = await retrieval.follow(splicer.turn)
+    return None if body is None else await retrieval.open(body)
 
 
 async def replay(request: Request, answer: CachedAnswer, exchange: Exchange) -> HTTPResponse | None:

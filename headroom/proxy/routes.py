@@ -33,6 +33,7 @@ from headroom.proxy.forward import forward, replay
 from headroom.proxy.guards import Refused, enforce, guard_request, store_down
 from headroom.proxy.request_id import request_id_for
 from headroom.proxy.resources import resources_of
+from headroom.proxy.tool_loop import restore_turns, tool_loop_of
 from headroom.state.identity import MalformedCredential, caller_hash, credential_of
 from headroom.state.store import StoreUnavailable
 
@@ -119,13 +120,21 @@ async def llm_request(
             if admission.guard is not None:
                 enforce(config, fmt, admission.guard)
 
+    # The retrieval tool (tool_loop): declared on every request that carries tools, and the
+    # turns the client got spliced put back as the upstream saw them, before compression.
+    loop = tool_loop_of(config, fmt)
+    looped = loop is not None and loop.declare(parsed)
+    if looped:
+        assert loop is not None and exchange.caller is not None
+        await restore_turns(store, exchange.caller, loop, parsed)
+        body = dumps(parsed)
     compressed = await compress_request(resources, parsed, exchange)
     if compressed is not None:
         parsed, body = compressed, dumps(compressed)
     if fmt.prepare(parsed):  # e.g. ask a Chat Completions stream for its usage
         body = dumps(parsed)
         exchange.strip_usage_chunk = True
-    return await forward(request, fmt, path, body, exchange)
+    return await forward(request, fmt, path, body, exchange, parsed if looped else None)
 
 
 async def llm_route(request: Request, fmt: Format, upstream_path: str):

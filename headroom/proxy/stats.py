@@ -56,6 +56,10 @@ def delta_of(outcome: RequestOutcome) -> StatsDelta:
     if all_input:
         counters[f"prompt_cache:{outcome.provider}:input_tokens"] = all_input
         counters[f"prompt_cache:{outcome.provider}:read_tokens"] = outcome.cache_read_tokens
+    if outcome.upstream_calls > 1:  # the retrieval loop asked the upstream again (tool_loop)
+        counters["loop:continuations"] = outcome.upstream_calls - 1
+    if outcome.retrievals:
+        counters["loop:retrievals"] = outcome.retrievals
     if outcome.prefix_changes:
         counters["prefix_changes"] = outcome.prefix_changes
         counters[f"prefix_changes:{outcome.provider}"] = outcome.prefix_changes
@@ -232,5 +236,9 @@ def detailed(snapshot: StatsSnapshot) -> dict:
         # Earlier tool outputs re-sent with other bytes (a cache break Headroom caused): should stay 0.
         "prefix_changes": int(counters.get("prefix_changes", 0)),
         "prefix_changes_by_provider": _prefixed(counters, "prefix_changes:"),
+        # The retrieval loop: calls to headroom_retrieve the proxy answered, and the extra upstream
+        # calls they took (their tokens are in the usage and cost figures above).
+        "retrieval_loop": {"retrievals": int(counters.get("loop:retrievals", 0)),
+                           "continuations": int(counters.get("loop:continuations", 0))},
         "recent_requests": [ujson.loads(entry) for entry in snapshot.recent],
     }

@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 from headroom.formats import Block, Format, named
+from headroom.formats.base import TOOL_NAME
 from headroom.savings import BlockSaving
 from headroom.state.store import Store, StoreUnavailable
 from headroom.transforms import accounting, ccr, envelope, memo, prefix_guard, tokens
@@ -172,7 +173,8 @@ async def _run(body: dict, fmt: Format, store: Store, caller: str, opts: Pipelin
     if not isinstance(body, dict):
         raise ValueError("the request body is not a JSON object")
     receipt = Receipt()
-    blocks = fmt.blocks(body, opts.min_block_chars)
+    # A retrieval result the proxy put in the conversation is what the model asked to see whole.
+    blocks = [block for block in fmt.blocks(body, opts.min_block_chars) if block.tool_name != TOOL_NAME]
     entries: dict[tuple, MemoEntry] = {}
     hits: set[tuple] = set()
     if blocks:
