@@ -55,7 +55,7 @@ def _log(salt: str) -> str:
 def _fact(salt: str, line: int) -> str:
     """What the model looks for: line ``line`` of log ``salt`` (an INFO line, which compression cuts)."""
     assert line % 97
-    return f"GET /api/{salt}/orders/{line} "
+    return f"GET /api/{salt}/orders/{line} 200"
 
 
 def _line(salt: str, line: int) -> str:
@@ -99,7 +99,7 @@ def test_a_retrieval_is_answered_by_the_proxy_in_json_and_in_a_stream(proxy, fre
     fresh_mock.reset()
 
     whole = client.models.generate_content(model=MODEL, contents=conversation, config=_config(fact))
-    assert whole.text == f"{LEAD}Found: {line}"
+    assert whole.text == f"{LEAD}Found: 123:{line}"  # the line as the retrieval answer numbers it
     _no_retrieval_call(whole)
     first, second = _bodies(fresh_mock)
     sent = json.dumps(first)
@@ -148,7 +148,7 @@ def test_a_retrieval_beside_the_clients_own_call_is_answered_on_the_next_request
 
     conversation += [answer.candidates[0].content, _log_result("mixed-2")]
     final = client.models.generate_content(model=MODEL, contents=conversation, config=_config(fact))
-    assert final.text == f"Found: {line}"  # from the retrieval result the proxy put in
+    assert final.text == f"Found: 200:{line}"  # from the retrieval result the proxy put in
     _, nxt = _bodies(fresh_mock)
     turn, results = nxt["contents"][len(upstream_saw["contents"]):][:2]
     assert [p["functionCall"]["name"] for p in turn["parts"] if "functionCall" in p] == [TOOL_NAME, "read_log"]
@@ -225,6 +225,9 @@ def test_a_15_turn_session_with_retrievals_keeps_every_prefix_byte_for_byte(prox
                   if p.get("functionResponse", {}).get("name") == TOOL_NAME]
     assert len(retrievals) == 16  # every one the upstream ever got is still in its place
     assert len(raws) == len(turns) + 15  # a continuation per retrieval, but the one beside the client's call
+    # A line of the third log takes a third retrieval: its continuation is asked to answer without tools.
+    modes = [b.get("toolConfig", {}).get("functionCallingConfig", {}).get("mode") for b in bodies]
+    assert modes.count("NONE") == 2
     for i in range(1, len(raws)):
         before, after = raws[i - 1], raws[i]
         (b_start, b_end), (a_start, _) = _contents_span(before), _contents_span(after)
