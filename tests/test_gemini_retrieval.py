@@ -134,26 +134,53 @@ def _prompt_tokens(mock) -> int:
                if ":" in r["path"].rsplit("/", 1)[-1])
 
 
-def test_a_retrieval_beside_the_clients_own_call_is_answered_on_the_next_request(proxy, fresh_mock):
-    client = _client(proxy, "gk-retrieval-mixed")
+@pytest.mark.parametrize("streamed", [False, True], ids=["json", "stream"])
+def test_a_retrieval_beside_the_clients_own_call_is_answered_on_the_next_request(proxy, fresh_mock, streamed):
+    client = _client(proxy, f"gk-retrieval-mixed-{streamed}")
     conversation = _log_conversation(client, "mixed")
     fact, line = _fact("mixed", 200), _line("mixed", 200)
     fresh_mock.reset()
 
-    answer = client.models.generate_content(model=MODEL, contents=conversation, config=_config(fact, "read_log"))
-    assert [c.name for c in answer.function_calls] == ["read_log"]  # the client's own call only
-    _no_retrieval_call(answer)
-    assert answer.text == LEAD
+    config = _config(fact, "read_log")
+    if streamed:
+        chunks = list(client.models.generate_content_stream(model=MODEL, contents=conversation, config=config))
+        for chunk in chunks:
+            _no_retrieval_call(chunk)
+        calls = [c.name for chunk in chunks for c in chunk.function_calls or ()]
+        text = "".join(c.text or "" for c in chunks)
+        turn = types.Content(role="model", parts=[p for c in chunks for p in c.candidates[0].content.parts or ()])
+    else:
+        answer = client.models.generate_content(model=MODEL, contents=conversation, config=config)
+        _no_retrieval_call(answer)
+        calls, text, turn = [c.name for c in answer.function_calls], answer.text, answer.candidates[0].content
+    assert calls == ["read_log"] and text == LEAD  # the client's own call only
     (upstream_saw,) = _bodies(fresh_mock)  # no continuation: the client has a call to answer
 
-    conversation += [answer.candidates[0].content, _log_result("mixed-2")]
+    conversation += [turn, _log_result("mixed-2")]
     final = client.models.generate_content(model=MODEL, contents=conversation, config=_config(fact))
     assert final.text == f"Found: 200:{line}"  # from the retrieval result the proxy put in
     _, nxt = _bodies(fresh_mock)
-    turn, results = nxt["contents"][len(upstream_saw["contents"]):][:2]
-    assert [p["functionCall"]["name"] for p in turn["parts"] if "functionCall" in p] == [TOOL_NAME, "read_log"]
+    model, results = nxt["contents"][len(upstream_saw["contents"]):][:2]
+    assert [p["functionCall"]["name"] for p in model["parts"] if "functionCall" in p] == [TOOL_NAME, "read_log"]
     assert [p["functionResponse"]["name"] for p in results["parts"]] == ["read_log", TOOL_NAME]
     assert line in results["parts"][1]["functionResponse"]["response"]["content"]
+
+
+def test_a_key_the_store_cannot_answer_is_a_tool_error_the_model_reads(proxy, fresh_mock):
+    client = _client(proxy, "gk-retrieval-miss")
+    marker = "[headroom: 390 of 400 lines omitted; retrieve with key 0123456789abcdef]"
+    result = types.Content(role="user", parts=[types.Part.from_function_response(
+        name="read_log", response={"output": f"2026-03-04T10:00:01Z INFO start\n{marker}"})])
+    conversation = [_ask("Read the service log"),
+                    types.Content(role="model", parts=[types.Part.from_function_call(name="read_log", args={})]),
+                    result]
+    fact = _fact("miss", 5)
+    answer = client.models.generate_content(model=MODEL, contents=conversation, config=_config(fact))
+    assert answer.text == f"{LEAD}Not found: {fact}"  # an ordinary answer, not a failed request
+    _, second = _bodies(fresh_mock)
+    response = second["contents"][-1]["parts"][0]["functionResponse"]
+    assert response["name"] == TOOL_NAME and list(response["response"]) == ["error"]
+    assert "0123456789abcdef" in response["response"]["error"]
 
 
 def _contents_span(raw: str) -> tuple[int, int]:

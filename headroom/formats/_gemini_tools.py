@@ -5,7 +5,8 @@ Declared as one more ``tools`` entry, ``{"functionDeclarations": [...]}``, appen
 ``parameters`` are Gemini's ``Schema``, an OpenAPI subset: the JSON Schema of
 :data:`~headroom.formats.base.INPUT_SCHEMA` with its types upper-cased (``"OBJECT"``,
 ``"STRING"``, as the API's ``Type`` enum spells them) and what the Developer API refuses
-(``additionalProperties``) left out.
+(``additionalProperties``) left out. Not declared when ``generationConfig.candidateCount`` asks
+for several candidates: only the first is merged and spliced.
 
 A call is a ``functionCall`` part of ``candidates[0].content``; its ``id`` is often absent, so
 a call without one gets a name from its position in that content (only the loop sees it). The
@@ -244,6 +245,10 @@ class GeminiToolLoop:
         tools = body.get("tools")
         if not isinstance(tools, list) or not tools:
             return False
+        config = body.get("generationConfig")
+        count = config.get("candidateCount") if isinstance(config, dict) else None
+        if isinstance(count, int) and count > 1:
+            return False  # only the first candidate is merged and spliced
         declares = False
         for tool in tools:
             for declaration in (tool.get("functionDeclarations") if isinstance(tool, dict) else None) or ():

@@ -103,7 +103,8 @@ def test_declare_appends_the_tool_last_as_a_schema_gemini_accepts():
 
 def test_declare_leaves_requests_without_function_tools_alone():
     for body in (_request(tools=False), {**_request(tools=False), "tools": []},
-                 {**_request(tools=False), "tools": [{"googleSearch": {}}]}):
+                 {**_request(tools=False), "tools": [{"googleSearch": {}}]},
+                 {**_request(), "generationConfig": {"candidateCount": 2}}):
         before = copy.deepcopy(body)
         assert not LOOP.declare(body)
         assert body == before
