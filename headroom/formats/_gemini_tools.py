@@ -35,6 +35,7 @@ retrieval calls were answered only in the record (it also called the client's to
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 import ujson
@@ -62,6 +63,8 @@ _USAGE_DETAILS = ("promptTokensDetails", "cacheTokensDetails", "candidatesTokens
                   "toolUsePromptTokensDetails")
 _TEXT_ONLY = (frozenset({"text"}), frozenset({"text", "thought"}))
 _SSE_END = b"\r\n\r\n"  # as Google ends its events
+# An event that may call a function or end the answer (anything else is relayed unread).
+_CALL_OR_END = re.compile(rb'"(?:functionCall|finishReason|finishMessage)"')
 
 
 def gemini_schema(schema: Any) -> Any:
@@ -167,19 +170,33 @@ def _without_retrieval(message: Any) -> dict:
     return {**content, "parts": [p for p in _content_parts(content) if not _is_retrieval(p)]}
 
 
-def _append_parts(parts: list, new: list) -> None:
-    """Append stream parts, joining a text fragment to the text part before it (same kind)."""
-    for part in new:
-        if not isinstance(part, dict):
-            parts.append(part)
+def _text_run(part: Any) -> tuple | None:
+    """What a stream text fragment joins on (its kind), or None when it is not a bare text part."""
+    if isinstance(part, dict) and frozenset(part) in _TEXT_ONLY and isinstance(part.get("text"), str):
+        return (frozenset(part), part.get("thought"))
+    return None
+
+
+def joined(parts: list) -> list:
+    """A stream's parts as one content holds them: consecutive bare text fragments of the same
+    kind joined into one part (any part with more to it, a ``thoughtSignature``, stays as sent)."""
+    out: list = []
+    run: list[str] = []
+    kind = None
+    for part in parts:
+        this = _text_run(part)
+        if run and this != kind:
+            out[-1] = {**out[-1], "text": "".join(run)}
+            run = []
+        if this is not None and run:
+            run.append(part["text"])
             continue
-        previous = parts[-1] if parts else None
-        if (isinstance(previous, dict) and frozenset(part) in _TEXT_ONLY and frozenset(previous) == frozenset(part)
-                and isinstance(part.get("text"), str) and isinstance(previous.get("text"), str)
-                and previous.get("thought") == part.get("thought")):
-            parts[-1] = {**previous, "text": previous["text"] + part["text"]}
-        else:
-            parts.append(part)
+        out.append(part)
+        if this is not None:
+            run, kind = [part["text"]], this
+    if run:
+        out[-1] = {**out[-1], "text": "".join(run)}
+    return out
 
 
 def fingerprint(content: Any) -> str | None:
@@ -377,33 +394,27 @@ class GeminiSplicer:
         self._continued = False  # a continuation is under way: chunks are rewritten
         self._done_usage: dict | None = None  # summed over the upstream streams before this one
         self._usage: dict | None = None  # the current stream's latest
-        self._parts: list = []  # the current stream's parts, retrieval calls included
-        self._visible: list = []  # every part the client gets
+        self._parts: list = []  # the current stream's parts, retrieval calls included, as they came
+        self._visible: list = []  # every part the client gets, as they came
         self._held: list[_Held] = []
         self._ended = False  # the current stream sent its finishReason
         self._queued: list[bytes] = []  # the previous stream's held text, sent with the next events
+        self._unread: list[bytes] = []  # events relayed as they were, not read yet
 
     def feed(self, events: bytes) -> bytes:
+        if not (self._continued or self._ended or _CALL_OR_END.search(events)):
+            self._unread.append(events)  # the first stream's text on its way: out at once, read when needed
+            return events
+        self._read()
         out, self._queued = self._queued, []
         for raw in split_events(events):
-            data = data_of(raw)
-            try:
-                chunk = ujson.loads(data) if data else None
-            except ValueError:
-                chunk = None
-            if not isinstance(chunk, dict) or "error" in chunk:
+            chunk = self._absorb(raw)
+            if chunk is None:
                 out.append(raw)  # comments, errors: the client's as they are
                 continue
-            if self._identity is None:
-                self._identity = {k: chunk[k] for k in ("responseId", "modelVersion") if k in chunk}
-            usage = chunk.get("usageMetadata")
-            if isinstance(usage, dict):
-                self._usage = usage
             candidate = _candidate(chunk)
             parts = _content_parts(candidate.get("content")) if candidate is not None else []
             kept = [p for p in parts if not _is_retrieval(p)]
-            _append_parts(self._parts, parts)
-            _append_parts(self._visible, kept)
             stripped = len(kept) != len(parts)
             if self._ended or (candidate is not None and any(k in candidate for k in _END_FIELDS)):
                 self._ended = True
@@ -411,15 +422,48 @@ class GeminiSplicer:
             elif stripped and not kept:
                 continue  # nothing left of it but a retrieval call
             elif stripped or self._continued:
-                out.append(self._render(chunk, kept, usage))
+                out.append(self._render(chunk, kept, chunk.get("usageMetadata")))
             else:
                 out.append(raw)
         return b"".join(out)
 
+    def _absorb(self, raw: bytes) -> dict | None:
+        """Take in one event: its chunk (None when it is none: a comment, an error), whose
+        parts and usage now count."""
+        data = data_of(raw)
+        try:
+            chunk = ujson.loads(data) if data else None
+        except ValueError:
+            return None
+        if not isinstance(chunk, dict) or "error" in chunk:
+            return None
+        if self._identity is None:
+            self._identity = {k: chunk[k] for k in ("responseId", "modelVersion") if k in chunk}
+        usage = chunk.get("usageMetadata")
+        if isinstance(usage, dict):
+            self._usage = usage
+        candidate = _candidate(chunk)
+        parts = _content_parts(candidate.get("content")) if candidate is not None else []
+        self._parts += parts
+        self._visible += [p for p in parts if not _is_retrieval(p)]
+        return chunk
+
+    def _read(self) -> None:
+        """Take in the events relayed unread (a stream's text is only read once its turn is asked for)."""
+        unread, self._unread = self._unread, []
+        for events in unread:
+            if events.count(b"data:") == 1 and events.startswith(b"data:"):
+                self._absorb(events)  # one event (the usual case): no need to cut it out
+            else:
+                for raw in split_events(events):
+                    self._absorb(raw)
+
     def turn(self) -> Turn:
-        return _turn_of({"role": "model", "parts": list(self._parts)})
+        self._read()
+        return _turn_of({"role": "model", "parts": joined(self._parts)})
 
     def resume(self) -> None:
+        self._read()
         for held in self._held:  # the end goes; what it said goes out before the continuation
             if held.parts:
                 self._queued.append(self._render(held.chunk, held.parts, held.chunk.get("usageMetadata"), end=False))
@@ -428,6 +472,7 @@ class GeminiSplicer:
         self._parts, self._held, self._ended, self._continued = [], [], False, True
 
     def close(self) -> bytes:
+        self._read()
         out, self._queued = self._queued, []
         if not self._continued and not any(h.stripped for h in self._held):
             out += [held.raw for held in self._held]  # nothing changed: as the upstream sent it
@@ -440,10 +485,12 @@ class GeminiSplicer:
         return b"".join(out)
 
     def visible(self) -> Any:
-        return {"role": "model", "parts": list(self._visible)}
+        self._read()
+        return {"role": "model", "parts": joined(self._visible)}
 
     @property
     def usage(self) -> dict | None:
+        self._read()
         return sum_usage(self._done_usage, self._usage)
 
     def _render(self, chunk: dict, parts: list, usage: Any, end: bool = True, summed: bool = False) -> bytes:

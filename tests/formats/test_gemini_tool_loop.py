@@ -262,6 +262,16 @@ def test_a_retrieval_is_spliced_into_one_stream():
         {"text": "Let me look that up. Found: ord_00150 failed: card declined"}]}
 
 
+def test_events_that_arrive_together_are_read_in_order():
+    first = _first_stream()
+    splicer = LOOP.splicer()
+    assert splicer.feed(first[0] + first[1]) == first[0] + first[1]  # relayed unread
+    assert splicer.feed(b": ping\r\n\r\n" + first[2]) == b": ping\r\n\r\n"
+    assert splicer.turn().message["parts"] == [{"text": "Let me look that up. "},
+                                               {"functionCall": CALL, "thoughtSignature": SIGNATURE}]
+    assert splicer.usage == _usage(400, 20, 30)
+
+
 def test_text_in_the_chunk_that_ends_a_retrieving_stream_goes_out_before_the_continuation():
     splicer = LOOP.splicer()
     end = _event(_chunk([{"text": "Checking."}, {"functionCall": CALL}], "s1", _usage(10, 4), "STOP"))
