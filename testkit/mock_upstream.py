@@ -59,6 +59,8 @@ the upstream through it)
                                  Anthropic: testkit.retrieving_anthropic, with a thinking block when
                                  the request enables thinking)
     x-mock-mixed: NAME           with x-mock-seek, a retrieving answer also calls the client's tool NAME
+    x-mock-call-first: NAME      with x-mock-seek, before any tool result: call the client's tool NAME
+                                 (arguments from x-mock-tool-arguments)
     x-mock-usage: JSON           a JSON object merged over the answer's ``usage`` (top-level
                                  keys replace), e.g. ``{"input_tokens": 10,
                                  "cache_read_input_tokens": 900}`` or, for OpenAI,

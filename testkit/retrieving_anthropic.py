@@ -8,7 +8,9 @@ With ``thinking`` enabled the answer starts with a thinking block whose signatur
 checks when the turn comes back (:func:`thinking_refusal`), as the real API refuses a tool-use
 turn whose thinking was dropped or changed. ``x-mock-mixed: NAME`` makes a retrieving answer
 also call the client's tool ``NAME`` (after the retrieval call), so the proxy must hand the
-client its own call only. :func:`stream_frames` renders the blocks as the API streams them.
+client its own call only. ``x-mock-call-first: NAME`` (with ``x-mock-tool-arguments``) makes
+the first answer of a conversation a call to the client's tool ``NAME`` (an agent reading the
+file that holds the fact: a real CLI runs it). :func:`stream_frames` renders the blocks as the API streams them.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import ujson
 from testkit.retrieving_model import TOOL_NAME, Answer, Retrieve, Seen, decide, seek_of
 
 MIXED_HEADER = "x-mock-mixed"
+FIRST_HEADER = "x-mock-call-first"  # before any tool result: call the client's tool NAME first
+ARGUMENTS_HEADER = "x-mock-tool-arguments"  # its arguments (a JSON object)
 RETRIEVE_PREAMBLE = "Let me get that line back."
 
 
@@ -117,13 +121,46 @@ def thinking_refusal(req: dict[str, Any]) -> str | None:
     return None
 
 
+def _client_call(req: dict[str, Any], name: str | None, arguments: dict | None, new_id) -> dict[str, Any] | None:
+    """A call to the client's tool ``name`` (None when the request does not offer it): the given
+    arguments, else the schema's required strings, each "x"."""
+    tools = req.get("tools") if isinstance(req.get("tools"), list) else []
+    tool = next((t for t in tools if isinstance(t, dict) and t.get("name") == name), None)
+    if not name or tool is None:
+        return None
+    if arguments is None:
+        schema = tool.get("input_schema") or {}
+        props = schema.get("properties") or {}
+        arguments = {key: "x" for key in schema.get("required") or ()
+                     if isinstance(props.get(key), dict) and props[key].get("type") == "string"}
+    return {"type": "tool_use", "id": new_id(), "name": name, "input": arguments}
+
+
+def _has_tool_result(req: dict[str, Any]) -> bool:
+    return any(isinstance(m, dict) and isinstance(m.get("content"), list)
+               and any(isinstance(b, dict) and b.get("type") == "tool_result" for b in m["content"])
+               for m in req.get("messages") or [])
+
+
+def _arguments(headers) -> dict | None:
+    try:
+        value = ujson.loads(headers.get(ARGUMENTS_HEADER) or "null")
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def reply_blocks(req: dict[str, Any], fact: str, headers, new_id) -> list[dict[str, Any]]:
     """The careful model's answer as content blocks (``new_id()`` gives fresh tool-use ids)."""
-    move = decide(fact, seen_of(req))
     blocks: list[dict[str, Any]] = []
     if thinking_on(req):
         thought = f"I need the line that mentions {fact}."
         blocks.append({"type": "thinking", "thinking": thought, "signature": signature(thought)})
+    first = None if _has_tool_result(req) else _client_call(req, headers.get(FIRST_HEADER), _arguments(headers),
+                                                             new_id)
+    if first is not None:  # an agent's first step: run the client's tool whose output holds the fact
+        return [*blocks, {"type": "text", "text": "Let me look."}, first]
+    move = decide(fact, seen_of(req))
     if isinstance(move, Answer):
         blocks.append({"type": "text", "text": move.text})
         return blocks
@@ -131,15 +168,9 @@ def reply_blocks(req: dict[str, Any], fact: str, headers, new_id) -> list[dict[s
     blocks.append({"type": "text", "text": RETRIEVE_PREAMBLE})
     blocks.append({"type": "tool_use", "id": new_id(), "name": TOOL_NAME,
                    "input": {"key": move.key, "query": move.query}})
-    mixed = headers.get(MIXED_HEADER)
-    tools = req.get("tools") if isinstance(req.get("tools"), list) else []
-    client = next((t for t in tools if isinstance(t, dict) and t.get("name") == mixed), None)
-    if mixed and client is not None:
-        schema = client.get("input_schema") or {}
-        props = schema.get("properties") or {}
-        arguments = {name: "x" for name in schema.get("required") or ()
-                     if isinstance(props.get(name), dict) and props[name].get("type") == "string"}
-        blocks.append({"type": "tool_use", "id": new_id(), "name": mixed, "input": arguments})
+    mixed = _client_call(req, headers.get(MIXED_HEADER), None, new_id)
+    if mixed is not None:
+        blocks.append(mixed)
     return blocks
 
 
