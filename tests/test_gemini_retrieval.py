@@ -22,8 +22,10 @@ from google.genai import types
 from testkit.originals import service_log
 from testkit.retrieving_gemini import LEAD, SIGNATURE
 from testkit.retrieving_model import TOOL_NAME
+from testkit.waiting import wait_for
 
 MODEL = "gemini-2.5-flash"
+COUNTED = "gemini-2.5-pro"  # the model of the calls whose usage a test counts in /stats (and no other)
 READ_LOG = types.Tool(function_declarations=[types.FunctionDeclaration(
     name="read_log", description="Read the service log",
     parameters=types.Schema(type="OBJECT", properties={"limit": types.Schema(type="INTEGER")}))])
@@ -97,8 +99,9 @@ def test_a_retrieval_is_answered_by_the_proxy_in_json_and_in_a_stream(proxy, fre
     conversation = _log_conversation(client, "one")
     fact, line = _fact("one", 123), _line("one", 123)
     fresh_mock.reset()
+    before = _stats(proxy)
 
-    whole = client.models.generate_content(model=MODEL, contents=conversation, config=_config(fact))
+    whole = client.models.generate_content(model=COUNTED, contents=conversation, config=_config(fact))
     assert whole.text == f"{LEAD}Found: 123:{line}"  # the line as the retrieval answer numbers it
     _no_retrieval_call(whole)
     first, second = _bodies(fresh_mock)
@@ -116,7 +119,7 @@ def test_a_retrieval_is_answered_by_the_proxy_in_json_and_in_a_stream(proxy, fre
     assert usage.thoughts_token_count == 10  # 5 per upstream call
 
     fresh_mock.reset()
-    chunks = list(client.models.generate_content_stream(model=MODEL, contents=conversation, config=_config(fact)))
+    chunks = list(client.models.generate_content_stream(model=COUNTED, contents=conversation, config=_config(fact)))
     assert len(chunks) >= 3
     assert "".join(c.text or "" for c in chunks) == whole.text
     for chunk in chunks:
@@ -126,6 +129,19 @@ def test_a_retrieval_is_answered_by_the_proxy_in_json_and_in_a_stream(proxy, fre
     assert all(c.candidates[0].finish_reason is None for c in chunks[:-1])
     assert chunks[-1].usage_metadata == usage  # the same two calls, summed
     assert len(_bodies(fresh_mock)) == 2
+
+    # Every upstream call is counted, streamed or not.
+    billed = usage.prompt_token_count - usage.cached_content_token_count  # per answer, both calls
+    counted_before = before["models"].get(COUNTED, {}).get("input_tokens", 0)
+    after = wait_for(lambda: (s := _stats(proxy))["retrieval_loop"]["retrievals"] >= before["retrieval_loop"][
+        "retrievals"] + 2 and s["models"].get(COUNTED, {}).get("input_tokens", 0) >= counted_before + 2 * billed
+                     and s, timeout=10, what="stats flushed")
+    assert after["retrieval_loop"] == {k: v + 2 for k, v in before["retrieval_loop"].items()}
+    assert after["models"][COUNTED]["input_tokens"] == counted_before + 2 * billed
+
+
+def _stats(proxy) -> dict:
+    return httpx.get(f"{proxy.url}/stats", timeout=10).json()
 
 
 def _prompt_tokens(mock) -> int:
