@@ -114,7 +114,7 @@ from typing import Any, NamedTuple
 
 from aiohttp import web
 
-from testkit import retrieving_anthropic, retrieving_model, retrieving_responses
+from testkit import retrieving_anthropic, retrieving_gemini, retrieving_model, retrieving_responses
 
 try:  # ujson is a Headroom dependency and ~3x faster than json here.
     import ujson
@@ -1044,7 +1044,12 @@ class MockUpstream:
     async def gemini(self, request: web.Request) -> web.StreamResponse:
         """``generateContent`` / ``streamGenerateContent?alt=sse``: a function call to the
         first declared function when the newest content is a user question and tools are
-        declared, else a text that names the digest of the function responses it got."""
+        declared, else a text that names the digest of the function responses it got.
+
+        Seeking a fact (``x-mock-seek: FACT`` or ``[seek: FACT]`` in the newest user text), it
+        answers as the careful model (:mod:`testkit.retrieving_gemini`): a ``headroom_retrieve``
+        call after a short text (in a stream, the text is a chunk of its own), or a text
+        answer; a retrieval call sent back without its ``thoughtSignature`` is refused (400)."""
         body, err = await self._begin(request, False)
         if err is not None:
             return err
@@ -1056,6 +1061,17 @@ class MockUpstream:
             error = {"code": 400, "message": "Invalid JSON payload received.", "status": "INVALID_ARGUMENT"}
             return web.Response(status=400, body=_dumps({"error": error}), content_type="application/json")
         contents = req.get("contents") or []
+        model, action = request.match_info["call"].rsplit(":", 1)
+        prompt = max(1, len(body) // 4)
+        refusal = retrieving_gemini.signature_refusal(req)
+        if refusal is not None:
+            error = {"code": 400, "message": refusal, "status": "INVALID_ARGUMENT"}
+            return web.Response(status=400, body=_dumps({"error": error}), content_type="application/json")
+        fact = retrieving_gemini.seek(req, request.headers)
+        if fact is not None:
+            chunks = retrieving_gemini.reply_chunks(req, fact, request.headers,
+                                                    max(1, _int_header(request, "x-mock-events", DEFAULT_EVENTS)))
+            return await self._gemini_answer(request, action, chunks, prompt, model, thoughts=5)
         last = contents[-1] if contents and isinstance(contents[-1], dict) else {}
         answered = [p["functionResponse"] for c in contents if isinstance(c, dict)
                     for p in c.get("parts") or () if isinstance(p, dict) and "functionResponse" in p]
@@ -1066,10 +1082,8 @@ class MockUpstream:
         else:
             digest = hashlib.sha256(_dumps(answered)).hexdigest()[:12]
             parts = [{"text": f"Gemini mock reply ({len(answered)} function responses, {digest})."}]
-        prompt = max(1, len(body) // 4)
         usage = {"promptTokenCount": prompt, "candidatesTokenCount": 7, "totalTokenCount": prompt + 7,
                  "cachedContentTokenCount": prompt // 2}
-        model, action = request.match_info["call"].rsplit(":", 1)
         whole = {"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}],
                  "usageMetadata": usage, "modelVersion": model, "responseId": f"gm_{next(self._ids)}"}
         if action != "streamGenerateContent":
@@ -1078,6 +1092,33 @@ class MockUpstream:
                  "usageMetadata": {"promptTokenCount": prompt, "totalTokenCount": prompt}}
         frames = [b"data: " + _dumps(chunk) + b"\r\n\r\n" for chunk in (first, whole)]
         return await self._stream(request, False, frames)
+
+    async def _gemini_answer(self, request: web.Request, action: str, chunks: list[list[dict]], prompt: int,
+                             model: str, thoughts: int = 0) -> web.StreamResponse:
+        """The careful model's answer whose parts come in ``chunks`` (stream: one chunk each,
+        the last with ``finishReason`` and the full usage; JSON: their parts joined)."""
+        output = sum(max(1, len(_dumps(p)) // 4) for chunk in chunks for p in chunk)
+        usage = {"promptTokenCount": prompt, "candidatesTokenCount": output,
+                 "totalTokenCount": prompt + output + thoughts, "cachedContentTokenCount": prompt // 2,
+                 "thoughtsTokenCount": thoughts}
+        response_id = f"gm_{next(self._ids)}"
+        if action != "streamGenerateContent":
+            parts = [p for chunk in chunks for p in chunk]
+            whole = {"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP",
+                                     "index": 0}],
+                     "usageMetadata": usage, "modelVersion": model, "responseId": response_id}
+            return web.Response(body=_dumps(whole), content_type="application/json")
+        frames = []
+        for i, parts in enumerate(chunks):
+            candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
+            chunk_usage: dict[str, Any] = {"promptTokenCount": prompt, "totalTokenCount": prompt}
+            if i == len(chunks) - 1:
+                candidate["finishReason"] = "STOP"
+                chunk_usage = usage
+            chunk = {"candidates": [candidate], "usageMetadata": chunk_usage, "modelVersion": model,
+                     "responseId": response_id}
+            frames.append(b"data: " + _dumps(chunk) + b"\r\n\r\n")
+        return await self._stream(request, False, frames, range(1, len(frames)), output)
 
     # -- /_mock control plane --------------------------------------------------
 

@@ -34,6 +34,7 @@ from collections.abc import Iterator
 
 import ujson
 
+from headroom.formats._gemini_tools import GeminiToolLoop
 from headroom.formats.base import Block, Path, Route, ToolLoop, dumps, tools_chars, turn_units
 from headroom.pricing import Usage
 
@@ -131,7 +132,7 @@ class GeminiApi:
     credential_headers = ("x-goog-api-key",)
     budget_code = "budget_exceeded"
     usage_marker = _USAGE
-    tool_loop: ToolLoop | None = None  # the retrieval tool: not yet in this format
+    tool_loop: ToolLoop | None = GeminiToolLoop()  # the retrieval tool: headroom/formats/_gemini_tools.py
 
     def claims_path(self, path: str) -> bool:
         return path.startswith("/v1beta/") or _OWN_PATH.match(path) is not None
