@@ -409,6 +409,12 @@ def _steered(reply: Reply, request: web.Request) -> Reply:
     return reply._replace(tool_input=value) if isinstance(value, dict) else reply
 
 
+def _sse_asked(request: web.Request) -> bool:
+    """Gemini's ``streamGenerateContent`` streams SSE only with ``alt=sse``; otherwise (``alt``
+    absent or ``json``) it answers one JSON array of the chunks."""
+    return request.query.getall("alt", []) == ["sse"]
+
+
 def _int_header(request: web.Request, name: str, default: int = 0) -> int:
     value = request.headers.get(name)
     if value is None:
@@ -1042,9 +1048,10 @@ class MockUpstream:
     # -- Google Gemini ---------------------------------------------------------
 
     async def gemini(self, request: web.Request) -> web.StreamResponse:
-        """``generateContent`` / ``streamGenerateContent?alt=sse``: a function call to the
-        first declared function when the newest content is a user question and tools are
-        declared, else a text that names the digest of the function responses it got.
+        """``generateContent`` / ``streamGenerateContent`` (``?alt=sse``: SSE, else a JSON array
+        of the chunks): a function call to the first declared function when the newest content
+        is a user question and tools are declared, else a text that names the digest of the
+        function responses it got.
 
         Seeking a fact (``x-mock-seek: FACT`` or ``[seek: FACT]`` in the newest user text), it
         answers as the careful model (:mod:`testkit.retrieving_gemini`): a ``headroom_retrieve``
@@ -1090,6 +1097,8 @@ class MockUpstream:
             return web.Response(body=_dumps(whole), content_type="application/json")
         first = {**whole, "candidates": [{"content": {"role": "model", "parts": [{"text": ""}]}, "index": 0}],
                  "usageMetadata": {"promptTokenCount": prompt, "totalTokenCount": prompt}}
+        if not _sse_asked(request):
+            return web.Response(body=_dumps([first, whole]), content_type="application/json")
         frames = [b"data: " + _dumps(chunk) + b"\r\n\r\n" for chunk in (first, whole)]
         return await self._stream(request, False, frames)
 
@@ -1108,16 +1117,18 @@ class MockUpstream:
                                      "index": 0}],
                      "usageMetadata": usage, "modelVersion": model, "responseId": response_id}
             return web.Response(body=_dumps(whole), content_type="application/json")
-        frames = []
+        streamed = []
         for i, parts in enumerate(chunks):
             candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
             chunk_usage: dict[str, Any] = {"promptTokenCount": prompt, "totalTokenCount": prompt}
             if i == len(chunks) - 1:
                 candidate["finishReason"] = "STOP"
                 chunk_usage = usage
-            chunk = {"candidates": [candidate], "usageMetadata": chunk_usage, "modelVersion": model,
-                     "responseId": response_id}
-            frames.append(b"data: " + _dumps(chunk) + b"\r\n\r\n")
+            streamed.append({"candidates": [candidate], "usageMetadata": chunk_usage, "modelVersion": model,
+                             "responseId": response_id})
+        if not _sse_asked(request):
+            return web.Response(body=_dumps(streamed), content_type="application/json")
+        frames = [b"data: " + _dumps(chunk) + b"\r\n\r\n" for chunk in streamed]
         return await self._stream(request, False, frames, range(1, len(frames)), output)
 
     # -- /_mock control plane --------------------------------------------------

@@ -293,3 +293,43 @@ def test_with_the_tool_off_the_tools_go_as_sent_and_nothing_is_retrieved(start_p
     assert answer.text == f"Not found: {fact}"
     (body,) = _bodies(fresh_mock)
     assert [d["name"] for t in body["tools"] for d in t["functionDeclarations"]] == ["read_log"]
+
+
+@pytest.mark.parametrize("query", ["", "?alt=json"], ids=["no-alt", "alt-json"])
+def test_a_stream_asked_as_one_json_array_never_gets_the_tool(proxy, fresh_mock, query):
+    """``streamGenerateContent`` without ``alt=sse`` answers one JSON array of chunks, which the
+    loop does not read: declared there, a retrieval call would reach the client. (No SDK asks
+    for it, so a raw request.)"""
+    salt = f"array{len(query)}"
+    read_log = {"name": "read_log", "description": "Read the service log",
+                "parameters": {"type": "OBJECT", "properties": {"limit": {"type": "INTEGER"}}}}
+    body = {"contents": [{"role": "user", "parts": [{"text": "Read the service log"}]},
+                         {"role": "model", "parts": [{"functionCall": {"name": "read_log", "args": {}}}]},
+                         {"role": "user", "parts": [{"functionResponse": {"name": "read_log",
+                                                                          "response": {"output": _log(salt)}}}]}],
+            "tools": [{"functionDeclarations": [read_log]}]}
+    fact, line = _fact(salt, 123), _line(salt, 123)
+    headers = {"x-goog-api-key": f"gk-retrieval-{salt}", "x-mock-seek": fact}
+    url = f"{proxy.url}/v1beta/models/{MODEL}:streamGenerateContent"
+    fresh_mock.reset()
+
+    answer = httpx.post(url + query, json=body, headers=headers, timeout=30)
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("application/json")
+    chunks = answer.json()
+    assert isinstance(chunks, list) and len(chunks) >= 2
+    assert TOOL_NAME not in answer.text
+    assert "".join(p.get("text", "") for c in chunks for p in c["candidates"][0]["content"]["parts"]) == \
+        f"Not found: {fact}"  # the model had no tool to get the line back with
+    (sent,) = _bodies(fresh_mock)
+    assert sent["tools"] == body["tools"]  # as the client sent them
+    assert re.search(r"\[headroom:[^\]]*[0-9a-f]{16}", json.dumps(sent))  # still compressed
+
+    # The same request streamed as SSE gets the tool, and the line back.
+    fresh_mock.reset()
+    streamed = httpx.post(url + "?alt=sse", json=body, headers=headers, timeout=30)
+    assert streamed.status_code == 200 and TOOL_NAME not in streamed.text
+    sse = [json.loads(event[len("data: "):]) for event in streamed.text.split("\r\n\r\n") if event]
+    assert "".join(p.get("text", "") for c in sse for p in c["candidates"][0]["content"]["parts"]) == \
+        f"{LEAD}Found: 123:{line}"
+    first, _ = _bodies(fresh_mock)
+    assert first["tools"][-1]["functionDeclarations"][0]["name"] == TOOL_NAME

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import ujson
@@ -174,7 +175,7 @@ def restored(messages: list, index: int, record: dict) -> list | None:
 class AnthropicToolLoop:
     """:class:`~headroom.formats.base.ToolLoop` for Anthropic Messages."""
 
-    def declare(self, body: dict) -> bool:
+    def declare(self, body: dict, path: str = "", query: Mapping[str, list[str]] | None = None) -> bool:
         tools = body.get("tools")
         if type(tools) is not list or not tools:
             return False

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,7 +150,7 @@ def _joined(values: list) -> Any:
 class ChatToolLoop:
     """:class:`~headroom.formats.base.ToolLoop` for Chat Completions."""
 
-    def declare(self, body: dict) -> bool:
+    def declare(self, body: dict, path: str = "", query: Mapping[str, list[str]] | None = None) -> bool:
         tools = body.get("tools")
         if not isinstance(tools, list) or not tools or body.get("n") not in (None, 1):
             return False

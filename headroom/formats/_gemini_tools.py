@@ -6,7 +6,9 @@ Declared as one more ``tools`` entry, ``{"functionDeclarations": [...]}``, appen
 :data:`~headroom.formats.base.INPUT_SCHEMA` with its types upper-cased (``"OBJECT"``,
 ``"STRING"``, as the API's ``Type`` enum spells them) and what the Developer API refuses
 (``additionalProperties``) left out. Not declared when ``generationConfig.candidateCount`` asks
-for several candidates: only the first is merged and spliced.
+for several candidates (only the first is merged and spliced), nor on a
+``streamGenerateContent`` without ``alt=sse``, whose answer is one JSON array of chunks
+(:func:`answers_in_an_array`).
 
 A call is a ``functionCall`` part of ``candidates[0].content``; its ``id`` is often absent, so
 a call without one gets a name from its position in that content (only the loop sees it). The
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import ujson
@@ -255,12 +258,22 @@ def sum_usage(a: dict | None, b: dict | None) -> dict | None:
 # --- the loop ----------------------------------------------------------------------------------
 
 
+def answers_in_an_array(path: str, query: Mapping[str, list[str]] | None) -> bool:
+    """Whether the request asks for a stream as one JSON array of chunks
+    (``streamGenerateContent`` without ``alt=sse``). The loop reads JSON objects and SSE
+    streams only: it would pass such an answer through with any retrieval call in it, so the
+    tool is not declared there (no SDK or CLI asks for it: they all send ``alt=sse``)."""
+    if not path.endswith(":streamGenerateContent"):
+        return False
+    return list(query["alt"]) != ["sse"] if query is not None and "alt" in query else True
+
+
 class GeminiToolLoop:
     """What :mod:`headroom.proxy.tool_loop` needs from Gemini (see the module docstring)."""
 
-    def declare(self, body: dict) -> bool:
+    def declare(self, body: dict, path: str = "", query: Mapping[str, list[str]] | None = None) -> bool:
         tools = body.get("tools")
-        if not isinstance(tools, list) or not tools:
+        if not isinstance(tools, list) or not tools or answers_in_an_array(path, query):
             return False
         config = body.get("generationConfig")
         count = config.get("candidateCount") if isinstance(config, dict) else None

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import ujson
@@ -241,7 +241,7 @@ def merge(answers: list[dict]) -> dict:
 class ResponsesToolLoop:
     """The Responses API's part of the retrieval loop (pure functions over bodies)."""
 
-    def declare(self, body: dict) -> bool:
+    def declare(self, body: dict, path: str = "", query: Mapping[str, list[str]] | None = None) -> bool:
         tools = body.get("tools")
         if type(tools) is not list or not tools or any(_is_our_tool(t) for t in tools):
             return False

@@ -265,10 +265,14 @@ class ToolLoop(Protocol):
     """What a format does for the retrieval tool. Pure functions over bodies; the loop
     (:mod:`headroom.proxy.tool_loop`) does the I/O."""
 
-    def declare(self, body: dict) -> bool:
+    def declare(self, body: dict, path: str = "", query: Mapping[str, list[str]] | None = None) -> bool:
         """Append the retrieval tool's definition to a request that already declares tools
         (a non-empty tool list), with the same bytes every time; False (body untouched) when it
-        declares none or already has it."""
+        declares none or already has it, or when the loop could not read the answer it asks
+        for. ``path`` and ``query``: the request's upstream path and query, as
+        :meth:`Format.model_and_stream` gets them (Gemini's ``streamGenerateContent`` without
+        ``alt=sse`` answers a JSON array of chunks, which the loop does not read: declared
+        there, a retrieval call would reach the client)."""
         ...
 
     def turn(self, answer: dict) -> Turn:

@@ -121,13 +121,14 @@ async def llm_request(
             if admission.guard is not None:
                 enforce(config, fmt, admission.guard)
 
-    # The retrieval tool (tool_loop): declared on every request that carries tools, and the
-    # turns the client got spliced put back as the upstream saw them, before compression.
-    # Never for anonymous callers: they all share one partition, so none may read another's
-    # originals (as /v1/retrieve refuses them) or conversation.
+    # The retrieval tool (tool_loop): declared on every request that carries tools (where the
+    # loop can read the answer the route gives), and the turns the client got spliced put
+    # back as the upstream saw them, before compression. Never for anonymous callers: they all
+    # share one partition, so none may read another's originals (as /v1/retrieve refuses
+    # them) or conversation.
     loop = tool_loop_of(config, fmt) if credential else None
     looped = False
-    if loop is not None and loop.declare(parsed):
+    if loop is not None and loop.declare(parsed, path, request.args):
         looped = True
         await restore_turns(store, caller, loop, parsed)
         body = dumps(parsed)

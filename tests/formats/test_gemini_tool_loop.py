@@ -110,6 +110,20 @@ def test_declare_leaves_requests_without_function_tools_alone():
         assert body == before
 
 
+def test_declare_leaves_a_stream_asked_as_one_json_array_alone():
+    """``streamGenerateContent`` answers a JSON array of chunks unless asked for SSE: the loop
+    does not read it, so the tool is not declared there."""
+    stream = "/v1beta/models/gemini-2.5-flash:streamGenerateContent"
+    for query in ({}, {"alt": ["json"]}, {"alt": ["sse", "json"]}, {"key": ["k"]}):
+        body = _request()
+        before = copy.deepcopy(body)
+        assert not LOOP.declare(body, stream, query)
+        assert body == before
+    assert LOOP.declare(_request(), stream, {"alt": ["sse"], "key": ["k"]})
+    assert LOOP.declare(_request(), "/v1beta/models/gemini-2.5-flash:generateContent", {})
+    assert LOOP.declare(_request(), "/v1/models/gemini-2.5-flash:generateContent", None)
+
+
 # --- turn and continue_with ------------------------------------------------------------------
 
 
