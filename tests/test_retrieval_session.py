@@ -61,7 +61,10 @@ def raw_tools(recorded: dict) -> bytes:
 
 @pytest.fixture(scope="module")
 def shared(start_proxy, module_redis):
-    return start_proxy("--workers", "2", "--redis-url", module_redis.url, "--no-cache", "--no-rate-limit")
+    # The learning back-off off: with it, Bash's outputs, retrieved often here, would soon be
+    # compressed losslessly only, and the later turns would have nothing left to retrieve.
+    return start_proxy("--workers", "2", "--redis-url", module_redis.url, "--no-cache", "--no-rate-limit",
+                       "--retrieval-backoff", "0")
 
 
 # Turn -> how it goes: "hidden" (the fact was compressed away: the model retrieves it), "mixed"
