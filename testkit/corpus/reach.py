@@ -109,17 +109,13 @@ def asks(formats: tuple[str, ...] = FORMATS, cases: list[Case] | None = None, la
 # --- the request of each format: the case's tool output as a tool result --------------------
 
 
-def _arguments(case: Case) -> str:
-    return json.dumps(case.tool_input)
-
-
 def responses_body(case: Case, call_id: str = "call_corpus1") -> dict:
     """A Codex-like Responses turn: the question, the function call, and its output."""
     return {
         "model": "gpt-5", "instructions": SYSTEM,
         "input": [
             {"role": "user", "content": [{"type": "input_text", "text": case.question}]},
-            {"type": "function_call", "call_id": call_id, "name": case.tool, "arguments": _arguments(case)},
+            {"type": "function_call", "call_id": call_id, "name": case.tool, "arguments": json.dumps(case.tool_input)},
             {"type": "function_call_output", "call_id": call_id, "output": case.content},
         ],
         "tools": [{"type": "function", "name": case.tool, "description": "Run the tool.",
