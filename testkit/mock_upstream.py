@@ -55,11 +55,13 @@ the upstream through it)
                                  agent such as Claude Code, whose first tool starts a sub-agent)
     x-mock-seek: FACT            answer as a careful model that needs FACT (also ``[seek: FACT]`` in
                                  the newest user text): it calls ``headroom_retrieve`` when a Headroom
-                                 marker hid it, and answers ``Found: <line>`` (testkit.retrieving_model;
-                                 Anthropic: testkit.retrieving_anthropic, with a thinking block when
-                                 the request enables thinking; Responses: testkit.retrieving_responses,
-                                 with a reasoning item when the request includes
-                                 reasoning.encrypted_content)
+                                 marker hid it (Anthropic: also ``headroom mcp``'s tool as Claude Code
+                                 names it, ``mcp__headroom__headroom_retrieve``, loading it through
+                                 Claude Code's ToolSearch when deferred), and answers ``Found: <line>``
+                                 (testkit.retrieving_model; Anthropic: testkit.retrieving_anthropic,
+                                 with a thinking block when the request enables thinking; Responses:
+                                 testkit.retrieving_responses, with a reasoning item when the request
+                                 includes reasoning.encrypted_content)
     x-mock-mixed: NAME           with x-mock-seek, a retrieving answer also calls the client's tool NAME
     x-mock-call-first: NAME      with x-mock-seek, before any tool result: call the client's tool NAME
                                  (arguments from x-mock-tool-arguments)

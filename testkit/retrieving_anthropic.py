@@ -4,6 +4,11 @@ upstream answers to a ``/v1/messages`` request that seeks a fact.
 Tests only. :func:`seen_of` flattens a request into :class:`~testkit.retrieving_model.Seen`;
 :func:`reply_blocks` renders the model's move as content blocks: a short text and a
 ``tool_use`` of ``headroom_retrieve`` (by key, with the fact as ``query``), or the text answer.
+The retrieval tool is the proxy's, or ``headroom mcp``'s as an MCP client names it
+(``mcp__headroom__headroom_retrieve``), called by that name. Claude Code defers MCP tools: it
+lists their names in a reminder and declares one (with ``defer_loading``) once its
+``ToolSearch`` tool has loaded it, so the model first calls ``ToolSearch`` with
+``select:<name>``, as Claude does.
 With ``thinking`` enabled the answer starts with a thinking block whose signature the mock
 checks when the turn comes back (:func:`thinking_refusal`), as the real API refuses a tool-use
 turn whose thinking was dropped or changed. ``x-mock-mixed: NAME`` makes a retrieving answer
@@ -17,16 +22,20 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from typing import Any
 
 import ujson
 
-from testkit.retrieving_model import TOOL_NAME, Answer, Retrieve, Seen, decide, seek_of
+from testkit.retrieving_model import Answer, Load, Retrieve, Seen, decide, is_retrieval, retrieval_tool, seek_of
 
+TOOL_SEARCH = "ToolSearch"  # Claude Code's tool that loads a deferred tool ({"query": "select:NAME"})
+_DEFERRED_NAME = re.compile(r"\bmcp__\w+__headroom_retrieve\b")  # as Claude Code lists deferred MCP tools
 MIXED_HEADER = "x-mock-mixed"
 FIRST_HEADER = "x-mock-call-first"  # before any tool result: call the client's tool NAME first
 ARGUMENTS_HEADER = "x-mock-tool-arguments"  # its arguments (a JSON object)
 RETRIEVE_PREAMBLE = "Let me get that line back."
+LOAD_PREAMBLE = "Let me load the retrieval tool."
 
 
 def _dumps(obj: Any) -> bytes:
@@ -56,24 +65,51 @@ def seek(req: dict[str, Any], headers) -> str | None:
     return seek_of(headers, newest_user_text(req))
 
 
+def _blocks(req: dict[str, Any], role: str, kind: str):
+    for msg in req.get("messages") or []:
+        content = msg.get("content") if isinstance(msg, dict) and msg.get("role") == role else None
+        for block in content if isinstance(content, list) else ():
+            if isinstance(block, dict) and block.get("type") == kind:
+                yield block
+
+
+def _loaded(req: dict[str, Any]) -> list[str]:
+    """The tools the model may call: those declared, a deferred one (``defer_loading``) only
+    once a ``tool_reference`` block in a tool result has loaded it, as the API does."""
+    referenced = {ref.get("tool_name") for result in _blocks(req, "user", "tool_result")
+                  if isinstance(result.get("content"), list)
+                  for ref in result["content"] if isinstance(ref, dict) and ref.get("type") == "tool_reference"}
+    tools = req.get("tools") if isinstance(req.get("tools"), list) else []
+    return [t.get("name") for t in tools if isinstance(t, dict)
+            and (t.get("defer_loading") is not True or t.get("name") in referenced)]
+
+
+def _deferred(req: dict[str, Any], texts: list[str], loaded: list[str]) -> str | None:
+    """The retrieval tool's name when the client (Claude Code) lists it among its deferred tools
+    and offers ``ToolSearch`` to load it, and the model has not asked for it yet."""
+    if TOOL_SEARCH not in loaded:
+        return None
+    names = [name for text in texts for name in _DEFERRED_NAME.findall(text)]
+    searched = " ".join(str((call.get("input") or {}).get("query")) for call in _blocks(req, "assistant", "tool_use")
+                        if call.get("name") == TOOL_SEARCH)
+    return next((name for name in names if name not in searched), None)
+
+
 def seen_of(req: dict[str, Any]) -> Seen:
     seen = Seen()
     for msg in req.get("messages") or []:
-        if not isinstance(msg, dict):
-            continue
-        content = msg.get("content")
-        if msg.get("role") == "user":
-            seen.texts += _texts(content)
-            for block in content if isinstance(content, list) else ():
+        if isinstance(msg, dict) and msg.get("role") == "user":
+            seen.texts += _texts(msg.get("content"))
+            for block in msg.get("content") if isinstance(msg.get("content"), list) else ():
                 if isinstance(block, dict) and block.get("type") == "tool_result":
                     seen.texts += _texts(block.get("content"))
-        elif msg.get("role") == "assistant" and isinstance(content, list):
-            for block in content:
-                if (isinstance(block, dict) and block.get("type") == "tool_use" and block.get("name") == TOOL_NAME
-                        and isinstance(block.get("input"), dict)):
-                    seen.asked.append((str(block["input"].get("key")), str(block["input"].get("query"))))
-    tools = req.get("tools") if isinstance(req.get("tools"), list) else []
-    seen.declared = any(isinstance(t, dict) and t.get("name") == TOOL_NAME for t in tools)
+    for block in _blocks(req, "assistant", "tool_use"):
+        if is_retrieval(block.get("name")) and isinstance(block.get("input"), dict):
+            seen.asked.append((str(block["input"].get("key")), str(block["input"].get("query"))))
+    loaded = _loaded(req)
+    tool = retrieval_tool(loaded)
+    seen.declared, seen.tool = tool is not None, tool or seen.tool
+    seen.deferred = None if seen.declared else _deferred(req, seen.texts, loaded)
     choice = req.get("tool_choice")
     seen.may_call = not (isinstance(choice, dict) and choice.get("type") == "none")
     return seen
@@ -164,9 +200,12 @@ def reply_blocks(req: dict[str, Any], fact: str, headers, new_id) -> list[dict[s
     if isinstance(move, Answer):
         blocks.append({"type": "text", "text": move.text})
         return blocks
+    if isinstance(move, Load):
+        return [*blocks, {"type": "text", "text": LOAD_PREAMBLE},
+                {"type": "tool_use", "id": new_id(), "name": TOOL_SEARCH, "input": {"query": f"select:{move.tool}"}}]
     assert isinstance(move, Retrieve)
     blocks.append({"type": "text", "text": RETRIEVE_PREAMBLE})
-    blocks.append({"type": "tool_use", "id": new_id(), "name": TOOL_NAME,
+    blocks.append({"type": "tool_use", "id": new_id(), "name": move.tool,
                    "input": {"key": move.key, "query": move.query}})
     mixed = _client_call(req, headers.get(MIXED_HEADER), None, new_id)
     if mixed is not None:

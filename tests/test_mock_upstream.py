@@ -234,3 +234,33 @@ def test_tool_arguments_header_steers_the_call_in_every_format(http: httpx.Clien
     plain = http.post("/v1/responses", json={
         "model": "m", "input": "weather?", "tools": [{"type": "function", "name": "t", "parameters": WEATHER_SCHEMA}]})
     assert json.loads(plain.json()["output"][0]["arguments"]) == {"city": "x"}
+
+
+def test_the_careful_model_calls_the_retrieval_tool_by_the_name_it_is_declared_under() -> None:
+    """The proxy's ``headroom_retrieve``, or ``headroom mcp``'s as Claude Code names it (loaded
+    first through ToolSearch when Claude Code defers it); the proxy's wins when both are there."""
+    from testkit import retrieving_anthropic as careful
+
+    mcp = "mcp__headroom__headroom_retrieve"
+    marker = "[headroom: 90 of 100 lines omitted (6-95); headroom_retrieve key=0123456789abcdef query=\"…\"]"
+    ids = iter(f"toolu_{n}" for n in range(100))
+
+    def move(tools: list[dict], messages: list[dict] | None = None) -> dict:
+        req = {"tools": tools, "messages": [
+            {"role": "user", "content": [{"type": "text", "text": f"<system-reminder>\n{mcp}\n</system-reminder>"}]},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_log", "name": "Bash", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_log", "content": marker}]},
+            *(messages or [])]}
+        return careful.reply_blocks(req, "ZEBRA-4417", {}, lambda: next(ids))[-1]
+
+    bash, search = {"name": "Bash"}, {"name": "ToolSearch"}
+    assert move([bash, {"name": mcp}])["name"] == mcp
+    assert move([bash, {"name": mcp}, {"name": "headroom_retrieve"}])["name"] == "headroom_retrieve"
+    assert move([bash])["text"] == "Not found: ZEBRA-4417"  # no retrieval tool: nothing to call
+    load = move([bash, search, {"name": mcp, "defer_loading": True}])
+    assert (load["name"], load["input"]) == ("ToolSearch", {"query": f"select:{mcp}"})
+    loaded = [{"role": "assistant", "content": [load]}, {"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": load["id"], "content": [{"type": "tool_reference", "tool_name": mcp}]}]}]
+    call = move([bash, search, {"name": mcp, "defer_loading": True}], loaded)
+    assert (call["name"], call["input"]) == (mcp, {"key": "0123456789abcdef", "query": "ZEBRA-4417"})
+    assert move([bash, search], loaded)["text"] == "Not found: ZEBRA-4417"  # loaded once: never asked twice

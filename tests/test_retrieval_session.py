@@ -5,7 +5,9 @@
   ``messages`` begin with the exact bytes of the one before (the prompt cache never breaks),
   the tool list is the same bytes every time, and ``headroom_prefix_changes_total`` stays 0.
 - The real Claude Code CLI reads a log through its Bash tool; Headroom compresses it, the
-  model (the mock) retrieves the line it needs, and Claude Code prints a normal answer.
+  model (the mock) retrieves the line it needs, and Claude Code prints a normal answer: once
+  through the proxy's own tool, once (``--retrieval-tool off``) through ``headroom mcp``,
+  which Claude Code runs as an MCP server.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 
 import anthropic
 import httpx
@@ -21,6 +24,7 @@ import pytest
 
 from headroom.transforms.retrieval import TOOL_NAME
 from testkit import ROOT
+from testkit.leftovers import SESSION_ENV
 from testkit.waiting import wait_for
 
 from .test_retrieval_anthropic import BASH, MODEL, raw_messages, service_log
@@ -57,7 +61,10 @@ def raw_tools(recorded: dict) -> bytes:
 
 @pytest.fixture(scope="module")
 def shared(start_proxy, module_redis):
-    return start_proxy("--workers", "2", "--redis-url", module_redis.url, "--no-cache", "--no-rate-limit")
+    # The learning back-off off: with it, Bash's outputs, retrieved often here, would soon be
+    # compressed losslessly only, and the later turns would have nothing left to retrieve.
+    return start_proxy("--workers", "2", "--redis-url", module_redis.url, "--no-cache", "--no-rate-limit",
+                       "--retrieval-backoff", "0")
 
 
 # Turn -> how it goes: "hidden" (the fact was compressed away: the model retrieves it), "mixed"
@@ -112,37 +119,97 @@ def ask(client, stream: bool, messages: list[dict], headers: dict):
         return events.get_final_message()
 
 
-def test_claude_code_gets_a_normal_answer_when_the_model_retrieves(start_proxy, fresh_mock, tmp_path):
+def require_claude():
     claude = NPM_BIN / "claude"
     if not claude.exists():
         if os.environ.get("HEADROOM_REQUIRE_CLAUDE") == "1":
             pytest.fail("the claude CLI is not installed; HEADROOM_REQUIRE_CLAUDE=1", pytrace=False)
         pytest.skip("the claude CLI is not installed (scripts/test.sh installs it into npm/)")
-    proxy = start_proxy("--no-cache", "--no-rate-limit")
+    return claude
+
+
+def claude_in(tmp_path, proxy, fact: str, seek: str, api_key: str):
+    """A home and a project folder holding ``app.log`` (the fact's line deep inside), and Claude
+    Code's environment: the proxy as its API, the mock steered to read the log with Bash first
+    and then to seek ``seek`` (``x-mock-seek``), a word of the fact's line."""
     home = tmp_path / "home"
     work = home / "work"
     work.mkdir(parents=True)
-    fact = "2024-05-01T10:03:37Z INFO worker-3 rotated credentials, build tag ZEBRA-4417 now live"
     (work / "app.log").write_text(service_log(fact) + "\n")
-    steer = ["x-mock-seek: ZEBRA-4417", "x-mock-call-first: Bash",
+    steer = [f"x-mock-seek: {seek}", "x-mock-call-first: Bash",
              'x-mock-tool-arguments: {"command": "cat app.log", "description": "Read the log"}']
     env = {
         "PATH": f"{NPM_BIN}{os.pathsep}{os.environ['PATH']}", "HOME": str(home), "LANG": "C.UTF-8",
-        "ANTHROPIC_BASE_URL": proxy.url, "ANTHROPIC_API_KEY": "sk-ant-claude-code",
+        "ANTHROPIC_BASE_URL": proxy.url, "ANTHROPIC_API_KEY": api_key,
         "ANTHROPIC_CUSTOM_HEADERS": "\n".join(steer),
         "DISABLE_TELEMETRY": "1", "DISABLE_AUTOUPDATER": "1", "DISABLE_ERROR_REPORTING": "1",
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
     }
+    return work, env
+
+
+def upstream_bodies(mock) -> list[dict]:
+    return [json.loads(r["body"].encode("latin-1")) for r in mock.requests() if r["path"] == "/v1/messages"]
+
+
+def test_claude_code_gets_a_normal_answer_when_the_model_retrieves(start_proxy, fresh_mock, tmp_path):
+    claude = require_claude()
+    proxy = start_proxy("--no-cache", "--no-rate-limit")
+    fact = "2024-05-01T10:03:37Z INFO worker-3 rotated credentials, build tag ZEBRA-4417 now live"
+    work, env = claude_in(tmp_path, proxy, fact, "ZEBRA-4417", "sk-ant-claude-code")
     run = subprocess.run([str(claude), "-p", "Summarise app.log for me.", "--model", MODEL,
                           "--allowedTools", "Bash"], env=env, cwd=work, stdin=subprocess.DEVNULL,
                          capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stderr[-3000:] + run.stdout[-3000:]
     assert run.stdout.startswith("Found: ") and fact in run.stdout, run.stdout
     assert TOOL_NAME not in run.stdout and "error" not in run.stdout.lower()
-    bodies = [json.loads(r["body"].encode("latin-1")) for r in fresh_mock.requests() if r["path"] == "/v1/messages"]
+    bodies = upstream_bodies(fresh_mock)
     compressed = [b for b in bodies if "[headroom:" in json.dumps(b)]
     assert compressed, "Claude Code's Bash output was not compressed"
     continuation = [b for b in bodies if len(b["messages"]) > 1 and b["messages"][-2]["role"] == "assistant" and any(
         block.get("name") == TOOL_NAME for block in b["messages"][-2]["content"] if isinstance(block, dict))]
     assert continuation and fact in json.dumps(continuation[0]["messages"][-1])
     assert all(any(t.get("name") == TOOL_NAME for t in b.get("tools", [])) for b in bodies if b.get("tools"))
+
+
+MCP_TOOL = f"mcp__headroom__{TOOL_NAME}"  # headroom_retrieve as Claude Code names the MCP server's tool
+
+
+def test_claude_code_retrieves_through_headroom_mcp_with_the_proxy_tool_off(start_proxy, fresh_mock, tmp_path):
+    """``--retrieval-tool off``, and ``headroom mcp`` configured in Claude Code instead: the model
+    calls the MCP server's tool, Claude Code runs it through ``headroom mcp``, which reads the
+    original from the proxy's ``/v1/retrieve`` as the same caller (the API key Claude Code uses)."""
+    claude = require_claude()
+    proxy = start_proxy("--no-cache", "--no-rate-limit", "--retrieval-tool", "off")
+    fact = "2024-05-01T10:04:41Z INFO worker-5 rotated credentials, build tag OKAPI-2291 now live"
+    api_key = "sk-ant-claude-code-mcp"
+    work, env = claude_in(tmp_path, proxy, fact, "OKAPI-2291", api_key)
+    server = {"command": sys.executable, "args": ["-m", "headroom", "mcp", "--url", proxy.url],
+              "env": {"ANTHROPIC_API_KEY": api_key, "PYTHONPATH": str(ROOT),
+                      SESSION_ENV: os.environ.get(SESSION_ENV, "")}}
+    config = work.parent / "mcp.json"
+    config.write_text(json.dumps({"mcpServers": {"headroom": server}}))
+    run = subprocess.run([str(claude), "-p", "Summarise app.log for me.", "--model", MODEL,
+                          "--mcp-config", str(config), "--strict-mcp-config",
+                          "--allowedTools", f"Bash {MCP_TOOL}"], env=env, cwd=work, stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stderr[-3000:] + run.stdout[-3000:]
+    assert run.stdout.startswith("Found: ") and fact in run.stdout, run.stdout
+    assert "error" not in run.stdout.lower()
+    bodies = upstream_bodies(fresh_mock)
+    assert [b for b in bodies if "[headroom:" in json.dumps(b)], "Claude Code's Bash output was not compressed"
+    # The proxy declared no tool of its own.
+    assert not [b for b in bodies if TOOL_NAME in [t.get("name") for t in b.get("tools", [])]]
+    calls = [block for b in bodies for m in b["messages"] if m["role"] == "assistant" and isinstance(m["content"], list)
+             for block in m["content"] if block.get("type") == "tool_use"]
+    # Claude Code defers MCP tools: the model loads it through ToolSearch, then calls it by Claude Code's name.
+    assert {"query": f"select:{MCP_TOOL}"} in [c["input"] for c in calls if c["name"] == "ToolSearch"]
+    retrieve = next(c for c in calls if c["name"] == MCP_TOOL)
+    assert retrieve["input"]["query"] == "OKAPI-2291"
+    results = [block for b in bodies for m in b["messages"] if m["role"] == "user" and isinstance(m["content"], list)
+               for block in m["content"] if block.get("type") == "tool_result"
+               and block.get("tool_use_id") == retrieve["id"]]
+    assert results and fact in json.dumps(results[0]) and not results[0].get("is_error"), results
+    retrievals = wait_for(lambda: (r := httpx.get(f"{proxy.url}/stats", timeout=10).json()["retrievals"])
+                          ["by_outcome"]["ok"] >= 1 and r, timeout=15, what="the retrieval counted")
+    assert retrievals["by_outcome"] == {"ok": 1, "miss": 0, "error": 0}  # through /v1/retrieve, as that caller
