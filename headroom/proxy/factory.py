@@ -15,7 +15,7 @@ from sanic import Sanic
 from headroom.config import ProxyConfig, build_config
 from headroom.observability import metrics
 from headroom.proxy import admin, compression_api, dashboard, heap, openapi, routes
-from headroom.proxy.bookkeeping import flush_stats, flush_stats_forever
+from headroom.proxy.bookkeeping import close_books, flush_stats, flush_stats_forever
 from headroom.proxy.errors import handle_exception
 from headroom.proxy.resources import close_resources, open_resources, resources_of
 from headroom.transforms import tokens
@@ -71,6 +71,7 @@ def create_app(config: ProxyConfig | None = None) -> Sanic:
         """After the last in-flight request and stream has finished (or --shutdown-grace ran
         out): write what is queued, flush this worker's statistics, then close."""
         resources = resources_of(app)
+        close_books(resources)  # any still open (they close in the next turn of the loop)
         await resources.writes.drain()
         for task in background:
             task.cancel()

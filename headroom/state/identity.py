@@ -106,7 +106,21 @@ def caller_hash(secret: bytes, credential: bytes | str) -> str:
         raise ValueError("caller_hash needs a non-empty secret")
     if isinstance(credential, str):
         credential = credential.encode("utf-8", "surrogateescape")
-    return hmac.new(secret, credential, hashlib.sha256).hexdigest()[:HASH_HEX_CHARS]
+    keyed = _KEYED.get(secret)
+    if keyed is None:
+        if len(_KEYED) >= _KEYED_LIMIT:
+            _KEYED.clear()
+        keyed = _KEYED[secret] = hmac.new(secret, digestmod=hashlib.sha256)
+    digest = keyed.copy()
+    digest.update(credential)
+    return digest.hexdigest()[:HASH_HEX_CHARS]
+
+
+# The HMAC keyed with each secret, copied for every hash: keying it again each time (and
+# looking the digest up in OpenSSL by name) cost more than the hash itself. A process sees
+# one secret, or a few in tests.
+_KEYED: dict[bytes, hmac.HMAC] = {}
+_KEYED_LIMIT = 16
 
 
 def new_secret() -> bytes:
