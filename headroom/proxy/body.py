@@ -84,10 +84,12 @@ def check_head(request: Request) -> None:
     not parsed as another request.
 
     Under Sanic's own server :class:`headroom.proxy.framing.StrictHttp` has already checked
-    the head before routing; this is the same check for the request path, and the only one
-    under an ASGI server (where ``request.head`` is empty: the server parsed, and validated,
-    the head itself, and only the field count is left to check).
+    the head before routing (it says so with ``checks_heads``), so it is not checked twice;
+    this is the check under an ASGI server (where ``request.head`` is empty: the server
+    parsed, and validated, the head itself, and only the field count is left to check).
     """
+    if getattr(request.stream, "checks_heads", False):
+        return
     problem = head_problem(request.head or b"", len(request.headers))
     if problem is not None:
         if request.stream is not None and hasattr(request.stream, "keep_alive"):

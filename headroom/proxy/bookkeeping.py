@@ -7,9 +7,9 @@ metrics, the request log. None of it is on the client's critical path, and a sto
 down costs a counted miss, never an error.
 
 The books close in the turn of the event loop after the answers went out, on every request
-answered in the turn before together (:class:`OpenBooks`): under load one turn answers many
-requests (15 to 20 at 64 connections on 2 cores), and the metrics they share are then
-written once for all of them.
+answered in the turn before together (:class:`~headroom.proxy.open_books.OpenBooks`): under
+load one turn answers many requests (15 to 20 at 64 connections on 2 cores), and the
+metrics they share are then written once for all of them.
 """
 
 from __future__ import annotations
@@ -31,31 +31,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("headroom.proxy")
 
 
-class OpenBooks:
-    """The requests answered whose books are not closed yet: :func:`close_books` is due in
-    the next turn of the event loop whenever this holds any."""
-
-    __slots__ = ("_due_in", "exchanges")
-
-    def __init__(self) -> None:
-        self.exchanges: list[Exchange] = []
-        self._due_in: asyncio.AbstractEventLoop | None = None  # the loop close_books is due in
-
-    def add(self, resources: WorkerResources, exchange: Exchange) -> None:
-        loop = asyncio.get_running_loop()
-        if not self.exchanges or self._due_in is not loop:  # (a loop that stopped never runs it)
-            self._due_in = loop
-            loop.call_soon(close_books, resources)
-        self.exchanges.append(exchange)
-
-    def take(self) -> list[Exchange]:
-        exchanges, self.exchanges = self.exchanges, []
-        return exchanges
-
-
 def schedule(resources: WorkerResources, exchange: Exchange) -> None:
     """Close the books on ``exchange`` once the current response has been written."""
-    resources.open_books.add(resources, exchange)
+    resources.open_books.add(exchange, close_books, resources)
 
 
 def close_books(resources: WorkerResources) -> None:

@@ -50,6 +50,9 @@ class StrictHttp(Http):
     """Sanic's HTTP/1.1 parser, refusing (and closing on) what a front proxy could frame differently."""
 
     __slots__ = ()
+    #: Every head is checked here, before routing: the request path need not check it again
+    #: (:func:`headroom.proxy.body.check_head`).
+    checks_heads = True
 
     async def http1_request_header(self) -> None:
         await super().http1_request_header()

@@ -15,8 +15,8 @@ from sanic import Request, Sanic
 from headroom.config import ProxyConfig
 from headroom.observability.request_log import RequestLog
 from headroom.pricing import Pricing, load_pricing
-from headroom.proxy.bookkeeping import OpenBooks
 from headroom.proxy.inflight import InFlightBytes
+from headroom.proxy.open_books import OpenBooks
 from headroom.proxy.stats import StatsBuffer
 from headroom.proxy.upstream import Upstream
 from headroom.proxy.write_behind import WriteBehind

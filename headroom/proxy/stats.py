@@ -68,8 +68,8 @@ class StatsBuffer:
         get = counters.get
         provider, model = outcome.provider, _model_name(outcome)
         before, after = outcome.tokens_before, outcome.tokens_after
-        input_tokens, cache_read, cache_write = outcome.input_tokens, outcome.cache_read_tokens, \
-            outcome.cache_write_tokens
+        input_tokens, cache_read, cache_write = (outcome.input_tokens, outcome.cache_read_tokens,
+                                                 outcome.cache_write_tokens)
         for name, amount in (
             ("requests", 1),
             (f"provider:{provider}", 1),
@@ -97,11 +97,11 @@ class StatsBuffer:
             self._add(f"prefix_changes:{provider}", outcome.prefix_changes)
         if outcome.cost_usd or outcome.usd_saved:
             caller = outcome.caller or "none"
-            for figure, amount in (("spent", outcome.cost_usd), ("saved", outcome.usd_saved)):
-                if amount:
-                    self._add(f"usd_{figure}", amount)
-                    self._add(f"usd_provider:{provider}:{figure}", amount)
-                    self._add(f"usd_caller:{caller}:{figure}", amount)
+            for figure, usd in (("spent", outcome.cost_usd), ("saved", outcome.usd_saved)):
+                if usd:
+                    self._add(f"usd_{figure}", usd)
+                    self._add(f"usd_provider:{provider}:{figure}", usd)
+                    self._add(f"usd_caller:{caller}:{figure}", usd)
             if outcome.cost_usd:
                 self._add("cost_usd", outcome.cost_usd)
                 self._add(f"model:{model}:cost_usd", outcome.cost_usd)
