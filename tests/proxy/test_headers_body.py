@@ -112,3 +112,19 @@ def test_request_ids_adopt_a_clean_client_id_and_are_unique_otherwise():
     made = {request_id_for(_Request({"x-request-id": "bad id\r\n"})) for _ in range(100)}
     assert len(made) == 100 and all(i.startswith("hr_") for i in made)
     assert new_request_id() != new_request_id()
+
+
+def test_a_proxy_response_sends_the_head_sanic_would_send():
+    """ProxyResponse skips Sanic's cleaning (CR, LF and NUL removed) for values that hold none
+    of them: the bytes of every header, printable or not, are Sanic's own."""
+    import itertools
+
+    from sanic.response import HTTPResponse
+
+    from headroom.proxy.response import ProxyResponse
+
+    values = ["plain", "x\r\ninjected: 1", "nul\x00", "tab\there", "é ü", "bad\udcff", "", 42]
+    for status, (name, value) in itertools.product((200, 204, 304), itertools.product(["X-A", "x-b\r\n"], values)):
+        headers = [(name, value), ("content-type", "application/json")]
+        expected = list(HTTPResponse(b"{}", status=status, headers=headers).processed_headers)
+        assert list(ProxyResponse(b"{}", status=status, headers=headers).processed_headers) == expected
