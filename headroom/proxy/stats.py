@@ -48,14 +48,15 @@ class StatsBuffer:
 
     :meth:`record` adds a finished request in place, without building a delta of its own;
     the recent-requests entries are encoded when taken, and only the last
-    ``STATS_RECENT_LIMIT`` of them (the store keeps no more). An entry holds figures only
-    (:func:`recent_entry`), never the request's messages.
+    ``STATS_RECENT_LIMIT`` of them (the store keeps no more). An outcome that carries the
+    request's messages (``--log-messages``) is kept as its entry (:func:`recent_entry`, figures
+    only) rather than whole.
     """
 
     def __init__(self) -> None:
         self.counters: dict[str, float] = {}
         self.samples: dict[str, list[float]] = {}
-        self._recent: deque[dict | bytes] = deque(maxlen=STATS_RECENT_LIMIT)
+        self._recent: deque[RequestOutcome | dict | bytes] = deque(maxlen=STATS_RECENT_LIMIT)
 
     @property
     def recent(self) -> list[bytes]:
@@ -122,7 +123,7 @@ class StatsBuffer:
         self._sample("overhead_ms", outcome.overhead_ms)
         if outcome.ttfb_ms is not None:
             self._sample("ttfb_ms", outcome.ttfb_ms)
-        self._recent.append(recent_entry(outcome))
+        self._recent.append(outcome if outcome.messages is None else recent_entry(outcome))
 
     def _add(self, name: str, amount: float) -> None:
         self.counters[name] = self.counters.get(name, 0) + amount
@@ -158,8 +159,10 @@ class StatsBuffer:
         return delta
 
 
-def _encoded(entry: dict | bytes) -> bytes:
-    return entry if isinstance(entry, bytes) else ujson.dumps(entry).encode()
+def _encoded(entry: RequestOutcome | dict | bytes) -> bytes:
+    if isinstance(entry, bytes):
+        return entry
+    return ujson.dumps(entry if isinstance(entry, dict) else recent_entry(entry)).encode()
 
 
 def recent_entry(outcome: RequestOutcome) -> dict:
