@@ -254,39 +254,35 @@ class Metrics:
             observe_values(histogram, values)
 
     def _tally(self, outcome: RequestOutcome, adds: dict[Any, float], observed: dict[Any, list[float]]) -> None:
-        def add(counter: Any, amount: float = 1) -> None:
-            adds[counter] = adds.get(counter, 0) + amount
-
+        get = adds.get
         provider = self._provider(outcome.provider)
         model = self._model(outcome.model, admit=200 <= outcome.status < 300)
         key = (provider, model, outcome.status)
         request = self._request_children.get(key)
         if request is None:
             request = self._request_children[key] = self.requests.labels(provider, model, str(outcome.status))
-        add(request)
+        adds[request] = get(request, 0) + 1
 
         before, after, saved, inp, out, c_read, c_write, cost, usd_spent, usd_saved = self._for_model(provider, model)
-        if outcome.tokens_before:
-            add(before, outcome.tokens_before)
-        if outcome.tokens_after:
-            add(after, outcome.tokens_after)
-        if outcome.tokens_before > outcome.tokens_after:  # a counter cannot go down
-            add(saved, outcome.tokens_before - outcome.tokens_after)
-        if outcome.input_tokens:
-            add(inp, outcome.input_tokens)
-        if outcome.output_tokens:
-            add(out, outcome.output_tokens)
-        if outcome.cache_read_tokens:
-            add(c_read, outcome.cache_read_tokens)
-        if outcome.cache_write_tokens:
-            add(c_write, outcome.cache_write_tokens)
+        for counter, amount in (
+            (before, outcome.tokens_before),
+            (after, outcome.tokens_after),
+            (saved, outcome.tokens_before - outcome.tokens_after),  # grown: none saved (a counter cannot go down)
+            (inp, outcome.input_tokens),
+            (out, outcome.output_tokens),
+            (c_read, outcome.cache_read_tokens),
+            (c_write, outcome.cache_write_tokens),
+        ):
+            if amount > 0:
+                adds[counter] = get(counter, 0) + amount
         if 0 < outcome.cost_usd < _INF:  # a NaN or inf would poison the sum for good
-            add(cost, outcome.cost_usd)
-            add(usd_spent, outcome.cost_usd)
+            adds[cost] = get(cost, 0) + outcome.cost_usd
+            adds[usd_spent] = get(usd_spent, 0) + outcome.cost_usd
         if 0 < outcome.usd_saved < _INF:
-            add(usd_saved, outcome.usd_saved)
+            adds[usd_saved] = get(usd_saved, 0) + outcome.usd_saved
         if outcome.prefix_changes:
-            add(self.prefix_changes.labels(provider), outcome.prefix_changes)
+            counter = self.prefix_changes.labels(provider)
+            adds[counter] = get(counter, 0) + outcome.prefix_changes
 
         latency, overhead, ttfb = self._for_provider(provider)
         observed.setdefault(latency, []).append(outcome.latency_ms)
@@ -294,15 +290,20 @@ class Metrics:
         if outcome.ttfb_ms is not None:
             observed.setdefault(ttfb, []).append(outcome.ttfb_ms)
 
+        counter = None
         if outcome.cache == "hit":
-            add(self.cache_hits)
+            counter = self.cache_hits
         elif outcome.cache == "miss":
-            add(self.cache_misses)
+            counter = self.cache_misses
+        if counter is not None:
+            adds[counter] = get(counter, 0) + 1
         if outcome.limited:
-            add(self.rate_limited.labels(self._reason(outcome.limited)))
+            counter = self.rate_limited.labels(self._reason(outcome.limited))
+            adds[counter] = get(counter, 0) + 1
         kind = upstream_error_kind(outcome.error)
         if kind:
-            add(self.upstream_errors.labels(self._kind(kind)))
+            counter = self.upstream_errors.labels(self._kind(kind))
+            adds[counter] = get(counter, 0) + 1
 
     def set_budget_remaining(self, usd: float | None) -> None:
         """Record the budget left; ``None`` (no budget configured) leaves the gauge as it was.
