@@ -460,7 +460,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=5, help="latency is measured in this many interleaved rounds")
     p.add_argument("--warmup", type=int, default=200, help="latency warm-up requests per target")
     p.add_argument("--seconds", type=float, default=5.0, help="throughput phase length per target")
-    p.add_argument("--throughput-rounds", type=int, default=1,
+    p.add_argument("--throughput-rounds", type=int, default=5,
                    help="throughput is measured in this many interleaved rounds (of --seconds / rounds each)")
     p.add_argument("--connections", type=int, default=64, help="concurrent connections for throughput")
     p.add_argument("--max-requests", type=int, default=1_000_000, help="hard cap per throughput phase")
