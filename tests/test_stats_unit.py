@@ -34,3 +34,23 @@ def test_buffer_merges_and_renders():
     assert stats["transforms"] == {"json:table": 3, "fit:drop_turns": 3}
     assert stats["models"]["claude-x"]["requests"] == 3 and stats["models"]["other"]["errors"] == 1
     assert stats["latency_ms"]["samples"] == 4 and stats["recent_requests"][0]["request_id"] == "e"
+
+
+def test_recording_in_place_adds_what_deltas_add_and_keeps_the_latest_entries():
+    """The proxy records each finished request straight into its buffer (no delta of its own,
+    entries encoded when taken): the same totals, samples and recent entries as adding deltas."""
+    from headroom.state.keys import STATS_RECENT_LIMIT
+
+    outcomes = [outcome(request_id=f"r{i}", status=(200, 502)[i % 2], error=(None, "http_502")[i % 2],
+                        cache="miss", cost_usd=0.01, usd_saved=0.002, caller="abc", cache_read_tokens=i,
+                        input_tokens=10, ttfb_ms=None if i % 3 else 3.0, transforms=["json:table"] * (i % 2))
+                for i in range(STATS_RECENT_LIMIT + 7)]
+    recorded, added = StatsBuffer(), StatsBuffer()
+    for o in outcomes:
+        recorded.record(o)
+        added.add(delta_of(o))
+    mine, theirs = recorded.take(), added.take()
+    assert mine.counters == theirs.counters and mine.samples == theirs.samples
+    assert mine.recent == theirs.recent and len(mine.recent) == STATS_RECENT_LIMIT
+    assert b'"request_id":"r56"' in mine.recent[-1] and b'"request_id":"r7"' in mine.recent[0]
+    assert recorded.take() is None

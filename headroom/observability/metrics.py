@@ -36,6 +36,8 @@ import os
 import shutil
 import sys
 import tempfile
+from bisect import bisect_left
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from headroom import formats
@@ -243,53 +245,78 @@ class Metrics:
         return children
 
     def observe(self, outcome: RequestOutcome) -> None:
-        """Count one finished request. Zero amounts are skipped: they would not change a sum."""
+        """Count one finished request."""
+        self.observe_all((outcome,))
+
+    def observe_all(self, outcomes: Iterable[RequestOutcome]) -> None:
+        """Count finished requests, writing each series they touch once.
+
+        Every write to a series costs a lock, a process-id check and a write to the
+        memory-mapped file; the proxy closes the books on all the requests answered in one
+        turn of its event loop together (15 to 20 at 64 connections on 2 cores), so adding
+        their figures up first saves most of them. Zero amounts are skipped: they would
+        not change a sum.
+        """
+        adds: dict[Any, float] = {}  # counter child -> amount to add
+        observed: dict[Any, list[float]] = {}  # histogram child -> values to observe
+        for outcome in outcomes:
+            self._tally(outcome, adds, observed)
+        for counter, amount in adds.items():
+            counter.inc(amount)
+        for histogram, values in observed.items():
+            observe_values(histogram, values)
+
+    def _tally(self, outcome: RequestOutcome, adds: dict[Any, float], observed: dict[Any, list[float]]) -> None:
+        get = adds.get
         provider = self._provider(outcome.provider)
         model = self._model(outcome.model, admit=200 <= outcome.status < 300)
         key = (provider, model, outcome.status)
         request = self._request_children.get(key)
         if request is None:
             request = self._request_children[key] = self.requests.labels(provider, model, str(outcome.status))
-        request.inc()
+        adds[request] = get(request, 0) + 1
 
         before, after, saved, inp, out, c_read, c_write, cost, usd_spent, usd_saved = self._for_model(provider, model)
-        if outcome.tokens_before:
-            before.inc(outcome.tokens_before)
-        if outcome.tokens_after:
-            after.inc(outcome.tokens_after)
-        if outcome.tokens_before > outcome.tokens_after:  # a counter cannot go down
-            saved.inc(outcome.tokens_before - outcome.tokens_after)
-        if outcome.input_tokens:
-            inp.inc(outcome.input_tokens)
-        if outcome.output_tokens:
-            out.inc(outcome.output_tokens)
-        if outcome.cache_read_tokens:
-            c_read.inc(outcome.cache_read_tokens)
-        if outcome.cache_write_tokens:
-            c_write.inc(outcome.cache_write_tokens)
+        for counter, amount in (
+            (before, outcome.tokens_before),
+            (after, outcome.tokens_after),
+            (saved, outcome.tokens_before - outcome.tokens_after),  # grown: none saved (a counter cannot go down)
+            (inp, outcome.input_tokens),
+            (out, outcome.output_tokens),
+            (c_read, outcome.cache_read_tokens),
+            (c_write, outcome.cache_write_tokens),
+        ):
+            if amount > 0:
+                adds[counter] = get(counter, 0) + amount
         if 0 < outcome.cost_usd < _INF:  # a NaN or inf would poison the sum for good
-            cost.inc(outcome.cost_usd)
-            usd_spent.inc(outcome.cost_usd)
+            adds[cost] = get(cost, 0) + outcome.cost_usd
+            adds[usd_spent] = get(usd_spent, 0) + outcome.cost_usd
         if 0 < outcome.usd_saved < _INF:
-            usd_saved.inc(outcome.usd_saved)
+            adds[usd_saved] = get(usd_saved, 0) + outcome.usd_saved
         if outcome.prefix_changes:
-            self.prefix_changes.labels(provider).inc(outcome.prefix_changes)
+            counter = self.prefix_changes.labels(provider)
+            adds[counter] = get(counter, 0) + outcome.prefix_changes
 
         latency, overhead, ttfb = self._for_provider(provider)
-        latency.observe(outcome.latency_ms)
-        overhead.observe(outcome.overhead_ms)
+        observed.setdefault(latency, []).append(outcome.latency_ms)
+        observed.setdefault(overhead, []).append(outcome.overhead_ms)
         if outcome.ttfb_ms is not None:
-            ttfb.observe(outcome.ttfb_ms)
+            observed.setdefault(ttfb, []).append(outcome.ttfb_ms)
 
+        counter = None
         if outcome.cache == "hit":
-            self.cache_hits.inc()
+            counter = self.cache_hits
         elif outcome.cache == "miss":
-            self.cache_misses.inc()
+            counter = self.cache_misses
+        if counter is not None:
+            adds[counter] = get(counter, 0) + 1
         if outcome.limited:
-            self.rate_limited.labels(self._reason(outcome.limited)).inc()
+            counter = self.rate_limited.labels(self._reason(outcome.limited))
+            adds[counter] = get(counter, 0) + 1
         kind = upstream_error_kind(outcome.error)
         if kind:
-            self.upstream_errors.labels(self._kind(kind)).inc()
+            counter = self.upstream_errors.labels(self._kind(kind))
+            adds[counter] = get(counter, 0) + 1
 
     def tool_label(self, tool: str) -> str:
         return self._tool(tool)
@@ -315,6 +342,30 @@ class Metrics:
                 multiprocess_mode="mostrecent", registry=self.registry,
             )
         self._budget_remaining.set(usd)
+
+
+def observe_values(histogram: Any, values: list[float]) -> None:
+    """``histogram.observe(v)`` for each of ``values``, with each bucket and the sum written
+    once: the counts and the sum come out as ``observe`` would make them (the sum up to
+    floating-point rounding). Reads prometheus-client's ``Histogram`` internals
+    (``_upper_bounds``, ``_buckets``, ``_sum``, stable since its first releases); without
+    them, observes one value at a time."""
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if len(values) == 1 or bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for value in values:
+            histogram.observe(value)
+        return
+    counts = [0] * len(bounds)
+    for value in values:
+        i = bisect_left(bounds, value)  # the first bound >= value: observe's "value <= bound"
+        if i < len(bounds) and value <= bounds[i]:  # a NaN falls in no bucket, as with observe
+            counts[i] += 1
+    total.inc(sum(values))
+    for bucket, count in zip(buckets, counts):
+        if count:
+            bucket.inc(count)
 
 
 def reserve_files(path: str, pid: int | None = None, size: int = RESERVED_BYTES) -> None:
@@ -404,6 +455,12 @@ def fail_open(func):
 @fail_open
 def observe(outcome: RequestOutcome) -> None:
     get_metrics().observe(outcome)
+
+
+@fail_open
+def observe_all(outcomes: Iterable[RequestOutcome]) -> None:
+    """:meth:`Metrics.observe_all`: the proxy's requests, a turn of its event loop at a time."""
+    get_metrics().observe_all(outcomes)
 
 
 @fail_open

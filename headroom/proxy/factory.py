@@ -14,8 +14,8 @@ from sanic import Sanic
 
 from headroom.config import ProxyConfig, build_config
 from headroom.observability import metrics
-from headroom.proxy import admin, compression_api, dashboard, openapi, routes
-from headroom.proxy.bookkeeping import flush_stats, flush_stats_forever
+from headroom.proxy import admin, compression_api, dashboard, heap, openapi, routes
+from headroom.proxy.bookkeeping import close_books, flush_stats, flush_stats_forever
 from headroom.proxy.errors import handle_exception
 from headroom.proxy.resources import close_resources, open_resources, resources_of
 from headroom.transforms import tokens
@@ -55,6 +55,7 @@ def create_app(config: ProxyConfig | None = None) -> Sanic:
 
     @app.after_server_start
     async def start_background_work(app: Sanic) -> None:
+        heap.settle()  # start-up objects out of the collector's way (see headroom.proxy.heap)
         background.append(asyncio.get_running_loop().create_task(honour_a_stop_sent_while_starting(app)))
         background.append(asyncio.get_running_loop().create_task(flush_stats_forever(resources_of(app))))
         if config.optimize:
@@ -70,6 +71,7 @@ def create_app(config: ProxyConfig | None = None) -> Sanic:
         """After the last in-flight request and stream has finished (or --shutdown-grace ran
         out): write what is queued, flush this worker's statistics, then close."""
         resources = resources_of(app)
+        close_books(resources)  # any still open (they close in the next turn of the loop)
         await resources.writes.drain()
         for task in background:
             task.cancel()

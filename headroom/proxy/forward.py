@@ -31,6 +31,7 @@ from headroom.proxy.errors import ProxyError
 from headroom.proxy.exchange import Exchange
 from headroom.proxy.headers import request_headers, response_headers
 from headroom.proxy.resources import resources_of
+from headroom.proxy.response import ProxyResponse
 from headroom.proxy.response_cache import MAX_ENTRY_BYTES, CachedAnswer
 from headroom.proxy.sse import EventBuffer, EventTooLong
 from headroom.proxy.tool_loop import Retrieval
@@ -97,7 +98,7 @@ async def forward(
             if exchange.cache_key and exchange.status == 200 and len(payload) <= MAX_ENTRY_BYTES:
                 exchange.answer = CachedAnswer(resp.headers.get("content-type", "application/json"), payload)
         headers.update(exchange.headroom_headers(resources.pricing))
-        return HTTPResponse(payload, status=exchange.status, headers=headers)
+        return ProxyResponse(payload, status=exchange.status, headers=headers)
     except asyncio.CancelledError:
         # The client went away: drop the upstream connection instead of reusing it.
         resp.close()
@@ -270,7 +271,7 @@ async def replay(request: Request, answer: CachedAnswer, exchange: Exchange) -> 
     headers = {"content-type": answer.content_type, "x-request-id": exchange.request_id}
     headers.update(exchange.headroom_headers())
     if not answer.is_stream:
-        return HTTPResponse(answer.body, status=200, headers=headers)
+        return ProxyResponse(answer.body, status=200, headers=headers)
     response = await request.respond(status=200, headers=headers)
     exchange.first_byte_at = perf_counter()
     await response.send(answer.body)

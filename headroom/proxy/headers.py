@@ -42,11 +42,19 @@ def _connection_listed(items: Iterable[tuple[str, str]]) -> set[str]:
     return named
 
 
+def _kept(items: Iterable[tuple[str, str]], dropped: frozenset[str]) -> list[tuple[str, str]]:
+    """``items`` less the ``dropped`` names and those ``Connection:`` lists, in one pass over
+    their lowered names (a ``Connection:`` header is rare: its names are read only then)."""
+    items = list(items)
+    lowered = [name.lower() for name, _ in items]
+    if "connection" in lowered:
+        dropped = dropped | _connection_listed(items)
+    return [item for item, name in zip(items, lowered) if name not in dropped]
+
+
 def request_headers(items: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """Client headers to send upstream, in their original order and spelling."""
-    items = list(items)
-    drop = _DROP_FROM_REQUEST | _connection_listed(items)
-    forwarded = [(name, value) for name, value in items if name.lower() not in drop]
+    forwarded = _kept(items, _DROP_FROM_REQUEST)
     # Ask only for encodings the upstream client can decode; the client gets plain bytes.
     forwarded.append(("accept-encoding", "gzip, deflate"))
     return forwarded
@@ -54,6 +62,4 @@ def request_headers(items: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
 
 def response_headers(items: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """Upstream headers to send back to the client."""
-    items = list(items)
-    drop = _DROP_FROM_RESPONSE | _connection_listed(items)
-    return [(name, value) for name, value in items if name.lower() not in drop]
+    return _kept(items, _DROP_FROM_RESPONSE)

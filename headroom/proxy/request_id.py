@@ -10,7 +10,15 @@ from sanic import Request
 
 _CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _REQUEST_IDS = itertools.count(1)
-_PROCESS_TAG = ("", 0)  # (random tag, pid it was made in)
+_process_tag = ""  # random, one per process: made on first use, forgotten in a forked child
+
+
+def _forget_tag() -> None:
+    global _process_tag
+    _process_tag = ""
+
+
+os.register_at_fork(after_in_child=_forget_tag)  # a fork never repeats its parent's ids
 
 
 def request_id_for(request: Request) -> str:
@@ -22,8 +30,9 @@ def request_id_for(request: Request) -> str:
 
 
 def new_request_id() -> str:
-    """Unique across workers and restarts (a random tag per process), and cheap on the hot path."""
-    global _PROCESS_TAG
-    if _PROCESS_TAG[1] != os.getpid():  # first call in this process, forked or spawned
-        _PROCESS_TAG = (os.urandom(6).hex(), os.getpid())
-    return f"hr_{_PROCESS_TAG[0]}{next(_REQUEST_IDS):010x}"
+    """Unique across workers and restarts (a random tag per process), and cheap on the hot
+    path: no system call (the tag is reset by a fork hook, not by comparing process ids)."""
+    global _process_tag
+    if not _process_tag:  # first call in this process, spawned or forked
+        _process_tag = os.urandom(6).hex()
+    return f"hr_{_process_tag}{next(_REQUEST_IDS):010x}"

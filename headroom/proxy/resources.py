@@ -8,7 +8,7 @@ opens its own (a store connection and an upstream pool cannot cross a fork).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sanic import Request, Sanic
 
@@ -16,6 +16,7 @@ from headroom.config import ProxyConfig
 from headroom.observability.request_log import RequestLog
 from headroom.pricing import Pricing, load_pricing
 from headroom.proxy.inflight import InFlightBytes
+from headroom.proxy.open_books import OpenBooks
 from headroom.proxy.stats import StatsBuffer
 from headroom.proxy.upstream import Upstream
 from headroom.proxy.write_behind import WriteBehind
@@ -44,6 +45,7 @@ class WorkerResources:
     model: ModelClient | None  # the LLMLingua model server (--llmlingua)
     inflight: InFlightBytes  # request bytes this worker holds (--max-inflight-mb)
     draining: bool = False  # set when the worker begins to stop: /readyz answers 503 from then on
+    open_books: OpenBooks = field(default_factory=OpenBooks)  # answered, books not yet closed (bookkeeping)
 
 
 def resources_of(target: Request | Sanic) -> WorkerResources:

@@ -44,10 +44,18 @@ def policy(enabled: bool, cache_control: str) -> CachePolicy:
 
 
 def request_key(path: str, body: dict) -> str:
-    canonical = {k: v for k, v in body.items() if k not in _IGNORED_FIELDS}
+    canonical = body
+    if not _IGNORED_FIELDS.isdisjoint(body):  # most bodies have none: no copy
+        canonical = {k: v for k, v in body.items() if k not in _IGNORED_FIELDS}
     encoded = ujson.dumps(canonical, sort_keys=True, ensure_ascii=False, escape_forward_slashes=False)
+    digest = _SHA256.copy()  # cheaper than looking SHA-256 up in OpenSSL again
+    digest.update(path.encode() + b"\0")
     # surrogatepass: a lone surrogate (legal in JSON as an escape) has no UTF-8 form
-    return hashlib.sha256(path.encode() + b"\0" + encoded.encode("utf-8", "surrogatepass")).hexdigest()
+    digest.update(encoded.encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
+
+
+_SHA256 = hashlib.sha256()
 
 
 @dataclass(frozen=True)

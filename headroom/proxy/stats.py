@@ -16,6 +16,7 @@ them to the totals itself), and the back-offs in force come from the store
 
 from __future__ import annotations
 
+from collections import deque
 from datetime import datetime, timezone
 
 import ujson
@@ -42,74 +43,112 @@ def _model_name(outcome: RequestOutcome) -> str:
 
 def delta_of(outcome: RequestOutcome) -> StatsDelta:
     """What one request adds to the global statistics."""
-    model = _model_name(outcome)
-    counters: dict[str, float] = {
-        "requests": 1,
-        f"provider:{outcome.provider}": 1,
-        f"status:{outcome.status}": 1,
-        "tokens_before": outcome.tokens_before,
-        "tokens_after": outcome.tokens_after,
-        "bytes_in": outcome.bytes_in,
-        "bytes_out": outcome.bytes_out,
-        f"model:{model}:requests": 1,
-        f"model:{model}:tokens_before": outcome.tokens_before,
-        f"model:{model}:tokens_after": outcome.tokens_after,
-        f"model:{model}:input_tokens": outcome.input_tokens,
-        f"model:{model}:output_tokens": outcome.output_tokens,
-        f"model:{model}:cache_read_tokens": outcome.cache_read_tokens,
-        f"model:{model}:cache_write_tokens": outcome.cache_write_tokens,
-    }
-    # Prompt-cache read share: reads over every input token (uncached + read + written).
-    all_input = outcome.input_tokens + outcome.cache_read_tokens + outcome.cache_write_tokens
-    if all_input:
-        counters[f"prompt_cache:{outcome.provider}:input_tokens"] = all_input
-        counters[f"prompt_cache:{outcome.provider}:read_tokens"] = outcome.cache_read_tokens
-    if outcome.upstream_calls > 1:  # the retrieval loop asked the upstream again (tool_loop)
-        counters["loop:continuations"] = outcome.upstream_calls - 1
-    if outcome.retrievals:
-        counters["loop:retrievals"] = outcome.retrievals
-    if outcome.prefix_changes:
-        counters["prefix_changes"] = outcome.prefix_changes
-        counters[f"prefix_changes:{outcome.provider}"] = outcome.prefix_changes
-    if outcome.cost_usd or outcome.usd_saved:
-        provider, caller = outcome.provider, outcome.caller or "none"
-        for figure, amount in (("spent", outcome.cost_usd), ("saved", outcome.usd_saved)):
-            if amount:
-                counters[f"usd_{figure}"] = amount
-                counters[f"usd_provider:{provider}:{figure}"] = amount
-                counters[f"usd_caller:{caller}:{figure}"] = amount
-        if outcome.cost_usd:
-            counters["cost_usd"] = outcome.cost_usd
-            counters[f"model:{model}:cost_usd"] = outcome.cost_usd
-        if outcome.usd_saved:
-            counters[f"model:{model}:usd_saved"] = outcome.usd_saved
-    if outcome.error:
-        counters[f"error:{outcome.error}"] = 1
-        counters[f"model:{model}:errors"] = 1
-    if outcome.cache:
-        counters[f"cache:{outcome.cache}"] = 1
-    if outcome.limited:
-        counters[f"limited:{outcome.limited}"] = 1
-    if outcome.model_fallback:
-        counters[f"llmlingua_fallback:{outcome.model_fallback}"] = 1
-    for transform in outcome.transforms:
-        name = f"transform:{transform.split('=', 1)[0]}"  # "fit:drop_turns=2" counts as fit:drop_turns
-        counters[name] = counters.get(name, 0) + 1
-    samples = {"latency_ms": [outcome.latency_ms], "overhead_ms": [outcome.overhead_ms]}
-    if outcome.ttfb_ms is not None:
-        samples["ttfb_ms"] = [outcome.ttfb_ms]
-    return StatsDelta(counters=counters, samples=samples, recent=[ujson.dumps(recent_entry(outcome)).encode()])
+    buffer = StatsBuffer()
+    buffer.record(outcome)
+    delta = buffer.take()
+    assert delta is not None  # a request always counts
+    return delta
 
 
 class StatsBuffer:
-    """A worker's statistics not yet added to the shared totals (bounded like the store's)."""
+    """A worker's statistics not yet added to the shared totals (bounded like the store's).
+
+    :meth:`record` adds a finished request in place, without building a delta of its own;
+    the recent-requests entries are encoded when taken, and only the last
+    ``STATS_RECENT_LIMIT`` of them (the store keeps no more). An outcome that carries the
+    request's messages (``--log-messages``) is kept as its entry (:func:`recent_entry`, figures
+    only) rather than whole.
+    """
 
     def __init__(self) -> None:
         self.counters: dict[str, float] = {}
         self.samples: dict[str, list[float]] = {}
-        self.recent: list[bytes] = []
+        self._recent: deque[RequestOutcome | dict | bytes] = deque(maxlen=STATS_RECENT_LIMIT)
+
+    @property
+    def recent(self) -> list[bytes]:
+        """The recent-requests entries waiting, oldest first, encoded."""
+        return [_encoded(entry) for entry in self._recent]
+
+    def record(self, outcome: RequestOutcome) -> None:
+        """Add one finished request."""
+        counters = self.counters
+        get = counters.get
+        provider, model = outcome.provider, _model_name(outcome)
+        before, after = outcome.tokens_before, outcome.tokens_after
+        input_tokens, cache_read, cache_write = (outcome.input_tokens, outcome.cache_read_tokens,
+                                                 outcome.cache_write_tokens)
+        for name, amount in (
+            ("requests", 1),
+            (f"provider:{provider}", 1),
+            (f"status:{outcome.status}", 1),
+            ("tokens_before", before),
+            ("tokens_after", after),
+            ("bytes_in", outcome.bytes_in),
+            ("bytes_out", outcome.bytes_out),
+            (f"model:{model}:requests", 1),
+            (f"model:{model}:tokens_before", before),
+            (f"model:{model}:tokens_after", after),
+            (f"model:{model}:input_tokens", input_tokens),
+            (f"model:{model}:output_tokens", outcome.output_tokens),
+            (f"model:{model}:cache_read_tokens", cache_read),
+            (f"model:{model}:cache_write_tokens", cache_write),
+        ):
+            counters[name] = get(name, 0) + amount
+        # Prompt-cache read share: reads over every input token (uncached + read + written).
+        all_input = input_tokens + cache_read + cache_write
+        if all_input:
+            self._add(f"prompt_cache:{provider}:input_tokens", all_input)
+            self._add(f"prompt_cache:{provider}:read_tokens", cache_read)
+        if outcome.upstream_calls > 1:  # the retrieval loop asked the upstream again (tool_loop)
+            self._add("loop:continuations", outcome.upstream_calls - 1)
+        if outcome.retrievals:
+            self._add("loop:retrievals", outcome.retrievals)
+        if outcome.prefix_changes:
+            self._add("prefix_changes", outcome.prefix_changes)
+            self._add(f"prefix_changes:{provider}", outcome.prefix_changes)
+        if outcome.cost_usd or outcome.usd_saved:
+            caller = outcome.caller or "none"
+            for figure, usd in (("spent", outcome.cost_usd), ("saved", outcome.usd_saved)):
+                if usd:
+                    self._add(f"usd_{figure}", usd)
+                    self._add(f"usd_provider:{provider}:{figure}", usd)
+                    self._add(f"usd_caller:{caller}:{figure}", usd)
+            if outcome.cost_usd:
+                self._add("cost_usd", outcome.cost_usd)
+                self._add(f"model:{model}:cost_usd", outcome.cost_usd)
+            if outcome.usd_saved:
+                self._add(f"model:{model}:usd_saved", outcome.usd_saved)
+        if outcome.error:
+            self._add(f"error:{outcome.error}", 1)
+            self._add(f"model:{model}:errors", 1)
+        if outcome.cache:
+            self._add(f"cache:{outcome.cache}", 1)
+        if outcome.limited:
+            self._add(f"limited:{outcome.limited}", 1)
+        if outcome.model_fallback:
+            self._add(f"llmlingua_fallback:{outcome.model_fallback}", 1)
+        for transform in outcome.transforms:
+            self._add(f"transform:{transform.split('=', 1)[0]}", 1)  # "fit:drop_turns=2" counts as fit:drop_turns
+        self._sample("latency_ms", outcome.latency_ms)
+        self._sample("overhead_ms", outcome.overhead_ms)
+        if outcome.ttfb_ms is not None:
+            self._sample("ttfb_ms", outcome.ttfb_ms)
+        self._recent.append(outcome if outcome.messages is None else recent_entry(outcome))
+
+    def _add(self, name: str, amount: float) -> None:
+        self.counters[name] = self.counters.get(name, 0) + amount
+
+    def _sample(self, name: str, value: float) -> None:
+        series = self.samples.get(name)
+        if series is None:
+            series = self.samples[name] = []
+        series.append(value)
+        if len(series) >= 2 * STATS_SAMPLE_LIMIT:  # trimmed now and then, not on every sample
+            del series[:-STATS_SAMPLE_LIMIT]
 
     def add(self, delta: StatsDelta) -> None:
+        """Add a delta (one taken earlier and not stored, say)."""
         counters = self.counters
         for name, amount in delta.counters.items():
             counters[name] = counters.get(name, 0) + amount
@@ -117,16 +156,24 @@ class StatsBuffer:
             series = self.samples.setdefault(name, [])
             series.extend(values)
             del series[:-STATS_SAMPLE_LIMIT]
-        self.recent.extend(delta.recent)
-        del self.recent[:-STATS_RECENT_LIMIT]
+        self._recent.extend(delta.recent)
 
     def take(self) -> StatsDelta | None:
         """Everything buffered, leaving the buffer empty (``None`` when there is nothing)."""
         if not self.counters:
             return None
+        for series in self.samples.values():
+            del series[:-STATS_SAMPLE_LIMIT]
         delta = StatsDelta(self.counters, self.samples, self.recent)
-        self.counters, self.samples, self.recent = {}, {}, []
+        self.counters, self.samples = {}, {}
+        self._recent.clear()
         return delta
+
+
+def _encoded(entry: RequestOutcome | dict | bytes) -> bytes:
+    if isinstance(entry, bytes):
+        return entry
+    return ujson.dumps(entry if isinstance(entry, dict) else recent_entry(entry)).encode()
 
 
 def recent_entry(outcome: RequestOutcome) -> dict:

@@ -251,10 +251,16 @@ class MemoryStore:
     # -- guards -------------------------------------------------------------
 
     def _bucket(self, caller: str, now: float) -> _Bucket:
-        state = self._buckets.get(caller)
+        state = self._buckets.get(caller)  # (now the most recently used, if there)
         if state is None or state.expires <= now:  # expired only once full again
             return _Bucket()
         return state
+
+    def _keep_bucket(self, caller: str, state: _Bucket) -> None:
+        """Keep a bucket :meth:`_bucket` handed out: a new one is stored, one found in the
+        table is already there (and already the most recently used)."""
+        if self._buckets.peek(caller) is not state:
+            self._buckets.put(caller, state)
 
     def _budget_spent(self, key: str, now: float) -> int:
         while (first := self._budgets.oldest()) is not None and first[1][1] <= now:
@@ -263,6 +269,9 @@ class MemoryStore:
         return int(entry[0]) if entry else 0
 
     async def guard(self, req: GuardRequest) -> GuardResult:
+        return self._guard(req)
+
+    def _guard(self, req: GuardRequest) -> GuardResult:
         if not req.limited:
             return GuardResult.unguarded(req)
         now = self._now()
@@ -307,7 +316,7 @@ class MemoryStore:
                     state.t, state.tt = t, now
                     ttl = max(ttl, (tpm - t) * 60.0 / tpm)
                 state.expires = max(state.expires, now + ttl + 1.0)
-                self._buckets.put(req.caller, state)
+                self._keep_bucket(req.caller, state)
             if budget and reserve > 0:
                 entry = self._budgets.peek(bkey)
                 if entry is None:
@@ -342,7 +351,7 @@ class MemoryStore:
             t = min(float(tpm), max(-float(tpm), t))
             state.t, state.tt = t, now
             state.expires = max(state.expires, now + (tpm - t) * 60.0 / tpm + 1.0)
-            self._buckets.put(req.caller, state)
+            self._keep_bucket(req.caller, state)
         if cost and result.budget_key is not None:
             entry = self._budgets.peek(result.budget_key)
             if entry is not None and entry[1] > now:
@@ -351,6 +360,9 @@ class MemoryStore:
     # -- response cache -----------------------------------------------------
 
     async def cache_get(self, caller: str, key: str) -> bytes | None:
+        return self._cache_get(caller, key)
+
+    def _cache_get(self, caller: str, key: str) -> bytes | None:
         full = cache_key(caller, key)
         item = self._data.get(full)
         if item is None:
@@ -373,8 +385,8 @@ class MemoryStore:
         self._cache.put(full, True)
 
     async def admit(self, cache: tuple[str, str] | None, req: GuardRequest | None) -> Admission:
-        cached = await self.cache_get(*cache) if cache else None
-        return Admission(cached, await self.guard(req) if req is not None else None)
+        cached = self._cache_get(*cache) if cache else None
+        return Admission(cached, self._guard(req) if req is not None else None)
 
     async def settle_and_put(self, settles: list[Settlement], puts: list[CachePut]) -> None:
         for settlement in settles:

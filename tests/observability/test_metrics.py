@@ -223,3 +223,37 @@ def test_bounded_label_rejects_odd_values():
 )
 def test_upstream_error_kind(error, kind):
     assert upstream_error_kind(error) == kind
+
+
+def samples_of(m: metrics.Metrics) -> dict[tuple[str, tuple], float]:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for family in m.registry.collect()
+            for s in family.samples if not s.name.endswith("_created")}
+
+
+def test_a_batch_counts_exactly_what_one_request_at_a_time_does(single_process):
+    """The proxy closes a turn of its event loop's requests together (observe_all): every
+    counter, bucket and sum comes out as observing them one by one, bucket bounds included."""
+    latencies = [0.1, 5, 5.0001, 10, 250, 300000, 1e9, 42.5, 0]  # on, just over and beyond the bounds
+    outcomes = [outcome(n, latency_ms=ms, overhead_ms=ms / 100, ttfb_ms=None if n % 3 else ms,
+                        status=(200, 429, 529)[n % 3], limited="rpm" if n % 3 == 1 else None,
+                        error={1: "http_429", 2: "upstream_5xx"}.get(n % 3), cache=("miss", "hit", None)[n % 3],
+                        model=f"model-{n % 2}", prefix_changes=n % 2, cost_usd=0.001 * n)
+                for n, ms in enumerate(latencies)]
+    one_by_one, batched = metrics.Metrics(), metrics.Metrics()
+    for o in outcomes:
+        one_by_one.observe(o)
+    batched.observe_all(outcomes)
+    expected, got = samples_of(one_by_one), samples_of(batched)
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, rel=1e-12), key  # sums may differ in the last bit only
+    assert batched.registry.get_sample_value("headroom_latency_ms_bucket", {"provider": "anthropic", "le": "5.0"}) == 3
+    assert batched.registry.get_sample_value("headroom_latency_ms_count", {"provider": "anthropic"}) == 9
+
+
+def test_observing_values_together_puts_a_nan_in_no_bucket_as_observe_does(single_process):
+    m = metrics.Metrics()
+    child = m.overhead.labels("anthropic")
+    metrics.observe_values(child, [float("nan"), 0.3, 2e9])
+    assert m.registry.get_sample_value("headroom_overhead_ms_count", {"provider": "anthropic"}) == 2
+    assert m.registry.get_sample_value("headroom_overhead_ms_bucket", {"provider": "anthropic", "le": "0.5"}) == 1

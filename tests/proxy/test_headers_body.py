@@ -130,3 +130,19 @@ def test_a_head_is_checked_in_the_request_path_only_where_the_strict_parser_did_
     assert DeadlineHttpProtocol.HTTP_CLASS is StrictHttp  # Sanic's own server parses every head strictly,
     bad.stream = StrictHttp.__new__(StrictHttp)  # so a head it handed on is not read again
     check_head(bad)
+
+
+def test_a_proxy_response_sends_the_head_sanic_would_send():
+    """ProxyResponse skips Sanic's cleaning (CR, LF and NUL removed) for values that hold none
+    of them: the bytes of every header, printable or not, are Sanic's own."""
+    import itertools
+
+    from sanic.response import HTTPResponse
+
+    from headroom.proxy.response import ProxyResponse
+
+    values = ["plain", "x\r\ninjected: 1", "nul\x00", "tab\there", "é ü", "bad\udcff", "", 42]
+    for status, (name, value) in itertools.product((200, 204, 304), itertools.product(["X-A", "x-b\r\n"], values)):
+        headers = [(name, value), ("content-type", "application/json")]
+        expected = list(HTTPResponse(b"{}", status=status, headers=headers).processed_headers)
+        assert list(ProxyResponse(b"{}", status=status, headers=headers).processed_headers) == expected

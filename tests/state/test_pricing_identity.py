@@ -149,3 +149,19 @@ def test_caller_hash():
         caller_hash(b"", key)
     assert secret_from_text("00" * 32) == bytes(32)
     assert secret_from_text("correct horse") == b"correct horse"
+
+
+@pytest.mark.parametrize("secret_bytes", [1, 13, 32, 64, 65, 200])  # shorter, as long as and longer than a block
+def test_caller_hash_is_hmac_sha256_whatever_the_secrets_length(secret_bytes):
+    """The keyed states are built once per secret and copied (identity._keyed_sha256): the
+    hash stays HMAC-SHA256, so callers keep their identity (and their stored state) across
+    versions and between workers."""
+    import hashlib
+    import hmac
+    import os
+
+    secret = os.urandom(secret_bytes)
+    for credential in (b"", b"sk-ant-api03-very-secret", os.urandom(300)):
+        expected = hmac.new(secret, credential, hashlib.sha256).hexdigest()[:32]
+        assert caller_hash(secret, credential) == expected
+        assert caller_hash(secret, credential) == expected  # the keyed states are copied, never used up
