@@ -41,29 +41,26 @@ ADMIN_TOKEN_ENV = "HEADROOM_ADMIN_TOKEN"  # the proxy's own --admin-token variab
 INSTALL_HINT = "pip install 'headroom-ai[mcp]'"
 TIMEOUT_S = 30.0
 
-#: Where each client keeps its key, in the order tried, and how the proxy is sent it.
-KEY_VARIABLES: tuple[tuple[str, str], ...] = (
-    ("ANTHROPIC_API_KEY", "anthropic"),
-    ("OPENAI_API_KEY", "openai"),
-    ("GEMINI_API_KEY", "gemini"),
-    ("GOOGLE_API_KEY", "gemini"),
+#: Where each client keeps its key, in the order tried, and the headers its own client sends
+#: it in (``{key}`` stands for the key), so the proxy hashes it to the same caller and answers
+#: errors in that client's shape.
+KEY_VARIABLES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    ("ANTHROPIC_API_KEY", (("x-api-key", "{key}"), ("anthropic-version", "2023-06-01"))),
+    ("OPENAI_API_KEY", (("authorization", "Bearer {key}"),)),
+    ("GEMINI_API_KEY", (("x-goog-api-key", "{key}"),)),
+    ("GOOGLE_API_KEY", (("x-goog-api-key", "{key}"),)),
 )
 
 
 @dataclass(frozen=True)
 class Credential:
     variable: str  # named in messages; the value never is
-    provider: str
+    template: tuple[tuple[str, str], ...]  # the headers, from KEY_VARIABLES
     value: str
 
     def headers(self) -> dict[str, str]:
-        """The key as its own client sends it, so the proxy hashes it to the same caller (and
-        answers errors in that client's shape)."""
-        if self.provider == "anthropic":
-            return {"x-api-key": self.value, "anthropic-version": "2023-06-01"}
-        if self.provider == "gemini":
-            return {"x-goog-api-key": self.value}
-        return {"authorization": f"Bearer {self.value}"}
+        """The key as its own client sends it."""
+        return {name: text.replace("{key}", self.value) for name, text in self.template}
 
 
 @dataclass(frozen=True)
@@ -81,10 +78,10 @@ class Outcome:
 
 def credentials_from(environ: Mapping[str, str]) -> tuple[Credential, ...]:
     found: list[Credential] = []
-    for variable, provider in KEY_VARIABLES:
+    for variable, template in KEY_VARIABLES:
         value = environ.get(variable, "").strip()
         if value and all(value != seen.value for seen in found):
-            found.append(Credential(variable, provider, value))
+            found.append(Credential(variable, template, value))
     return tuple(found)
 
 
