@@ -53,9 +53,9 @@ def main(argv: list[str] | None = None) -> int:
             started = time.perf_counter()
             items = reach.asks(formats, later=later)
             key = f"{reach.API_KEY}-{label}"  # a caller each: compression is memoised per caller
-            on = run(optimising.url, key, mock, items)
-            off = run(forwarding.url, key, mock, items)
-            without = run(toolless.url, key, mock, items)
+            on = reach.run_at(optimising.url, key, mock, items)
+            off = reach.run_at(forwarding.url, key, mock, items)
+            without = reach.run_at(toolless.url, key, mock, items)
             lines += reach.rows(label, on, off, without)
             cases.append(f"{label}:\n{reach.per_case(on)}")
             both = reach.totals(on), reach.totals(off)
@@ -76,12 +76,6 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if missed else 0
 
 
-def run(url: str, api_key: str, mock, items: list[reach.Ask]) -> list[reach.Reached]:
-    clients = reach.Clients(url, api_key)
-    try:
-        return reach.run(clients, mock, items)
-    finally:
-        clients.close()
 
 
 if __name__ == "__main__":

@@ -31,17 +31,11 @@ def results(start_proxy, mock):
     out = {}
     for label, later in VARIANTS.items():
         items = reach.asks(later=later)
-        out[label] = tuple(run(proxy.url, f"{reach.API_KEY}-{label}", mock, items)
+        out[label] = tuple(reach.run_at(proxy.url, f"{reach.API_KEY}-{label}", mock, items)
                            for proxy in (optimising, forwarding))
     return out
 
 
-def run(url: str, api_key: str, mock, items: list[reach.Ask]) -> list[reach.Reached]:
-    clients = reach.Clients(url, api_key)
-    try:
-        return reach.run(clients, mock, items)
-    finally:
-        clients.close()
 
 
 @pytest.mark.parametrize("label", VARIANTS)

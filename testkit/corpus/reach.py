@@ -318,3 +318,12 @@ def per_case(optimised: list[Reached]) -> str:
         mine = totals([r for r in optimised if r.ask.case.name == name])
         lines.append(f"{name:24s} {mine.reached:>4d} / {mine.facts:<3d}{mine.kept:>5d} {mine.retrievals:>10d}")
     return "\n".join(lines)
+
+
+def run_at(url: str, api_key: str, mock, items: list[Ask]) -> list[Reached]:
+    """:func:`run` with a fresh set of clients for the proxy at ``url``, closed after."""
+    clients = Clients(url, api_key)
+    try:
+        return run(clients, mock, items)
+    finally:
+        clients.close()
