@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from headroom import __version__, formats
 from headroom.config import ProxyConfig
 from headroom.models.probe import INSTALL_HINT, choose_device, llmlingua_installed
+from headroom.workers import early_stop
 
 if TYPE_CHECKING:
     from sanic import Sanic
@@ -92,12 +93,11 @@ def _fail(message: str) -> int:
 
 
 def run_proxy(config: ProxyConfig) -> int:
+    # The helpers' code is imported only where a helper is started: one worker with the
+    # default features starts none, and its start-up is the budget of /health (0.5 s).
     from headroom.observability.metrics import prepare_multiprocess_dir
     from headroom.observability.request_log import RequestLog
     from headroom.pricing import load_pricing
-    from headroom.workers.model_process import start_model_server
-    from headroom.workers.redis_server import PrivateRedis, RedisServerFailed, RedisServerMissing, private_directory
-    from headroom.workers.supervisor import ChildFailed
 
     if config.log_file:
         try:
@@ -114,7 +114,11 @@ def run_proxy(config: ProxyConfig) -> int:
     children: list = []
     directories: list[Path] = []
     try:
+        if early_stop.requested():
+            return 0  # stopped while starting: before any helper (headroom.workers.early_stop)
         if config.workers > 1 and not config.redis_url:
+            from headroom.workers.redis_server import PrivateRedis, RedisServerFailed, RedisServerMissing
+
             # Several workers must share limits, cache and stats: give them a private Redis.
             try:
                 private = PrivateRedis(maxmemory=config.store_max_bytes)
@@ -130,7 +134,11 @@ def run_proxy(config: ProxyConfig) -> int:
         line = llmlingua_line(config, device)
         if own_model_server and device is None:
             config = dataclasses.replace(config, llmlingua=False)  # not installed: serve without it
-        elif own_model_server and device is not None:
+        elif own_model_server and device is not None and not early_stop.requested():
+            from headroom.workers.model_process import start_model_server
+            from headroom.workers.redis_server import private_directory
+            from headroom.workers.supervisor import ChildFailed
+
             directory = private_directory("headroom-model-")
             directories.append(directory)
             try:
@@ -141,7 +149,8 @@ def run_proxy(config: ProxyConfig) -> int:
             config = dataclasses.replace(config, model_server_url=url)
         if line:
             print(line, file=sys.stderr)
-        serve(config)
+        if not early_stop.requested():
+            serve(config)
     finally:
         for child in reversed(children):
             child.stop()
@@ -256,6 +265,8 @@ def serve_single(config: ProxyConfig) -> None:
     app = worker_app(config)
     app.prepare(host=config.host, port=config.port, access_log=False, motd=False, verbosity=0,
                 protocol=DeadlineHttpProtocol, single_process=True)
+    if early_stop.requested():
+        return  # after that, the worker's start-up watch sees it (honour_a_stop_sent_while_starting)
     Sanic.serve_single(app)
 
 
@@ -274,8 +285,8 @@ def preload_for_workers(config: ProxyConfig) -> None:
     the workers are forked from it.
 
     Why: with multiprocessing's "spawn" every worker was a fresh interpreter that imported the
-    app (~0.4 s of CPU each, all at once on a small machine) and loaded tiktoken's o200k tables
-    (~48 MB each, ~0.37 s). Forked, the workers start with both in place, and the tables,
+    app (~0.3 s of CPU each, all at once on a small machine) and loaded tiktoken's o200k tables
+    (~48 MB each, ~0.3 s). Forked, the workers start with both in place, and the tables,
     which live in the Rust tokenizer's memory that no Python reference count touches, stay
     shared copy-on-write by every worker: counted once in the processes' PSS, not per worker.
 
@@ -284,12 +295,28 @@ def preload_for_workers(config: ProxyConfig) -> None:
     exactly, or with estimates, from their first request, and the "not available" warning is
     said once, here, not once per worker.
     """
-    import headroom.proxy.server  # noqa: F401 - imported once, here, for every worker
-
+    import_worker_modules(config)
     if config.optimize:
         from headroom.transforms import tokens
 
         tokens.warm_up().join()
+
+
+def import_worker_modules(config: ProxyConfig) -> None:
+    """Import what every worker imports before it serves: the app and its routes (sanic,
+    aiohttp, the formats and transforms), Prometheus's client (imported on first use), and
+    Redis's client when the workers share a Redis (imported only then).
+
+    Why here: a worker forked after this finds them in place; before, each of 4 workers
+    imported them itself, ~0.3 s of CPU each on a 2-core machine, between the fork and its
+    first ``/health`` (``headroom.proxy.server``, imported here before, builds its app lazily
+    and so imported nothing). Measured by ``load_tests/footprint.py``."""
+    import prometheus_client  # noqa: F401 - headroom.observability.metrics imports it on first use
+
+    import headroom.proxy.factory  # the app, its routes and what they import
+
+    if config.redis_url:
+        import headroom.state.redis_store  # noqa: F401 - headroom.proxy.resources.open_store, with a Redis
 
 
 def serve_workers(config: ProxyConfig) -> None:
@@ -303,6 +330,8 @@ def serve_workers(config: ProxyConfig) -> None:
     if start_method() == "fork":
         preload_for_workers(config)
         Sanic.start_method = "fork"
+    if early_stop.requested():
+        return  # after that, the watchdog sees it (Watchdog.start)
     loader = AppLoader(factory=partial(worker_app, config))
     shield = SpawnShield()
     app = main_process_app(shield)

@@ -480,16 +480,15 @@ def cmdline(pid: int) -> str:
 
 
 def proxy_processes(main_pid: int, log_path: Path) -> dict[str, Any]:
-    """The HTTP worker and the model server, children of the main process, with their RSS.
+    """The HTTP worker and the model server, with their RSS.
 
-    The worker is the pid Sanic logs as "Starting worker [pid]"; failing that, the largest
-    child that is neither the model server nor one of multiprocessing's helpers (Sanic also
-    spawns a small manager process)."""
+    The worker is the pid Sanic logs as "Starting worker [pid]": with one worker, the main
+    process itself (it serves alone: headroom.serve.serve_single); with several, a child."""
     kids = [{"pid": pid, "cmd": cmdline(pid)[:160], "rss_mb": rss_mb(pid)} for pid in children(main_pid)]
     server = next((k for k in kids if "model-server" in k["cmd"]), None)
     logged = {int(pid) for pid in re.findall(r"Starting worker \[(\d+)\]", tail(log_path, 200))}
-    workers = [k for k in kids if k["pid"] in logged] or [
-        k for k in kids if k is not server and "resource_tracker" not in k["cmd"]]
+    main = {"pid": main_pid, "cmd": cmdline(main_pid)[:160], "rss_mb": rss_mb(main_pid)}
+    workers = [k for k in [main, *kids] if k["pid"] in logged]
     worker = max(workers, key=lambda k: k["rss_mb"] or 0, default=None)
     return {"main_rss_mb": rss_mb(main_pid), "worker": worker, "model_server": server, "children": kids}
 

@@ -129,7 +129,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma list of {','.join(CONFIGS)}")
     parser.add_argument("--settle", type=float, default=2.0, help="idle seconds before reading memory")
     parser.add_argument("--json", metavar="OUT")
+    parser.add_argument("--source", action="store_true",
+                        help="leave headroom's bytecode as it is (default: compile it first, as pip does at "
+                             "install, so that a machine with PYTHONDONTWRITEBYTECODE=1 does not time compiling)")
     args = parser.parse_args(argv)
+    if not args.source:
+        import compileall
+
+        compileall.compile_dir(Path(__file__).resolve().parent.parent / "headroom", quiet=1)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

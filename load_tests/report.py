@@ -608,8 +608,9 @@ def markdown(data: dict[str, Any], made: dict[str, str]) -> str:
     if lingua and lingua.get("cells"):
         if "llmlingua" in made:
             lines += [f"![LLMLingua backends]({made['llmlingua']})", ""]
-        lines += ["From `load_tests/bench_llmlingua.py --json` (its own run; see that script for the method).", "",
-                  "| backend | size | clients | n | p50 ms | p99 ms | tokens/s |",
+        lines += ["From `load_tests/bench_llmlingua.py --json` (its own run; see that script for the method).", ""]
+        lines += _lingua_setup(lingua)
+        lines += ["| backend | size | clients | n | p50 ms | p99 ms | tokens/s |",
                   "|---|---:|---:|---:|---:|---:|---:|"]
         for c in lingua["cells"]:
             lines.append(f"| {c['engine']} | {c['size']} | {c['concurrency']} | {c.get('n', '–')} "
@@ -624,6 +625,25 @@ def markdown(data: dict[str, Any], made: dict[str, str]) -> str:
               "TIKTOKEN_CACHE_DIR=.tiktoken python load_tests/report.py [--quick] [--original-venv /tmp/orig-venv]",
               "```", "", f"Parameters of this run: `{json.dumps(data.get('params', {}))}`", ""]
     return "\n".join(lines)
+
+
+def _lingua_setup(lingua: dict) -> list[str]:
+    """What the LLMLingua numbers were measured with: the model's tokens per cl100k token on
+    the texts (the random model's vocabulary decides how many tokens a text costs), and the
+    threads the model servers ran with."""
+    texts = lingua.get("texts") or {}
+    model = sum(t.get("model_tokens", 0) for t in texts.values())
+    cl100k = sum(t.get("cl100k", 0) for t in texts.values())
+    args = lingua.get("args") or {}
+    cpus = (lingua.get("host") or {}).get("cpus")
+    threads = args.get("threads") or (f"the default, cores − 1 = {max(1, cpus - 1)}" if cpus else "the default")
+    name = Path(str(args.get("model", "the model"))).name
+    out = [f"Model: `{name}`"]
+    if cl100k:
+        out[0] += f", {model / cl100k:.2f} model tokens per cl100k token on the benchmark's English texts"
+    out[0] += (f". Model servers on {args.get('device', 'cpu')} with {threads} intra-op thread(s); "
+               f"llmlingua's own `compress_prompt` with torch's default threads (all {cpus or '?'} cores).")
+    return [out[0], ""]
 
 
 # --------------------------------------------------------------------------

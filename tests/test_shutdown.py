@@ -66,6 +66,25 @@ def test_a_stop_just_after_start_exits_promptly_and_leaves_nothing_running(mock,
             proxy.cleanup()
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_stop_before_the_proxy_serves_is_a_clean_stop(mock, tmp_path, workers):
+    # SIGTERM while the proxy still imports, starts its helpers or its server (a rollout
+    # undone at once, a supervisor giving up): exit 0, every helper stopped, no traceback.
+    # It was the default action in that window: exit -15, and the private Redis left to
+    # notice its parent was gone. (Not in the interpreter's own first ~30 ms, before any of
+    # Headroom's code runs: no Python program can handle a signal there.)
+    for attempt, delay in enumerate((0.1, 0.2, 0.3, 0.45)):
+        proxy = Launched(mock.url, tmp_path / f"proxy-{attempt}.log", "--workers", workers)
+        try:
+            time.sleep(delay)
+            proxy.terminate()
+            assert proxy.proc.wait(timeout=20) == 0, proxy.log.read_text()[-2000:]
+            assert "Traceback" not in proxy.log.read_text()
+            wait_for(lambda p=proxy: not processes.find(group=p.proc.pid), timeout=10, what="every child to exit")
+        finally:
+            proxy.cleanup()
+
+
 def _slow_stream(url: str, result: dict, started: threading.Event, tokens_per_s: int = 15) -> None:
     body = {"model": "claude-sonnet-4-5", "max_tokens": 512, "stream": True,
             "messages": [{"role": "user", "content": "a long answer please"}]}

@@ -106,7 +106,7 @@ async def livez(request: Request):
 @bp.get("/readyz")
 async def readyz(request: Request):
     """Whether to route requests here (Kubernetes' readiness probe): 503 while the worker is
-    draining, while its tokenizer still loads (a request would wait for it, ~0.35 s), and,
+    draining, while its tokenizer still loads (a request's counts would be estimates), and,
     with ``--fail-closed``, while the shared store is unreachable (requests would get 503s)."""
     resources = resources_of(request)
     reason = None

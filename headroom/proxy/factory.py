@@ -59,7 +59,8 @@ def create_app(config: ProxyConfig | None = None) -> Sanic:
         background.append(asyncio.get_running_loop().create_task(honour_a_stop_sent_while_starting(app)))
         background.append(asyncio.get_running_loop().create_task(flush_stats_forever(resources_of(app))))
         if config.optimize:
-            # In the background: /health answers at once, and the first request rarely waits.
+            # In the background: /health answers at once, and no request waits for it (until it
+            # is loaded, counts are estimates: headroom.transforms.tokens.count_tokens).
             tokens.warm_up()  # loads in a thread of its own
 
     @app.before_server_stop

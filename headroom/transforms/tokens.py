@@ -115,7 +115,8 @@ def warm_up() -> threading.Thread:
     """Load the encoding in a background thread (call at proxy startup; returns the thread).
 
     A second call returns the same thread. ``/readyz`` reports the worker not ready until
-    :func:`loaded`, so that no routed request waits for the load."""
+    :func:`loaded`; a request that comes sooner is not held up by the load: its counts are
+    estimates (:func:`count_tokens`)."""
     global _warm_up_thread
     with _warm_up_lock:
         if _warm_up_thread is None:
@@ -129,8 +130,17 @@ def loaded() -> bool:
     return _state != "unloaded"
 
 
+def _warming() -> bool:
+    """A background load (:func:`warm_up`) is under way and has not finished."""
+    thread = _warm_up_thread
+    return _state == "unloaded" and thread is not None and thread.is_alive()
+
+
 def is_estimate() -> bool:
-    """True when counts are character-based estimates because the BPE could not be loaded."""
+    """True when counts are character-based estimates: the BPE could not be loaded, or it is
+    still loading in the background (:func:`count_tokens` does not wait for it)."""
+    if _warming():
+        return True
     _ensure_loaded()
     return _state == "estimate"
 
@@ -141,14 +151,29 @@ def estimate_tokens(text: str) -> int:
 
 
 def count_tokens(text: str) -> int:
-    """Number of o200k_base tokens in ``text`` (an estimate when the BPE is unavailable)."""
+    """Number of o200k_base tokens in ``text`` (an estimate when the BPE is unavailable, or
+    still loading in the background).
+
+    Why not wait for a load under way: it takes ~0.3 s, and the requests that arrive in that
+    window (the first one after ``/health`` answers, usually) would carry all of it. Their
+    counts are estimates instead, and their receipts say so (:func:`is_estimate`). Counts
+    only decide a block's fate at the margin (kept when compressing saves no tokens), and
+    what a request sent is memoised, so later turns send the same bytes whatever they count.
+    """
+    return _count(text)[0]
+
+
+def _count(text: str) -> tuple[int, bool]:
+    """The count, and whether it is final (not an estimate made while the BPE loads)."""
     if not text:
-        return 0
+        return 0, True
     if _state == "unloaded":
+        if _warming():
+            return estimate_tokens(text), False
         _ensure_loaded()
     if _encode is None:
-        return estimate_tokens(text)
-    return len(_encode(text))
+        return estimate_tokens(text), True
+    return len(_encode(text)), True
 
 
 class CountCache:
@@ -172,8 +197,9 @@ class CountCache:
         hit = self._counts.get(text)
         if hit is not None:
             return hit
-        value = count_tokens(text)
-        self._counts.put(text, value)
+        value, final = _count(text)
+        if final:  # an estimate made while the BPE loads is not kept
+            self._counts.put(text, value)
         return value
 
     def put(self, text: str, count: int) -> None:
@@ -206,5 +232,7 @@ def clear_cache() -> None:
 
 
 def remember(text: str, count: int) -> None:
-    """Seed the shared cache with a count known from elsewhere (the pipeline memo)."""
-    _shared_cache.put(text, count)
+    """Seed the shared cache with a count known from elsewhere (the pipeline memo); not while
+    the BPE loads, when that count may be one of this request's estimates."""
+    if not _warming():
+        _shared_cache.put(text, count)

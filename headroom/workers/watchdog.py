@@ -35,6 +35,7 @@ from sanic import Sanic
 from sanic.worker.constants import ProcessState
 
 from headroom.observability import metrics
+from headroom.workers import early_stop
 
 log = logging.getLogger("headroom.workers")
 
@@ -58,6 +59,10 @@ class Watchdog:
     def start(self) -> None:
         """Call in the main process's main thread once Sanic's manager exists."""
         self._take_over_stop_signals()
+        noted = early_stop.requested()
+        if noted is not None:  # a stop that came while the proxy was starting, before Sanic's handlers
+            self._signals.append(noted)
+            self._wake.set()
         self._thread.start()
 
     def _take_over_stop_signals(self) -> None:
@@ -228,7 +233,7 @@ def honour_a_stop_sent_while_starting(app: Sanic, window_s: float = 3.0, poll_s:
     # there is no mark then, but a stop signal that lands in the start-up hooks is swallowed
     # all the same. So the signals are taken over now, in the hook that calls this, not when
     # the returned coroutine first runs: a stop in between would reach Sanic's handler.
-    asked = False
+    asked = early_stop.requested() is not None  # a stop that came before Sanic's handlers
     stopped = False
 
     def note() -> None:

@@ -100,3 +100,33 @@ def test_one_letter_options_are_terms_matched_as_options():
     assert "-w" in terms.words
     lines = ["  -w, --width=COLS", "      set output width", "  read-write mode", "  --width is also -W"]
     assert sorted(Joined(lines).texts_with(terms.scan_words[:1])) == [0, 3]  # not "read-write"
+
+
+def test_a_count_during_the_background_load_does_not_wait_and_is_not_kept(fresh_tokens):
+    """The first request after start-up used to wait for the tokenizer's load (~0.3 s): while
+    :func:`tokens.warm_up` loads it, counts are estimates, said so, and never cached or
+    seeded, so the exact count replaces them as soon as the load is done."""
+    import threading
+
+    release = threading.Event()
+    real = tokens._load_encoding
+
+    def slow_load():
+        release.wait(10)
+        return real()
+
+    fresh_tokens.setattr(tokens, "_load_encoding", slow_load)
+    text = "Headroom counts this sentence with o200k once the tokenizer is loaded. " * 3
+    loading = tokens.warm_up()
+    start = time.monotonic()
+    assert tokens.count_tokens(text) == tokens.estimate_tokens(text)
+    assert tokens.count_cached(text) == tokens.estimate_tokens(text)
+    tokens.remember(text + "!", 1)
+    assert tokens.is_estimate() is True and not tokens.loaded()
+    assert time.monotonic() - start < 1  # nothing waited for the load
+    release.set()
+    loading.join(10)
+    exact = len(real()(text))
+    assert exact != tokens.estimate_tokens(text)  # the check below can tell the two apart
+    assert tokens.count_cached(text) == exact and tokens.count_cached(text + "!") != 1
+    assert tokens.is_estimate() is False and tokens.loaded()
