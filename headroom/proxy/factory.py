@@ -19,7 +19,7 @@ from headroom.proxy.bookkeeping import close_books, flush_stats, flush_stats_for
 from headroom.proxy.errors import handle_exception
 from headroom.proxy.resources import close_resources, open_resources, resources_of
 from headroom.transforms import tokens
-from headroom.workers.watchdog import honour_a_stop_sent_while_starting
+from headroom.workers.watchdog import WorkerApp, honour_a_stop_sent_while_starting
 
 # Sanic's own timeout on a handler must never cut a long answer short: upstream silence is
 # bounded by --request-timeout instead, which resets with every chunk of a stream.
@@ -28,7 +28,7 @@ _HANDLER_TIMEOUT_S = 24 * 3600
 
 def create_app(config: ProxyConfig | None = None) -> Sanic:
     config = config or build_config()
-    app = Sanic("headroom", configure_logging=True, request_class=routes.ProxyRequest)
+    app = WorkerApp("headroom", configure_logging=True, request_class=routes.ProxyRequest)
     app.config.REQUEST_MAX_SIZE = config.max_body_bytes
     app.config.RESPONSE_TIMEOUT = _HANDLER_TIMEOUT_S
     app.config.GRACEFUL_SHUTDOWN_TIMEOUT = config.shutdown_grace
@@ -55,8 +55,9 @@ def create_app(config: ProxyConfig | None = None) -> Sanic:
 
     @app.after_server_start
     async def start_background_work(app: Sanic) -> None:
-        heap.settle()  # start-up objects out of the collector's way (see headroom.proxy.heap)
+        # First: from here on a stop signal is only noted until the worker serves.
         background.append(asyncio.get_running_loop().create_task(honour_a_stop_sent_while_starting(app)))
+        heap.settle()  # start-up objects out of the collector's way (see headroom.proxy.heap)
         background.append(asyncio.get_running_loop().create_task(flush_stats_forever(resources_of(app))))
         if config.optimize:
             # In the background: /health answers at once, and no request waits for it (until it

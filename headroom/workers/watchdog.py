@@ -39,6 +39,7 @@ from headroom.workers import early_stop
 
 log = logging.getLogger("headroom.workers")
 
+_FINAL = ("TERMINATED", "FAILED", "COMPLETED", "NONE")  # the states Sanic's last step stops waiting for
 _SETTLED = (ProcessState.ACKED, ProcessState.STARTED, ProcessState.JOINED, ProcessState.FAILED,
             ProcessState.COMPLETED)
 
@@ -114,8 +115,32 @@ class Watchdog:
         manager.shutdown_signal(signum, frame)
 
     def stop(self) -> None:
+        """Call from the main process's stop hook: Sanic's manager has joined its workers."""
         self._stop.set()
         self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(5.0)  # its last pass may still mark an exited worker ACKED
+        self._settle_exited_workers()
+
+    def _settle_exited_workers(self) -> None:
+        """Mark each worker that exited on its own COMPLETED, as Sanic marks those it stops.
+
+        Sanic's last step waits, up to 10 s, for every worker's state to be final. A worker
+        that exited before Sanic's stop reached it (it stopped itself while starting, or
+        :meth:`_finish_stop` marked it ACKED so that Sanic's wait for "ready" could end) kept
+        a state that is not, and the stopped proxy lived 10 s more (seen: 20 s after SIGTERM
+        on a loaded machine). By now Sanic no longer waits for "ready"."""
+        manager = getattr(self._app, "manager", None)
+        if manager is None:
+            return
+        try:
+            for process in list(manager.transient_processes):
+                entry = manager.worker_state.get(process.name)
+                if entry is None or process.is_alive() or entry.get("state") in _FINAL:
+                    continue  # gone from Sanic's books, still running, or final already
+                manager.worker_state[process.name] = {**entry, "state": ProcessState.COMPLETED.name}
+        except (KeyError, EOFError, BrokenPipeError, ConnectionError, OSError):
+            pass  # Sanic's state manager has already shut down: nothing is left to wait for
 
     def _run(self) -> None:
         manager = self._app.manager
@@ -204,6 +229,26 @@ class Watchdog:
         self.restarts += 1
 
 
+class WorkerApp(Sanic):
+    """Sanic, except that a stop asked while the worker is starting is noted, not lost.
+
+    Sanic's stop signal handler stops the event loop. The worker answers requests already
+    while its "after start" hooks run (inside ``run_until_complete``); a stop then was spent
+    on that run, and ``run_forever`` went on serving as if never stopped (seen: SIGTERM just
+    after the first ``/health``, 1 launch in 40 on a loaded machine; the main process alive 20 s
+    later). Noted instead, it is honoured by :func:`honour_a_stop_sent_while_starting` as soon
+    as the worker serves. Under an ASGI server, whose loop is its own, stop is Sanic's.
+    """
+
+    stop_noted = False
+
+    def stop(self, terminate: bool = True, unregister: bool = False) -> None:
+        if self.state.is_running or self.state.asgi:
+            super().stop(terminate=terminate, unregister=unregister)
+        else:
+            self.stop_noted = True
+
+
 def honour_a_stop_sent_while_starting(app: Sanic, window_s: float = 3.0, poll_s: float = 0.1) -> Coroutine:
     """In a worker: stop exactly once, whether the stop came as a signal or as a mark.
 
@@ -256,13 +301,13 @@ async def _watch_for_a_stop(app: Sanic, loop: asyncio.AbstractEventLoop, window_
     asked = False
     try:
         deadline = loop.time() + window_s
-        while loop.time() < deadline:
+        while loop.time() < deadline or (asked and not app.state.is_running):
             await asyncio.sleep(poll_s)
             try:
                 asked = asked or asked_by_signal() or app.m.state.get("state") == ProcessState.TERMINATED.name
             except (AttributeError, KeyError, EOFError, BrokenPipeError, ConnectionError):
                 pass  # not one of Sanic's managed workers: the signals are all there is
-            asked = asked or asked_by_signal()
+            asked = asked or asked_by_signal() or getattr(app, "stop_noted", False)  # WorkerApp.stop
             if asked and app.state.is_running:
                 break  # serving: a stop now ends run_forever, it is not swallowed
     finally:
