@@ -13,8 +13,9 @@ Anthropic ``/v1/messages`` request:
 
 The derived figures are the project's performance targets: Headroom's added
 p50 latency vs direct (<= 0.5 ms) and its throughput as a share of the bare
-pass-through (>= 50 %; every feature on >= 75 %).  Every loop is bounded by a request count *and* wall
-time, and all subprocesses are killed on exit.
+pass-through (>= 75 % for both: issue 23 raised pass-through's from 50 %).
+Every loop is bounded by a request count *and* wall time, and all subprocesses
+are killed on exit.
 
     python load_tests/bench.py                        # all three targets
     python load_tests/bench.py --targets direct,bare  # without Headroom
@@ -358,7 +359,7 @@ def derive(results: dict[str, Any]) -> dict[str, Any]:
         d["headroom_added_p50_vs_bare_ms"] = hr["latency"]["p50_ms"] - bare["latency"]["p50_ms"]
     if bare and hr and bare["throughput"]["rps"]:
         d["headroom_rps_pct_of_bare"] = 100 * hr["throughput"]["rps"] / bare["throughput"]["rps"]
-        d["headroom_rps_ok"] = d["headroom_rps_pct_of_bare"] >= 50
+        d["headroom_rps_ok"] = d["headroom_rps_pct_of_bare"] >= 75
     if bare and full and bare["throughput"]["rps"]:
         d["all_features_rps_pct_of_bare"] = 100 * full["throughput"]["rps"] / bare["throughput"]["rps"]
         d["all_features_rps_ok"] = d["all_features_rps_pct_of_bare"] >= 75
@@ -391,7 +392,7 @@ def report(results: dict[str, Any], derived: dict[str, Any], args: argparse.Name
     if "headroom_rps_pct_of_bare" in derived:
         ok = "PASS" if derived["headroom_rps_ok"] else "FAIL"
         lines.append(f"- Headroom throughput vs bare pass-through: {derived['headroom_rps_pct_of_bare']:.1f} % "
-                     f"(target >= 50 %): {ok}")
+                     f"(target >= 75 %): {ok}")
     if "all_features_rps_pct_of_bare" in derived:
         ok = "PASS" if derived["all_features_rps_ok"] else "FAIL"
         lines.append(f"- every feature on (memory state), throughput vs bare pass-through: "

@@ -16,6 +16,7 @@ it as they stop any other.
 
 from __future__ import annotations
 
+import os
 import signal
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -24,6 +25,13 @@ _requested: list[int] = []  # the stop signals received, in order (the handler o
 
 
 def _note(signum: int, frame: object) -> None:
+    if _requested:
+        # A second stop while a step still runs (a model server that takes long to answer, a
+        # tokenizer download that hangs): the signal's own action, at once, as Ctrl-C twice
+        # does anywhere. The helpers die with this process (their death signal).
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
     _requested.append(signum)
 
 
