@@ -20,6 +20,7 @@ import openai
 import pytest
 
 from headroom.formats.base import INPUT_SCHEMA, TOOL_DESCRIPTION, TOOL_NAME, dumps
+from testkit.waiting import wait_for
 
 MODEL = "gpt-5"
 API_KEY = "sk-responses-retrieval"
@@ -229,6 +230,9 @@ def test_a_15_turn_session_with_retrievals_sends_the_upstream_the_same_prefix_ev
         previous = b'"input":' + dumps(last["input"])[:-1]
         assert previous in last_raw
     assert retrieved == 6
-    stats = httpx.get(f"{proxy.url}/stats").json()["retrieval_loop"]
+    # Each worker writes its counts to the shared store every 0.25 s (headroom.proxy.stats): the
+    # worker answering /stats may not have the other's last turn yet.
+    stats = wait_for(lambda: (s := httpx.get(f"{proxy.url}/stats", timeout=10).json()["retrieval_loop"])
+                     ["retrievals"] >= retrieved and s, timeout=10, what="both workers' counts in /stats")
     assert stats == {"retrievals": retrieved, "continuations": retrieved}
     assert _prefix_changes(proxy) == changes == 0
