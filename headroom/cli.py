@@ -279,13 +279,14 @@ def _given(args: argparse.Namespace, options: tuple[Option, ...]) -> dict[str, A
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["proxy"]:
+    proxy_only = argv[:1] == ["proxy"]
+    if proxy_only:
         # Until the server puts its own handlers in place, a stop is noted and honoured at the
         # next safe point (headroom.workers.early_stop): exit 0, nothing left running.
         from headroom.workers.early_stop import note_stop_signals
 
         note_stop_signals()
-    parser = make_parser(proxy_only=argv[:1] == ["proxy"])
+    parser = make_parser(proxy_only=proxy_only)
     args = parser.parse_args(argv)
     if args.command == "report":
         from headroom.report import run as run_report

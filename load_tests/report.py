@@ -636,14 +636,13 @@ def _lingua_setup(lingua: dict) -> list[str]:
     cl100k = sum(t.get("cl100k", 0) for t in texts.values())
     args = lingua.get("args") or {}
     cpus = (lingua.get("host") or {}).get("cpus")
-    threads = args.get("threads") or (f"the default, cores − 1 = {max(1, cpus - 1)}" if cpus else "the default")
-    name = Path(str(args.get("model", "the model"))).name
-    out = [f"Model: `{name}`"]
-    if cl100k:
-        out[0] += f", {model / cl100k:.2f} model tokens per cl100k token on the benchmark's English texts"
-    out[0] += (f". Model servers on {args.get('device', 'cpu')} with {threads} intra-op thread(s); "
-               f"llmlingua's own `compress_prompt` with torch's default threads (all {cpus or '?'} cores).")
-    return [out[0], ""]
+    device = args.get("device", "cpu")
+    default = f"the default, cores − 1 = {max(1, cpus - 1)}" if cpus and device == "cpu" else "the default"
+    ratio = f", {model / cl100k:.2f} model tokens per cl100k token on the benchmark's English texts" if cl100k else ""
+    line = (f"Model: `{Path(str(args.get('model', 'the model'))).name}`{ratio}. Model servers on {device} with "
+            f"{args.get('threads') or default} intra-op thread(s); llmlingua's own `compress_prompt` with torch's "
+            f"default threads (all {cpus or '?'} cores).")
+    return [line, ""]
 
 
 # --------------------------------------------------------------------------
