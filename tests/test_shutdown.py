@@ -73,8 +73,10 @@ def test_a_stop_before_the_proxy_serves_is_a_clean_stop(mock, tmp_path, workers)
     # SIGTERM while the proxy still imports, starts its helpers or its server (a rollout
     # undone at once, a supervisor giving up): exit 0, every helper stopped, no traceback.
     # It was the default action in that window: exit -15, and the private Redis left to
-    # notice its parent was gone. (Not in the interpreter's own first ~30 ms, before any of
-    # Headroom's code runs: no Python program can handle a signal there.)
+    # notice its parent was gone. (Not in the interpreter's own start, about 40 ms here with
+    # site's imports, before any of Headroom's code runs: no Python program can handle a
+    # signal there. ``python -m headroom proxy`` notes stops from its first line, before
+    # headroom.cli's imports: 0.1 s in used to land before that on a slow machine.)
     for attempt, delay in enumerate((0.1, 0.2, 0.3, 0.45)):
         proxy = Launched(mock.url, tmp_path / f"proxy-{attempt}.log", "--workers", workers)
         try:

@@ -155,7 +155,7 @@ def outcome_of(exchange: Exchange, pricing: Pricing) -> RequestOutcome:
         caller=exchange.caller,
         tokens_before=tokens_before,
         tokens_after=tokens_after,
-        transforms=list(receipt.transforms) if receipt is not None else [],
+        transforms=tuple(receipt.transforms) if receipt is not None else (),
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
         cache_read_tokens=usage.cache_read_tokens,

@@ -34,13 +34,20 @@ class CachePolicy:
         return "miss" if self.lookup else "bypass"
 
 
+_OFF = CachePolicy(lookup=False, store=False)
+_STORE_ONLY = CachePolicy(lookup=False, store=True)
+_ON = CachePolicy(lookup=True, store=True)
+
+
 def policy(enabled: bool, cache_control: str) -> CachePolicy:
     if not enabled:
-        return CachePolicy(False, False)
+        return _OFF
+    if not cache_control:  # nearly every request: no directives to read
+        return _ON
     directives = cache_control.lower()
     if "no-store" in directives:
-        return CachePolicy(False, False)
-    return CachePolicy(lookup="no-cache" not in directives, store=True)
+        return _OFF
+    return _STORE_ONLY if "no-cache" in directives else _ON
 
 
 def request_key(path: str, body: dict) -> str:

@@ -41,6 +41,27 @@ def _model_name(outcome: RequestOutcome) -> str:
     return outcome.model[:64].replace(":", "_")
 
 
+_NAMES: dict[tuple[str, str, int], tuple[str, ...]] = {}
+_NAMES_LIMIT = 4096
+
+
+def _counter_names(provider: str, model: str, status: int) -> tuple[str, ...]:
+    """The counters every request adds to, in :meth:`StatsBuffer.record`'s order; kept per
+    (provider, model, status) rather than formatted again for every request."""
+    key = (provider, model, status)
+    names = _NAMES.get(key)
+    if names is None:
+        if len(_NAMES) >= _NAMES_LIMIT:
+            _NAMES.clear()
+        names = _NAMES[key] = (
+            "requests", f"provider:{provider}", f"status:{status}", "tokens_before", "tokens_after", "bytes_in",
+            "bytes_out", *(f"model:{model}:{figure}" for figure in (
+                "requests", "tokens_before", "tokens_after", "input_tokens", "output_tokens", "cache_read_tokens",
+                "cache_write_tokens")),
+        )
+    return names
+
+
 def delta_of(outcome: RequestOutcome) -> StatsDelta:
     """What one request adds to the global statistics."""
     buffer = StatsBuffer()
@@ -78,22 +99,9 @@ class StatsBuffer:
         before, after = outcome.tokens_before, outcome.tokens_after
         input_tokens, cache_read, cache_write = (outcome.input_tokens, outcome.cache_read_tokens,
                                                  outcome.cache_write_tokens)
-        for name, amount in (
-            ("requests", 1),
-            (f"provider:{provider}", 1),
-            (f"status:{outcome.status}", 1),
-            ("tokens_before", before),
-            ("tokens_after", after),
-            ("bytes_in", outcome.bytes_in),
-            ("bytes_out", outcome.bytes_out),
-            (f"model:{model}:requests", 1),
-            (f"model:{model}:tokens_before", before),
-            (f"model:{model}:tokens_after", after),
-            (f"model:{model}:input_tokens", input_tokens),
-            (f"model:{model}:output_tokens", outcome.output_tokens),
-            (f"model:{model}:cache_read_tokens", cache_read),
-            (f"model:{model}:cache_write_tokens", cache_write),
-        ):
+        amounts = (1, 1, 1, before, after, outcome.bytes_in, outcome.bytes_out, 1, before, after, input_tokens,
+                   outcome.output_tokens, cache_read, cache_write)
+        for name, amount in zip(_counter_names(provider, model, outcome.status), amounts):
             counters[name] = get(name, 0) + amount
         # Prompt-cache read share: reads over every input token (uncached + read + written).
         all_input = input_tokens + cache_read + cache_write

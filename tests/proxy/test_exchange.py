@@ -46,7 +46,7 @@ def test_outcome_of_a_compressed_answered_request():
     exchange.usage = Usage(input_tokens=380, output_tokens=20, cache_read_tokens=10, cache_write_1h_tokens=5)
     outcome = outcome_of(exchange, PRICING)
     assert (outcome.tokens_before, outcome.tokens_after, outcome.tokens_saved) == (1000, 400, 600)
-    assert outcome.cache_write_tokens == 5 and outcome.transforms == ["log:collapse"]
+    assert outcome.cache_write_tokens == 5 and outcome.transforms == ("log:collapse",)
     assert outcome.cost_usd == pytest.approx(cost_usd(PRICING, "claude-sonnet-4-5", exchange.usage))
     assert outcome.error is None and outcome.caller == "abc" and outcome.latency_ms >= 0
     with pytest.raises(AttributeError):
