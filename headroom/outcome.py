@@ -14,7 +14,7 @@ from typing import NamedTuple
 class RequestOutcome(NamedTuple):
     """One finished request, immutable. A named tuple rather than a frozen dataclass: one is
     built for every request, and a frozen dataclass sets its 34 fields one by one through
-    ``object.__setattr__`` (13 µs against 2 µs here)."""
+    ``object.__setattr__`` (13 µs against 3 µs here)."""
 
     request_id: str
     timestamp: float  # UNIX seconds when the request arrived
