@@ -272,63 +272,51 @@ class MemoryStore:
         return self._guard(req)
 
     def _guard(self, req: GuardRequest) -> GuardResult:
-        # Runs for every guarded request: the record is unpacked once and the arithmetic is
-        # written out (no max/min calls), the same figures as the Redis script's.
-        caller, rpm, tpm, tokens, budget_usd, cost_usd, period, scope = req
-        if rpm < 0:
-            rpm = 0
-        if tpm < 0:
-            tpm = 0
-        if not (rpm or tpm or budget_usd > 0):
+        if not req.limited:
             return GuardResult.unguarded(req)
-        if tokens < 0:
-            tokens = 0
         now = self._now()
+        rpm, tpm = max(req.rpm, 0), max(req.tpm, 0)
         failed, wait = 0, 0.0
-        state = self._bucket(caller, now) if rpm or tpm else _Bucket()
+        state = self._bucket(req.caller, now) if rpm > 0 or tpm > 0 else _Bucket()
         r = t = 0.0
-        if rpm:
+        if rpm > 0:
             r = _refill(rpm, state.r, state.rt, now)
             if r < 1:
-                wait, failed = (1 - r) * 60.0 / rpm, 1
-        if tpm:
+                w = (1 - r) * 60.0 / rpm
+                if w > wait:
+                    wait, failed = w, 1
+        if tpm > 0:
             t = _refill(tpm, state.t, state.tt, now)
-            need = tokens if tokens < tpm else tpm
+            need = min(max(req.tokens, 0), tpm)
             if t < need:
                 w = (need - t) * 60.0 / tpm
                 if w > wait:
                     wait, failed = w, 2
-        budget = budget_micro(budget_usd) if budget_usd > 0 else 0
-        reserve = usd_to_micro_up(cost_usd if cost_usd > 0 else 0.0) if budget else 0
+        budget = budget_micro(req.budget_usd)
+        reserve = usd_to_micro_up(max(req.cost_usd, 0.0)) if budget else 0
         spent, reset, bkey, pend = 0, 0.0, "", 0.0  # bkey: set with a budget, read only then
         if budget:
-            period_id, pend = period_bounds(period, now)
+            period_id, pend = period_bounds(req.period, now)
             reset = pend - now
-            bkey = f"{budget_prefix(caller, scope)}:{period_id}"
+            bkey = f"{budget_prefix(req.caller, req.budget_scope)}:{period_id}"
             spent = self._budget_spent(bkey, now)
             if spent + reserve > budget and reset >= wait:
                 wait, failed = reset, 3
 
         if failed == 0:
             wait = 0.0
-            if rpm or tpm:
+            if rpm > 0 or tpm > 0:
                 ttl = 0.0
-                if rpm:
+                if rpm > 0:
                     r -= 1
                     state.r, state.rt = r, now
                     ttl = (rpm - r) * 60.0 / rpm
-                if tpm:
-                    t -= tokens
-                    if t < -tpm:
-                        t = -float(tpm)
+                if tpm > 0:
+                    t = max(t - max(req.tokens, 0), -float(tpm))
                     state.t, state.tt = t, now
-                    tokens_ttl = (tpm - t) * 60.0 / tpm
-                    if tokens_ttl > ttl:
-                        ttl = tokens_ttl
-                expires = now + ttl + 1.0
-                if expires > state.expires:
-                    state.expires = expires
-                self._keep_bucket(caller, state)
+                    ttl = max(ttl, (tpm - t) * 60.0 / tpm)
+                state.expires = max(state.expires, now + ttl + 1.0)
+                self._keep_bucket(req.caller, state)
             if budget and reserve > 0:
                 entry = self._budgets.peek(bkey)
                 if entry is None:
@@ -339,17 +327,17 @@ class MemoryStore:
                 spent = int(entry[0])
 
         return GuardResult(
-            failed == 0,
-            LIMIT_NAMES[failed],
-            ms_up(wait),
-            math.floor(r) if rpm else None,  # requests remaining
-            ms_up((rpm - r) * 60.0 / rpm) if rpm else 0.0,  # until the request bucket is full
-            (math.floor(t) if t > 0 else 0) if tpm else None,  # tokens remaining
-            ms_up((tpm - t) * 60.0 / tpm) if tpm else 0.0,  # until the token bucket is full
-            (budget - spent) / 1e6 if budget else None,
-            ms_up(reset),
-            bkey,
-            req,
+            allowed=failed == 0,
+            limit=LIMIT_NAMES[failed],
+            retry_after=ms_up(wait),
+            requests_remaining=math.floor(r) if rpm > 0 else None,
+            requests_reset=ms_up((rpm - r) * 60.0 / rpm) if rpm > 0 else 0.0,
+            tokens_remaining=max(0, math.floor(t)) if tpm > 0 else None,
+            tokens_reset=ms_up((tpm - t) * 60.0 / tpm) if tpm > 0 else 0.0,
+            budget_remaining_usd=(budget - spent) / 1e6 if budget else None,
+            budget_reset=ms_up(reset),
+            budget_key=bkey,
+            request=req,
         )
 
     async def settle(self, result: GuardResult, actual_tokens: int, actual_cost_usd: float) -> None:
