@@ -190,7 +190,7 @@ def _forget_main_process_app() -> None:
 def main_process_app(shield: SpawnShield | None = None) -> Sanic:
     """The app object of the main process. Sanic needs one to run its workers, but the main
     process serves no request: it only replaces workers that crash. So it is built without the
-    routes and never imports them (or aiohttp, Redis's client, sanic-ext): the workers start
+    routes and never imports them (or the upstream client, Redis's client, sanic-ext): the workers start
     sooner, and ``/health`` answers sooner after launch.
 
     ``shield``: the signal block Sanic's manager process was started under (it must survive a
@@ -304,7 +304,7 @@ def preload_for_workers(config: ProxyConfig) -> None:
 
 def import_worker_modules(config: ProxyConfig) -> None:
     """Import what every worker imports before it serves: the app and its routes (sanic,
-    aiohttp, the formats and transforms), Prometheus's client (imported on first use), and
+    the upstream client, the formats and transforms), Prometheus's client (imported on first use), and
     Redis's client when the workers share a Redis (imported only then).
 
     Why here: a worker forked after this finds them in place; before, each of 4 workers

@@ -598,7 +598,8 @@ class MockUpstream:
     def __init__(self, record_limit: int = RECORD_LIMIT, pace: Pace | None = None) -> None:
         self.pace = pace or Pace()
         # Raw tuples are stored; JSON conversion happens only on /_mock/requests.
-        self.recorded: deque[tuple[str, str, str, Any, bytes]] = deque(maxlen=record_limit)
+        # (method, path, query, headers, body, the request target exactly as it arrived)
+        self.recorded: deque[tuple[str, str, str, Any, bytes, str]] = deque(maxlen=record_limit)
         self._ids = itertools.count(1)
         self.reset()
 
@@ -621,7 +622,8 @@ class MockUpstream:
         body = await request.read()
         self.requests += 1
         self.recorded.append(
-            (request.method, request.path, request.rel_url.raw_query_string, request.headers, body)
+            (request.method, request.path, request.rel_url.raw_query_string, request.headers, body,
+             request.raw_path)
         )
         delay = _int_header(request, "x-mock-delay-ms")
         if delay > 0:
@@ -1139,12 +1141,12 @@ class MockUpstream:
         """Recorded requests; ``body`` is latin-1 (``.encode('latin-1')`` gives the exact bytes)."""
         out = [
             {
-                "method": method, "path": path, "query": query,
+                "method": method, "path": path, "query": query, "target": target,
                 "headers": {k.lower(): v for k, v in headers.items()},
                 "body": body.decode("latin-1"),
                 "body_b64": base64.b64encode(body).decode(),
             }
-            for method, path, query, headers, body in self.recorded
+            for method, path, query, headers, body, target in self.recorded
         ]
         return web.Response(body=_dumps(out), content_type="application/json")
 

@@ -65,6 +65,15 @@ def test_head_reaches_the_upstream(proxy, fresh_mock, path, upstream_path, heade
     assert (fresh_mock.last()["method"], fresh_mock.last()["path"]) == ("HEAD", upstream_path)
 
 
+def test_the_request_target_reaches_the_upstream_byte_for_byte(proxy, fresh_mock):
+    """Percent-encodings stay as the client wrote them, in the path and the query: an encoded
+    ``/`` or ``=`` decoded on the way would name another file or another parameter."""
+    for target in ("/v1/files/a%20b%2Fc/content?x=a%20b&y=%2F&z=%3D%26", "/v1/models/caf%C3%A9%25?q=%22"):
+        answer = HTTP.get(f"{proxy.url}{target}", headers=OPENAI)
+        assert answer.status_code == 200, answer.text
+        assert fresh_mock.last()["target"] == target
+
+
 @pytest.mark.parametrize("prefix", ["/chat/completions", "/responses"])
 def test_unversioned_subpaths_pass_through(proxy, fresh_mock, prefix):
     """``/responses/{id}`` … for clients whose base URL lacks ``/v1``, as ``/v1/responses/{id}``."""

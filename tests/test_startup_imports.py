@@ -25,13 +25,15 @@ def test_the_main_process_imports_what_forked_workers_import_before_forking():
         "import json, sys\n"
         "from headroom.config import ProxyConfig\n"
         "from headroom.serve import import_worker_modules\n"
-        "before = {m: m in sys.modules for m in ('headroom.proxy.routes', 'aiohttp', 'prometheus_client', 'redis')}\n"
+        "before = {m: m in sys.modules for m in ('headroom.proxy.routes', 'headroom.proxy.http1', 'httptools',\n"
+        "                                        'prometheus_client', 'redis')}\n"
         "import_worker_modules(ProxyConfig(redis_url='redis://127.0.0.1:6379/0'))\n"
         "after = {m: m in sys.modules for m in before}\n"
-        "print(json.dumps({'before': before, 'after': after}))"
+        "print(json.dumps({'before': before, 'after': after, 'aiohttp': 'aiohttp' in sys.modules}))"
     )
     assert not any(found["before"].values())
     assert all(found["after"].values()), found["after"]
+    assert not found["aiohttp"]  # the upstream client is Headroom's own: a worker holds no aiohttp
 
 
 def test_without_a_shared_redis_its_client_is_not_imported():

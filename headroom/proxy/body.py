@@ -42,7 +42,7 @@ MAX_HEADER_COUNT = 100
 
 # Control characters (HTAB aside) other than the CRLF that ends each line. Sanic splits the
 # head on CRLF only, so a bare CR or LF would sit inside a value and break (or smuggle) a
-# header when it is forwarded; aiohttp refuses to send one at all.
+# header when it is forwarded; the upstream client refuses to send one at all (http1._head).
 _CONTROLS = bytes(range(0x09)) + bytes(range(0x0A, 0x20)) + b"\x7f"
 # A header line that does not start with a field name (RFC 9110 token) and a colon:
 # whitespace before the colon, folded continuation lines, names with spaces or separators.
@@ -70,7 +70,7 @@ def head_problem(head: bytes, header_count: int) -> ProxyError | None:
         if not head.isascii():
             try:
                 head.decode("utf-8")
-            except UnicodeDecodeError:  # aiohttp would send such a value on as an empty one
+            except UnicodeDecodeError:  # no API takes one; client libraries re-encode or drop it
                 return ProxyError(400, "Request header values must be ASCII or UTF-8")
     if header_count > MAX_HEADER_COUNT:
         return ProxyError(431, f"Too many header fields: the limit is {MAX_HEADER_COUNT}",

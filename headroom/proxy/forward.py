@@ -20,13 +20,13 @@ from __future__ import annotations
 import asyncio
 from time import perf_counter
 
-import aiohttp
 from sanic import Request
 from sanic.compat import Header
 from sanic.response import HTTPResponse
 
 from headroom.formats import Format
 from headroom.formats.base import Splicer
+from headroom.proxy import http1
 from headroom.proxy.errors import ProxyError
 from headroom.proxy.exchange import Exchange
 from headroom.proxy.headers import request_headers, response_headers
@@ -74,6 +74,8 @@ async def forward(
     try:
         exchange.status = resp.status
         headers = Header(response_headers(resp.headers.items()))
+        if resp.encoding is not None:  # one the client could not decode: the body goes on encoded, and says so
+            headers["content-encoding"] = resp.headers["content-encoding"]
         if "x-request-id" not in headers:  # OpenAI sends its own; keep it, it is the one support asks for
             headers["x-request-id"] = exchange.request_id
         if resp.content_type == "text/event-stream":
@@ -85,10 +87,10 @@ async def forward(
             return None
         try:
             payload = await read_body(resp, resources_of(request).config.max_response_bytes)
-        except (aiohttp.ServerTimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             raise ProxyError(504, "upstream did not finish its answer in time") from None
-        except aiohttp.ClientError as exc:
-            raise ProxyError(502, f"upstream answer broke off: {type(exc).__name__}") from None
+        except http1.ConnectionBroken as exc:
+            raise ProxyError(502, f"upstream answer broke off: {exc}") from None
         if retrieval is not None:
             exchange.status, payload = await retrieval.json_answer(payload)
         exchange.upstream_finished = perf_counter()
@@ -107,7 +109,7 @@ async def forward(
         resp.release()
 
 
-def _is_download(request: Request, resp: aiohttp.ClientResponse) -> bool:
+def _is_download(request: Request, resp: http1.Response) -> bool:
     """A body to relay piece by piece: not JSON (read whole and bounded), and a body at all."""
     mime = resp.content_type
     return (mime != "application/json" and not mime.endswith("+json") and request.method != "HEAD"
@@ -115,12 +117,12 @@ def _is_download(request: Request, resp: aiohttp.ClientResponse) -> bool:
 
 
 async def relay_download(
-    request: Request, resp: aiohttp.ClientResponse, headers: Header, exchange: Exchange
+    request: Request, resp: http1.Response, headers: Header, exchange: Exchange
 ) -> None:
     """Relay a pass-through body piece by piece, as it arrives, with no size limit.
 
-    Sanic's ``send`` waits while the client's socket is full and aiohttp stops reading while
-    its buffer is full, so a slow client slows the upstream instead of filling memory. An
+    Sanic's ``send`` waits while the client's socket is full and the upstream client stops reading
+    while its buffer is full, so a slow client slows the upstream instead of filling memory. An
     upstream ``Content-Length`` is kept when the bytes are unchanged (not decompressed), so
     download progress shows. If the upstream breaks off, so does the client's connection:
     a cut download must never look complete.
@@ -134,7 +136,7 @@ async def relay_download(
         async for chunk in resp.content.iter_any():
             await response.send(chunk)
             exchange.bytes_out += len(chunk)
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+    except (http1.ConnectionBroken, TimeoutError):
         exchange.error = "download_broken"
         resp.close()
         # No final chunk: the client sees a cut, not an end. Sanic's own server hands us the
@@ -151,7 +153,7 @@ async def relay_download(
 
 
 async def relay_stream(
-    request: Request, resp: aiohttp.ClientResponse, headers: Header, fmt: Format, exchange: Exchange,
+    request: Request, resp: http1.Response, headers: Header, fmt: Format, exchange: Exchange,
     retrieval: Retrieval | None = None,
 ) -> None:
     """Relay SSE as whole events, as soon as each arrives.
@@ -226,7 +228,7 @@ async def relay_stream(
         if splicer is not None and retrieval is not None and not broken:
             await retrieval.remember(splicer.visible())
             await pass_on(splicer.close(), splice=False)
-    except (aiohttp.ClientError, asyncio.TimeoutError, EventTooLong, UpstreamError) as exc:
+    except (http1.ConnectionBroken, TimeoutError, EventTooLong, UpstreamError) as exc:
         broken = True
         if isinstance(exc, EventTooLong):
             source.close()  # the rest of the event is still on its way: never reuse this connection
@@ -236,7 +238,7 @@ async def relay_stream(
             exchange.error = exchange.error or "retrieval_continuation_failed"
             message = f"The retrieval continuation failed: {exc.message}"
         else:
-            timed_out = isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError))
+            timed_out = isinstance(exc, TimeoutError)
             reason = "timed out" if timed_out else "broke off"
             exchange.error = exchange.error or ("stream_timeout" if timed_out else "stream_broken")
             message = f"The upstream stream {reason} before it was complete"
@@ -258,7 +260,7 @@ async def relay_stream(
     await response.eof()
 
 
-async def _continuation(retrieval: Retrieval, splicer: Splicer) -> aiohttp.ClientResponse | None:
+async def _continuation(retrieval: Retrieval, splicer: Splicer) -> http1.Response | None:
     """The next upstream stream of the answer, when the model called the retrieval tool."""
     body = await retrieval.follow(splicer.turn)
     return None if body is None else await retrieval.open(body)

@@ -34,13 +34,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import aiohttp
 import ujson
 
 from headroom.config import ProxyConfig
 from headroom.formats import Format
 from headroom.formats.base import ToolAnswer, ToolCall, ToolLoop, Turn
 from headroom.observability import metrics
+from headroom.proxy import http1
 from headroom.proxy.body import dumps
 from headroom.proxy.errors import ProxyError
 from headroom.proxy.exchange import Exchange
@@ -195,7 +195,7 @@ class Retrieval:
             self.failed = True
             return None
 
-    async def open(self, body: dict) -> aiohttp.ClientResponse:
+    async def open(self, body: dict) -> http1.Response:
         """Send a continuation upstream (same path, query and headers as the client's request)."""
         self.exchange.upstream_calls += 1
         return await self.upstream.open(UpstreamRequest(self.request.method, self.request.url,
@@ -251,9 +251,9 @@ class Retrieval:
         resp = await self.open(body)
         try:
             return resp.status, await read_body(resp, self.max_response_bytes)
-        except (aiohttp.ServerTimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             raise ProxyError(504, "upstream did not finish its answer in time") from None
-        except aiohttp.ClientError as exc:
-            raise ProxyError(502, f"upstream answer broke off: {type(exc).__name__}") from None
+        except http1.ConnectionBroken as exc:
+            raise ProxyError(502, f"upstream answer broke off: {exc}") from None
         finally:
             resp.release()

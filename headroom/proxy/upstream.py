@@ -1,19 +1,17 @@
-"""The pooled upstream client: one aiohttp session per worker process, and the bounded read
-of an answer's body.
+"""The pooled upstream client: one :class:`~headroom.proxy.http1.Pool` per worker process,
+and the bounded read of an answer's body.
 
-aiohttp is used directly because it is the cheapest Python HTTP client per request by a wide
-margin (about 0.13 ms of CPU per proxied call on a 2-core machine, against about 1.1 ms for
-plain httpx), and the proxy's added latency budget is 0.5 ms.
+The pool is Headroom's own lean HTTP/1.1 client (:mod:`headroom.proxy.http1`, which says
+why); its failures become :class:`UpstreamError` here, so routes answer them in the
+provider's own shape.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import NamedTuple
 
-import aiohttp
-
 from headroom.config import ProxyConfig
+from headroom.proxy import http1
 from headroom.proxy.errors import ProxyError
 
 
@@ -29,17 +27,16 @@ class AnswerTooLarge(UpstreamError):
                          "upstream_response_too_large")
 
 
-async def read_body(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+async def read_body(resp: http1.Response, limit: int) -> bytes:
     """The whole body of ``resp``, at most ``limit`` bytes once decompressed, else :class:`AnswerTooLarge`.
 
     ``resp.read()`` would hold whatever the upstream sends: a body that claims 10 GB, or a
     0.5 MiB gzip body that expands to 512 MiB. Here a declared ``Content-Length`` over the
-    limit is refused before a byte is read, and the body is read in the pieces aiohttp hands
-    out (already decompressed: aiohttp 3.12+ inflates gzip/deflate/br/zstd in bounded steps,
-    so a bomb never expands in one go), stopping as soon as the running total passes the
-    limit. A compressed body is never larger than what it expands to, so counting the
-    decompressed bytes also bounds the bytes received. A refused answer's connection is
-    closed, never returned to the pool with the rest of the body still on its way.
+    limit is refused before a byte is read, and the body is read in the pieces the client
+    hands out (already decompressed, in bounded steps, so a bomb never expands in one go),
+    stopping as soon as the running total passes the limit. A compressed body is never larger
+    than what it expands to, so counting the decompressed bytes also bounds the bytes received.
+    A refused answer's connection is closed, never returned to the pool with the rest of the body still on its way.
 
     Costs one size check per piece; a small answer arrives in one piece and is returned as
     it is, without a copy.
@@ -80,55 +77,32 @@ class Upstream:
 
     def __init__(self, config: ProxyConfig) -> None:
         self._config = config
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: http1.Pool | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(
-            limit=0,  # no global cap: each open stream holds a connection for minutes
-            limit_per_host=0,
-            ttl_dns_cache=300,
-            keepalive_timeout=30,
-        )
-        timeout = aiohttp.ClientTimeout(
-            total=None,  # a stream may last as long as it keeps sending
-            connect=self._config.connect_timeout,
-            sock_read=self._config.request_timeout,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=timeout,
-            auto_decompress=True,
-            # A proxy must never keep one caller's cookies and replay them for another.
-            cookie_jar=aiohttp.DummyCookieJar(),
-            # Transparent: send exactly the client's headers, nothing aiohttp would add.
-            skip_auto_headers=("User-Agent", "Accept", "Content-Type"),
-            raise_for_status=False,
+        self._pool = http1.Pool(
+            connect_timeout=self._config.connect_timeout,
+            read_timeout=self._config.request_timeout,  # between bytes: a stream may last as long as it sends
+            keepalive=30.0,
         )
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
 
-    async def open(self, req: UpstreamRequest) -> aiohttp.ClientResponse:
+    async def open(self, req: UpstreamRequest) -> http1.Response:
         """Send the request and return the response once its headers have arrived.
 
         The caller must ``release()`` (or ``close()``) the response. Connection failures
         become :class:`UpstreamError` so routes can answer in the provider's own shape.
         """
-        assert self._session is not None, "Upstream.start() was not awaited"
+        assert self._pool is not None, "Upstream.start() was not awaited"
         try:
-            return await self._session.request(
-                req.method,
-                req.url,
-                headers=req.headers,
-                data=req.body,
-                allow_redirects=False,
-                compress=None,
-            )
-        except (aiohttp.ServerTimeoutError, asyncio.TimeoutError):
+            return await self._pool.request(req.method, req.url, req.headers, req.body)
+        except TimeoutError:
             raise UpstreamError(504, "upstream did not answer in time") from None
-        except aiohttp.ClientConnectorError as exc:
-            raise UpstreamError(502, f"upstream unreachable: {exc.os_error or exc}") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(502, f"upstream connection failed: {type(exc).__name__}") from None
+        except http1.Unreachable as exc:
+            raise UpstreamError(502, f"upstream unreachable: {exc}") from None
+        except http1.ConnectionBroken as exc:
+            raise UpstreamError(502, f"upstream connection failed: {exc}") from None

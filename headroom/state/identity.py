@@ -22,9 +22,9 @@ authenticates, so the credential is the exact bytes the upstream authenticates:
 - **no case-folding and no Unicode normalisation**: keys that differ in case, in inner
   whitespace, or in any byte are different callers. UTF-8 beyond ASCII is hashed as
   received. Bytes that are not UTF-8 are refused (:class:`MalformedCredential`, a 400):
-  the upstream HTTP client cannot send them as received (aiohttp silently drops them, so
-  ``sk-\\xff-K`` would reach the upstream as ``sk--K``), and a credential Headroom hashed
-  differently from what the upstream authenticates would split one caller into many;
+  no provider issues such a key, and a client library that re-encodes header values (aiohttp,
+  Headroom's upstream client before issue 23, sent ``sk-\\xff-K`` on as ``sk--K``) would split
+  one caller into many: a credential hashed differently from what the upstream authenticates;
 - a request carrying several different credentials (``x-api-key`` *and* a different
   ``Bearer`` token, or one header twice) is hashed over all of them, tagged and
   length-prefixed: whichever of them the upstream honours, only a caller holding every one

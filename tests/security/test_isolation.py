@@ -248,8 +248,8 @@ def test_whitespace_around_a_key_is_not_part_of_it(proxy, mock):
 
 
 def test_keys_that_are_not_utf8_are_refused_not_mangled(proxy, mock):
-    """aiohttp drops bytes that are not UTF-8 from header values: ``sk-\\xff-K`` would reach
-    the upstream as ``sk--K``. Such a credential is refused up front, never hashed as one
+    """Client libraries drop bytes that are not UTF-8 from header values (aiohttp sent ``sk-\\xff-K``
+    on as ``sk--K``). Such a credential is refused up front, never hashed as one
     caller and forwarded as another, and never a 500."""
     body = json.dumps(anthropic_body("bad bytes")).encode()
     mock.reset()
