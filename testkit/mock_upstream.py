@@ -41,7 +41,8 @@ the upstream through it)
     x-mock-content-type: T       its content type (default application/json)
     x-mock-declared-length: L    its Content-Length (default N; ``none``: chunked); when L is over N
                                  the connection is cut after the N bytes
-    x-mock-body-encoding: E      gzip | deflate | br: the N bytes compressed as they are written
+    x-mock-body-encoding: E      gzip | deflate | br: the N bytes compressed as they are written;
+                                 any other E: sent as they are, labelled E
                                  (chunked), so N = 512 MiB is a 0.5 MiB "bomb" the mock never holds
     x-mock-sse-line-bytes: N     a 200 event stream whose first line is ``data: `` and N bytes of
                                  ``x`` with no line end (1 MiB at a time), then ``\n\n``
@@ -534,6 +535,8 @@ class _Compressor:
 
             self._obj = brotli.Compressor(quality=5)
             self.compress, self.flush = self._obj.process, self._obj.finish
+        elif encoding not in ("gzip", "deflate"):  # a label only: the bytes go as they are
+            self.compress, self.flush = bytes, bytes
         else:  # gzip, or deflate (RFC 9110: the zlib format)
             import zlib
 

@@ -74,6 +74,18 @@ def test_compressed_upstream_answer_reaches_client_without_stale_encoding(proxy,
     assert json.loads(response.content)["content"][0]["text"].startswith("mock reply: gzip me")
 
 
+def test_an_answer_in_an_encoding_headroom_cannot_decode_arrives_as_sent_and_labelled(proxy, fresh_mock):
+    """Headroom asks for gzip or deflate only; an upstream that answers in another encoding
+    anyway gets its bytes relayed untouched, with the header that says how to read them."""
+    body = {"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "opaque"}]}
+    with httpx.Client() as client:
+        response = client.post(f"{proxy.url}/v1/messages", json=body, headers={
+            **ANTHROPIC_HEADERS, "x-mock-body-bytes": "3000", "x-mock-body-encoding": "x-opaque"})
+    assert response.status_code == 200
+    assert response.headers["content-encoding"] == "x-opaque"
+    assert len(response.content) == 3000 and json.loads(response.content) is not None
+
+
 def test_stream_events_arrive_before_the_answer_is_complete(proxy, fresh_mock):
     body = {"model": "m", "max_tokens": 8, "stream": True, "messages": [{"role": "user", "content": "slow"}]}
     headers = {**ANTHROPIC_HEADERS, "x-mock-stream-delay-ms": "150", "x-mock-events": "4"}

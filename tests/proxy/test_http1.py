@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import ssl
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -381,3 +382,38 @@ async def test_a_released_answer_can_no_longer_close_the_connection_it_gave_back
         assert (await read_all(second))[0] == b"ok"
         second.release()
     assert len(connections) == 1
+
+
+async def test_https_verifies_the_upstream_and_sends_its_name():
+    trustme = pytest.importorskip("trustme")
+    authority = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("localhost").configure_cert(server_context)
+    names = []
+    server_context.sni_callback = lambda _sock, name, _context: names.append(name)  # type: ignore[assignment]
+
+    async def handler(reader, writer):
+        try:
+            while await read_request(reader) is not None:
+                writer.write(answer(b"over tls"))
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+
+    server = await asyncio.start_server(handler, "localhost", 0, ssl=server_context)
+    url = f"https://localhost:{server.sockets[0].getsockname()[1]}/v1/models"
+    trusting = ssl.create_default_context()
+    authority.configure_trust(trusting)
+    pool = http1.Pool(connect_timeout=5, read_timeout=5, tls=trusting)
+    stranger = http1.Pool(connect_timeout=5, read_timeout=5)  # the system's trust store: not this authority
+    try:
+        for _ in range(2):
+            resp = await pool.request("GET", url, [])
+            assert (await read_all(resp))[0] == b"over tls"
+            resp.release()
+        assert names == ["localhost"]  # the name sent (SNI); the second request reused the connection
+        with pytest.raises(http1.Unreachable, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+            await stranger.request("GET", url, [])
+    finally:
+        await pool.close()
+        await stranger.close()
+        server.close()
