@@ -384,11 +384,50 @@ async def test_a_released_answer_can_no_longer_close_the_connection_it_gave_back
     assert len(connections) == 1
 
 
-async def test_https_verifies_the_upstream_and_sends_its_name():
-    trustme = pytest.importorskip("trustme")
-    authority = trustme.CA()
+def certificates(directory, name: str) -> tuple[str, str, str]:
+    """A certificate authority and a server certificate for ``name`` it signed: the paths of
+    the authority's certificate, the server's certificate and the server's key (PEM)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "headroom test authority")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                                       data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                                       crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    leaf = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = (str(directory / "ca.pem"), str(directory / "cert.pem"), str(directory / "key.pem"))
+    for path, data in zip(paths, (ca.public_bytes(serialization.Encoding.PEM),
+                                  leaf.public_bytes(serialization.Encoding.PEM),
+                                  key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                    serialization.NoEncryption()))):
+        with open(path, "wb") as f:
+            f.write(data)
+    return paths
+
+
+async def test_https_verifies_the_upstream_and_sends_its_name(tmp_path):
+    ca, cert, key = certificates(tmp_path, "localhost")
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    authority.issue_cert("localhost").configure_cert(server_context)
+    server_context.load_cert_chain(cert, key)
     names = []
     server_context.sni_callback = lambda _sock, name, _context: names.append(name)  # type: ignore[assignment]
 
@@ -401,9 +440,7 @@ async def test_https_verifies_the_upstream_and_sends_its_name():
 
     server = await asyncio.start_server(handler, "localhost", 0, ssl=server_context)
     url = f"https://localhost:{server.sockets[0].getsockname()[1]}/v1/models"
-    trusting = ssl.create_default_context()
-    authority.configure_trust(trusting)
-    pool = http1.Pool(connect_timeout=5, read_timeout=5, tls=trusting)
+    pool = http1.Pool(connect_timeout=5, read_timeout=5, tls=ssl.create_default_context(cafile=ca))
     stranger = http1.Pool(connect_timeout=5, read_timeout=5)  # the system's trust store: not this authority
     try:
         for _ in range(2):
