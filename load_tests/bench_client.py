@@ -39,7 +39,17 @@ class Client:
 
     async def start(self) -> None: ...
 
-    async def call(self, url: str) -> int: ...
+    async def open(self, url: str) -> Any:
+        """Send the request; the answer once its head arrived (``status``, ``content``, ``release()``)."""
+
+    async def call(self, url: str) -> int:
+        resp = await self.open(url)
+        try:
+            while await resp.content.readany():
+                pass
+            return resp.status
+        finally:
+            resp.release()
 
     async def close(self) -> None: ...
 
@@ -54,15 +64,9 @@ class Aiohttp(Client):
             cookie_jar=aiohttp.DummyCookieJar(), skip_auto_headers=("User-Agent", "Accept", "Content-Type"),
             raise_for_status=False)
 
-    async def call(self, url: str) -> int:
-        resp = await self.session.request("POST", url, headers=SEND, data=unique(BODY), allow_redirects=False,
+    async def open(self, url: str) -> Any:
+        return await self.session.request("POST", url, headers=SEND, data=unique(BODY), allow_redirects=False,
                                           compress=None)
-        try:
-            while await resp.content.readany():
-                pass
-            return resp.status
-        finally:
-            resp.release()
 
     async def close(self) -> None:
         await self.session.close()
@@ -74,14 +78,8 @@ class Http1(Client):
     async def start(self) -> None:
         self.pool = http1.Pool(connect_timeout=10, read_timeout=600)
 
-    async def call(self, url: str) -> int:
-        resp = await self.pool.request("POST", url, SEND, unique(BODY))
-        try:
-            while await resp.content.readany():
-                pass
-            return resp.status
-        finally:
-            resp.release()
+    async def open(self, url: str) -> Any:
+        return await self.pool.request("POST", url, SEND, unique(BODY))
 
     async def close(self) -> None:
         await self.pool.close()

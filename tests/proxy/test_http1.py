@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import socket
 import ssl
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -454,3 +455,28 @@ async def test_https_verifies_the_upstream_and_sends_its_name(tmp_path):
         await pool.close()
         await stranger.close()
         server.close()
+
+
+async def test_a_connection_that_never_completes_is_a_connect_timeout():
+    """A listener whose accept queue is full drops new connections' SYNs: connecting hangs."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    address = listener.getsockname()
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(address)
+        fillers.append(filler)
+    await asyncio.sleep(0.1)
+    pool = http1.Pool(connect_timeout=0.5, read_timeout=5)
+    started = asyncio.get_running_loop().time()
+    try:
+        with pytest.raises(http1.ConnectTimeout):
+            await pool.request("GET", f"http://127.0.0.1:{address[1]}/", [])
+        assert asyncio.get_running_loop().time() - started < 3
+    finally:
+        await pool.close()
+        for s in (*fillers, listener):
+            s.close()
