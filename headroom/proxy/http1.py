@@ -26,9 +26,8 @@ What it keeps from a full client, because an upstream may do any of it:
   connection is reused only after its answer was read to the end; an idempotent request
   that finds a reused connection closed before any answer is sent again once (RFC 9112
   9.3.1, as aiohttp does);
-- TLS with the system's default context (verified, SNI), made in a thread at start-up
-  (:meth:`Pool.prepare_tls`); Happy Eyeballs between IPv6 and IPv4 addresses
-  (``aiohappyeyeballs``, aiohttp's own);
+- TLS with the system's default context (verified, SNI), made on first use; Happy Eyeballs
+  between IPv6 and IPv4 addresses (``aiohappyeyeballs``, aiohttp's own);
 - header values sent as Sanic decoded them (UTF-8 with surrogate escapes), byte for byte;
   a value with CR, LF or NUL is refused, never sent.
 """
@@ -563,7 +562,7 @@ class Pool:
 
     def __init__(self, connect_timeout: float | None, read_timeout: float | None, keepalive: float = 30.0,
                  tls: ssl.SSLContext | None = None) -> None:
-        """``tls``: the context for ``https`` origins; by default the system's (:meth:`prepare_tls`)."""
+        """``tls``: the context for ``https`` origins; by default the system's, made on first use."""
         self.loop = asyncio.get_running_loop()
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
@@ -571,7 +570,6 @@ class Pool:
         self._idle: dict[Origin, deque[_Connection]] = {}
         self._open: set[_Connection] = set()
         self._tls = tls
-        self._tls_making: asyncio.Future[ssl.SSLContext] | None = None
         self._sweep: asyncio.TimerHandle | None = None
 
     async def request(self, method: str, url: str, headers: list[tuple[str, str]],
@@ -605,21 +603,12 @@ class Pool:
                 return conn
         return None
 
-    def prepare_tls(self) -> None:
-        """Start making the default TLS context in a thread, so that the first ``https``
-        request does not wait for it: it loads the system's CA store (20–50 ms here), which
-        aiohttp did at import time, before the proxy answered anything."""
-        if self._tls is None and self._tls_making is None:
-            self._tls_making = self.loop.run_in_executor(None, ssl.create_default_context)
-
-    async def _tls_context(self) -> ssl.SSLContext:
-        if self._tls is None:
-            making = self._tls_making
-            self._tls = await making if making is not None else ssl.create_default_context()
-        return self._tls
-
     async def _connect(self, origin: Origin) -> _Connection:
-        tls = await self._tls_context() if origin.scheme == "https" else None
+        tls = None
+        if origin.scheme == "https":
+            if self._tls is None:
+                self._tls = ssl.create_default_context()  # loads the CA store: ms, once, when needed
+            tls = self._tls
         conn = _Connection(self, origin)
         try:
             # wait_for, not asyncio.timeout: Python 3.10 is supported, and its asyncio.TimeoutError

@@ -85,7 +85,6 @@ class Upstream:
             read_timeout=self._config.request_timeout,  # between bytes: a stream may last as long as it sends
             keepalive=30.0,
         )
-        self._pool.prepare_tls()  # off the first request's path
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -443,7 +443,6 @@ async def test_https_verifies_the_upstream_and_sends_its_name(tmp_path):
     url = f"https://localhost:{server.sockets[0].getsockname()[1]}/v1/models"
     pool = http1.Pool(connect_timeout=5, read_timeout=5, tls=ssl.create_default_context(cafile=ca))
     stranger = http1.Pool(connect_timeout=5, read_timeout=5)  # the system's trust store: not this authority
-    stranger.prepare_tls()  # made in a thread, as a worker does at start-up
     try:
         for _ in range(2):
             resp = await pool.request("GET", url, [])
