@@ -60,8 +60,8 @@ def check_tiktoken(config: ProxyConfig) -> Finding:
     subject = f"tiktoken {tokens.ENCODING_NAME}"
     if not config.optimize:
         return Finding("ok", subject, "not needed (--no-optimize)")
-    url = f"https://openaipublic.blob.core.windows.net/encodings/{tokens.ENCODING_NAME}.tiktoken"
-    cached = os.path.join(tokens.cache_dir(), hashlib.sha1(url.encode()).hexdigest())  # tiktoken's file name
+    name = hashlib.sha1(tokens.O200K_URL.encode()).hexdigest()  # tiktoken's file name for it
+    cached = os.path.join(tokens.cache_dir(), name)
     if not os.path.exists(cached):
         return Finding("fail", subject, f"not in tiktoken's cache ({tokens.cache_dir()}) and it cannot be "
                        "downloaded offline: token counts would be estimates", tokens.remedy())

@@ -11,6 +11,7 @@ o200k is OpenAI's tokenizer; for Claude models it is a close proxy, not the prov
 
 from __future__ import annotations
 
+import binascii
 import logging
 import threading
 
@@ -26,27 +27,62 @@ _encode = None  # bound ``encode_ordinary`` once loaded
 _state = "unloaded"  # unloaded | exact | estimate
 
 
-def _load_encoding():
-    import tiktoken
+# o200k_base as tiktoken_ext.openai_public defines it (tiktoken 0.14); the file is pinned by
+# its hash, so none of this can change under us. tests/transforms/test_tokens_terms.py checks
+# each against tiktoken's own definition.
+O200K_URL = "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken"
+O200K_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"
+O200K_SPECIAL = {"<|endoftext|>": 199999, "<|endofprompt|>": 200018}
+O200K_PATTERN = "|".join([
+    r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+    r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+    r"""\p{N}{1,3}""",
+    r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
+    r"""\s*[\r\n]+""",
+    r"""\s+(?!\S)""",
+    r"""\s+""",
+])
 
-    encoding = tiktoken.get_encoding(ENCODING_NAME)
-    _release_rank_table(encoding)
+
+def parse_ranks(contents: bytes, chunk: int = 1 << 16) -> dict[bytes, int]:
+    """A ``.tiktoken`` file (one ``base64-token rank`` pair a line) as tiktoken's rank table.
+
+    Why not ``tiktoken.load.load_tiktoken_bpe``: it decodes line by line in Python, 0.26 s for
+    o200k's 200,000 lines on a 2-core machine; ``split`` and ``map`` over 64 KiB at a time take
+    0.10 s, the same table (a split of the whole file at once took 0.12 s and left the process
+    ~1 MB larger). With ``--workers N`` the main process loads the tokenizer before it forks
+    the workers, so this is time before ``/health`` answers (``load_tests/footprint.py``)."""
+    ranks: dict[bytes, int] = {}
+    start = 0
+    while start < len(contents):
+        end = contents.find(b"\n", start + chunk) + 1 or len(contents)  # whole lines only
+        fields = contents[start:end].split()
+        if len(fields) % 2:
+            raise ValueError("a .tiktoken file has a token and a rank on each line")
+        ranks.update(zip(map(binascii.a2b_base64, fields[0::2]), map(int, fields[1::2])))
+        start = end
+    return ranks
+
+
+def _load_encoding():
+    """o200k_base, built from tiktoken's cached (or downloaded) file, checked by its hash.
+
+    The Python copy of the rank table is emptied once the Rust tokenizer holds its own:
+    tiktoken keeps it only for pickling, and it is ~30 MB of a worker's ~78 (measured with
+    tiktoken 0.14; a worker's tokenizer then takes ~48 MB). Counting is unaffected."""
+    import tiktoken
+    from tiktoken.load import read_file_cached
+
+    ranks = parse_ranks(read_file_cached(O200K_URL, O200K_SHA256))
+    encoding = tiktoken.Encoding(ENCODING_NAME, pat_str=O200K_PATTERN, mergeable_ranks=ranks,
+                                 special_tokens=O200K_SPECIAL)
+    ranks.clear()  # the Encoding's own reference is to this dict
+    _return_freed_memory()
     return encoding.encode_ordinary
 
 
-def _release_rank_table(encoding) -> None:
-    """Free the Python copy of the BPE rank table once the Rust tokenizer holds its own.
-
-    Why: every worker loads the encoding, and tiktoken keeps the 200,000-entry ``bytes ->
-    rank`` dict it was built from, which only its pickling support reads. Dropping it, then
-    handing the freed heap back to the system, takes a worker's tokenizer from ~78 MB to
-    ~48 MB of RSS (measured with o200k_base, tiktoken 0.14). Counting is unaffected.
-    """
-    if isinstance(getattr(encoding, "_mergeable_ranks", None), dict):
-        encoding._mergeable_ranks = {}
-    import gc
-
-    gc.collect()
+def _return_freed_memory() -> None:
+    """Hand the heap the rank table held back to the system (glibc keeps it otherwise)."""
     try:
         import ctypes
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import subprocess
 import sys
@@ -36,6 +37,34 @@ def test_counts_are_real_o200k_counts():
     assert tokens.count_tokens(text) == len(tiktoken.get_encoding("o200k_base").encode_ordinary(text))
     assert tokens.is_estimate() is False
     assert tokens.count_tokens("") == 0
+
+
+def test_the_encoding_is_tiktokens_own_o200k_base():
+    """Headroom builds o200k_base from tiktoken's file with a faster parser (start-up time):
+    the same pattern, special tokens and rank table as tiktoken's definition, and the same
+    counts on text that exercises each part of the pattern."""
+    import tiktoken
+    from tiktoken.load import read_file_cached
+    from tiktoken_ext import openai_public
+
+    definition = openai_public.o200k_base()
+    assert tokens.O200K_PATTERN == definition["pat_str"]
+    assert tokens.O200K_SPECIAL == definition["special_tokens"]
+    assert tokens.parse_ranks(read_file_cached(tokens.O200K_URL, tokens.O200K_SHA256)) == definition["mergeable_ranks"]
+    theirs = tiktoken.get_encoding("o200k_base")
+    ours = tokens._load_encoding()
+    texts = ["I'LL say it's 12345 ünïcødé\r\n\n  x\t\tëÉ", "def f(x):\n    return {'a': [1, 2]}  # ok\n",
+             "日本語のテキストと한국어 текст", "   trailing   ", "<|endoftext|> is ordinary text here"]
+    assert [ours(t) for t in texts] == [theirs.encode_ordinary(t) for t in texts]
+
+
+def test_a_rank_file_with_a_missing_rank_is_refused():
+    assert tokens.parse_ranks(b"YQ== 0\nYg== 1\n") == {b"a": 0, b"b": 1}
+    lines = b"".join(b"%s %d\n" % (base64.b64encode(b"t%d" % i), i) for i in range(1000))
+    assert tokens.parse_ranks(lines, chunk=7) == {b"t%d" % i: i for i in range(1000)}  # lines never cut
+    assert tokens.parse_ranks(lines.rstrip(b"\n"), chunk=100) == {b"t%d" % i: i for i in range(1000)}
+    with pytest.raises(ValueError, match="token and a rank"):
+        tokens.parse_ranks(b"YQ== 0\nYg==\n")
 
 
 def test_unavailable_encoding_gives_labelled_estimates_and_one_warning(fresh_tokens, caplog):
