@@ -52,7 +52,7 @@ def _flag_type(option: Option):
         try:
             return option.parse(text)
         except ValueError as exc:
-            raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+            raise argparse.ArgumentTypeError(f"{option.shown(text)!r}: {exc}") from None
 
     parse.__name__ = getattr(option.parse, "__name__", "value")
     return parse

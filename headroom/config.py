@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
+from urllib.parse import urlsplit
 
 BudgetPeriod = Literal["hourly", "daily", "monthly"]  # UTC periods
 BudgetScope = Literal["global", "key"]  # one budget for everyone, or one per API key
@@ -107,6 +108,49 @@ class Option:
     choices: tuple[str, ...] | None = None
     #: masked wherever the configuration is shown (``--print-config``)
     secret: bool = False
+
+    def shown(self, raw: str) -> str:
+        """``raw`` as an error message may repeat it: a secret never; a URL without its user
+        info or its query (either may carry a key: ``user:pw@``, Gemini's ``?key=``)."""
+        if self.secret:
+            return "***"
+        scheme, sep, rest = raw.partition("://")
+        if not sep:
+            return raw
+        rest, query, _ = rest.partition("?")
+        authority = rest.split("/", 1)[0].split("#", 1)[0]
+        if "@" in authority:
+            rest = "***@" + rest[authority.rindex("@") + 1:]
+        return f"{scheme}://{rest}{'?***' if query else ''}"
+
+
+def upstream_url(text: str) -> str:
+    """An upstream's base URL: http or https, a host, and nothing the request's own path and
+    query could not follow (the proxy sends ``base + path + ?query``).
+
+    Why checked here: the upstream client refuses anything else on every request, so such a
+    setting would start a proxy that fails each call with a 502; user info is refused rather
+    than sent as basic auth (the clients' own ``Authorization`` or key header is what
+    providers read, and the two cannot both be sent)."""
+    url = text.strip()
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise ValueError("not a URL") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ValueError("an upstream URL starts with http:// or https://")
+    if "@" in parts.netloc:
+        raise ValueError("user info (user:password@) in an upstream URL is not supported: "
+                         "the client's own key header is sent")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if not parts.hostname or port == 0:
+        raise ValueError("an upstream URL names a host, and a port (if any) from 1 to 65535")
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        raise ValueError("an upstream base URL has no query or fragment (each request's own are added)")
+    return url
 
 
 def parse_bool(text: str) -> bool:
@@ -248,9 +292,11 @@ OPTIONS: tuple[Option, ...] = (
            "instead of starting one"),
     Option("model_server_token", "--model-server-token", "HEADROOM_MODEL_SERVER_TOKEN",
            "shared token for a model server on TCP", secret=True),
-    Option("anthropic_api_url", "--anthropic-api-url", "ANTHROPIC_TARGET_API_URL", "Anthropic upstream base URL"),
-    Option("openai_api_url", "--openai-api-url", "OPENAI_TARGET_API_URL", "OpenAI upstream base URL"),
-    Option("gemini_api_url", "--gemini-api-url", "GEMINI_TARGET_API_URL", "Google Gemini upstream base URL"),
+    Option("anthropic_api_url", "--anthropic-api-url", "ANTHROPIC_TARGET_API_URL", "Anthropic upstream base URL",
+           upstream_url),
+    Option("openai_api_url", "--openai-api-url", "OPENAI_TARGET_API_URL", "OpenAI upstream base URL", upstream_url),
+    Option("gemini_api_url", "--gemini-api-url", "GEMINI_TARGET_API_URL", "Google Gemini upstream base URL",
+           upstream_url),
     Option("request_timeout", "--request-timeout", "HEADROOM_REQUEST_TIMEOUT",
            "seconds an upstream may stay silent (before headers, or between stream chunks)", SECONDS),
     Option("connect_timeout", "--connect-timeout", "HEADROOM_CONNECT_TIMEOUT",
@@ -300,7 +346,7 @@ def from_env(environ: Mapping[str, str], options: tuple[Option, ...] = OPTIONS) 
         raw = environ.get(option.env)
         if raw is None or raw == "":
             continue
-        given = f"{option.env}=***" if option.secret else f"{option.env}={raw!r}"  # secrets never in messages
+        given = f"{option.env}={option.shown(raw)!r}"  # secrets never in messages
         try:
             value = option.parse(raw)
         except ValueError as exc:

@@ -567,6 +567,9 @@ async def _oversized_body(request: web.Request) -> web.StreamResponse:
         if compressor is not None:
             await resp.write(compressor.flush())
         if resp.content_length is not None and resp.content_length > size and request.transport is not None:
+            stall = _int_header(request, "x-mock-stall-ms")
+            if stall > 0:
+                await asyncio.sleep(stall / 1000)  # the rest of the declared body is late
             request.transport.abort()  # the rest of the declared body never comes
     except ConnectionError:
         pass  # the proxy refused the body and hung up: what the tests want

@@ -53,6 +53,29 @@ def test_bad_environment_values_name_the_variable(env):
         build_config({}, environ=env)
 
 
+def test_a_refused_upstream_url_never_shows_its_secrets(capsys):
+    """The one-line refusal (tests/test_config_values.py) repeats the value: without its user
+    info or its query, either of which may hold a key."""
+    for url in ("http://bob:hunter2@h.example/v1", "https://h.example/v1?key=AIzaSECRET", "ftp://x:hunter2@h/?k=AIzaSECRET"):
+        with pytest.raises(ConfigError) as info:
+            build_config({}, environ={"ANTHROPIC_TARGET_API_URL": url})
+        with pytest.raises(SystemExit):
+            make_parser().parse_args(["proxy", "--gemini-api-url", url])
+        error = capsys.readouterr().err
+        assert "h.example" in str(info.value) + error or url.startswith("ftp")
+        for secret in ("hunter2", "AIzaSECRET"):
+            assert secret not in str(info.value) and secret not in error
+
+
+def test_upstream_urls_with_a_path_a_port_or_ipv6_are_kept():
+    env = {"ANTHROPIC_TARGET_API_URL": "HTTPS://Gateway.example:8443/anthropic/",
+           "OPENAI_TARGET_API_URL": "http://[::1]:8080/openai/v1/", "GEMINI_TARGET_API_URL": "http://10.0.0.7"}
+    config = build_config({}, environ=env)
+    assert config.anthropic_api_url == "HTTPS://Gateway.example:8443/anthropic"
+    assert config.openai_api_url == "http://[::1]:8080/openai"
+    assert config.gemini_api_url == "http://10.0.0.7"
+
+
 def test_bad_flag_is_a_usage_error():
     result = subprocess.run([sys.executable, "-m", "headroom", "proxy", "--port", "x"], capture_output=True, text=True)
     assert result.returncode == 2 and "--port" in result.stderr

@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from headroom import cli
-from headroom.config import MODEL_SERVER_OPTIONS, OPTIONS, ConfigError, Number, Option, from_env
+from headroom.config import MODEL_SERVER_OPTIONS, OPTIONS, ConfigError, Number, Option, from_env, upstream_url
 from headroom.preflight import check_listen, listen_error
 from testkit import ROOT
 
@@ -32,6 +32,9 @@ def _bad_values(option: Option) -> list[str]:
     """What must be refused for this option: never-numbers, and just outside its range."""
     if option.choices:
         return ["bogus", option.choices[0].upper() + "x"]
+    if option.parse is upstream_url:
+        return ["ftp://h.example", "h.example", "http://u:p@h.example", "https://h.example/v1?x=1",
+                "http://h.example:99999", "https://", "http://[::1"]
     number = option.parse
     assert isinstance(number, Number), f"{option.flag}: a numeric option must parse with config.Number"
     values = [v for v in GARBAGE if v != ""] + ["-1", _plain(number.high * 2 + 1)]
@@ -44,7 +47,7 @@ def _bad_values(option: Option) -> list[str]:
 
 
 def _checked(options: tuple[Option, ...]) -> list[Option]:
-    """Options with a value to check: numbers and choices (free text, URLs and switches aside)."""
+    """Options with a value to check: numbers, choices and upstream URLs (free text and switches aside)."""
     return [o for o in options if not o.switch and (o.choices or o.parse is not str)]
 
 
@@ -78,11 +81,12 @@ def _assert_one_line_error(code, out: str, err: str, named: str) -> None:
     assert named in lines[0], err
 
 
-def test_every_option_is_free_text_a_switch_a_choice_or_a_checked_number():
+def test_every_option_is_free_text_a_switch_a_choice_a_checked_number_or_an_upstream_url():
     """Guards the table: an option added with a bare ``int``/``float`` parser would escape it."""
     for _, options in COMMANDS:
         for option in options:
-            assert option.parse is str or option.switch or isinstance(option.parse, Number), option.flag
+            assert (option.parse in (str, upstream_url) or option.switch
+                    or isinstance(option.parse, Number)), option.flag
             assert not (option.choices and option.parse is not str), option.flag
 
 

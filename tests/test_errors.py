@@ -78,6 +78,24 @@ def test_slow_upstream_is_504(start_proxy, fresh_mock):
                                    headers={**OPENAI_HEADERS, "x-mock-delay-ms": "3000"}, timeout=10), 504)
 
 
+def test_an_answer_that_breaks_off_or_stalls_mid_body_is_a_native_502_or_504(start_proxy, fresh_mock):
+    """A non-streamed answer is read whole: one whose body stops short of its Content-Length
+    (the connection dropped) is a 502, one whose body stalls past --request-timeout a 504,
+    each in the provider's own shape, and the proxy serves the next request."""
+    proxy = start_proxy("--request-timeout", "0.5", "--no-cache")
+    cut = {"x-mock-body-bytes": "1000", "x-mock-declared-length": "100000"}
+    response = httpx.post(f"{proxy.url}/v1/messages", json=SMALL, headers={**ANTHROPIC_HEADERS, **cut}, timeout=10)
+    assert_anthropic_error(response, 502, "api_error")
+    assert "broke off" in response.json()["error"]["message"]
+    started = time.monotonic()
+    response = httpx.post(f"{proxy.url}/v1/chat/completions", json=SMALL, timeout=10,
+                          headers={**OPENAI_HEADERS, **cut, "x-mock-stall-ms": "3000"})
+    assert_openai_error(response, 504)
+    assert "did not finish its answer in time" in response.json()["error"]["message"]
+    assert time.monotonic() - started < 2.5
+    assert httpx.post(f"{proxy.url}/v1/messages", json=SMALL, headers=ANTHROPIC_HEADERS, timeout=10).status_code == 200
+
+
 def test_stalled_stream_ends_with_native_error_event(start_proxy, fresh_mock):
     proxy = start_proxy("--request-timeout", "0.5")
     body = {**SMALL, "stream": True}

@@ -27,7 +27,6 @@ from sanic.response import HTTPResponse
 from headroom.formats import Format
 from headroom.formats.base import Splicer
 from headroom.proxy import http1
-from headroom.proxy.errors import ProxyError
 from headroom.proxy.exchange import Exchange
 from headroom.proxy.headers import request_headers, response_headers
 from headroom.proxy.resources import resources_of
@@ -85,12 +84,7 @@ async def forward(
         if not exchange.llm and _is_download(request, resp):  # a pass-through non-JSON body
             await relay_download(request, resp, headers, exchange)
             return None
-        try:
-            payload = await read_body(resp, resources_of(request).config.max_response_bytes)
-        except TimeoutError:
-            raise ProxyError(504, "upstream did not finish its answer in time") from None
-        except http1.ConnectionBroken as exc:
-            raise ProxyError(502, f"upstream answer broke off: {exc}") from None
+        payload = await read_body(resp, resources_of(request).config.max_response_bytes)
         if retrieval is not None:
             exchange.status, payload = await retrieval.json_answer(payload)
         exchange.upstream_finished = perf_counter()

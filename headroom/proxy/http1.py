@@ -82,7 +82,7 @@ def split_url(url: str) -> tuple[Origin, str]:
     scheme, sep, rest = url.partition("://")
     scheme = scheme.lower()
     if not sep or scheme not in ("http", "https"):
-        raise ValueError(f"not an http(s) URL: {url!r}")
+        raise ValueError("not an http(s) URL")  # never the URL itself: it may hold a secret
     end = len(rest)
     for mark in "/?#":
         at = rest.find(mark)
@@ -115,7 +115,7 @@ def _origin(scheme: str, authority: str) -> Origin:
             host, port_text = authority, ""
         port = int(port_text) if port_text else default
     if not host or not 0 < port < 65536:
-        raise ValueError(f"not an http(s) URL authority: {authority!r}")
+        raise ValueError("not an http(s) URL's host and port")
     found = Origin(scheme, host, port, authority)
     if len(_origins) < 256:
         _origins[key] = found

@@ -42,7 +42,6 @@ from headroom.formats.base import ToolAnswer, ToolCall, ToolLoop, Turn
 from headroom.observability import metrics
 from headroom.proxy import http1
 from headroom.proxy.body import dumps
-from headroom.proxy.errors import ProxyError
 from headroom.proxy.exchange import Exchange
 from headroom.proxy.upstream import Upstream, UpstreamRequest, read_body
 from headroom.state.keys import make_key
@@ -251,9 +250,5 @@ class Retrieval:
         resp = await self.open(body)
         try:
             return resp.status, await read_body(resp, self.max_response_bytes)
-        except TimeoutError:
-            raise ProxyError(504, "upstream did not finish its answer in time") from None
-        except http1.ConnectionBroken as exc:
-            raise ProxyError(502, f"upstream answer broke off: {exc}") from None
         finally:
             resp.release()

@@ -28,7 +28,8 @@ class AnswerTooLarge(UpstreamError):
 
 
 async def read_body(resp: http1.Response, limit: int) -> bytes:
-    """The whole body of ``resp``, at most ``limit`` bytes once decompressed, else :class:`AnswerTooLarge`.
+    """The whole body of ``resp``, at most ``limit`` bytes once decompressed, else :class:`AnswerTooLarge`;
+    an answer that stalls is a 504, one that breaks off a 502 (:class:`UpstreamError`).
 
     ``resp.read()`` would hold whatever the upstream sends: a body that claims 10 GB, or a
     0.5 MiB gzip body that expands to 512 MiB. Here a declared ``Content-Length`` over the
@@ -54,9 +55,13 @@ async def read_body(resp: http1.Response, limit: int) -> bytes:
             if total > limit:
                 raise AnswerTooLarge(limit)
             pieces.append(chunk)
-    except BaseException:
+    except BaseException as exc:
         resp.close()
         pieces.clear()
+        if isinstance(exc, TimeoutError):
+            raise UpstreamError(504, "upstream did not finish its answer in time") from None
+        if isinstance(exc, http1.ConnectionBroken):
+            raise UpstreamError(502, f"upstream answer broke off: {exc}") from None
         raise
     if len(pieces) == 1:
         return pieces[0]
@@ -106,3 +111,5 @@ class Upstream:
             raise UpstreamError(502, f"upstream unreachable: {exc}") from None
         except http1.ConnectionBroken as exc:
             raise UpstreamError(502, f"upstream connection failed: {exc}") from None
+        except ValueError as exc:  # an upstream URL the configuration's checks did not see (made in code)
+            raise UpstreamError(502, f"upstream request not sent: {exc}") from None

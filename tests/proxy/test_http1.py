@@ -480,3 +480,20 @@ async def test_a_connection_that_never_completes_is_a_connect_timeout():
         await pool.close()
         for s in (*fillers, listener):
             s.close()
+
+
+async def test_an_upstream_url_the_client_cannot_use_is_a_502_that_does_not_show_it():
+    """The configuration refuses such URLs at start-up; one made in code (``ProxyConfig(...)``)
+    still gets the native 502 of an unusable upstream, not a 500, and its secret stays out."""
+    from headroom.config import ProxyConfig
+    from headroom.proxy.upstream import Upstream, UpstreamError, UpstreamRequest
+
+    upstream = Upstream(ProxyConfig())
+    await upstream.start()
+    try:
+        for url in ("ftp://h.example/v1/models", "http://bob:hunter2@h.example/v1/models", "http://h:0/v1"):
+            with pytest.raises(UpstreamError) as info:
+                await upstream.open(UpstreamRequest("GET", url, [], None))
+            assert info.value.status == 502 and "hunter2" not in info.value.message
+    finally:
+        await upstream.close()
