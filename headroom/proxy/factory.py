@@ -58,6 +58,7 @@ def create_app(config: ProxyConfig | None = None) -> Sanic:
         # First: from here on a stop signal is only noted until the worker serves.
         background.append(asyncio.get_running_loop().create_task(honour_a_stop_sent_while_starting(app)))
         heap.settle()  # start-up objects out of the collector's way (see headroom.proxy.heap)
+        asyncio.get_running_loop().call_soon(resources_of(app).upstream.prepare)  # once serving
         background.append(asyncio.get_running_loop().create_task(flush_stats_forever(resources_of(app))))
         if config.optimize:
             # In the background: /health answers at once, and no request waits for it (until it

@@ -562,7 +562,7 @@ class Pool:
 
     def __init__(self, connect_timeout: float | None, read_timeout: float | None, keepalive: float = 30.0,
                  tls: ssl.SSLContext | None = None) -> None:
-        """``tls``: the context for ``https`` origins; by default the system's, made on first use."""
+        """``tls``: the context for ``https`` origins; by default the system's (:meth:`tls`)."""
         self.loop = asyncio.get_running_loop()
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
@@ -603,12 +603,17 @@ class Pool:
                 return conn
         return None
 
+    def tls(self) -> ssl.SSLContext:
+        """The context for ``https`` origins: the one given, else the system's default, made
+        once. Making it loads the CA store (~30 ms here, holding the GIL): call this before
+        the first request (:meth:`headroom.proxy.upstream.Upstream.prepare`) to keep that
+        off its path (aiohttp made its context at import)."""
+        if self._tls is None:
+            self._tls = ssl.create_default_context()
+        return self._tls
+
     async def _connect(self, origin: Origin) -> _Connection:
-        tls = None
-        if origin.scheme == "https":
-            if self._tls is None:
-                self._tls = ssl.create_default_context()  # loads the CA store: ms, once, when needed
-            tls = self._tls
+        tls = self.tls() if origin.scheme == "https" else None
         conn = _Connection(self, origin)
         try:
             # wait_for, not asyncio.timeout: Python 3.10 is supported, and its asyncio.TimeoutError

@@ -8,6 +8,7 @@ provider's own shape.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 from headroom.config import ProxyConfig
@@ -90,6 +91,15 @@ class Upstream:
             read_timeout=self._config.request_timeout,  # between bytes: a stream may last as long as it sends
             keepalive=30.0,
         )
+
+    def prepare(self) -> None:
+        """Make now what the first request would otherwise wait for: the TLS context, when
+        an upstream is ``https`` (the proxy calls this once it serves, not before: a worker's
+        ``/health`` does not wait for it either)."""
+        assert self._pool is not None, "Upstream.start() was not awaited"
+        urls = (getattr(self._config, f.name) for f in dataclasses.fields(self._config) if f.name.endswith("_api_url"))
+        if any(str(url).lower().startswith("https://") for url in urls):
+            self._pool.tls()
 
     async def close(self) -> None:
         if self._pool is not None:

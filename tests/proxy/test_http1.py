@@ -497,3 +497,28 @@ async def test_an_upstream_url_the_client_cannot_use_is_a_502_that_does_not_show
             assert info.value.status == 502 and "hunter2" not in info.value.message
     finally:
         await upstream.close()
+
+
+async def test_the_default_tls_context_is_made_once_before_the_first_https_request(monkeypatch):
+    """Making it loads the CA store (~30 ms): the proxy makes it once it serves
+    (``Upstream.prepare``), not on its first https request; never when no upstream is https."""
+    import dataclasses
+
+    from headroom.config import ProxyConfig
+    from headroom.proxy.upstream import Upstream
+
+    made = []
+    real = ssl.create_default_context
+    monkeypatch.setattr(http1.ssl, "create_default_context", lambda: made.append(1) or real())
+    plain = dataclasses.replace(ProxyConfig(), anthropic_api_url="http://a", openai_api_url="http://o",
+                                gemini_api_url="http://g")
+    for config, expected in ((plain, 0), (dataclasses.replace(plain, gemini_api_url="HTTPS://g"), 1)):
+        made.clear()
+        upstream = Upstream(config)
+        await upstream.start()
+        try:
+            upstream.prepare()
+            upstream.prepare()
+            assert len(made) == expected
+        finally:
+            await upstream.close()
