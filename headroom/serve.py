@@ -116,6 +116,13 @@ def run_proxy(config: ProxyConfig) -> int:
     try:
         if early_stop.requested():
             return 0  # stopped while starting: before any helper (headroom.workers.early_stop)
+        if config.workers > 1 and config.optimize and start_method() == "fork":
+            # The tokenizer the workers will share starts loading now, while this process waits
+            # for the helpers it starts (preload_for_workers waits for it before the fork).
+            from headroom.transforms import tokens
+
+            limit_malloc_arenas()  # before the load's thread allocates (see limit_malloc_arenas)
+            tokens.warm_up()
         if config.workers > 1 and not config.redis_url:
             from headroom.workers.redis_server import PrivateRedis, RedisServerFailed, RedisServerMissing
 
