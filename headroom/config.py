@@ -148,7 +148,7 @@ def upstream_url(text: str) -> str:
         port = 0
     if not parts.hostname or port == 0:
         raise ValueError("an upstream URL names a host, and a port (if any) from 1 to 65535")
-    if parts.query or parts.fragment or "?" in url or "#" in url:
+    if "?" in url or "#" in url:  # a query or a fragment, even an empty one
         raise ValueError("an upstream base URL has no query or fragment (each request's own are added)")
     return url
 

@@ -66,9 +66,7 @@ def check_tiktoken(config: ProxyConfig) -> Finding:
         return Finding("fail", subject, f"not in tiktoken's cache ({tokens.cache_dir()}) and it cannot be "
                        "downloaded offline: token counts would be estimates", tokens.remedy())
     try:
-        import tiktoken
-
-        _in_thread(lambda: tiktoken.get_encoding(tokens.ENCODING_NAME).encode_ordinary("doctor"))
+        _in_thread(lambda: tokens.load_encoding()("doctor"))  # what the proxy loads, as it loads it
     except Exception as exc:  # noqa: BLE001 - a corrupt or truncated cache file
         return Finding("fail", subject, f"cached copy {cached} does not load ({exc.__class__.__name__}): "
                        "token counts would be estimates", f"delete it, then: {tokens.remedy()}")

@@ -99,6 +99,7 @@ def run_proxy(config: ProxyConfig) -> int:
     from headroom.observability.request_log import RequestLog
     from headroom.pricing import load_pricing
 
+    limit_malloc_arenas()  # first: before any thread of this process allocates (the tokenizer's, the helpers')
     if config.log_file:
         try:
             RequestLog(config.log_file).check()
@@ -121,7 +122,6 @@ def run_proxy(config: ProxyConfig) -> int:
             # for the helpers it starts (preload_for_workers waits for it before the fork).
             from headroom.transforms import tokens
 
-            limit_malloc_arenas()  # before the load's thread allocates (see limit_malloc_arenas)
             tokens.warm_up()
         if config.workers > 1 and not config.redis_url:
             from headroom.workers.redis_server import PrivateRedis, RedisServerFailed, RedisServerMissing
@@ -230,7 +230,6 @@ def serve(config: ProxyConfig) -> None:
     for message in startup_warnings(config):
         print(f"headroom: WARNING: {message}", file=sys.stderr)
     print(banner(config), file=sys.stderr, flush=True)
-    limit_malloc_arenas()
     if config.workers == 1:
         serve_single(config)
     else:

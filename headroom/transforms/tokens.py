@@ -64,7 +64,7 @@ def parse_ranks(contents: bytes, chunk: int = 1 << 16) -> dict[bytes, int]:
     return ranks
 
 
-def _load_encoding():
+def load_encoding():
     """o200k_base, built from tiktoken's cached (or downloaded) file, checked by its hash.
 
     The Python copy of the rank table is emptied once the Rust tokenizer holds its own:
@@ -128,7 +128,7 @@ def _ensure_loaded() -> None:
 
         def target() -> None:
             try:
-                result["encode"] = _load_encoding()
+                result["encode"] = load_encoding()
             except BaseException as exc:  # noqa: BLE001 - any failure means "estimate"
                 result["error"] = exc
 

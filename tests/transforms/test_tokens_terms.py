@@ -52,7 +52,7 @@ def test_the_encoding_is_tiktokens_own_o200k_base():
     assert tokens.O200K_SPECIAL == definition["special_tokens"]
     assert tokens.parse_ranks(read_file_cached(tokens.O200K_URL, tokens.O200K_SHA256)) == definition["mergeable_ranks"]
     theirs = tiktoken.get_encoding("o200k_base")
-    ours = tokens._load_encoding()
+    ours = tokens.load_encoding()
     texts = ["I'LL say it's 12345 ünïcødé\r\n\n  x\t\tëÉ", "def f(x):\n    return {'a': [1, 2]}  # ok\n",
              "日本語のテキストと한국어 текст", "   trailing   ", "<|endoftext|> is ordinary text here"]
     assert [ours(t) for t in texts] == [theirs.encode_ordinary(t) for t in texts]
@@ -71,7 +71,7 @@ def test_unavailable_encoding_gives_labelled_estimates_and_one_warning(fresh_tok
     def offline():
         raise ConnectionError("no route to openaipublic.blob.core.windows.net")
 
-    fresh_tokens.setattr(tokens, "_load_encoding", offline)
+    fresh_tokens.setattr(tokens, "load_encoding", offline)
     with caplog.at_level(logging.WARNING, logger="headroom.tokens"):
         counts = [tokens.count_tokens("some text " * n) for n in range(1, 50)]
         assert tokens.is_estimate() is True
@@ -95,7 +95,7 @@ def test_offline_the_warning_is_one_line_with_the_fix(tmp_path):
 
 def test_a_hanging_download_does_not_hang_requests(fresh_tokens):
     fresh_tokens.setattr(tokens, "LOAD_TIMEOUT_S", 0.05)
-    fresh_tokens.setattr(tokens, "_load_encoding", lambda: time.sleep(2))  # a slow load: the behaviour under test
+    fresh_tokens.setattr(tokens, "load_encoding", lambda: time.sleep(2))  # a slow load: the behaviour under test
     start = time.monotonic()
     assert tokens.count_tokens("abcd" * 10) == 10
     assert time.monotonic() - start < 1 and tokens.is_estimate()
@@ -138,13 +138,13 @@ def test_a_count_during_the_background_load_does_not_wait_and_is_not_kept(fresh_
     import threading
 
     release = threading.Event()
-    real = tokens._load_encoding
+    real = tokens.load_encoding
 
     def slow_load():
         release.wait(10)
         return real()
 
-    fresh_tokens.setattr(tokens, "_load_encoding", slow_load)
+    fresh_tokens.setattr(tokens, "load_encoding", slow_load)
     text = "Headroom counts this sentence with o200k once the tokenizer is loaded. " * 3
     loading = tokens.warm_up()
     start = time.monotonic()
